@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one definition of every BPF map key and value, the drop/allow reasons
+ * and the pinned object names. Included by the BPF programs (C) and by the
+ * agent, the CNI plugin and the tests (C++), so the layouts can never drift.
+ *
+ * Rules for this file:
+ *  - fixed-width kernel types only, explicit padding, no bitfields;
+ *  - every field says its byte order ("net" = network order, else host);
+ *  - every struct has a size assertion, and the fields a kernel map type
+ *    interprets (the LPM prefix) have an offset assertion.
+ */
+#ifndef MICROSEG_DATAPATH_H
+#define MICROSEG_DATAPATH_H
+
+#include <linux/types.h>
+
+#ifdef __cplusplus
+#include <cstddef>
+#define MS_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#define MS_OFFSETOF(type, member) offsetof(type, member)
+#else
+#define MS_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#define MS_OFFSETOF(type, member) __builtin_offsetof(type, member)
+#endif
+
+/* ---- names of pinned objects, relative to the agent's bpffs directory ---- */
+#define MS_PIN_PROG_FROM_POD "progs/from_pod" /* tc ingress of the host veth */
+#define MS_PIN_PROG_TO_POD "progs/to_pod"     /* tc egress of the host veth */
+#define MS_PIN_MAPS_DIR "maps"
+
+/* ---- default capacities (the agent may resize before load) ---- */
+#define MS_DEFAULT_MAX_ENDPOINTS 4096
+#define MS_DEFAULT_MAX_POLICY_EXACT 262144
+#define MS_DEFAULT_MAX_POLICY_LPM 65536
+#define MS_DEFAULT_MAX_SESSIONS 262144
+
+/*
+ * Direction is always seen from the pod: INGRESS is traffic into the pod
+ * (the host veth's tc *egress* hook), EGRESS is traffic out of the pod (the
+ * host veth's tc *ingress* hook).
+ */
+enum ms_direction {
+	MS_DIR_INGRESS = 0,
+	MS_DIR_EGRESS = 1,
+	MS_DIR_MAX = 2,
+};
+
+/*
+ * Why a packet got its verdict. Allow reasons come first; every reason from
+ * MS_REASON_FIRST_DROP on is a drop. Append new reasons before MS_REASON_MAX
+ * only, never renumber: the agent exports them by name.
+ */
+enum ms_reason {
+	MS_REASON_ALLOW_POLICY = 0,       /* a policy rule allows the new flow */
+	MS_REASON_ALLOW_NOT_ISOLATED = 1, /* no policy isolates the pod in this direction */
+	MS_REASON_ALLOW_SESSION = 2,      /* packet of a tracked, allowed flow or its reply */
+	MS_REASON_ALLOW_NON_IP = 3,       /* ARP: needed for the pod's L2 to work */
+	MS_REASON_DROP_POLICY = 4,        /* isolated and no rule allows */
+	MS_REASON_DROP_UNKNOWN_ENDPOINT = 5, /* veth carries our program but no endpoint is registered yet */
+	MS_REASON_DROP_MALFORMED = 6,     /* truncated or invalid headers */
+	MS_REASON_DROP_UNSUPPORTED_L3 = 7,/* IPv6 or another L3 protocol to/from an isolated pod */
+	MS_REASON_DROP_FRAGMENT = 8,      /* non-first IPv4 fragment to/from an isolated pod */
+	MS_REASON_MAX = 9,
+};
+#define MS_REASON_FIRST_DROP MS_REASON_DROP_POLICY
+
+/* ---- ms_stats: PERCPU_ARRAY, index = ms_stats_index(direction, reason) ---- */
+struct ms_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+MS_STATIC_ASSERT(sizeof(struct ms_counter) == 16, "ms_counter layout");
+#define MS_STATS_ENTRIES (MS_DIR_MAX * MS_REASON_MAX)
+static inline __u32 ms_stats_index(__u32 direction, __u32 reason)
+{
+	return direction * MS_REASON_MAX + reason;
+}
+
+/* ---- ms_endpoints: HASH, one entry per pod veth on this node ---- */
+struct ms_endpoint_key {
+	__u32 ifindex; /* host order: ifindex of the host-side veth */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_endpoint_key) == 4, "ms_endpoint_key layout");
+
+#define MS_EP_F_INGRESS_ISOLATED (1U << 0)
+#define MS_EP_F_EGRESS_ISOLATED (1U << 1)
+
+struct ms_endpoint {
+	__u32 endpoint_id; /* host order: agent-assigned, never 0, keys the policy maps */
+	__u32 ipv4;        /* net: the pod's IPv4 address */
+	__u32 policy_rev;  /* host order: bumped by the agent on every policy change of this endpoint */
+	__u8 flags;        /* MS_EP_F_* */
+	__u8 pad[3];
+};
+MS_STATIC_ASSERT(sizeof(struct ms_endpoint) == 16, "ms_endpoint layout");
+
+/*
+ * ---- ms_policy: HASH, exact peer address (pods matched by selectors) ----
+ * port 0 means "any port", proto 0 means "any protocol". The program looks
+ * up (proto, port), then (proto, any port), then (any proto, any port).
+ */
+struct ms_policy_key {
+	__u32 endpoint_id; /* host order */
+	__u32 peer_ipv4;   /* net */
+	__u16 port;        /* host order: destination port of the flow; 0 = any */
+	__u8 proto;        /* IPPROTO_*; 0 = any */
+	__u8 direction;    /* enum ms_direction */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_policy_key) == 12, "ms_policy_key layout");
+
+enum ms_action {
+	MS_ACTION_DENY = 0,
+	MS_ACTION_ALLOW = 1,
+};
+
+struct ms_policy_value {
+	__u8 action; /* enum ms_action */
+	__u8 pad[3];
+	__u32 rule_id; /* host order: agent's id of the rule that produced the entry (flow visibility) */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_policy_value) == 8, "ms_policy_value layout");
+
+/*
+ * ---- ms_policy_lpm: LPM_TRIE, peer CIDRs (ipBlock, "any peer") ----
+ * The kernel matches `prefixlen` bits starting at endpoint_id, so the fixed
+ * fields come first and are always matched in full:
+ *   prefixlen = MS_LPM_FIXED_BITS + CIDR prefix length.
+ */
+struct ms_lpm_key {
+	__u32 prefixlen;   /* host order, required first by LPM_TRIE */
+	__u32 endpoint_id; /* host order */
+	__u8 direction;    /* enum ms_direction */
+	__u8 proto;        /* IPPROTO_*; 0 = any */
+	__u16 port;        /* host order; 0 = any */
+	__u32 peer_ipv4;   /* net */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_lpm_key) == 16, "ms_lpm_key layout");
+MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_lpm_key, endpoint_id) == 4, "LPM data starts after prefixlen");
+MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_lpm_key, peer_ipv4) == 12, "peer address is the matched suffix");
+#define MS_LPM_FIXED_BITS 64 /* endpoint_id + direction + proto + port */
+
+/*
+ * ---- ms_sessions: LRU_HASH, flows admitted at one endpoint ----
+ * The key is the 5-tuple as first seen at `endpoint_id` (the packet that was
+ * admitted). A later packet matches either that key (same direction) or its
+ * reverse (reply). ICMP echo uses the echo identifier as both ports.
+ */
+struct ms_session_key {
+	__u32 endpoint_id; /* host order */
+	__u32 saddr;       /* net */
+	__u32 daddr;       /* net */
+	__u16 sport;       /* net */
+	__u16 dport;       /* net */
+	__u8 proto;
+	__u8 pad[3];
+};
+MS_STATIC_ASSERT(sizeof(struct ms_session_key) == 20, "ms_session_key layout");
+
+struct ms_session {
+	__u64 last_seen_ns; /* host order: bpf_ktime_get_ns() of the last packet */
+	__u32 policy_rev;   /* host order: the endpoint's policy_rev when admitted */
+	__u8 direction;     /* enum ms_direction of the admitted (first) packet */
+	__u8 pad[3];
+};
+MS_STATIC_ASSERT(sizeof(struct ms_session) == 16, "ms_session layout");
+
+#endif /* MICROSEG_DATAPATH_H */

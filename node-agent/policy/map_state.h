@@ -1,0 +1,71 @@
+// The BPF maps' contents as plain C++ containers: what the compiler wants
+// (desired) and what the maps hold (live), the ordered diff between them and
+// the writer interface that applies it.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "microseg/datapath.h"
+
+namespace microseg {
+
+// Orders map keys by their bytes, which is what the kernel compares too.
+// Keys must be zero-initialised (`T key{};`) so padding compares equal.
+template <typename T>
+struct BytewiseLess {
+  bool operator()(const T& a, const T& b) const { return std::memcmp(&a, &b, sizeof(T)) < 0; }
+};
+template <typename T>
+bool BytewiseEqual(const T& a, const T& b) {
+  return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+
+struct MapState {
+  std::map<uint32_t, ms_endpoint> endpoints;  // key: host veth ifindex
+  std::map<ms_policy_key, ms_policy_value, BytewiseLess<ms_policy_key>> exact;
+  std::map<ms_lpm_key, ms_policy_value, BytewiseLess<ms_lpm_key>> lpm;
+};
+
+// Applied in member order. Policy entries are added before the endpoint flags
+// that make them matter and removed only after, so a packet never sees an
+// endpoint isolated without its allow entries.
+struct MapChanges {
+  std::vector<std::pair<ms_policy_key, ms_policy_value>> exact_upserts;
+  std::vector<std::pair<ms_lpm_key, ms_policy_value>> lpm_upserts;
+  std::vector<std::pair<uint32_t, ms_endpoint>> endpoint_upserts;
+  std::vector<uint32_t> endpoint_deletes;
+  std::vector<ms_policy_key> exact_deletes;
+  std::vector<ms_lpm_key> lpm_deletes;
+
+  bool empty() const {
+    return exact_upserts.empty() && lpm_upserts.empty() && endpoint_upserts.empty() &&
+           endpoint_deletes.empty() && exact_deletes.empty() && lpm_deletes.empty();
+  }
+};
+
+// Only entries that differ: unchanged entries produce no operation.
+MapChanges DiffMapState(const MapState& live, const MapState& desired);
+
+// One map operation each; the real one writes BPF maps, tests use a fake.
+class MapWriter {
+ public:
+  virtual ~MapWriter() = default;
+  [[nodiscard]] virtual absl::Status UpsertEndpoint(uint32_t ifindex, const ms_endpoint& value) = 0;
+  [[nodiscard]] virtual absl::Status DeleteEndpoint(uint32_t ifindex) = 0;
+  [[nodiscard]] virtual absl::Status UpsertExact(const ms_policy_key& key, const ms_policy_value& value) = 0;
+  [[nodiscard]] virtual absl::Status DeleteExact(const ms_policy_key& key) = 0;
+  [[nodiscard]] virtual absl::Status UpsertLpm(const ms_lpm_key& key, const ms_policy_value& value) = 0;
+  [[nodiscard]] virtual absl::Status DeleteLpm(const ms_lpm_key& key) = 0;
+};
+
+// Applies `changes` in order and mirrors each successful operation into
+// `live`, so after a failure `live` is exactly what the maps hold and the
+// caller can roll back with DiffMapState(live, previous).
+[[nodiscard]] absl::Status ApplyMapChanges(MapWriter& writer, const MapChanges& changes, MapState& live);
+
+}  // namespace microseg
