@@ -71,7 +71,7 @@ struct ms_counter {
 	__u64 bytes;
 };
 MS_STATIC_ASSERT(sizeof(struct ms_counter) == 16, "ms_counter layout");
-#define MS_STATS_ENTRIES (MS_DIR_MAX * MS_REASON_MAX)
+#define MS_STATS_ENTRIES ((int)MS_DIR_MAX * (int)MS_REASON_MAX)
 static inline __u32 ms_stats_index(__u32 direction, __u32 reason)
 {
 	return direction * MS_REASON_MAX + reason;

@@ -1,0 +1,80 @@
+// Loads the BPF object (through its skeleton) once per agent start, sizes and
+// configures it, and pins programs and maps under the agent's bpffs
+// directory. Pinned maps from an earlier run are reused, so policy and
+// sessions survive agent restarts and the programs already attached to pod
+// veths keep enforcing while the agent is down.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "map_state.h"
+#include "microseg/datapath.h"
+
+struct microseg_bpf;
+
+namespace microseg {
+
+struct DatapathOptions {
+  std::string bpffs_dir = "/sys/fs/bpf/microseg";
+  uint32_t max_endpoints = MS_DEFAULT_MAX_ENDPOINTS;
+  uint32_t max_policy_exact = MS_DEFAULT_MAX_POLICY_EXACT;
+  uint32_t max_policy_lpm = MS_DEFAULT_MAX_POLICY_LPM;
+  uint32_t max_sessions = MS_DEFAULT_MAX_SESSIONS;
+  absl::Duration tcp_session_timeout = absl::Hours(1);
+  absl::Duration udp_session_timeout = absl::Seconds(60);
+  absl::Duration icmp_session_timeout = absl::Seconds(30);
+};
+
+// Per (direction, reason) packet and byte counts summed over CPUs.
+using DatapathCounters = std::array<ms_counter, MS_STATS_ENTRIES>;
+
+struct MapCapacity {
+  std::string name;
+  uint32_t max_entries = 0;
+};
+
+class BpfDatapath {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<BpfDatapath>> LoadAndPin(const DatapathOptions& options);
+  ~BpfDatapath();
+  BpfDatapath(const BpfDatapath&) = delete;
+  BpfDatapath& operator=(const BpfDatapath&) = delete;
+
+  int endpoints_fd() const;
+  int policy_fd() const;
+  int policy_lpm_fd() const;
+  int sessions_fd() const;
+  int stats_fd() const;
+
+  // Number of maps taken over from an earlier agent's pins.
+  int reused_maps() const { return reused_maps_; }
+  std::vector<MapCapacity> capacities() const;
+
+  // What the endpoint and policy maps hold right now (after a restart this is
+  // the previous agent's state, the starting point of the first diff).
+  [[nodiscard]] absl::StatusOr<MapState> ReadPolicyMaps() const;
+  [[nodiscard]] absl::StatusOr<DatapathCounters> ReadCounters() const;
+  [[nodiscard]] absl::StatusOr<uint32_t> CountSessions() const;
+  // Forgets every session admitted at `endpoint_id` (the endpoint is gone).
+  [[nodiscard]] absl::Status DeleteSessionsOf(uint32_t endpoint_id) const;
+
+  // Removes every pin this agent owns (programs, maps, their directories).
+  [[nodiscard]] absl::Status Unpin() const;
+
+  const std::string& bpffs_dir() const { return bpffs_dir_; }
+
+ private:
+  BpfDatapath(microseg_bpf* skel, std::string bpffs_dir, int reused_maps)
+      : skel_(skel), bpffs_dir_(std::move(bpffs_dir)), reused_maps_(reused_maps) {}
+
+  microseg_bpf* skel_;
+  std::string bpffs_dir_;
+  int reused_maps_;
+};
+
+}  // namespace microseg

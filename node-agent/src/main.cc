@@ -1,0 +1,275 @@
+// microseg-agent: the per-node agent. Loads and pins the TC programs, keeps
+// the policy maps in step with the cluster state, serves the CNI plugin over
+// gRPC and exports Prometheus metrics.
+#include <net/if.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "agent.h"
+#include "bpf_datapath.h"
+#include "bpf_map_writer.h"
+#include "endpoint_registry.h"
+#include "grpc_service.h"
+#include "log.h"
+#include "manifest_directory.h"
+#include "metrics.h"
+#include "prometheus/exposer.h"
+
+ABSL_FLAG(bool, standalone, false,
+          "Take the cluster state from --manifests instead of the Kubernetes API (required in this version).");
+ABSL_FLAG(std::string, manifests, "",
+          "Directory of Namespace, Pod and NetworkPolicy YAML files (multi-document files and kind: List allowed). "
+          "Adding, changing or removing a file takes effect within a second; a file that does not parse is "
+          "reported and its last good version stays in force.");
+ABSL_FLAG(std::string, bpffs_dir, "/sys/fs/bpf/microseg",
+          "Directory on a bpf filesystem where programs (progs/) and maps (maps/) are pinned. Pinned maps of an "
+          "earlier run are reused, so enforcement survives agent restarts.");
+ABSL_FLAG(std::string, grpc_socket, "/run/microseg/agent.sock", "Unix socket of the agent's gRPC API (mode 0600).");
+ABSL_FLAG(std::string, state_dir, "/run/microseg/state",
+          "Directory for registered endpoints (endpoints/) and registrations the CNI plugin left while the agent was "
+          "down (pending/).");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464", "host:port of the Prometheus /metrics endpoint.");
+ABSL_FLAG(uint32_t, max_endpoints, MS_DEFAULT_MAX_ENDPOINTS, "Capacity of the endpoint map (pods on this node).");
+ABSL_FLAG(uint32_t, max_policy_entries, MS_DEFAULT_MAX_POLICY_EXACT, "Capacity of the exact-match policy map.");
+ABSL_FLAG(uint32_t, max_lpm_entries, MS_DEFAULT_MAX_POLICY_LPM, "Capacity of the CIDR (LPM) policy map.");
+ABSL_FLAG(uint32_t, max_sessions, MS_DEFAULT_MAX_SESSIONS, "Capacity of the session map.");
+ABSL_FLAG(absl::Duration, tcp_session_timeout, absl::Hours(1), "Idle time after which a TCP session is forgotten.");
+ABSL_FLAG(absl::Duration, udp_session_timeout, absl::Seconds(60), "Idle time after which a UDP flow is forgotten.");
+ABSL_FLAG(absl::Duration, icmp_session_timeout, absl::Seconds(30),
+          "Idle time after which an ICMP echo flow is forgotten.");
+ABSL_FLAG(absl::Duration, manifest_poll_interval, absl::Milliseconds(200), "How often --manifests is rescanned.");
+ABSL_FLAG(bool, unpin_on_exit, false,
+          "Remove the pinned programs and maps on exit (tests and demos; in production keep them so enforcement "
+          "survives restarts).");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+
+namespace microseg {
+namespace {
+
+// Errors of the manifest directory, copied for the gRPC and metrics threads.
+class ManifestErrorBoard {
+ public:
+  void Publish(std::vector<ManifestError> errors, uint64_t rejected) {
+    std::lock_guard<std::mutex> lock(mu_);
+    errors_ = std::move(errors);
+    rejected_ = rejected;
+  }
+  std::vector<ManifestError> errors() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return errors_;
+  }
+  uint64_t rejected() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return rejected_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<ManifestError> errors_;
+  uint64_t rejected_ = 0;
+};
+
+std::unique_ptr<grpc::Server> StartGrpc(const std::string& socket_path, grpc::Service* service) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(socket_path).parent_path(), ec);
+  ::unlink(socket_path.c_str());  // a stale socket of a previous run
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials());
+  builder.RegisterService(service);
+  // The socket is created by BuildAndStart; no window where others can connect.
+  const mode_t old_mask = ::umask(0077);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ::umask(old_mask);
+  if (server) ::chmod(socket_path.c_str(), 0600);
+  return server;
+}
+
+// Registrations the CNI plugin wrote (failMode isolate) while we were down.
+void AdoptPendingRegistrations(const std::string& pending_dir, Agent& agent) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(pending_dir, ec)) return;
+  for (const auto& entry : std::filesystem::directory_iterator(pending_dir, ec)) {
+    if (entry.path().extension() != ".json") continue;
+    std::ifstream in(entry.path());
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    v1::AddEndpointRequest request;
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = true;
+    if (auto status = google::protobuf::util::JsonStringToMessage(text, &request, options); !status.ok()) {
+      LogError("pending registration ", entry.path().string(), " is unreadable, removing it: ", status.ToString());
+      std::filesystem::remove(entry.path(), ec);
+      continue;
+    }
+    auto view = agent.AddEndpoint(RecordFromRequest(request));
+    if (!view.ok()) {
+      LogWarning("pending registration ", entry.path().string(), " not adopted yet: ", view.status().ToString());
+      continue;
+    }
+    LogInfo("adopted pending registration of ", request.pod_namespace(), "/", request.pod_name());
+    std::filesystem::remove(entry.path(), ec);
+  }
+}
+
+bool VethIsGone(const EndpointRecord& record) {
+  char name[IF_NAMESIZE] = {};
+  return if_indextoname(record.host_ifindex, name) == nullptr || record.host_ifname != name;
+}
+
+int Run() {
+  if (!absl::GetFlag(FLAGS_standalone)) {
+    LogError("the Kubernetes API source is not part of this version: run with --standalone --manifests DIR");
+    return 2;
+  }
+  const std::string manifests = absl::GetFlag(FLAGS_manifests);
+  if (manifests.empty() || !std::filesystem::is_directory(manifests)) {
+    LogError("--manifests must name an existing directory (got '", manifests, "')");
+    return 2;
+  }
+
+  // Signals are taken synchronously by the main loop; block them before any
+  // thread (gRPC, exposer) starts so none of those threads receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  DatapathOptions options;
+  options.bpffs_dir = absl::GetFlag(FLAGS_bpffs_dir);
+  options.max_endpoints = absl::GetFlag(FLAGS_max_endpoints);
+  options.max_policy_exact = absl::GetFlag(FLAGS_max_policy_entries);
+  options.max_policy_lpm = absl::GetFlag(FLAGS_max_lpm_entries);
+  options.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  options.tcp_session_timeout = absl::GetFlag(FLAGS_tcp_session_timeout);
+  options.udp_session_timeout = absl::GetFlag(FLAGS_udp_session_timeout);
+  options.icmp_session_timeout = absl::GetFlag(FLAGS_icmp_session_timeout);
+  auto datapath = BpfDatapath::LoadAndPin(options);
+  if (!datapath.ok()) {
+    LogError("cannot load the data path: ", datapath.status().ToString());
+    return 1;
+  }
+  auto live = (*datapath)->ReadPolicyMaps();
+  if (!live.ok()) {
+    LogError("cannot read the pinned maps: ", live.status().ToString());
+    return 1;
+  }
+
+  const std::string state_dir = absl::GetFlag(FLAGS_state_dir);
+  EndpointRegistry registry(state_dir);
+  if (auto status = registry.Load(); !status.ok()) {
+    LogError("cannot load endpoint state: ", status.ToString());
+    return 1;
+  }
+  // Endpoints whose veth went away while we were down: drop them before the
+  // first compile, so it never includes them.
+  std::vector<EndpointRegistry::Key> gone;
+  for (const auto& [key, record] : registry.records()) {
+    if (VethIsGone(record)) gone.push_back(key);
+  }
+  for (const auto& key : gone) {
+    auto removed = registry.Remove(key);
+    if (removed.ok() && removed->has_value()) {
+      LogInfo("endpoint ", (*removed)->pod_namespace, "/", (*removed)->pod_name, ": veth gone while the agent was down");
+      (void)(*datapath)->DeleteSessionsOf((*removed)->endpoint_id);
+    }
+  }
+  BpfMapWriter writer(**datapath);
+  const BpfDatapath& dp = **datapath;
+  Agent agent(writer, registry, std::move(*live),
+              [&dp](uint32_t endpoint_id) { return dp.DeleteSessionsOf(endpoint_id); });
+
+  ManifestDirectory source(manifests);
+  ManifestErrorBoard board;
+  source.Poll();
+  board.Publish(source.errors(), source.rejected_versions());
+  if (auto status = agent.Start(source.state()); !status.ok()) {
+    LogError("initial policy could not be applied: ", status.ToString());
+    return 1;
+  }
+
+  auto metrics = std::make_shared<AgentMetrics>(
+      dp, agent, [&board] { return board.rejected(); }, [&board] { return board.errors().size(); });
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_metrics_address));
+  } catch (const std::exception& e) {
+    LogError("cannot serve metrics on ", absl::GetFlag(FLAGS_metrics_address), ": ", e.what());
+    return 1;
+  }
+  exposer->RegisterCollectable(metrics);
+
+  AgentService service(agent, {options.bpffs_dir, [&board] { return board.errors(); }});
+  const std::string socket_path = absl::GetFlag(FLAGS_grpc_socket);
+  std::unique_ptr<grpc::Server> server = StartGrpc(socket_path, &service);
+  if (!server) {
+    LogError("cannot listen on unix:", socket_path);
+    return 1;
+  }
+  LogInfo("microseg-agent ", MICROSEG_VERSION, " ready: gRPC unix:", socket_path, ", metrics http://",
+          absl::GetFlag(FLAGS_metrics_address), "/metrics, manifests ", manifests);
+
+  const std::string pending_dir = state_dir + "/pending";
+  const absl::Duration poll = absl::GetFlag(FLAGS_manifest_poll_interval);
+  absl::Time next_housekeeping = absl::Now();
+  while (true) {
+    timespec timeout = absl::ToTimespec(poll);
+    const int signal = sigtimedwait(&stop_signals, nullptr, &timeout);
+    if (signal == SIGINT || signal == SIGTERM) {
+      LogInfo("received signal ", signal, ", shutting down");
+      break;
+    }
+    if (source.Poll()) {
+      board.Publish(source.errors(), source.rejected_versions());
+      if (auto status = agent.SetClusterState(source.state()); !status.ok()) {
+        LogError("cluster change not applied: ", status.ToString());
+      }
+    }
+    if (absl::Now() >= next_housekeeping) {
+      AdoptPendingRegistrations(pending_dir, agent);
+      agent.ForgetEndpointsWhere(VethIsGone);
+      next_housekeeping = absl::Now() + absl::Seconds(1);
+    }
+  }
+
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  ::unlink(socket_path.c_str());
+  exposer.reset();
+  if (absl::GetFlag(FLAGS_unpin_on_exit)) {
+    if (auto status = dp.Unpin(); !status.ok()) LogError(status.ToString());
+    else LogInfo("unpinned ", options.bpffs_dir);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace microseg
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "microseg node agent.\n  microseg-agent --standalone --manifests DIR [--bpffs-dir DIR] [--grpc-socket PATH] "
+      "[--metrics-address HOST:PORT] ...");
+  absl::ParseCommandLine(argc, argv);
+  microseg::LogLevel level;
+  if (!microseg::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    microseg::LogError("--log-level must be debug, info, warning or error");
+    return 2;
+  }
+  microseg::SetMinLogLevel(level);
+  return microseg::Run();
+}

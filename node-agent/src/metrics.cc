@@ -1,0 +1,120 @@
+#include "metrics.h"
+
+#include <string>
+
+#include "log.h"
+#include "prometheus/client_metric.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/metric_type.h"
+#include "reason_names.h"
+
+namespace microseg {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily Family(std::string name, std::string help, MetricType type) {
+  MetricFamily family;
+  family.name = std::move(name);
+  family.help = std::move(help);
+  family.type = type;
+  return family;
+}
+
+void AddGauge(MetricFamily& family, double value, std::vector<ClientMetric::Label> labels = {}) {
+  ClientMetric metric;
+  metric.label = std::move(labels);
+  metric.gauge.value = value;
+  family.metric.push_back(std::move(metric));
+}
+
+void AddCounter(MetricFamily& family, double value, std::vector<ClientMetric::Label> labels = {}) {
+  ClientMetric metric;
+  metric.label = std::move(labels);
+  metric.counter.value = value;
+  family.metric.push_back(std::move(metric));
+}
+
+}  // namespace
+
+std::vector<MetricFamily> AgentMetrics::Collect() const {
+  std::vector<MetricFamily> out;
+
+  auto counters = datapath_.ReadCounters();
+  if (counters.ok()) {
+    auto packets = Family("microseg_packets_total", "Packets seen by the TC programs, by direction (from the pod's "
+                          "point of view), verdict and reason.", MetricType::Counter);
+    auto bytes = Family("microseg_bytes_total", "Bytes seen by the TC programs, by direction, verdict and reason.",
+                        MetricType::Counter);
+    for (unsigned dir = 0; dir < MS_DIR_MAX; ++dir) {
+      for (unsigned reason = 0; reason < MS_REASON_MAX; ++reason) {
+        const ms_counter& c = (*counters)[ms_stats_index(dir, reason)];
+        std::vector<ClientMetric::Label> labels = {{"direction", std::string(DirectionName(dir))},
+                                                   {"reason", std::string(ReasonName(reason))},
+                                                   {"verdict", ReasonIsDrop(reason) ? "drop" : "allow"}};
+        AddCounter(packets, static_cast<double>(c.packets), labels);
+        AddCounter(bytes, static_cast<double>(c.bytes), labels);
+      }
+    }
+    out.push_back(std::move(packets));
+    out.push_back(std::move(bytes));
+  } else {
+    LogWarning("metrics: cannot read ms_stats: ", counters.status().ToString());
+  }
+
+  const AgentCounters c = agent_.counters();
+  auto endpoints = Family("microseg_endpoints", "Pod endpoints registered on this node.", MetricType::Gauge);
+  AddGauge(endpoints, c.endpoints);
+  out.push_back(std::move(endpoints));
+
+  auto objects = Family("microseg_cluster_objects", "Cluster objects the agent knows, by kind.", MetricType::Gauge);
+  AddGauge(objects, c.namespaces, {{"kind", "Namespace"}});
+  AddGauge(objects, c.pods, {{"kind", "Pod"}});
+  AddGauge(objects, c.network_policies, {{"kind", "NetworkPolicy"}});
+  out.push_back(std::move(objects));
+
+  auto generation = Family("microseg_policy_generation", "Successful policy compilations into the maps.",
+                           MetricType::Gauge);
+  AddGauge(generation, static_cast<double>(c.generation));
+  out.push_back(std::move(generation));
+
+  auto failures = Family("microseg_policy_apply_failures_total",
+                         "Policy updates that could not be written to the maps and were rolled back.",
+                         MetricType::Counter);
+  AddCounter(failures, static_cast<double>(c.reconcile_failures));
+  out.push_back(std::move(failures));
+
+  auto duration = Family("microseg_policy_last_apply_seconds", "Duration of the last compile-diff-apply.",
+                         MetricType::Gauge);
+  AddGauge(duration, c.last_reconcile_seconds);
+  out.push_back(std::move(duration));
+
+  auto entries = Family("microseg_bpf_map_entries", "Entries the agent keeps in each policy map.", MetricType::Gauge);
+  AddGauge(entries, static_cast<double>(c.endpoints), {{"map", "ms_endpoints"}});
+  AddGauge(entries, static_cast<double>(c.exact_entries), {{"map", "ms_policy"}});
+  AddGauge(entries, static_cast<double>(c.lpm_entries), {{"map", "ms_policy_lpm"}});
+  out.push_back(std::move(entries));
+
+  auto capacity = Family("microseg_bpf_map_capacity", "max_entries of each BPF map.", MetricType::Gauge);
+  for (const MapCapacity& m : datapath_.capacities()) AddGauge(capacity, m.max_entries, {{"map", m.name}});
+  out.push_back(std::move(capacity));
+
+  if (rejected_manifests_) {
+    auto rejected = Family("microseg_manifest_errors_total",
+                           "Manifest file versions rejected (parse or validation errors); the last good version "
+                           "stays in force.", MetricType::Counter);
+    AddCounter(rejected, static_cast<double>(rejected_manifests_()));
+    out.push_back(std::move(rejected));
+  }
+  if (invalid_manifest_files_) {
+    auto invalid = Family("microseg_manifest_invalid_files", "Manifest files whose current version is rejected.",
+                          MetricType::Gauge);
+    AddGauge(invalid, static_cast<double>(invalid_manifest_files_()));
+    out.push_back(std::move(invalid));
+  }
+  return out;
+}
+
+}  // namespace microseg

@@ -1,0 +1,26 @@
+// Names of the data path's verdict reasons, as exported in metrics and shown
+// by microsegctl. Indexed by enum ms_reason.
+#pragma once
+
+#include <array>
+#include <string_view>
+
+#include "microseg/datapath.h"
+
+namespace microseg {
+
+inline constexpr std::array<std::string_view, MS_REASON_MAX> kReasonNames = {
+    "policy_allowed",     "not_isolated",   "session",         "non_ip",   "policy_denied",
+    "unknown_endpoint",   "malformed",      "unsupported_l3",  "fragment",
+};
+static_assert(kReasonNames.size() == MS_REASON_MAX, "one name per ms_reason");
+
+inline std::string_view ReasonName(unsigned reason) {
+  return reason < kReasonNames.size() ? kReasonNames[reason] : std::string_view("unknown");
+}
+inline bool ReasonIsDrop(unsigned reason) { return reason >= MS_REASON_FIRST_DROP; }
+inline std::string_view DirectionName(unsigned direction) {
+  return direction == MS_DIR_INGRESS ? "ingress" : "egress";
+}
+
+}  // namespace microseg
