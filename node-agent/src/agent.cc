@@ -7,8 +7,10 @@
 
 namespace microseg {
 
-Agent::Agent(MapWriter& writer, EndpointRegistry& registry, MapState live, SessionPurger purge_sessions)
-    : writer_(writer), registry_(registry), live_(std::move(live)), purge_sessions_(std::move(purge_sessions)) {}
+Agent::Agent(std::string node_name, MapWriter& writer, EndpointRegistry& registry, MapState live,
+             SessionPurger purge_sessions)
+    : node_name_(std::move(node_name)),
+      writer_(writer), registry_(registry), live_(std::move(live)), purge_sessions_(std::move(purge_sessions)) {}
 
 absl::Status Agent::Start(ClusterState cluster) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -79,6 +81,13 @@ absl::StatusOr<EndpointView> Agent::AddEndpoint(EndpointRecord record) {
   for (const EndpointRecord& gone : evicted) {
     LogInfo("endpoint ", gone.pod_namespace, "/", gone.pod_name, " replaced on ifindex ", gone.host_ifindex);
     PurgeSessionsLocked(gone.endpoint_id);
+  }
+  // A CNI call for a pod the cluster schedules elsewhere means a wrong
+  // --node-name or a stale manifest: the pod's labels may not be its own.
+  if (auto pod = cluster_.pods.find(registered->pod_namespace + "/" + registered->pod_name);
+      pod != cluster_.pods.end() && !pod->second.node_name.empty() && pod->second.node_name != node_name_) {
+    LogWarning("pod ", pod->first, " is scheduled on node '", pod->second.node_name, "' but was created on this node ('",
+               node_name_, "')");
   }
   LogInfo("endpoint ", registered->pod_namespace, "/", registered->pod_name, " (id ", registered->endpoint_id,
           ", ", registered->host_ifname, ") is enforced");

@@ -44,7 +44,9 @@ class Agent {
 
   // `live` is what the maps hold now (empty on first start, the previous
   // agent's entries after a restart).
-  Agent(MapWriter& writer, EndpointRegistry& registry, MapState live, SessionPurger purge_sessions);
+  // `node_name` is this node's name as pods' spec.nodeName gives it.
+  Agent(std::string node_name, MapWriter& writer, EndpointRegistry& registry, MapState live,
+        SessionPurger purge_sessions);
 
   // Compiles the initial state into the maps.
   [[nodiscard]] absl::Status Start(ClusterState cluster);
@@ -68,6 +70,7 @@ class Agent {
   void PurgeSessionsLocked(uint32_t endpoint_id);
 
   mutable std::mutex mu_;
+  const std::string node_name_;
   MapWriter& writer_;
   EndpointRegistry& registry_;
   MapState live_;

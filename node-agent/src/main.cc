@@ -37,6 +37,9 @@ ABSL_FLAG(std::string, manifests, "",
           "Directory of Namespace, Pod and NetworkPolicy YAML files (multi-document files and kind: List allowed). "
           "Adding, changing or removing a file takes effect within a second; a file that does not parse is "
           "reported and its last good version stays in force.");
+ABSL_FLAG(std::string, node_name, "",
+          "This node's name as pods' spec.nodeName gives it (default: the hostname); a CNI call for a pod scheduled "
+          "on another node is logged as a misconfiguration.");
 ABSL_FLAG(std::string, bpffs_dir, "/sys/fs/bpf/microseg",
           "Directory on a bpf filesystem where programs (progs/) and maps (maps/) are pinned. Pinned maps of an "
           "earlier run are reused, so enforcement survives agent restarts.");
@@ -191,7 +194,13 @@ int Run() {
   }
   BpfMapWriter writer(**datapath);
   const BpfDatapath& dp = **datapath;
-  Agent agent(writer, registry, std::move(*live),
+  std::string node_name = absl::GetFlag(FLAGS_node_name);
+  if (node_name.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    node_name = host;
+  }
+  Agent agent(node_name, writer, registry, std::move(*live),
               [&dp](uint32_t endpoint_id) { return dp.DeleteSessionsOf(endpoint_id); });
 
   ManifestDirectory source(manifests);

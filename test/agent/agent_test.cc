@@ -1,0 +1,246 @@
+#include "agent.h"
+
+#include <arpa/inet.h>
+
+#include <catch2/catch.hpp>
+
+#include "temp_dir.h"
+
+namespace microseg {
+namespace {
+
+// Holds map contents in memory; fails every operation after `fail_after` successes.
+class FailingMapWriter final : public MapWriter {
+ public:
+  MapState maps;
+  int fail_after = -1;  // -1: never fail
+  int operations = 0;
+
+  absl::Status UpsertEndpoint(uint32_t ifindex, const ms_endpoint& value) override {
+    return Do([&] { maps.endpoints[ifindex] = value; });
+  }
+  absl::Status DeleteEndpoint(uint32_t ifindex) override {
+    return Do([&] { maps.endpoints.erase(ifindex); });
+  }
+  absl::Status UpsertExact(const ms_policy_key& key, const ms_policy_value& value) override {
+    return Do([&] { maps.exact[key] = value; });
+  }
+  absl::Status DeleteExact(const ms_policy_key& key) override {
+    return Do([&] { maps.exact.erase(key); });
+  }
+  absl::Status UpsertLpm(const ms_lpm_key& key, const ms_policy_value& value) override {
+    return Do([&] { maps.lpm[key] = value; });
+  }
+  absl::Status DeleteLpm(const ms_lpm_key& key) override {
+    return Do([&] { maps.lpm.erase(key); });
+  }
+
+ private:
+  template <typename Fn>
+  absl::Status Do(Fn fn) {
+    if (fail_after >= 0 && operations >= fail_after) return absl::ResourceExhaustedError("map is full (injected)");
+    ++operations;
+    fn();
+    return absl::OkStatus();
+  }
+};
+
+bool SameMaps(const MapState& a, const MapState& b) {
+  auto same_endpoints = a.endpoints.size() == b.endpoints.size() &&
+                        std::equal(a.endpoints.begin(), a.endpoints.end(), b.endpoints.begin(),
+                                   [](const auto& x, const auto& y) {
+                                     return x.first == y.first && BytewiseEqual(x.second, y.second);
+                                   });
+  auto same_exact = a.exact.size() == b.exact.size() &&
+                    std::equal(a.exact.begin(), a.exact.end(), b.exact.begin(), [](const auto& x, const auto& y) {
+                      return BytewiseEqual(x.first, y.first) && BytewiseEqual(x.second, y.second);
+                    });
+  auto same_lpm = a.lpm.size() == b.lpm.size() &&
+                  std::equal(a.lpm.begin(), a.lpm.end(), b.lpm.begin(), [](const auto& x, const auto& y) {
+                    return BytewiseEqual(x.first, y.first) && BytewiseEqual(x.second, y.second);
+                  });
+  return same_endpoints && same_exact && same_lpm;
+}
+
+EndpointRecord PodRecord(const std::string& name, uint32_t ifindex, const std::string& ip) {
+  EndpointRecord r;
+  r.container_id = "cid-" + name;
+  r.ifname = "eth0";
+  r.pod_namespace = "x";
+  r.pod_name = name;
+  r.host_ifname = "veth-" + name;
+  r.host_ifindex = ifindex;
+  r.ips = {ip + "/24"};
+  return r;
+}
+
+// x/b accepts TCP 80 from pods labelled pod=a; nothing else.
+ClusterState AllowAToB() {
+  ClusterState cluster;
+  cluster.namespaces["x"] = {"x", {{"ns", "x"}}};
+  cluster.pods["x/a"] = {"x", "a", {{"pod", "a"}}, "node-1", 0x0af40102u, {}};
+  cluster.pods["x/b"] = {"x", "b", {{"pod", "b"}}, "node-1", 0x0af40103u, {}};
+  NetworkPolicy policy;
+  policy.namespace_name = "x";
+  policy.name = "allow-a";
+  policy.pod_selector.match_labels = {{"pod", "b"}};
+  PolicyPeer peer;
+  peer.pod_selector = LabelSelector{{{"pod", "a"}}, {}};
+  PolicyPort port;
+  port.port = uint16_t{80};
+  policy.ingress.push_back({{peer}, {port}});
+  cluster.network_policies["x/allow-a"] = policy;
+  return cluster;
+}
+
+struct Fixture {
+  TempDir dir;
+  FailingMapWriter writer;
+  EndpointRegistry registry{dir.path()};
+  std::vector<uint32_t> purged;
+  Agent agent{"node-1", writer, registry, MapState{}, [this](uint32_t id) {
+                purged.push_back(id);
+                return absl::OkStatus();
+              }};
+  Fixture() { REQUIRE(registry.Load().ok()); }
+};
+
+TEST_CASE("an endpoint's policy is in the maps when AddEndpoint returns", "[agent]") {
+  Fixture f;
+  REQUIRE(f.agent.Start(AllowAToB()).ok());
+  auto b = f.agent.AddEndpoint(PodRecord("b", 7, "10.244.1.3"));
+  REQUIRE(b.ok());
+  CHECK(b->policy.ingress_isolated);
+  CHECK_FALSE(b->policy.egress_isolated);
+  CHECK(b->policy.policies == std::vector<std::string>{"x/allow-a"});
+  CHECK(b->policy_revision != 0);
+  REQUIRE(f.writer.maps.endpoints.count(7) == 1);
+  const ms_endpoint& ep = f.writer.maps.endpoints.at(7);
+  CHECK(ep.endpoint_id == b->record.endpoint_id);
+  CHECK(ep.ipv4 == htonl(0x0af40103u));
+  CHECK(ep.flags == MS_EP_F_INGRESS_ISOLATED);
+  ms_policy_key key{};
+  key.endpoint_id = ep.endpoint_id;
+  key.peer_ipv4 = htonl(0x0af40102u);
+  key.port = 80;
+  key.proto = IPPROTO_TCP;
+  key.direction = MS_DIR_INGRESS;
+  REQUIRE(f.writer.maps.exact.count(key) == 1);
+  CHECK(f.writer.maps.exact.at(key).action == MS_ACTION_ALLOW);
+}
+
+TEST_CASE("a failed map write leaves the previous policy and registry in place", "[agent]") {
+  Fixture f;
+  REQUIRE(f.agent.Start(AllowAToB()).ok());
+  REQUIRE(f.agent.AddEndpoint(PodRecord("a", 6, "10.244.1.2")).ok());
+  const MapState before = f.writer.maps;
+
+  // Fail in the middle of writing the new endpoint's entries.
+  f.writer.fail_after = f.writer.operations + 1;
+  auto b = f.agent.AddEndpoint(PodRecord("b", 7, "10.244.1.3"));
+  REQUIRE_FALSE(b.ok());
+  CHECK(b.status().code() == absl::StatusCode::kResourceExhausted);
+  CHECK_THAT(std::string(b.status().message()), Catch::Contains("previous policy kept"));
+  CHECK(f.registry.Find({"cid-b", "eth0"}) == nullptr);
+  CHECK(f.agent.ListEndpoints().size() == 1);
+  // The rollback itself needs the writer: let it work again, as a full map
+  // still accepts deletes.
+  f.writer.fail_after = -1;
+  CHECK(SameMaps(f.writer.maps, before) == false);  // the injected failure stopped the rollback too
+  REQUIRE(f.agent.SetClusterState(AllowAToB()).ok());
+  CHECK(SameMaps(f.writer.maps, before));
+}
+
+TEST_CASE("rollback restores the maps exactly when deletes still work", "[agent]") {
+  Fixture f;
+  REQUIRE(f.agent.Start(AllowAToB()).ok());
+  REQUIRE(f.agent.AddEndpoint(PodRecord("b", 7, "10.244.1.3")).ok());
+  const MapState before = f.writer.maps;
+
+  // A writer that accepts one upsert and then refuses further upserts only.
+  class UpsertLimit final : public MapWriter {
+   public:
+    explicit UpsertLimit(FailingMapWriter& inner) : inner_(inner) {}
+    int upserts_left = 1;
+    absl::Status UpsertEndpoint(uint32_t i, const ms_endpoint& v) override {
+      return Limit() ? inner_.UpsertEndpoint(i, v) : absl::ResourceExhaustedError("full");
+    }
+    absl::Status DeleteEndpoint(uint32_t i) override { return inner_.DeleteEndpoint(i); }
+    absl::Status UpsertExact(const ms_policy_key& k, const ms_policy_value& v) override {
+      return Limit() ? inner_.UpsertExact(k, v) : absl::ResourceExhaustedError("full");
+    }
+    absl::Status DeleteExact(const ms_policy_key& k) override { return inner_.DeleteExact(k); }
+    absl::Status UpsertLpm(const ms_lpm_key& k, const ms_policy_value& v) override {
+      return Limit() ? inner_.UpsertLpm(k, v) : absl::ResourceExhaustedError("full");
+    }
+    absl::Status DeleteLpm(const ms_lpm_key& k) override { return inner_.DeleteLpm(k); }
+
+   private:
+    bool Limit() { return upserts_left-- > 0; }
+    FailingMapWriter& inner_;
+  };
+  UpsertLimit limited(f.writer);
+  std::vector<uint32_t> purged;
+  Agent agent2("node-1", limited, f.registry, f.writer.maps, [](uint32_t) { return absl::OkStatus(); });
+  REQUIRE(agent2.Start(AllowAToB()).ok());  // nothing to change: no upserts needed
+
+  ClusterState wider = AllowAToB();
+  // Two more allowed peers: needs two upserts, the second one fails.
+  wider.pods["x/c"] = {"x", "c", {{"pod", "a"}}, "node-1", 0x0af40104u, {}};
+  wider.pods["x/d"] = {"x", "d", {{"pod", "a"}}, "node-1", 0x0af40105u, {}};
+  auto status = agent2.SetClusterState(wider);
+  REQUIRE_FALSE(status.ok());
+  CHECK(SameMaps(f.writer.maps, before));
+  CHECK(agent2.counters().reconcile_failures == 1);
+  CHECK(agent2.counters().pods == 2);  // the rejected state is not believed either
+}
+
+TEST_CASE("policy changes bump the endpoint's revision; unrelated changes do not", "[agent]") {
+  Fixture f;
+  REQUIRE(f.agent.Start(AllowAToB()).ok());
+  auto b = f.agent.AddEndpoint(PodRecord("b", 7, "10.244.1.3"));
+  REQUIRE(b.ok());
+  const uint32_t rev = f.writer.maps.endpoints.at(7).policy_rev;
+
+  ClusterState unrelated = AllowAToB();
+  unrelated.namespaces["z"] = {"z", {}};
+  REQUIRE(f.agent.SetClusterState(unrelated).ok());
+  CHECK(f.writer.maps.endpoints.at(7).policy_rev == rev);
+
+  ClusterState more = unrelated;
+  more.pods["x/c"] = {"x", "c", {{"pod", "a"}}, "node-1", 0x0af40104u, {}};
+  REQUIRE(f.agent.SetClusterState(more).ok());
+  CHECK(f.writer.maps.endpoints.at(7).policy_rev != rev);
+}
+
+TEST_CASE("deleting an endpoint removes its entries and its sessions", "[agent]") {
+  Fixture f;
+  REQUIRE(f.agent.Start(AllowAToB()).ok());
+  auto b = f.agent.AddEndpoint(PodRecord("b", 7, "10.244.1.3"));
+  REQUIRE(b.ok());
+  REQUIRE_FALSE(f.writer.maps.exact.empty());
+  auto existed = f.agent.DeleteEndpoint({"cid-b", "eth0"});
+  REQUIRE(existed.ok());
+  CHECK(*existed);
+  CHECK(f.writer.maps.endpoints.empty());
+  CHECK(f.writer.maps.exact.empty());
+  CHECK(f.purged == std::vector<uint32_t>{b->record.endpoint_id});
+  auto again = f.agent.DeleteEndpoint({"cid-b", "eth0"});
+  REQUIRE(again.ok());
+  CHECK_FALSE(*again);
+}
+
+TEST_CASE("endpoints whose veth is gone are forgotten", "[agent]") {
+  Fixture f;
+  REQUIRE(f.agent.Start(AllowAToB()).ok());
+  REQUIRE(f.agent.AddEndpoint(PodRecord("a", 6, "10.244.1.2")).ok());
+  REQUIRE(f.agent.AddEndpoint(PodRecord("b", 7, "10.244.1.3")).ok());
+  f.agent.ForgetEndpointsWhere([](const EndpointRecord& r) { return r.host_ifindex == 6; });
+  CHECK(f.agent.ListEndpoints().size() == 1);
+  CHECK(f.writer.maps.endpoints.count(6) == 0);
+  CHECK(f.writer.maps.endpoints.count(7) == 1);
+  CHECK(f.purged.size() == 1);
+}
+
+}  // namespace
+}  // namespace microseg
