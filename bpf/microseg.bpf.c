@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * microseg TC data path.
+ *
+ * Two programs sit on every pod's host-side veth:
+ *   from_pod  - clsact ingress of the host veth: packets leaving the pod
+ *               (MS_DIR_EGRESS from the pod's point of view);
+ *   to_pod    - clsact egress of the host veth: packets entering the pod
+ *               (MS_DIR_INGRESS).
+ * Both run the same pipeline (endpoint -> parse -> session -> isolation ->
+ * policy) and leave through one exit that counts the verdict's reason, so
+ * every packet is accounted for exactly once in ms_stats.
+ *
+ * The pipeline fails closed: a veth without a registered endpoint, a packet
+ * we cannot parse, or a protocol we cannot judge for an isolated pod is
+ * dropped, never waved through.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "microseg/datapath.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define MS_NSEC_PER_SEC 1000000000ULL
+
+/* Set by the loader in .rodata before load; the verifier sees constants. */
+const volatile __u64 session_timeout_tcp_ns = 3600ULL * MS_NSEC_PER_SEC;
+const volatile __u64 session_timeout_udp_ns = 60ULL * MS_NSEC_PER_SEC;
+const volatile __u64 session_timeout_icmp_ns = 30ULL * MS_NSEC_PER_SEC;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_ENDPOINTS);
+	__type(key, struct ms_endpoint_key);
+	__type(value, struct ms_endpoint);
+} ms_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_POLICY_EXACT);
+	__type(key, struct ms_policy_key);
+	__type(value, struct ms_policy_value);
+} ms_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MS_DEFAULT_MAX_POLICY_LPM);
+	__type(key, struct ms_lpm_key);
+	__type(value, struct ms_policy_value);
+} ms_policy_lpm SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	/* Per-CPU LRU lists: no global lock on the hot insert path. */
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(max_entries, MS_DEFAULT_MAX_SESSIONS);
+	__type(key, struct ms_session_key);
+	__type(value, struct ms_session);
+} ms_sessions SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MS_STATS_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct ms_counter);
+} ms_stats SEC(".maps");
+
+/*
+ * Internal "keep going" marker between pipeline stages. It is outside the
+ * reason enum's valid range on purpose and never reaches ms_stats.
+ */
+#define MS_CONTINUE MS_REASON_MAX
+
+/* Longest header run we ever read: Ethernet + IPv4 with options + TCP. */
+#define MS_MAX_HEADER_BYTES (ETH_HLEN + 60 + sizeof(struct tcphdr))
+
+#define MS_IPV4_FRAG_OFFSET_MASK 0x1FFF
+
+/*
+ * <linux/icmp.h> pulls in <linux/if.h> and with it glibc's <sys/socket.h>,
+ * which does not build for the bpf target. The echo header is all we need
+ * (RFC 792), so it is spelled out here.
+ */
+#define MS_ICMP_TYPE_ECHO_REPLY 0
+#define MS_ICMP_TYPE_ECHO_REQUEST 8
+struct ms_icmp_echo_header {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be16 id;
+	__be16 sequence;
+};
+
+enum ms_icmp_kind {
+	MS_ICMP_NONE = 0,
+	MS_ICMP_ECHO_REQUEST = 1,
+	MS_ICMP_ECHO_REPLY = 2,
+};
+
+/* What the pipeline needs of one IPv4 packet, ports in network order. */
+struct ms_flow {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 trackable; /* a session may be created for / matched by this flow */
+	__u8 icmp_kind; /* enum ms_icmp_kind */
+	__u8 pad;
+};
+
+static __always_inline __u32 ms_verdict_of(__u32 reason)
+{
+	return reason < MS_REASON_FIRST_DROP ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+/* The one exit: account the reason, then turn it into a TC action. */
+static __always_inline int ms_finish(struct __sk_buff *skb, __u32 dir, __u32 reason)
+{
+	if (reason >= MS_REASON_MAX) /* cannot happen; fail closed and visible */
+		reason = MS_REASON_DROP_MALFORMED;
+	__u32 index = ms_stats_index(dir, reason);
+	struct ms_counter *counter = bpf_map_lookup_elem(&ms_stats, &index);
+	if (counter) {
+		/* Per-CPU slot: no other CPU writes it, plain adds are exact. */
+		counter->packets += 1;
+		counter->bytes += skb->len;
+	}
+	return ms_verdict_of(reason);
+}
+
+/* Ports (or ICMP echo id) of the L4 header at l4; MS_CONTINUE or MALFORMED. */
+static __always_inline __u32 ms_parse_l4(void *l4, void *data_end, __u32 l4_room,
+					 struct ms_flow *flow)
+{
+	switch (flow->proto) {
+	case IPPROTO_TCP: {
+		struct tcphdr *tcp = l4;
+		if ((void *)(tcp + 1) > data_end || l4_room < sizeof(*tcp))
+			return MS_REASON_DROP_MALFORMED;
+		flow->sport = tcp->source;
+		flow->dport = tcp->dest;
+		flow->trackable = 1;
+		return MS_CONTINUE;
+	}
+	case IPPROTO_UDP: {
+		struct udphdr *udp = l4;
+		if ((void *)(udp + 1) > data_end || l4_room < sizeof(*udp))
+			return MS_REASON_DROP_MALFORMED;
+		flow->sport = udp->source;
+		flow->dport = udp->dest;
+		flow->trackable = 1;
+		return MS_CONTINUE;
+	}
+	case IPPROTO_SCTP: {
+		/* SCTP common header: sport, dport, verification tag, checksum. */
+		const __u32 sctp_common_header_bytes = 12;
+		__be16 *ports = l4;
+		if (l4 + sctp_common_header_bytes > data_end || l4_room < sctp_common_header_bytes)
+			return MS_REASON_DROP_MALFORMED;
+		flow->sport = ports[0];
+		flow->dport = ports[1];
+		flow->trackable = 1;
+		return MS_CONTINUE;
+	}
+	case IPPROTO_ICMP: {
+		struct ms_icmp_echo_header *icmp = l4;
+		if ((void *)(icmp + 1) > data_end || l4_room < sizeof(*icmp))
+			return MS_REASON_DROP_MALFORMED;
+		if (icmp->type == MS_ICMP_TYPE_ECHO_REQUEST || icmp->type == MS_ICMP_TYPE_ECHO_REPLY) {
+			/* The echo id pairs request and reply like a port pair. */
+			flow->sport = icmp->id;
+			flow->dport = icmp->id;
+			flow->trackable = 1;
+			flow->icmp_kind = icmp->type == MS_ICMP_TYPE_ECHO_REQUEST
+						  ? MS_ICMP_ECHO_REQUEST
+						  : MS_ICMP_ECHO_REPLY;
+		}
+		return MS_CONTINUE;
+	}
+	default:
+		/* Other protocols carry no ports; policy sees them as port 0. */
+		return MS_CONTINUE;
+	}
+}
+
+/*
+ * Parse L2-L4. Returns MS_CONTINUE with `flow` filled for IPv4, or the
+ * final reason for everything that is decided by parsing alone.
+ */
+static __always_inline __u32 ms_parse(struct __sk_buff *skb, int isolated, struct ms_flow *flow)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 wanted = skb->len < MS_MAX_HEADER_BYTES ? skb->len : MS_MAX_HEADER_BYTES;
+
+	/*
+	 * Headers of a non-linear skb may sit outside the linear area; pull
+	 * them in once so the direct reads below see the whole header run.
+	 */
+	if (data + wanted > data_end) {
+		if (bpf_skb_pull_data(skb, wanted))
+			return MS_REASON_DROP_MALFORMED; /* cannot inspect: fail closed */
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
+
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return MS_REASON_DROP_MALFORMED;
+
+	__u16 ethertype = bpf_ntohs(eth->h_proto);
+	if (ethertype == ETH_P_ARP)
+		return MS_REASON_ALLOW_NON_IP;
+	if (ethertype == ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end)
+			return MS_REASON_DROP_MALFORMED;
+		/* No IPv6 policy yet: an isolated pod must not get a v6 bypass. */
+		return isolated ? MS_REASON_DROP_UNSUPPORTED_L3 : MS_REASON_ALLOW_NOT_ISOLATED;
+	}
+	if (ethertype != ETH_P_IP)
+		return isolated ? MS_REASON_DROP_UNSUPPORTED_L3 : MS_REASON_ALLOW_NOT_ISOLATED;
+
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end)
+		return MS_REASON_DROP_MALFORMED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return MS_REASON_DROP_MALFORMED;
+	__u32 ip_header_bytes = ip->ihl * 4;
+	__u32 ip_total_bytes = bpf_ntohs(ip->tot_len);
+	if (ip_total_bytes < ip_header_bytes || ETH_HLEN + ip_total_bytes > skb->len)
+		return MS_REASON_DROP_MALFORMED;
+	void *l4 = (void *)ip + ip_header_bytes;
+	if (l4 > data_end)
+		return MS_REASON_DROP_MALFORMED;
+
+	flow->saddr = ip->saddr;
+	flow->daddr = ip->daddr;
+	flow->proto = ip->protocol;
+
+	/* Only the first fragment carries L4 ports; later ones cannot be judged. */
+	if (bpf_ntohs(ip->frag_off) & MS_IPV4_FRAG_OFFSET_MASK)
+		return isolated ? MS_REASON_DROP_FRAGMENT : MS_REASON_ALLOW_NOT_ISOLATED;
+
+	return ms_parse_l4(l4, data_end, ip_total_bytes - ip_header_bytes, flow);
+}
+
+static __always_inline __u64 ms_session_timeout_ns(__u8 proto)
+{
+	switch (proto) {
+	case IPPROTO_UDP:
+		return session_timeout_udp_ns;
+	case IPPROTO_ICMP:
+		return session_timeout_icmp_ns;
+	default: /* TCP and SCTP: connection-oriented, long-lived */
+		return session_timeout_tcp_ns;
+	}
+}
+
+/* True if a live session exists under `key`; refreshes it. */
+static __always_inline int ms_session_touch(struct ms_session_key *key, __u64 now)
+{
+	struct ms_session *session = bpf_map_lookup_elem(&ms_sessions, key);
+	if (!session)
+		return 0;
+	__u64 last_seen = session->last_seen_ns;
+	/* Another CPU may have stamped a later time than our `now`: still live. */
+	if (now > last_seen && now - last_seen > ms_session_timeout_ns(key->proto))
+		return 0; /* expired counts as absent; LRU reclaims the slot */
+	session->last_seen_ns = now;
+	return 1;
+}
+
+static __always_inline void ms_session_key_of(const struct ms_flow *flow, __u32 endpoint_id,
+					      int reversed, struct ms_session_key *key)
+{
+	key->endpoint_id = endpoint_id;
+	key->saddr = reversed ? flow->daddr : flow->saddr;
+	key->daddr = reversed ? flow->saddr : flow->daddr;
+	key->sport = reversed ? flow->dport : flow->sport;
+	key->dport = reversed ? flow->sport : flow->dport;
+	key->proto = flow->proto;
+	key->pad[0] = 0;
+	key->pad[1] = 0;
+	key->pad[2] = 0;
+}
+
+/*
+ * Is this packet part of an admitted flow? Same direction as the admitted
+ * packet matches the key, the reply matches the reversed key. ICMP echo is
+ * stricter: a request only continues its own flow, a reply only answers a
+ * request, so a peer cannot ride on a session with a request of its own.
+ */
+static __always_inline int ms_session_match(const struct ms_flow *flow, __u32 endpoint_id,
+					    __u64 now)
+{
+	struct ms_session_key key;
+	if (flow->icmp_kind != MS_ICMP_ECHO_REPLY) {
+		ms_session_key_of(flow, endpoint_id, 0, &key);
+		if (ms_session_touch(&key, now))
+			return 1;
+	}
+	if (flow->icmp_kind != MS_ICMP_ECHO_REQUEST) {
+		ms_session_key_of(flow, endpoint_id, 1, &key);
+		if (ms_session_touch(&key, now))
+			return 1;
+	}
+	return 0;
+}
+
+/* Start tracking an admitted flow so its replies come back. */
+static __always_inline void ms_session_create(const struct ms_flow *flow, __u32 endpoint_id,
+					      __u32 policy_rev, __u32 dir, __u64 now)
+{
+	/* Only an echo request opens an ICMP flow; a stray reply opens nothing. */
+	if (!flow->trackable || flow->icmp_kind == MS_ICMP_ECHO_REPLY)
+		return;
+	struct ms_session_key key;
+	ms_session_key_of(flow, endpoint_id, 0, &key);
+	struct ms_session session = {
+		.last_seen_ns = now,
+		.policy_rev = policy_rev,
+		.direction = dir,
+	};
+	/*
+	 * A failed insert (LRU memory pressure) still lets this packet through:
+	 * policy admitted it. Replies will then need a policy of their own.
+	 */
+	bpf_map_update_elem(&ms_sessions, &key, &session, BPF_ANY);
+}
+
+/* Exact-match lookup for a peer pod address; only an ALLOW entry admits. */
+static __always_inline int ms_policy_exact_allows(__u32 endpoint_id, __u32 peer, __u8 proto,
+						  __u16 port, __u32 dir)
+{
+	struct ms_policy_key key = {
+		.endpoint_id = endpoint_id,
+		.peer_ipv4 = peer,
+		.port = port,
+		.proto = proto,
+		.direction = dir,
+	};
+	struct ms_policy_value *value = bpf_map_lookup_elem(&ms_policy, &key);
+	return value && value->action == MS_ACTION_ALLOW;
+}
+
+/* CIDR lookup: -1 no entry, else 1 ALLOW / 0 DENY (an ipBlock `except`). */
+static __always_inline int ms_policy_lpm_decision(__u32 endpoint_id, __u32 peer, __u8 proto,
+						  __u16 port, __u32 dir)
+{
+	struct ms_lpm_key key = {
+		.prefixlen = MS_LPM_FIXED_BITS + 32,
+		.endpoint_id = endpoint_id,
+		.direction = dir,
+		.proto = proto,
+		.port = port,
+		.peer_ipv4 = peer,
+	};
+	struct ms_policy_value *value = bpf_map_lookup_elem(&ms_policy_lpm, &key);
+	if (!value)
+		return -1;
+	return value->action == MS_ACTION_ALLOW;
+}
+
+/*
+ * Most specific first: (proto, port), (proto, any port), (any proto, any
+ * port). A combination equal to an earlier one is skipped.
+ */
+static __always_inline int ms_policy_allows(const struct ms_flow *flow, __u32 endpoint_id,
+					    __u32 dir)
+{
+	__u32 peer = dir == MS_DIR_INGRESS ? flow->saddr : flow->daddr;
+	__u16 port = bpf_ntohs(flow->dport);
+	__u8 proto = flow->proto;
+	int try_proto_any_port = port != 0;
+	int try_any_proto = proto != 0;
+
+	if (ms_policy_exact_allows(endpoint_id, peer, proto, port, dir))
+		return 1;
+	if (try_proto_any_port && ms_policy_exact_allows(endpoint_id, peer, proto, 0, dir))
+		return 1;
+	if (try_any_proto && ms_policy_exact_allows(endpoint_id, peer, 0, 0, dir))
+		return 1;
+
+	int decision = ms_policy_lpm_decision(endpoint_id, peer, proto, port, dir);
+	if (decision < 0 && try_proto_any_port)
+		decision = ms_policy_lpm_decision(endpoint_id, peer, proto, 0, dir);
+	if (decision < 0 && try_any_proto)
+		decision = ms_policy_lpm_decision(endpoint_id, peer, 0, 0, dir);
+	return decision > 0;
+}
+
+static __always_inline __u32 ms_pipeline(struct __sk_buff *skb, __u32 dir)
+{
+	struct ms_endpoint_key endpoint_key = { .ifindex = skb->ifindex };
+	struct ms_endpoint *endpoint = bpf_map_lookup_elem(&ms_endpoints, &endpoint_key);
+	if (!endpoint)
+		return MS_REASON_DROP_UNKNOWN_ENDPOINT;
+	__u32 endpoint_id = endpoint->endpoint_id;
+	__u32 policy_rev = endpoint->policy_rev;
+	__u8 isolation_bit =
+		dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
+	int isolated = (endpoint->flags & isolation_bit) != 0;
+
+	struct ms_flow flow = {};
+	__u32 reason = ms_parse(skb, isolated, &flow);
+	if (reason != MS_CONTINUE)
+		return reason;
+
+	__u64 now = bpf_ktime_get_ns();
+	if (flow.trackable && ms_session_match(&flow, endpoint_id, now))
+		return MS_REASON_ALLOW_SESSION;
+
+	if (!isolated) {
+		/* Track it anyway: the reply may enter an isolated direction. */
+		ms_session_create(&flow, endpoint_id, policy_rev, dir, now);
+		return MS_REASON_ALLOW_NOT_ISOLATED;
+	}
+
+	if (!ms_policy_allows(&flow, endpoint_id, dir))
+		return MS_REASON_DROP_POLICY;
+	ms_session_create(&flow, endpoint_id, policy_rev, dir, now);
+	return MS_REASON_ALLOW_POLICY;
+}
+
+SEC("tc")
+int from_pod(struct __sk_buff *skb)
+{
+	return ms_finish(skb, MS_DIR_EGRESS, ms_pipeline(skb, MS_DIR_EGRESS));
+}
+
+SEC("tc")
+int to_pod(struct __sk_buff *skb)
+{
+	return ms_finish(skb, MS_DIR_INGRESS, ms_pipeline(skb, MS_DIR_INGRESS));
+}
