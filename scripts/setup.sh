@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what microseg needs from Debian 12's archive (only when something is
+# missing) and builds everything with CMake + Ninja into build/.
+# Idempotent: a second run installs nothing and only rebuilds what changed.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build_dir="${MICROSEG_BUILD_DIR:-${repo_root}/build}"
+
+if [[ "$(id -u)" -ne 0 ]]; then
+  echo "setup.sh: must run as root (installs packages; the demo and tests create network namespaces and BPF pins)." >&2
+  echo "          try: sudo $0" >&2
+  exit 1
+fi
+
+packages=(
+  build-essential cmake ninja-build pkg-config clang llvm
+  libbpf-dev bpftool
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libyaml-cpp-dev prometheus-cpp-dev catch2
+  nlohmann-json3-dev libcurl4-openssl-dev
+  containernetworking-plugins iproute2 python3 curl
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  # "install ok installed" is the only state in which the package is usable.
+  if [[ "$(dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null || true)" != "install ok installed" ]]; then
+    missing+=("${pkg}")
+  fi
+done
+
+if ((${#missing[@]} > 0)); then
+  echo "setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y --no-install-recommends "${missing[@]}"
+else
+  echo "setup.sh: all ${#packages[@]} packages already installed"
+fi
+
+cmake -S "${repo_root}" -B "${build_dir}" -G Ninja
+ninja -C "${build_dir}"
