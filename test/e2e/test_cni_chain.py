@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""e2e_cni_chain: the whole chain on real network namespaces.
+
+pods → ptp + host-local → microseg-cni → agent (standalone manifests) → TC programs,
+checked with real TCP and UDP probes at every step. Exit 0 = pass, 1 = fail,
+77 = skipped (not root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from expect import expect_reachability  # noqa: E402
+from node import Node, NodeOptions, Pod, skip_reason_if_unprivileged  # noqa: E402
+
+SKIP = 77
+TCP_PORT = 8080
+UDP_PORT = 5353
+
+
+class Failed(AssertionError):
+    pass
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise Failed(message)
+
+
+def step(title: str) -> None:
+    print(f"\n=== {title}", flush=True)
+
+
+def ok(message: str) -> None:
+    print(f"    PASS {message}", flush=True)
+
+
+def policy(namespace: str, name: str, pod_labels: dict, policy_types: list[str], ingress=None, egress=None) -> str:
+    spec = {"podSelector": {"matchLabels": pod_labels}, "policyTypes": policy_types}
+    if ingress is not None:
+        spec["ingress"] = ingress
+    if egress is not None:
+        spec["egress"] = egress
+    return json.dumps({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                       "metadata": {"name": name, "namespace": namespace}, "spec": spec}, indent=2) + "\n"
+
+
+def metric_sum(samples: dict[str, float], name: str, **labels: str) -> float:
+    """Sum of every sample of `name` whose labels include `labels`."""
+    total = 0.0
+    for series, value in samples.items():
+        if series != name and not series.startswith(name + "{"):
+            continue
+        if all(f'{key}="{val}"' in series for key, val in labels.items()):
+            total += value
+    return total
+
+
+def run_test(node: Node) -> None:
+    step("set-up: namespaces x (ns=x) and y (ns=y), pods x/a, x/b, y/c through the CNI chain")
+    node.add_namespace("x", {"ns": "x"})
+    node.add_namespace("y", {"ns": "y"})
+    a = node.add_pod("x", "a", {"app": "a"}, [TCP_PORT], [UDP_PORT])
+    b = node.add_pod("x", "b", {"app": "b"}, [TCP_PORT], [UDP_PORT])
+    c = node.add_pod("y", "c", {"app": "c"}, [TCP_PORT], [UDP_PORT])
+    for pod in (a, b, c):
+        require(node.tc_filters(pod) != "", f"{pod.key}: no TC filter on host veth {pod.host_veth} after ADD")
+    ok("three pods up, TC programs attached to every host veth")
+    endpoints = node.ctl_json("endpoints").get("endpoints", [])
+    listed = {(e["pod_namespace"], e["pod_name"]): e for e in endpoints}
+    for pod in (a, b, c):
+        entry = listed.get((pod.namespace, pod.name))
+        require(entry is not None, f"microsegctl endpoints does not list {pod.key}: {endpoints}")
+        require(entry["host_ifname"] == pod.host_veth, f"{pod.key}: endpoint on {entry['host_ifname']}, "
+                                                       f"CNI made {pod.host_veth}")
+        require(any(ip.split("/")[0] == pod.ip for ip in entry["ips"]), f"{pod.key}: endpoint IPs {entry['ips']}")
+    require(metric_sum(node.metrics(), "microseg_endpoints") == 3, "microseg_endpoints metric is not 3")
+    ok("microsegctl endpoints and the microseg_endpoints metric list the three pods")
+
+    step("no policy: everything allowed (TCP and UDP)")
+    expect_reachability(node, lambda s, d, proto, port: True, what="no policy")
+    ok("all 12 probes allowed")
+
+    step("deny-all ingress on x/a")
+    node.write_manifest("10-deny-a.yaml", policy("x", "deny-a", {"app": "a"}, ["Ingress"]))
+    took = expect_reachability(node, lambda s, d, proto, port: d is not a, what="deny-all ingress on a")
+    ok(f"a unreachable, every other path still allowed ({took:.1f} s)")
+
+    step("allow ingress to a from pods labelled app=b")
+    node.write_manifest("20-allow-b-to-a.yaml", policy("x", "allow-b-to-a", {"app": "a"}, ["Ingress"],
+                                                       ingress=[{"from": [{"podSelector": {"matchLabels": {"app": "b"}}}]}]))
+    expect_reachability(node, lambda s, d, proto, port: d is not a or s is b, what="allow b -> a")
+    ok("b -> a allowed again, c -> a still denied")
+
+    step("namespaceSelector rule: allow ns=y to a on TCP 8080 only")
+    node.write_manifest("30-allow-ns-y-to-a.yaml", policy(
+        "x", "allow-ns-y-to-a", {"app": "a"}, ["Ingress"],
+        ingress=[{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}],
+                  "ports": [{"protocol": "TCP", "port": TCP_PORT}]}]))
+
+    def after_ns_rule(s: Pod, d: Pod, proto: str, port: int) -> bool:
+        return d is not a or s is b or (s is c and proto == "tcp")
+
+    expect_reachability(node, after_ns_rule, what="namespaceSelector rule")
+    ok("c -> a TCP 8080 allowed, c -> a UDP still denied")
+
+    step("egress deny on x/b (replies of connections into b must still flow)")
+    node.write_manifest("40-b-egress-deny.yaml", policy("x", "b-egress-deny", {"app": "b"}, ["Egress"]))
+
+    def after_egress_deny(s: Pod, d: Pod, proto: str, port: int) -> bool:
+        return s is not b and after_ns_rule(s, d, proto, port)
+
+    expect_reachability(node, after_egress_deny, what="egress deny on b")
+    ok("b can open nothing (not even to a, which allows it); a -> b and c -> b get their replies")
+
+    step("a pod is never reachable before its policy is in force")
+    node.write_manifest("50-deny-d.yaml", policy("x", "deny-d", {"app": "d"}, ["Ingress"]))
+    node.wait_for_status(lambda st: st.get("network_policies", 0) == 5, "the agent to read 50-deny-d.yaml")
+    d = node.add_pod("x", "d", {"app": "d"}, [TCP_PORT], [UDP_PORT])
+    first = node.probe(a, [f"tcp:{d.ip}:{TCP_PORT}", f"udp:{d.ip}:{UDP_PORT}"])
+    require(all(r != "ok" for r in first.values()), f"x/d reachable right after CNI ADD returned: {first}")
+    ok("first probes to the new pod x/d, sent as soon as CNI ADD returned, are denied")
+    node.delete_pod(d)
+    node.remove_manifest("50-deny-d.yaml")
+
+    step("invalid policy files are reported and the last good state stays in force")
+    errors_before = metric_sum(node.metrics(), "microseg_manifest_errors_total")
+    node.write_manifest("60-broken.yaml", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+                                          "metadata: {name: broken, namespace: x}\nspec: [this is not a map\n")
+    node.write_manifest("40-b-egress-deny.yaml", policy("x", "b-egress-deny", {"app": "b"}, ["Sideways"]))
+    status = node.wait_for_status(lambda st: len(st.get("manifest_errors", [])) == 2,
+                                  "the agent to report both bad files")
+    files = sorted(os.path.basename(e["file"]) for e in status["manifest_errors"])
+    require(files == ["40-b-egress-deny.yaml", "60-broken.yaml"], f"reported files: {files}")
+    require(all(e["message"] for e in status["manifest_errors"]), "a manifest error has no message")
+    text = node.ctl("status").stdout
+    require("60-broken.yaml" in text and "40-b-egress-deny.yaml" in text,
+            f"microsegctl status does not name the bad files:\n{text}")
+    errors_after = metric_sum(node.metrics(), "microseg_manifest_errors_total")
+    require(errors_after >= errors_before + 2,
+            f"microseg_manifest_errors_total went {errors_before} -> {errors_after}, expected +2")
+    expect_reachability(node, after_egress_deny, within=0, what="last good state after bad files")
+    ok(f"both files reported (status + metric {errors_before:g} -> {errors_after:g}); enforcement unchanged")
+    node.remove_manifest("60-broken.yaml")
+    node.write_manifest("40-b-egress-deny.yaml", policy("x", "b-egress-deny", {"app": "b"}, ["Egress"]))
+    node.wait_for_status(lambda st: not st.get("manifest_errors"), "the errors to clear")
+    expect_reachability(node, after_egress_deny, within=0, what="after fixing the files")
+    ok("errors clear once the files are fixed")
+
+    step("removing every policy file: back to all allowed within ~1 s")
+    for name in ("10-deny-a.yaml", "20-allow-b-to-a.yaml", "30-allow-ns-y-to-a.yaml", "40-b-egress-deny.yaml"):
+        node.remove_manifest(name)
+    took = expect_reachability(node, lambda s, d, proto, port: True, within=3.0, what="policies removed")
+    # One probe round of denied probes takes ~0.6 s itself, hence the margin.
+    require(took <= 2.0, f"took {took:.1f} s to open up again")
+    ok(f"all allowed again after {took:.1f} s")
+
+    step("metrics count verdicts by reason")
+    samples = node.metrics()
+    denied = metric_sum(samples, "microseg_packets_total", reason="policy_denied", verdict="drop")
+    allowed = metric_sum(samples, "microseg_packets_total", verdict="allow")
+    require(denied > 0, "no policy_denied drops counted")
+    require(allowed > 0, "no allowed packets counted")
+    require(metric_sum(samples, "microseg_packets_total", direction="egress", reason="policy_denied") > 0,
+            "no egress policy drops counted (b's egress deny)")
+    ok(f"{denied:g} packets dropped by policy, {allowed:g} allowed")
+
+    step("CNI CHECK")
+    for pod in (a, b, c):
+        node.cni_check(pod)
+    ok("CHECK passes for every pod")
+
+    step("CNI DEL")
+    node.cni_del(c, only_types=["microseg-cni"])
+    require(node.host_link_exists(c.host_veth), "the veth should still exist before ptp's DEL")
+    require(node.tc_filters(c) == "", f"TC filters left on {c.host_veth} after microseg-cni DEL:\n{node.tc_filters(c)}")
+    names = {(e["pod_namespace"], e["pod_name"]) for e in node.ctl_json("endpoints").get("endpoints", [])}
+    require(("y", "c") not in names, f"endpoint y/c still registered: {names}")
+    node.cni_del(c, only_types=["microseg-cni"])  # DEL must be idempotent
+    ok("microseg-cni DEL detached the TC programs and unregistered the endpoint (and is idempotent)")
+    veth = c.host_veth
+    node.delete_pod(c)
+    require(not node.host_link_exists(veth), f"host veth {veth} survived the chain DEL")
+    require(not os.path.exists(f"/run/netns/{c.netns}"), "pod netns survived")
+    for pod in (a, b):
+        node.delete_pod(pod)
+    require(node.ctl_json("endpoints").get("endpoints", []) == [], "endpoints left after every pod was deleted")
+    require(metric_sum(node.metrics(), "microseg_endpoints") == 0, "microseg_endpoints metric is not 0")
+    ok("all pods deleted: no veth, no netns, no endpoint")
+
+    step("agent stops cleanly")
+    code = node.stop_agent()
+    require(code == 0, f"agent exited with {code}:\n{node.agent_log_tail()}")
+    ok("agent exited 0 on SIGTERM")
+
+
+def verify_nothing_left(node: Node) -> None:
+    step("nothing of the run is left on the host")
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    require(node.prefix not in netns, f"network namespaces left:\n{netns}")
+    mounts = open("/proc/self/mounts", encoding="utf-8").read()
+    require(node.run_dir not in mounts, "bpffs still mounted")
+    require(not os.path.exists(node.run_dir), f"{node.run_dir} still exists")
+    require(node.agent is not None and node.agent.poll() is not None, "agent process still running")
+    try:
+        os.kill(node.agent.pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    require(not alive, f"pid {node.agent.pid} still exists")
+    ok("no netns, no bpffs mount, no run dir, no agent process")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--build-dir", required=True)
+    parser.add_argument("--logs-dir", help="where to keep the run's logs when the test fails")
+    args = parser.parse_args()
+
+    reason = skip_reason_if_unprivileged()
+    if reason:
+        print(f"SKIPPED: {reason}")
+        return SKIP
+
+    node = Node(NodeOptions(build_dir=args.build_dir))
+    try:
+        with node:
+            try:
+                run_test(node)
+            except BaseException:
+                print("\n--- agent log (tail) ---\n" + node.agent_log_tail(60), file=sys.stderr)
+                node.options.keep_logs_dir = args.logs_dir
+                raise
+        verify_nothing_left(node)
+    except AssertionError as failure:
+        print(f"\nFAIL: {failure}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaned up", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        return 1
+    print("\ne2e_cni_chain: all steps passed")
+    return 0
+
+
+if __name__ == "__main__":
+    start = time.monotonic()
+    code = main()
+    print(f"({time.monotonic() - start:.1f} s)")
+    sys.exit(code)
