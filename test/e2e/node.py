@@ -178,7 +178,8 @@ class Node:
                         "type": "host-local",
                         "ranges": [[{"subnet": self.subnet}]],
                         # Only the pod network: pods get no default route, so nothing can leave.
-                        "routes": [{"dst": "10.244.0.0/16"}],
+                        # gw spelled out: ptp routes via the gateway, and CHECK compares the result to it.
+                        "routes": [{"dst": "10.244.0.0/16", "gw": f"10.244.{self.subnet_octet}.1"}],
                         "dataDir": os.path.join(self.run_dir, "ipam"),
                     },
                 },
@@ -366,8 +367,10 @@ class Node:
         self.pods[key] = pod  # from here on, clean-up knows about it
         run(["ip", "-n", netns, "link", "set", "lo", "up"])
 
-        result = self.chain.add(pod.ref)
+        # Set before the call: if ADD is interrupted half way, clean-up still
+        # runs the (idempotent) DEL chain for this sandbox.
         pod.cni_added = True
+        result = self.chain.add(pod.ref)
         pod.ip = next(ip["address"].split("/")[0] for ip in result["ips"] if ":" not in ip["address"])
         pod.host_veth = next(i["name"] for i in result["interfaces"] if not i.get("sandbox"))
         self.write_manifest(self._pod_manifest_name(pod), self._pod_manifest(pod))
@@ -383,9 +386,9 @@ class Node:
             cmd += ["--tcp", ",".join(map(str, pod.tcp_ports))]
         if pod.udp_ports:
             cmd += ["--udp", ",".join(map(str, pod.udp_ports))]
-        pod.server = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=open(os.path.join(self.logs, f"server-{pod.netns}.log"), "ab"),
-                                      text=True, start_new_session=True)
+        with open(os.path.join(self.logs, f"server-{pod.netns}.log"), "ab") as server_log:
+            pod.server = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=server_log,
+                                          text=True, start_new_session=True)
         line = pod.server.stdout.readline().strip()
         if line != "ready":
             raise SetupError(f"probe server in {pod.key} did not start (said {line!r})")
