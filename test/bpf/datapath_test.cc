@@ -69,7 +69,6 @@ Bytes ipv4_frame(const Ipv4Fields& fields, const Bytes& l4) {
 
 std::vector<VerdictCase> single_packet_cases() {
   const Bytes tcp_to_pod_80 = tcp_packet(kPeer, 40000, kPod, 80);
-  const Bytes full_tcp = tcp_packet(kPeer, 40000, kPod, 80);
   return {
       // Endpoint lookup: fail closed until the agent registered the pod.
       {"unknown endpoint, to_pod", std::nullopt, {}, Program::kToPod, tcp_to_pod_80,
@@ -169,7 +168,7 @@ std::vector<VerdictCase> single_packet_cases() {
                   truncated(tcp_header(40000, 80), 10)),
        MS_REASON_DROP_MALFORMED},
       {"TCP cut off but IPv4 length claims it", kIngressIsolated, {}, Program::kToPod,
-       truncated(full_tcp, 14 + 20 + 10), MS_REASON_DROP_MALFORMED},
+       truncated(tcp_to_pod_80, 14 + 20 + 10), MS_REASON_DROP_MALFORMED},
       {"truncated UDP header", 0, {}, Program::kFromPod,
        ipv4_frame({.src = kPod, .dst = kPeer, .proto = kProtoUdp},
                   truncated(udp_datagram(40000, 53), 6)),
