@@ -198,7 +198,8 @@ static __always_inline __u32 ms_parse_l4(void *l4, void *data_end, __u32 l4_room
  * Parse L2-L4. Returns MS_CONTINUE with `flow` filled for IPv4, or the
  * final reason for everything that is decided by parsing alone.
  */
-static __always_inline __u32 ms_parse(struct __sk_buff *skb, int isolated, struct ms_flow *flow)
+static __always_inline __u32 ms_parse(struct __sk_buff *skb, int isolated, __u32 dir,
+				     __u32 pod_ipv4, struct ms_flow *flow)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -248,6 +249,14 @@ static __always_inline __u32 ms_parse(struct __sk_buff *skb, int isolated, struc
 	flow->saddr = ip->saddr;
 	flow->daddr = ip->daddr;
 	flow->proto = ip->protocol;
+
+	/*
+	 * A pod speaks only with its own address: a forged source would pass as
+	 * another pod at every peer's ingress policy. Checked before anything
+	 * else may admit the packet (sessions, fragments, non-isolation).
+	 */
+	if (dir == MS_DIR_EGRESS && flow->saddr != pod_ipv4)
+		return MS_REASON_DROP_SPOOFED_SOURCE;
 
 	/* Only the first fragment carries L4 ports; later ones cannot be judged. */
 	if (bpf_ntohs(ip->frag_off) & MS_IPV4_FRAG_OFFSET_MASK)
@@ -414,7 +423,7 @@ static __always_inline __u32 ms_pipeline(struct __sk_buff *skb, __u32 dir)
 	int isolated = (endpoint->flags & isolation_bit) != 0;
 
 	struct ms_flow flow = {};
-	__u32 reason = ms_parse(skb, isolated, &flow);
+	__u32 reason = ms_parse(skb, isolated, dir, endpoint->ipv4, &flow);
 	if (reason != MS_CONTINUE)
 		return reason;
 

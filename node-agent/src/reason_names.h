@@ -11,7 +11,7 @@ namespace microseg {
 
 inline constexpr std::array<std::string_view, MS_REASON_MAX> kReasonNames = {
     "policy_allowed",     "not_isolated",   "session",         "non_ip",   "policy_denied",
-    "unknown_endpoint",   "malformed",      "unsupported_l3",  "fragment",
+    "unknown_endpoint",   "malformed",      "unsupported_l3",  "fragment", "spoofed_source",
 };
 static_assert(kReasonNames.size() == MS_REASON_MAX, "one name per ms_reason");
 

@@ -208,6 +208,22 @@ std::vector<VerdictCase> single_packet_cases() {
       {"ARP from the pod", kBothIsolated, {}, Program::kFromPod, arp_request(kPod, kPeer),
        MS_REASON_ALLOW_NON_IP},
 
+      // Anti-spoofing: a pod may only send from its own address, whatever
+      // its isolation and whatever policy or session would say.
+      {"spoofed source, not isolated", 0, {}, Program::kFromPod,
+       tcp_packet(kOtherPeer, 40000, kPeer, 80), MS_REASON_DROP_SPOOFED_SOURCE},
+      {"spoofed source, egress allowed to anyone", kEgressIsolated,
+       {cidr(MS_DIR_EGRESS, "0.0.0.0", 0, 0, 0, MS_ACTION_ALLOW)}, Program::kFromPod,
+       tcp_packet(kOtherPeer, 40000, kPeer, 80), MS_REASON_DROP_SPOOFED_SOURCE},
+      {"spoofed source as a non-first fragment", 0, {}, Program::kFromPod,
+       ipv4_frame({.src = kOtherPeer, .dst = kPeer, .proto = kProtoUdp, .fragment_offset = 185},
+                  Bytes(32, 0xCD)),
+       MS_REASON_DROP_SPOOFED_SOURCE},
+      {"own source, not isolated", 0, {}, Program::kFromPod, tcp_packet(kPod, 40000, kPeer, 80),
+       MS_REASON_ALLOW_NOT_ISOLATED},
+      {"any source towards the pod is fine", 0, {}, Program::kToPod,
+       tcp_packet(kOtherPeer, 40000, kPod, 80), MS_REASON_ALLOW_NOT_ISOLATED},
+
       // Fragments: only the first one has ports.
       {"non-first fragment isolated", kIngressIsolated,
        {exact(MS_DIR_INGRESS, kPeer, 0, 0)}, Program::kToPod,

@@ -61,7 +61,8 @@ enum ms_reason {
 	MS_REASON_DROP_MALFORMED = 6,     /* truncated or invalid headers */
 	MS_REASON_DROP_UNSUPPORTED_L3 = 7,/* IPv6 or another L3 protocol to/from an isolated pod */
 	MS_REASON_DROP_FRAGMENT = 8,      /* non-first IPv4 fragment to/from an isolated pod */
-	MS_REASON_MAX = 9,
+	MS_REASON_DROP_SPOOFED_SOURCE = 9,/* IPv4 packet leaving a pod with a source that is not the pod's */
+	MS_REASON_MAX = 10,
 };
 #define MS_REASON_FIRST_DROP MS_REASON_DROP_POLICY
 
