@@ -390,7 +390,8 @@ static __always_inline int ms_policy_allows(const struct ms_flow *flow, __u32 en
 					    __u32 dir)
 {
 	__u32 peer = dir == MS_DIR_INGRESS ? flow->saddr : flow->daddr;
-	__u16 port = bpf_ntohs(flow->dport);
+	/* ICMP has no ports: its echo id (kept in dport for sessions) is no port. */
+	__u16 port = flow->proto == IPPROTO_ICMP ? 0 : bpf_ntohs(flow->dport);
 	__u8 proto = flow->proto;
 	int try_proto_any_port = port != 0;
 	int try_any_proto = proto != 0;
