@@ -199,9 +199,9 @@ class Node:
 
     def _start_agent(self) -> None:
         cmd = self.in_node() + [
-            self.agent_bin, "--standalone", "--manifests", self.manifests, "--node-name", self.node_name,
-            "--bpffs-dir", self.bpffs, "--grpc-socket", self.socket, "--state-dir", self.state_dir,
-            "--metrics-address", METRICS_ADDRESS, "--unpin-on-exit",
+            self.agent_bin, "--standalone", "--manifests", self.manifests, "--node_name", self.node_name,
+            "--bpffs_dir", self.bpffs, "--grpc_socket", self.socket, "--state_dir", self.state_dir,
+            "--metrics_address", METRICS_ADDRESS, "--unpin_on_exit",
         ] + self.options.agent_args
         log_file = open(self.agent_log, "ab")
         # Own session: a terminal Ctrl-C reaches only us, and we stop the agent in order.
