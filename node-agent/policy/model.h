@@ -80,6 +80,10 @@ struct PolicyPort {
 struct PolicyRule {
   std::vector<PolicyPeer> peers;
   std::vector<PolicyPort> ports;
+  // The rule listed peers but all of them were IPv6 ipBlocks, which the IPv4
+  // datapath cannot match: the rule allows nothing (and must not be mistaken
+  // for "every peer" because `peers` is empty). Kept so rule indices stay stable.
+  bool only_ipv6_peers = false;
 };
 
 struct NetworkPolicy {

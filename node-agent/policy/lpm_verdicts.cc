@@ -1,0 +1,75 @@
+#include "lpm_verdicts.h"
+
+#include <algorithm>
+#include <optional>
+#include <set>
+#include <tuple>
+#include <utility>
+
+#include "ipv4_cidr.h"
+
+namespace microseg {
+namespace {
+
+using PortClass = std::pair<uint8_t, uint16_t>;  // (proto, port), 0 = any
+
+// A spec covers a class when the data plane, looking up that class, must
+// take the spec into account: (any,any) covers everything, (proto,any)
+// covers every port of its protocol.
+bool Covers(const LpmRuleSpec& spec, const PortClass& port_class) {
+  if (spec.proto == 0) return true;
+  return spec.proto == port_class.first && (spec.port == 0 || spec.port == port_class.second);
+}
+
+struct PrefixLess {
+  bool operator()(const Ipv4Cidr& a, const Ipv4Cidr& b) const {
+    return std::tie(a.addr, a.prefix_len) < std::tie(b.addr, b.prefix_len);
+  }
+};
+
+// Verdict of the region "prefix minus longer keys": an address there is in a
+// key K exactly when K contains `prefix`, so evaluating each spec on the
+// prefix as a whole is exact.
+LpmVerdict DecideRegion(const PortClass& port_class, const Ipv4Cidr& prefix,
+                        const std::vector<const LpmRuleSpec*>& covering) {
+  std::optional<uint32_t> allowing_rule;
+  std::optional<uint32_t> excepting_rule;
+  for (const LpmRuleSpec* spec : covering) {
+    if (!CidrContains(spec->cidr, prefix)) continue;
+    const bool excepted = std::any_of(spec->except.begin(), spec->except.end(),
+                                      [&](const Ipv4Cidr& except) { return CidrContains(except, prefix); });
+    std::optional<uint32_t>& slot = excepted ? excepting_rule : allowing_rule;
+    slot = slot ? std::min(*slot, spec->rule_id) : spec->rule_id;
+  }
+  LpmVerdict verdict;
+  verdict.proto = port_class.first;
+  verdict.port = port_class.second;
+  verdict.prefix = prefix;
+  verdict.allow = allowing_rule.has_value();
+  // Every key is some covering spec's cidr or except, so one of the two is set.
+  verdict.rule_id = allowing_rule ? *allowing_rule : excepting_rule.value_or(0);
+  return verdict;
+}
+
+}  // namespace
+
+std::vector<LpmVerdict> ComputeLpmVerdicts(const std::vector<LpmRuleSpec>& specs) {
+  std::set<PortClass> classes;
+  for (const LpmRuleSpec& spec : specs) classes.emplace(spec.proto, spec.port);
+
+  std::vector<LpmVerdict> verdicts;
+  for (const PortClass& port_class : classes) {
+    std::vector<const LpmRuleSpec*> covering;
+    std::set<Ipv4Cidr, PrefixLess> keys;
+    for (const LpmRuleSpec& spec : specs) {
+      if (!Covers(spec, port_class)) continue;
+      covering.push_back(&spec);
+      keys.insert(spec.cidr);
+      keys.insert(spec.except.begin(), spec.except.end());
+    }
+    for (const Ipv4Cidr& key : keys) verdicts.push_back(DecideRegion(port_class, key, covering));
+  }
+  return verdicts;
+}
+
+}  // namespace microseg

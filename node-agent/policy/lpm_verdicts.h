@@ -1,0 +1,42 @@
+// Turns the CIDR rules of one endpoint and direction into LPM trie entries
+// whose first-match lookup gives exactly the union of the rules.
+//
+// The data plane looks up the port classes in order (proto,port) ->
+// (proto,any) -> (any,any) and the first class with a matching prefix
+// decides. So each class must carry the verdicts of every rule that covers
+// it, and every prefix (cidr or except) must carry the verdict of the region
+// "this prefix minus the longer prefixes of the class".
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model.h"
+
+namespace microseg {
+
+// One (cidr minus excepts, protocol/port) allowance of one rule.
+// proto 0 = any protocol (port then 0); port 0 = any port of `proto`.
+struct LpmRuleSpec {
+  uint8_t proto = 0;
+  uint16_t port = 0;
+  Ipv4Cidr cidr;
+  std::vector<Ipv4Cidr> except;
+  uint32_t rule_id = 0;
+};
+
+struct LpmVerdict {
+  uint8_t proto = 0;
+  uint16_t port = 0;
+  Ipv4Cidr prefix;
+  bool allow = false;
+  // Smallest id among the rules that decide the verdict: the allowing rules
+  // for an allow, the rules whose except removed the region for a deny.
+  uint32_t rule_id = 0;
+};
+
+// Sorted by (proto, port, prefix address, prefix length); one verdict per
+// distinct (class, prefix).
+std::vector<LpmVerdict> ComputeLpmVerdicts(const std::vector<LpmRuleSpec>& specs);
+
+}  // namespace microseg

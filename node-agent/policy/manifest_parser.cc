@@ -1,0 +1,494 @@
+#include "manifest_parser.h"
+
+#include <exception>
+#include <regex>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "ipv4_cidr.h"
+#include "status_macros.h"
+#include "yaml-cpp/yaml.h"
+#include "yaml_fields.h"
+
+namespace microseg {
+namespace {
+
+using yaml_fields::Child;
+using yaml_fields::FieldError;
+using yaml_fields::IsSet;
+using yaml_fields::ReadInteger;
+using yaml_fields::ReadOptionalString;
+using yaml_fields::ReadString;
+using yaml_fields::RequireMap;
+using yaml_fields::RequireSequence;
+
+// Wider ranges would need range-aware map entries, not one entry per port.
+constexpr int64_t kMaxEndPortRange = 1024;
+
+std::string Field(absl::string_view path, absl::string_view name) { return absl::StrCat(path, ".", name); }
+std::string Element(absl::string_view path, size_t index) { return absl::StrCat(path, "[", index, "]"); }
+
+absl::StatusOr<Labels> ParseLabels(const YAML::Node& node, const std::string& path) {
+  MS_RETURN_IF_ERROR(RequireMap(node, path));
+  Labels labels;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    MS_ASSIGN_OR_RETURN(std::string key, ReadString(it->first, Element(path, labels.size())));
+    if (key.empty()) return FieldError(path, "label keys must not be empty");
+    MS_ASSIGN_OR_RETURN(std::string value, ReadString(it->second, Field(path, key)));
+    labels[key] = std::move(value);
+  }
+  return labels;
+}
+
+struct Metadata {
+  std::string name;
+  std::string namespace_name;
+  Labels labels;
+};
+
+absl::StatusOr<Metadata> ParseMetadata(const YAML::Node& object, bool namespaced) {
+  const YAML::Node node = Child(object, "metadata");
+  if (!IsSet(node)) return FieldError("metadata.name", "is required");
+  MS_RETURN_IF_ERROR(RequireMap(node, "metadata"));
+  Metadata metadata;
+  MS_ASSIGN_OR_RETURN(std::optional<std::string> name, ReadOptionalString(node, "name", "metadata.name"));
+  if (!name || name->empty()) return FieldError("metadata.name", "is required");
+  metadata.name = *name;
+  if (namespaced) {
+    MS_ASSIGN_OR_RETURN(std::optional<std::string> ns,
+                        ReadOptionalString(node, "namespace", "metadata.namespace"));
+    metadata.namespace_name = ns && !ns->empty() ? *ns : "default";
+  }
+  if (const YAML::Node labels = Child(node, "labels"); IsSet(labels)) {
+    MS_ASSIGN_OR_RETURN(metadata.labels, ParseLabels(labels, "metadata.labels"));
+  }
+  return metadata;
+}
+
+absl::StatusOr<Protocol> ParseProtocol(const YAML::Node& parent, const std::string& path) {
+  MS_ASSIGN_OR_RETURN(std::optional<std::string> name, ReadOptionalString(parent, "protocol", path));
+  if (!name) return Protocol::kTcp;  // Kubernetes default
+  if (*name == "TCP") return Protocol::kTcp;
+  if (*name == "UDP") return Protocol::kUdp;
+  if (*name == "SCTP") return Protocol::kSctp;
+  return FieldError(path, absl::StrCat("unknown protocol \"", *name, "\" (expected TCP, UDP or SCTP)"));
+}
+
+absl::StatusOr<uint16_t> ParsePortNumber(const YAML::Node& node, const std::string& path) {
+  MS_ASSIGN_OR_RETURN(int64_t port, ReadInteger(node, path));
+  if (port < 1 || port > 65535) return FieldError(path, absl::StrCat(port, " is out of range 1-65535"));
+  return static_cast<uint16_t>(port);
+}
+
+// Kubernetes IANA_SVC_NAME: what a container port name (and so a named
+// policy port) must look like.
+absl::Status ValidatePortName(const std::string& name, const std::string& path) {
+  static const std::regex kAllowedChars("^[a-z0-9]([a-z0-9-]*[a-z0-9])?$");
+  static const std::regex kHasLetter("[a-z]");
+  if (name.size() > 15 || !std::regex_match(name, kAllowedChars) || !std::regex_search(name, kHasLetter) ||
+      name.find("--") != std::string::npos) {
+    return FieldError(path, absl::StrCat("\"", name,
+                                         "\" is not a valid port name (1-15 lowercase letters, digits and "
+                                         "'-', at least one letter, no leading, trailing or double '-')"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LabelRequirement::Operator> ParseOperator(const std::string& name, const std::string& path) {
+  if (name == "In") return LabelRequirement::Operator::kIn;
+  if (name == "NotIn") return LabelRequirement::Operator::kNotIn;
+  if (name == "Exists") return LabelRequirement::Operator::kExists;
+  if (name == "DoesNotExist") return LabelRequirement::Operator::kDoesNotExist;
+  return FieldError(path, absl::StrCat("unknown operator \"", name,
+                                       "\" (expected In, NotIn, Exists or DoesNotExist)"));
+}
+
+absl::StatusOr<LabelRequirement> ParseRequirement(const YAML::Node& node, const std::string& path) {
+  MS_RETURN_IF_ERROR(RequireMap(node, path));
+  LabelRequirement requirement;
+  MS_ASSIGN_OR_RETURN(std::optional<std::string> key, ReadOptionalString(node, "key", Field(path, "key")));
+  if (!key || key->empty()) return FieldError(Field(path, "key"), "is required");
+  requirement.key = *key;
+  const std::string operator_path = Field(path, "operator");
+  MS_ASSIGN_OR_RETURN(std::optional<std::string> op, ReadOptionalString(node, "operator", operator_path));
+  if (!op) return FieldError(operator_path, "is required");
+  MS_ASSIGN_OR_RETURN(requirement.op, ParseOperator(*op, operator_path));
+  const std::string values_path = Field(path, "values");
+  if (const YAML::Node values = Child(node, "values"); IsSet(values)) {
+    MS_RETURN_IF_ERROR(RequireSequence(values, values_path));
+    for (size_t i = 0; i < values.size(); ++i) {
+      MS_ASSIGN_OR_RETURN(std::string value, ReadString(values[i], Element(values_path, i)));
+      requirement.values.push_back(std::move(value));
+    }
+  }
+  const bool needs_values = requirement.op == LabelRequirement::Operator::kIn ||
+                            requirement.op == LabelRequirement::Operator::kNotIn;
+  if (needs_values && requirement.values.empty()) {
+    return FieldError(values_path, absl::StrCat("must be non-empty for operator ", *op));
+  }
+  if (!needs_values && !requirement.values.empty()) {
+    return FieldError(values_path, absl::StrCat("must be empty for operator ", *op));
+  }
+  return requirement;
+}
+
+absl::StatusOr<LabelSelector> ParseSelector(const YAML::Node& node, const std::string& path) {
+  MS_RETURN_IF_ERROR(RequireMap(node, path));
+  LabelSelector selector;
+  if (const YAML::Node labels = Child(node, "matchLabels"); IsSet(labels)) {
+    MS_ASSIGN_OR_RETURN(selector.match_labels, ParseLabels(labels, Field(path, "matchLabels")));
+  }
+  if (const YAML::Node expressions = Child(node, "matchExpressions"); IsSet(expressions)) {
+    const std::string expressions_path = Field(path, "matchExpressions");
+    MS_RETURN_IF_ERROR(RequireSequence(expressions, expressions_path));
+    for (size_t i = 0; i < expressions.size(); ++i) {
+      MS_ASSIGN_OR_RETURN(LabelRequirement requirement,
+                          ParseRequirement(expressions[i], Element(expressions_path, i)));
+      selector.match_expressions.push_back(std::move(requirement));
+    }
+  }
+  return selector;
+}
+
+bool LooksLikeIpv6(const std::string& text) { return text.find(':') != std::string::npos; }
+
+// nullopt: an IPv6 block, which can never match the IPv4 traffic we enforce.
+absl::StatusOr<std::optional<IpBlock>> ParseIpBlock(const YAML::Node& node, const std::string& path) {
+  MS_RETURN_IF_ERROR(RequireMap(node, path));
+  const std::string cidr_path = Field(path, "cidr");
+  MS_ASSIGN_OR_RETURN(std::optional<std::string> cidr_text, ReadOptionalString(node, "cidr", cidr_path));
+  if (!cidr_text) return FieldError(cidr_path, "is required");
+  std::vector<std::string> except_texts;
+  const std::string except_path = Field(path, "except");
+  if (const YAML::Node excepts = Child(node, "except"); IsSet(excepts)) {
+    MS_RETURN_IF_ERROR(RequireSequence(excepts, except_path));
+    for (size_t i = 0; i < excepts.size(); ++i) {
+      MS_ASSIGN_OR_RETURN(std::string text, ReadString(excepts[i], Element(except_path, i)));
+      except_texts.push_back(std::move(text));
+    }
+  }
+  if (LooksLikeIpv6(*cidr_text)) {
+    for (size_t i = 0; i < except_texts.size(); ++i) {
+      if (!LooksLikeIpv6(except_texts[i])) {
+        return FieldError(Element(except_path, i), absl::StrCat("\"", except_texts[i],
+                                                                "\" must be a strict subset of cidr \"",
+                                                                *cidr_text, "\""));
+      }
+    }
+    return std::optional<IpBlock>();
+  }
+  IpBlock block;
+  absl::StatusOr<Ipv4Cidr> cidr = ParseIpv4Cidr(*cidr_text);
+  if (!cidr.ok()) return FieldError(cidr_path, cidr.status().message());
+  block.cidr = *cidr;
+  for (size_t i = 0; i < except_texts.size(); ++i) {
+    const std::string element_path = Element(except_path, i);
+    absl::StatusOr<Ipv4Cidr> except = ParseIpv4Cidr(except_texts[i]);
+    if (!except.ok()) return FieldError(element_path, except.status().message());
+    // Kubernetes: an except must be a strict subset of the cidr.
+    if (!CidrContains(block.cidr, *except) || except->prefix_len == block.cidr.prefix_len) {
+      return FieldError(element_path, absl::StrCat("\"", except_texts[i], "\" must be a strict subset of cidr \"",
+                                                   *cidr_text, "\""));
+    }
+    block.except.push_back(*except);
+  }
+  return std::optional<IpBlock>(std::move(block));
+}
+
+// nullopt: the peer was an IPv6 ipBlock.
+absl::StatusOr<std::optional<PolicyPeer>> ParsePeer(const YAML::Node& node, const std::string& path) {
+  MS_RETURN_IF_ERROR(RequireMap(node, path));
+  const YAML::Node pod_selector = Child(node, "podSelector");
+  const YAML::Node namespace_selector = Child(node, "namespaceSelector");
+  const YAML::Node ip_block = Child(node, "ipBlock");
+  if (IsSet(ip_block) && (IsSet(pod_selector) || IsSet(namespace_selector))) {
+    return FieldError(path, "ipBlock cannot be combined with podSelector or namespaceSelector");
+  }
+  if (!IsSet(ip_block) && !IsSet(pod_selector) && !IsSet(namespace_selector)) {
+    return FieldError(path, "must specify podSelector, namespaceSelector or ipBlock");
+  }
+  PolicyPeer peer;
+  if (IsSet(ip_block)) {
+    MS_ASSIGN_OR_RETURN(std::optional<IpBlock> block, ParseIpBlock(ip_block, Field(path, "ipBlock")));
+    if (!block) return std::optional<PolicyPeer>();
+    peer.ip_block = std::move(*block);
+    return std::optional<PolicyPeer>(std::move(peer));
+  }
+  if (IsSet(pod_selector)) {
+    MS_ASSIGN_OR_RETURN(peer.pod_selector, ParseSelector(pod_selector, Field(path, "podSelector")));
+  }
+  if (IsSet(namespace_selector)) {
+    MS_ASSIGN_OR_RETURN(peer.namespace_selector,
+                        ParseSelector(namespace_selector, Field(path, "namespaceSelector")));
+  }
+  return std::optional<PolicyPeer>(std::move(peer));
+}
+
+absl::StatusOr<PolicyPort> ParsePolicyPort(const YAML::Node& node, const std::string& path) {
+  MS_RETURN_IF_ERROR(RequireMap(node, path));
+  PolicyPort port;
+  MS_ASSIGN_OR_RETURN(port.protocol, ParseProtocol(node, Field(path, "protocol")));
+  const std::string port_path = Field(path, "port");
+  if (const YAML::Node value = Child(node, "port"); IsSet(value)) {
+    if (yaml_fields::IsIntegerScalar(value)) {
+      MS_ASSIGN_OR_RETURN(uint16_t number, ParsePortNumber(value, port_path));
+      port.port = number;
+    } else {
+      MS_ASSIGN_OR_RETURN(std::string name, ReadString(value, port_path));
+      MS_RETURN_IF_ERROR(ValidatePortName(name, port_path));
+      port.port = std::move(name);
+    }
+  }
+  const std::string end_port_path = Field(path, "endPort");
+  if (const YAML::Node value = Child(node, "endPort"); IsSet(value)) {
+    MS_ASSIGN_OR_RETURN(uint16_t end_port, ParsePortNumber(value, end_port_path));
+    if (!port.port || !std::holds_alternative<uint16_t>(*port.port)) {
+      return FieldError(end_port_path, "requires a numeric port");
+    }
+    const uint16_t start = std::get<uint16_t>(*port.port);
+    if (end_port < start) {
+      return FieldError(end_port_path, absl::StrCat(end_port, " is less than port ", start));
+    }
+    if (int64_t{end_port} - start + 1 > kMaxEndPortRange) {
+      return FieldError(end_port_path,
+                        absl::StrCat("endPort ranges wider than ", kMaxEndPortRange,
+                                     " ports are not supported yet (", start, "-", end_port, " is ",
+                                     int64_t{end_port} - start + 1, " ports)"));
+    }
+    port.end_port = end_port;
+  }
+  return port;
+}
+
+absl::StatusOr<PolicyRule> ParseRule(const YAML::Node& node, const std::string& path,
+                                     absl::string_view peers_key) {
+  MS_RETURN_IF_ERROR(RequireMap(node, path));
+  PolicyRule rule;
+  if (const YAML::Node peers = Child(node, peers_key); IsSet(peers)) {
+    const std::string peers_path = Field(path, peers_key);
+    MS_RETURN_IF_ERROR(RequireSequence(peers, peers_path));
+    for (size_t i = 0; i < peers.size(); ++i) {
+      MS_ASSIGN_OR_RETURN(std::optional<PolicyPeer> peer, ParsePeer(peers[i], Element(peers_path, i)));
+      if (peer) rule.peers.push_back(std::move(*peer));
+    }
+    rule.only_ipv6_peers = peers.size() > 0 && rule.peers.empty();
+  }
+  if (const YAML::Node ports = Child(node, "ports"); IsSet(ports)) {
+    const std::string ports_path = Field(path, "ports");
+    MS_RETURN_IF_ERROR(RequireSequence(ports, ports_path));
+    for (size_t i = 0; i < ports.size(); ++i) {
+      MS_ASSIGN_OR_RETURN(PolicyPort port, ParsePolicyPort(ports[i], Element(ports_path, i)));
+      rule.ports.push_back(std::move(port));
+    }
+  }
+  return rule;
+}
+
+absl::StatusOr<std::vector<PolicyRule>> ParseRules(const YAML::Node& spec, absl::string_view key,
+                                                   absl::string_view peers_key) {
+  std::vector<PolicyRule> rules;
+  const YAML::Node node = Child(spec, key);
+  if (!IsSet(node)) return rules;
+  const std::string path = Field("spec", key);
+  MS_RETURN_IF_ERROR(RequireSequence(node, path));
+  for (size_t i = 0; i < node.size(); ++i) {
+    MS_ASSIGN_OR_RETURN(PolicyRule rule, ParseRule(node[i], Element(path, i), peers_key));
+    rules.push_back(std::move(rule));
+  }
+  return rules;
+}
+
+absl::StatusOr<NetworkPolicy> ParseNetworkPolicy(const YAML::Node& object) {
+  MS_ASSIGN_OR_RETURN(Metadata metadata, ParseMetadata(object, /*namespaced=*/true));
+  NetworkPolicy policy;
+  policy.namespace_name = metadata.namespace_name;
+  policy.name = metadata.name;
+  const YAML::Node spec = Child(object, "spec");
+  if (!IsSet(spec)) return FieldError("spec.podSelector", "is required");
+  MS_RETURN_IF_ERROR(RequireMap(spec, "spec"));
+  const YAML::Node pod_selector = Child(spec, "podSelector");
+  if (!IsSet(pod_selector)) {
+    return FieldError("spec.podSelector", "is required (use {} to select every pod of the namespace)");
+  }
+  MS_ASSIGN_OR_RETURN(policy.pod_selector, ParseSelector(pod_selector, "spec.podSelector"));
+  MS_ASSIGN_OR_RETURN(policy.ingress, ParseRules(spec, "ingress", "from"));
+  MS_ASSIGN_OR_RETURN(policy.egress, ParseRules(spec, "egress", "to"));
+
+  std::vector<std::string> types;
+  if (const YAML::Node node = Child(spec, "policyTypes"); IsSet(node)) {
+    MS_RETURN_IF_ERROR(RequireSequence(node, "spec.policyTypes"));
+    for (size_t i = 0; i < node.size(); ++i) {
+      const std::string path = Element("spec.policyTypes", i);
+      MS_ASSIGN_OR_RETURN(std::string type, ReadString(node[i], path));
+      if (type != "Ingress" && type != "Egress") {
+        return FieldError(path, absl::StrCat("unknown policy type \"", type, "\" (expected Ingress or Egress)"));
+      }
+      types.push_back(std::move(type));
+    }
+  }
+  // Kubernetes defaulting (SetDefaults_NetworkPolicySpec): an empty or absent
+  // list means Ingress, plus Egress when egress rules exist; an explicit
+  // list is taken as is, and rules of an unlisted direction have no effect.
+  if (types.empty()) {
+    policy.isolates_ingress = true;
+    policy.isolates_egress = !policy.egress.empty();
+  } else {
+    policy.isolates_ingress = std::find(types.begin(), types.end(), "Ingress") != types.end();
+    policy.isolates_egress = std::find(types.begin(), types.end(), "Egress") != types.end();
+  }
+  return policy;
+}
+
+absl::StatusOr<Namespace> ParseNamespace(const YAML::Node& object) {
+  MS_ASSIGN_OR_RETURN(Metadata metadata, ParseMetadata(object, /*namespaced=*/false));
+  return Namespace{metadata.name, std::move(metadata.labels)};
+}
+
+absl::Status ParseContainerPorts(const YAML::Node& container, const std::string& path,
+                                 std::vector<ContainerPort>& out) {
+  MS_RETURN_IF_ERROR(RequireMap(container, path));
+  const YAML::Node ports = Child(container, "ports");
+  if (!IsSet(ports)) return absl::OkStatus();
+  const std::string ports_path = Field(path, "ports");
+  MS_RETURN_IF_ERROR(RequireSequence(ports, ports_path));
+  for (size_t i = 0; i < ports.size(); ++i) {
+    const std::string port_path = Element(ports_path, i);
+    MS_RETURN_IF_ERROR(RequireMap(ports[i], port_path));
+    ContainerPort port;
+    MS_ASSIGN_OR_RETURN(std::optional<std::string> name,
+                        ReadOptionalString(ports[i], "name", Field(port_path, "name")));
+    if (name && !name->empty()) {
+      MS_RETURN_IF_ERROR(ValidatePortName(*name, Field(port_path, "name")));
+      port.name = *name;
+    }
+    const YAML::Node number = Child(ports[i], "containerPort");
+    if (!IsSet(number)) return FieldError(Field(port_path, "containerPort"), "is required");
+    MS_ASSIGN_OR_RETURN(port.port, ParsePortNumber(number, Field(port_path, "containerPort")));
+    MS_ASSIGN_OR_RETURN(port.protocol, ParseProtocol(ports[i], Field(port_path, "protocol")));
+    out.push_back(std::move(port));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Pod> ParsePod(const YAML::Node& object) {
+  MS_ASSIGN_OR_RETURN(Metadata metadata, ParseMetadata(object, /*namespaced=*/true));
+  Pod pod;
+  pod.namespace_name = metadata.namespace_name;
+  pod.name = metadata.name;
+  pod.labels = std::move(metadata.labels);
+  if (const YAML::Node spec = Child(object, "spec"); IsSet(spec)) {
+    MS_RETURN_IF_ERROR(RequireMap(spec, "spec"));
+    MS_ASSIGN_OR_RETURN(std::optional<std::string> node_name,
+                        ReadOptionalString(spec, "nodeName", "spec.nodeName"));
+    pod.node_name = node_name.value_or("");
+    if (const YAML::Node containers = Child(spec, "containers"); IsSet(containers)) {
+      MS_RETURN_IF_ERROR(RequireSequence(containers, "spec.containers"));
+      for (size_t i = 0; i < containers.size(); ++i) {
+        MS_RETURN_IF_ERROR(
+            ParseContainerPorts(containers[i], Element("spec.containers", i), pod.container_ports));
+      }
+    }
+  }
+  if (const YAML::Node status = Child(object, "status"); IsSet(status)) {
+    MS_RETURN_IF_ERROR(RequireMap(status, "status"));
+    MS_ASSIGN_OR_RETURN(std::optional<std::string> pod_ip,
+                        ReadOptionalString(status, "podIP", "status.podIP"));
+    // The datapath is IPv4-only: an IPv6 pod IP is not an error, the pod
+    // simply has no address we can match.
+    if (pod_ip && !pod_ip->empty() && !LooksLikeIpv6(*pod_ip)) {
+      pod.ipv4 = ParseIpv4Address(*pod_ip);
+      if (!pod.ipv4) {
+        return FieldError("status.podIP", absl::StrCat("\"", *pod_ip, "\" is not a valid IP address"));
+      }
+    }
+  }
+  return pod;
+}
+
+// "ns/name" (or "name") for messages, read leniently: the strict read of
+// metadata happens later and reports its own errors.
+std::string DescribeObject(const YAML::Node& object, bool default_namespace) {
+  const YAML::Node metadata = Child(object, "metadata");
+  if (!metadata.IsMap()) return "<unnamed>";
+  const YAML::Node name = Child(metadata, "name");
+  const YAML::Node ns = Child(metadata, "namespace");
+  std::string text = name.IsScalar() && !name.Scalar().empty() ? name.Scalar() : "<unnamed>";
+  if (ns.IsScalar() && !ns.Scalar().empty()) return absl::StrCat(ns.Scalar(), "/", text);
+  return default_namespace ? absl::StrCat("default/", text) : text;
+}
+
+absl::Status ParseObject(const YAML::Node& object, const std::string& where, ParsedManifests& out) {
+  if (!object.IsMap()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": must be a Kubernetes object (a map)"));
+  }
+  const auto at = [&where](const absl::Status& status) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", status.message()));
+  };
+  absl::StatusOr<std::optional<std::string>> kind = ReadOptionalString(object, "kind", "kind");
+  if (!kind.ok()) return at(kind.status());
+  if (!*kind || (*kind)->empty()) return at(FieldError("kind", "is required"));
+  absl::StatusOr<std::optional<std::string>> api_version =
+      ReadOptionalString(object, "apiVersion", "apiVersion");
+  if (!api_version.ok()) return at(api_version.status());
+  if (!*api_version || (*api_version)->empty()) return at(FieldError("apiVersion", "is required"));
+
+  if (**kind == "List") {
+    const YAML::Node items = Child(object, "items");
+    if (!IsSet(items)) return absl::OkStatus();
+    if (absl::Status status = RequireSequence(items, "items"); !status.ok()) return at(status);
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (!IsSet(items[i])) continue;
+      MS_RETURN_IF_ERROR(ParseObject(items[i], absl::StrCat(where, " ", Element("items", i)), out));
+    }
+    return absl::OkStatus();
+  }
+
+  const std::string& type = **kind;
+  const std::string& group_version = **api_version;
+  const bool namespaced_default = type == "Pod" || type == "NetworkPolicy";
+  const std::string name = DescribeObject(object, namespaced_default);
+  const auto in_object = [&](const absl::Status& status) {
+    return absl::InvalidArgumentError(absl::StrCat(where, " (", type, " ", name, "): ", status.message()));
+  };
+  if (type == "Namespace" && group_version == "v1") {
+    absl::StatusOr<Namespace> ns = ParseNamespace(object);
+    if (!ns.ok()) return in_object(ns.status());
+    out.namespaces.push_back(*std::move(ns));
+  } else if (type == "Pod" && group_version == "v1") {
+    absl::StatusOr<Pod> pod = ParsePod(object);
+    if (!pod.ok()) return in_object(pod.status());
+    out.pods.push_back(*std::move(pod));
+  } else if (type == "NetworkPolicy" && group_version == "networking.k8s.io/v1") {
+    absl::StatusOr<NetworkPolicy> policy = ParseNetworkPolicy(object);
+    if (!policy.ok()) return in_object(policy.status());
+    out.network_policies.push_back(*std::move(policy));
+  } else {
+    out.ignored.push_back(absl::StrCat(type, " ", DescribeObject(object, false)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ParsedManifests> ParseManifests(std::string_view yaml_text) {
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid YAML: ", e.what()));
+  }
+  ParsedManifests parsed;
+  for (size_t i = 0; i < documents.size(); ++i) {
+    if (!IsSet(documents[i])) continue;  // empty document, e.g. a trailing "---"
+    // Documents are numbered from 1, as a person counts them in the file.
+    const std::string where = absl::StrCat("document ", i + 1);
+    try {
+      MS_RETURN_IF_ERROR(ParseObject(documents[i], where, parsed));
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", e.what()));
+    }
+  }
+  return parsed;
+}
+
+}  // namespace microseg

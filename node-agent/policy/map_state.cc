@@ -1,0 +1,75 @@
+#include "map_state.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace microseg {
+namespace {
+
+// Appends to `upserts` what is new or different in `desired` and to
+// `deletes` what only `live` has.
+template <typename Map, typename Upserts, typename Deletes>
+void DiffMap(const Map& live, const Map& desired, Upserts& upserts, Deletes& deletes) {
+  for (const auto& [key, value] : desired) {
+    const auto found = live.find(key);
+    if (found == live.end() || !BytewiseEqual(found->second, value)) upserts.emplace_back(key, value);
+  }
+  for (const auto& [key, value] : live) {
+    if (!desired.contains(key)) deletes.push_back(key);
+  }
+}
+
+absl::Status Annotate(const absl::Status& status, absl::string_view operation) {
+  return absl::Status(status.code(), absl::StrCat(operation, ": ", status.message()));
+}
+
+}  // namespace
+
+MapChanges DiffMapState(const MapState& live, const MapState& desired) {
+  MapChanges changes;
+  DiffMap(live.exact, desired.exact, changes.exact_upserts, changes.exact_deletes);
+  DiffMap(live.lpm, desired.lpm, changes.lpm_upserts, changes.lpm_deletes);
+  DiffMap(live.endpoints, desired.endpoints, changes.endpoint_upserts, changes.endpoint_deletes);
+  return changes;
+}
+
+absl::Status ApplyMapChanges(MapWriter& writer, const MapChanges& changes, MapState& live) {
+  for (const auto& [key, value] : changes.exact_upserts) {
+    if (absl::Status status = writer.UpsertExact(key, value); !status.ok()) {
+      return Annotate(status, "upserting an exact policy entry");
+    }
+    live.exact[key] = value;
+  }
+  for (const auto& [key, value] : changes.lpm_upserts) {
+    if (absl::Status status = writer.UpsertLpm(key, value); !status.ok()) {
+      return Annotate(status, "upserting an LPM policy entry");
+    }
+    live.lpm[key] = value;
+  }
+  for (const auto& [ifindex, value] : changes.endpoint_upserts) {
+    if (absl::Status status = writer.UpsertEndpoint(ifindex, value); !status.ok()) {
+      return Annotate(status, absl::StrCat("upserting endpoint ifindex ", ifindex));
+    }
+    live.endpoints[ifindex] = value;
+  }
+  for (uint32_t ifindex : changes.endpoint_deletes) {
+    if (absl::Status status = writer.DeleteEndpoint(ifindex); !status.ok()) {
+      return Annotate(status, absl::StrCat("deleting endpoint ifindex ", ifindex));
+    }
+    live.endpoints.erase(ifindex);
+  }
+  for (const ms_policy_key& key : changes.exact_deletes) {
+    if (absl::Status status = writer.DeleteExact(key); !status.ok()) {
+      return Annotate(status, "deleting an exact policy entry");
+    }
+    live.exact.erase(key);
+  }
+  for (const ms_lpm_key& key : changes.lpm_deletes) {
+    if (absl::Status status = writer.DeleteLpm(key); !status.ok()) {
+      return Annotate(status, "deleting an LPM policy entry");
+    }
+    live.lpm.erase(key);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace microseg

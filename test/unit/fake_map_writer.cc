@@ -1,0 +1,50 @@
+#include "fake_map_writer.h"
+
+namespace microseg::testing {
+
+absl::Status FakeMapWriter::NextOperation() {
+  const int operation = attempted_operations++;
+  if (fail_at_operation && operation >= *fail_at_operation) {
+    return absl::ResourceExhaustedError("injected map failure");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FakeMapWriter::UpsertEndpoint(uint32_t ifindex, const ms_endpoint& value) {
+  if (absl::Status status = NextOperation(); !status.ok()) return status;
+  maps.endpoints[ifindex] = value;
+  return absl::OkStatus();
+}
+
+absl::Status FakeMapWriter::DeleteEndpoint(uint32_t ifindex) {
+  if (absl::Status status = NextOperation(); !status.ok()) return status;
+  // Like bpf_map_delete_elem: deleting a missing key is an error.
+  if (maps.endpoints.erase(ifindex) == 0) return absl::NotFoundError("no such endpoint");
+  return absl::OkStatus();
+}
+
+absl::Status FakeMapWriter::UpsertExact(const ms_policy_key& key, const ms_policy_value& value) {
+  if (absl::Status status = NextOperation(); !status.ok()) return status;
+  maps.exact[key] = value;
+  return absl::OkStatus();
+}
+
+absl::Status FakeMapWriter::DeleteExact(const ms_policy_key& key) {
+  if (absl::Status status = NextOperation(); !status.ok()) return status;
+  if (maps.exact.erase(key) == 0) return absl::NotFoundError("no such exact entry");
+  return absl::OkStatus();
+}
+
+absl::Status FakeMapWriter::UpsertLpm(const ms_lpm_key& key, const ms_policy_value& value) {
+  if (absl::Status status = NextOperation(); !status.ok()) return status;
+  maps.lpm[key] = value;
+  return absl::OkStatus();
+}
+
+absl::Status FakeMapWriter::DeleteLpm(const ms_lpm_key& key) {
+  if (absl::Status status = NextOperation(); !status.ok()) return status;
+  if (maps.lpm.erase(key) == 0) return absl::NotFoundError("no such LPM entry");
+  return absl::OkStatus();
+}
+
+}  // namespace microseg::testing

@@ -1,0 +1,477 @@
+#include <arpa/inet.h>
+
+#include <catch2/catch.hpp>
+
+#include "policy_compiler.h"
+#include "reference_datapath.h"
+#include "rule_id.h"
+#include "test_helpers.h"
+
+namespace microseg {
+namespace {
+
+using testing::ClusterFromYaml;
+using testing::Decision;
+using testing::Ip;
+using testing::ReferenceLookup;
+
+constexpr uint8_t kTcp = 6;
+constexpr uint8_t kUdp = 17;
+constexpr uint8_t kIcmp = 1;
+
+// Namespaces a (team=red) and b (team=blue); pods in both with IPs.
+const char* const kCluster = R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: a, labels: {team: red}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: b, labels: {team: blue}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec:
+  containers:
+  - ports: [{name: http, containerPort: 8080}, {name: dns, containerPort: 5353, protocol: UDP}]
+status: {podIP: 10.244.0.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: a, labels: {app: db}}
+spec:
+  containers:
+  - ports: [{name: http, containerPort: 9090}]
+status: {podIP: 10.244.0.11}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: a, labels: {role: client}}
+status: {podIP: 10.244.0.12}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: b, labels: {role: client}}
+status: {podIP: 10.244.1.12}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: b, labels: {role: other}}
+status: {podIP: 10.244.1.13}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pending, namespace: b, labels: {role: client}}
+)";
+
+ClusterState ClusterWith(const std::string& policies) { return ClusterFromYaml(std::string(kCluster) + policies); }
+
+// Local endpoints: web (ifindex 10) and db (ifindex 11) of namespace a.
+std::vector<LocalEndpoint> WebAndDb() {
+  return {{1, 10, "a", "web", Ip("10.244.0.10")}, {2, 11, "a", "db", Ip("10.244.0.11")}};
+}
+
+bool Allows(const CompiledPolicy& compiled, uint32_t ifindex, ms_direction direction, const char* peer,
+            uint8_t proto, uint16_t port) {
+  return ReferenceLookup(compiled.maps, ifindex, direction, Ip(peer), proto, port).allowed();
+}
+
+TEST_CASE("endpoint flags follow the policies that select the pod", "[compiler]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-ingress, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-egress, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: other-namespace, namespace: b}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress, Egress]
+)");
+  std::vector<LocalEndpoint> endpoints = WebAndDb();
+  const CompiledPolicy compiled = CompilePolicy(cluster, endpoints);
+
+  const ms_endpoint& web = compiled.maps.endpoints.at(10);
+  CHECK(web.endpoint_id == 1);
+  CHECK(web.ipv4 == htonl(Ip("10.244.0.10")));
+  CHECK(web.flags == (MS_EP_F_INGRESS_ISOLATED | MS_EP_F_EGRESS_ISOLATED));
+  CHECK(web.policy_rev == 0);
+  CHECK(compiled.maps.endpoints.at(11).flags == 0);  // b's policy does not reach a's pods
+
+  const EndpointPolicySummary& summary = compiled.summaries.at(1);
+  CHECK(summary.ingress_isolated);
+  CHECK(summary.egress_isolated);
+  CHECK(summary.policies == std::vector<std::string>{"a/web-egress", "a/web-ingress"});
+  CHECK_FALSE(compiled.summaries.at(2).ingress_isolated);
+  CHECK(compiled.summaries.at(2).policies.empty());
+
+  // Isolated with no rules: everything denied; db not isolated: everything allowed.
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kTcp, 80));
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_EGRESS, "10.244.0.12", kTcp, 80));
+  CHECK(ReferenceLookup(compiled.maps, 11, MS_DIR_INGRESS, Ip("10.244.0.12"), kTcp, 80).decision ==
+        Decision::kAllowNotIsolated);
+  CHECK(compiled.maps.exact.empty());
+  CHECK(compiled.maps.lpm.empty());
+}
+
+TEST_CASE("podSelector, namespaceSelector and both select the right peers", "[compiler]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {role: client}}}]
+    ports: [{port: 80}]
+  - from: [{namespaceSelector: {matchLabels: {team: blue}}}]
+    ports: [{port: 81}]
+  - from: [{namespaceSelector: {matchLabels: {team: blue}}, podSelector: {matchLabels: {role: client}}}]
+    ports: [{port: 82}]
+  - from: [{namespaceSelector: {}}]
+    ports: [{port: 83}]
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
+  struct Case {
+    const char* peer;
+    uint16_t port;
+    bool allowed;
+  };
+  const std::vector<Case> cases = {
+      // podSelector alone: role=client in the policy's namespace only
+      {"10.244.0.12", 80, true},
+      {"10.244.1.12", 80, false},
+      {"10.244.0.11", 80, false},
+      // namespaceSelector alone: every pod of b
+      {"10.244.1.12", 81, true},
+      {"10.244.1.13", 81, true},
+      {"10.244.0.12", 81, false},
+      // both: role=client pods of b
+      {"10.244.1.12", 82, true},
+      {"10.244.1.13", 82, false},
+      {"10.244.0.12", 82, false},
+      // empty namespaceSelector: every pod anywhere, the endpoint itself included
+      {"10.244.0.12", 83, true},
+      {"10.244.1.13", 83, true},
+      {"10.244.0.10", 83, true},
+      {"10.9.9.9", 83, false},  // not a pod
+  };
+  for (const Case& c : cases) {
+    INFO(c.peer << " port " << c.port);
+    CHECK(Allows(compiled, 10, MS_DIR_INGRESS, c.peer, kTcp, c.port) == c.allowed);
+  }
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kUdp, 80));  // protocol matters
+  // Selector peers become exact entries only, one per pod address and port.
+  CHECK(compiled.maps.lpm.empty());
+  CHECK(compiled.summaries.at(1).exact_entries == 1 + 2 + 1 + 5);
+  CHECK(compiled.maps.exact.size() == 9);
+}
+
+TEST_CASE("the implicit kubernetes.io/metadata.name label selects namespaces", "[compiler]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: b}}}]
+)");
+  // ns "c" has no Namespace object: it still carries the implicit label.
+  std::vector<LocalEndpoint> endpoints = WebAndDb();
+  endpoints.push_back({3, 12, "c", "lonely", Ip("10.244.2.2")});
+  const CompiledPolicy compiled = CompilePolicy(cluster, endpoints);
+  CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.1.13", kTcp, 1));
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kTcp, 1));
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.2.2", kTcp, 1));
+}
+
+TEST_CASE("ipBlock with except gives union semantics through the LPM lookup order", "[compiler]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16, 10.2.0.0/16]}}]
+  - to: [{ipBlock: {cidr: 10.1.2.0/24}}]
+    ports: [{port: 443}]
+  - to: [{ipBlock: {cidr: 192.168.0.0/16, except: [192.168.1.0/24]}}]
+    ports: [{protocol: UDP}]
+  - to: [{podSelector: {matchLabels: {role: client}}}]
+    ports: [{port: 22}]
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
+  struct Case {
+    const char* peer;
+    uint8_t proto;
+    uint16_t port;
+    bool allowed;
+  };
+  const std::vector<Case> cases = {
+      {"10.5.0.1", kTcp, 80, true},       // in 10/8
+      {"10.5.0.1", kIcmp, 0, true},       // any protocol
+      {"10.1.0.1", kTcp, 80, false},      // except
+      {"10.1.2.3", kTcp, 80, false},      // except, and the /24 rule is port 443 only
+      {"10.1.2.3", kTcp, 443, true},      // a second rule re-allows inside the except
+      {"10.1.3.3", kTcp, 443, false},     // outside that /24: still excepted
+      {"10.2.2.3", kTcp, 443, false},     // the other except
+      {"10.5.0.1", kTcp, 443, true},      // port class inherits the any-port allow of 10/8
+      {"11.0.0.1", kTcp, 80, false},      // outside every block
+      {"192.168.5.5", kUdp, 53, true},    // UDP any port
+      {"192.168.5.5", kTcp, 53, false},   // not TCP
+      {"192.168.1.5", kUdp, 53, false},   // except
+      {"10.244.0.12", kTcp, 22, true},    // exact (10/8 allows anyway)
+      {"10.244.0.12", kTcp, 23, true},    // 10/8 allows every port
+  };
+  for (const Case& c : cases) {
+    INFO(c.peer << " proto " << int(c.proto) << " port " << c.port);
+    CHECK(Allows(compiled, 10, MS_DIR_EGRESS, c.peer, c.proto, c.port) == c.allowed);
+  }
+  // Ingress of web is not isolated by an Egress-only policy.
+  CHECK(ReferenceLookup(compiled.maps, 10, MS_DIR_INGRESS, Ip("1.2.3.4"), kTcp, 1).decision ==
+        Decision::kAllowNotIsolated);
+}
+
+TEST_CASE("an exact allow is not overridden by another rule's except", "[compiler]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{ipBlock: {cidr: 10.244.0.0/16, except: [10.244.0.0/24]}}]
+  - from: [{podSelector: {matchLabels: {role: client}}}]
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
+  CHECK(ReferenceLookup(compiled.maps, 10, MS_DIR_INGRESS, Ip("10.244.0.12"), kTcp, 80).decision ==
+        Decision::kAllowExact);
+  CHECK(ReferenceLookup(compiled.maps, 10, MS_DIR_INGRESS, Ip("10.244.0.11"), kTcp, 80).decision ==
+        Decision::kDenyLpm);
+  CHECK(ReferenceLookup(compiled.maps, 10, MS_DIR_INGRESS, Ip("10.244.1.13"), kTcp, 80).decision ==
+        Decision::kAllowLpm);
+}
+
+TEST_CASE("a rule without peers allows every peer; without ports every port", "[compiler]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - ports: [{port: 5432}]
+  egress:
+  - {}
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
+  CHECK(Allows(compiled, 11, MS_DIR_INGRESS, "8.8.8.8", kTcp, 5432));
+  CHECK_FALSE(Allows(compiled, 11, MS_DIR_INGRESS, "8.8.8.8", kTcp, 5433));
+  CHECK_FALSE(Allows(compiled, 11, MS_DIR_INGRESS, "8.8.8.8", kUdp, 5432));
+  CHECK(Allows(compiled, 11, MS_DIR_EGRESS, "8.8.8.8", kIcmp, 0));
+  CHECK(Allows(compiled, 11, MS_DIR_EGRESS, "10.244.1.13", kUdp, 53));
+
+  ms_lpm_key any_peer_any_port{};
+  any_peer_any_port.prefixlen = MS_LPM_FIXED_BITS;
+  any_peer_any_port.endpoint_id = 2;
+  any_peer_any_port.direction = MS_DIR_EGRESS;
+  const ms_policy_value& value = compiled.maps.lpm.at(any_peer_any_port);
+  CHECK(value.action == MS_ACTION_ALLOW);
+  CHECK(value.rule_id == PolicyRuleId("a", "p", MS_DIR_EGRESS, 0));
+  CHECK(compiled.summaries.at(2).lpm_entries == 2);
+}
+
+TEST_CASE("named ports resolve on the local pod for ingress and per peer pod for egress", "[compiler]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from: [{ipBlock: {cidr: 0.0.0.0/0}}]
+    ports: [{port: http}, {protocol: UDP, port: dns}, {port: missing}]
+  egress:
+  - to: [{podSelector: {}}]
+    ports: [{port: http}]
+  - to: [{ipBlock: {cidr: 10.244.0.0/24, except: [10.244.0.11/32]}}]
+    ports: [{protocol: UDP, port: dns}]
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
+  // Ingress: web's http is 8080, db's is 9090; dns only exists on web.
+  CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "1.2.3.4", kTcp, 8080));
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "1.2.3.4", kTcp, 9090));
+  CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "1.2.3.4", kUdp, 5353));
+  CHECK(Allows(compiled, 11, MS_DIR_INGRESS, "1.2.3.4", kTcp, 9090));
+  CHECK_FALSE(Allows(compiled, 11, MS_DIR_INGRESS, "1.2.3.4", kTcp, 8080));
+  CHECK_FALSE(Allows(compiled, 11, MS_DIR_INGRESS, "1.2.3.4", kUdp, 5353));
+  // Egress: "http" is 8080 at web and 9090 at db; client has no such port.
+  CHECK(Allows(compiled, 11, MS_DIR_EGRESS, "10.244.0.10", kTcp, 8080));
+  CHECK_FALSE(Allows(compiled, 11, MS_DIR_EGRESS, "10.244.0.10", kTcp, 9090));
+  CHECK(Allows(compiled, 10, MS_DIR_EGRESS, "10.244.0.11", kTcp, 9090));
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_EGRESS, "10.244.0.12", kTcp, 8080));
+  // Egress named port through an ipBlock: resolved for known pods inside the
+  // block (web has dns), never for an excepted pod or a non-pod address.
+  CHECK(Allows(compiled, 11, MS_DIR_EGRESS, "10.244.0.10", kUdp, 5353));
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_EGRESS, "10.244.0.13", kUdp, 5353));
+  // No LPM entries at all for egress: named ports cannot live in the trie.
+  for (const auto& [key, value] : compiled.maps.lpm) CHECK(key.direction == MS_DIR_INGRESS);
+}
+
+TEST_CASE("endPort ranges expand to one entry per port", "[compiler]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {role: client}}}]
+    ports: [{port: 8000, endPort: 8003}]
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
+  CHECK(compiled.maps.exact.size() == 4);
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kTcp, 7999));
+  for (uint16_t port = 8000; port <= 8003; ++port) CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kTcp, port));
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kTcp, 8004));
+}
+
+TEST_CASE("rules of a direction the policy does not isolate have no effect", "[compiler]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: ingress-only, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  egress: [{}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: egress-isolation, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_EGRESS, "8.8.8.8", kTcp, 443));
+  CHECK(compiled.maps.lpm.empty());
+}
+
+TEST_CASE("a rule whose peers were all IPv6 allows nothing", "[compiler]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{ipBlock: {cidr: "fd00::/8"}}]
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
+  CHECK(compiled.maps.endpoints.at(10).flags == MS_EP_F_INGRESS_ISOLATED);
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "8.8.8.8", kTcp, 80));
+  CHECK(compiled.maps.lpm.empty());
+}
+
+TEST_CASE("a local endpoint without a Pod object is an unlabelled pod of its namespace", "[compiler]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: all-in-a, namespace: a}
+spec:
+  podSelector: {}
+  ingress:
+  - from: [{podSelector: {matchExpressions: [{key: app, operator: DoesNotExist}]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-only, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+)");
+  std::vector<LocalEndpoint> endpoints = WebAndDb();
+  endpoints.push_back({7, 17, "a", "ghost", Ip("10.244.0.77")});
+  // The local endpoint's address overrides the manifest's status.podIP.
+  endpoints[0].ipv4 = Ip("10.244.0.100");
+  const CompiledPolicy compiled = CompilePolicy(cluster, endpoints);
+
+  CHECK(compiled.summaries.at(7).policies == std::vector<std::string>{"a/all-in-a"});
+  CHECK(compiled.maps.endpoints.at(17).flags == MS_EP_F_INGRESS_ISOLATED);
+  // As a peer, the ghost has no labels: matched by DoesNotExist.
+  CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.77", kTcp, 80));
+  CHECK(Allows(compiled, 17, MS_DIR_INGRESS, "10.244.0.12", kTcp, 80));
+  CHECK_FALSE(Allows(compiled, 17, MS_DIR_INGRESS, "10.244.0.100", kTcp, 80));  // web has app=web
+  CHECK(compiled.maps.endpoints.at(10).ipv4 == htonl(Ip("10.244.0.100")));
+}
+
+TEST_CASE("compilation is deterministic and rule ids are stable", "[compiler]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {}
+  ingress:
+  - from: [{podSelector: {}}]
+    ports: [{port: 80}]
+  - from: [{podSelector: {matchLabels: {role: client}}}, {ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}]
+    ports: [{port: 80}, {port: 443}]
+)");
+  std::vector<LocalEndpoint> endpoints = WebAndDb();
+  const CompiledPolicy first = CompilePolicy(cluster, endpoints);
+  std::reverse(endpoints.begin(), endpoints.end());
+  const CompiledPolicy second = CompilePolicy(cluster, endpoints);
+  CHECK(testing::SameMapState(first.maps, second.maps));
+
+  // The client's port 80 entry comes from rules 0 and 1: the smaller id wins.
+  const uint32_t rule0 = PolicyRuleId("a", "p", MS_DIR_INGRESS, 0);
+  const uint32_t rule1 = PolicyRuleId("a", "p", MS_DIR_INGRESS, 1);
+  CHECK(rule0 == Fnv1a32("a/p/ingress/0"));
+  ms_policy_key key{};
+  key.endpoint_id = 1;
+  key.peer_ipv4 = htonl(Ip("10.244.0.12"));
+  key.port = 80;
+  key.proto = kTcp;
+  key.direction = MS_DIR_INGRESS;
+  CHECK(first.maps.exact.at(key).rule_id == std::min(rule0, rule1));
+  key.port = 443;
+  CHECK(first.maps.exact.at(key).rule_id == rule1);
+}
+
+TEST_CASE("FNV-1a matches the published test vectors", "[compiler]") {
+  CHECK(Fnv1a32("") == 0x811c9dc5u);
+  CHECK(Fnv1a32("a") == 0xe40c292cu);
+  CHECK(Fnv1a32("foobar") == 0xbf9cf968u);
+}
+
+}  // namespace
+}  // namespace microseg

@@ -1,0 +1,63 @@
+#include "reference_datapath.h"
+
+#include <arpa/inet.h>
+
+#include <optional>
+#include <utility>
+
+namespace microseg::testing {
+namespace {
+
+// Longest-prefix match restricted to one (endpoint, direction, class), the
+// way the kernel's LPM trie answers it (the fixed fields are matched in full).
+std::optional<ms_policy_value> LongestPrefix(const MapState& maps, uint32_t endpoint_id, ms_direction direction,
+                                             uint32_t peer_ipv4, uint8_t proto, uint16_t port) {
+  std::optional<ms_policy_value> best;
+  uint32_t best_len = 0;
+  for (const auto& [key, value] : maps.lpm) {
+    if (key.endpoint_id != endpoint_id || key.direction != direction || key.proto != proto || key.port != port) {
+      continue;
+    }
+    const uint32_t len = key.prefixlen - MS_LPM_FIXED_BITS;
+    const uint32_t mask = len == 0 ? 0 : ~uint32_t{0} << (32 - len);
+    if ((peer_ipv4 & mask) != (ntohl(key.peer_ipv4) & mask)) continue;
+    if (!best || len > best_len) {
+      best = value;
+      best_len = len;
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_direction direction,
+                                 uint32_t peer_ipv4, uint8_t proto, uint16_t port) {
+  const auto endpoint = maps.endpoints.find(ifindex);
+  if (endpoint == maps.endpoints.end()) return {Decision::kUnknownEndpoint, 0};
+  const uint8_t isolation_flag = direction == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
+  if (!(endpoint->second.flags & isolation_flag)) return {Decision::kAllowNotIsolated, 0};
+
+  const std::pair<uint8_t, uint16_t> classes[] = {{proto, port}, {proto, 0}, {0, 0}};
+  for (const auto& [class_proto, class_port] : classes) {
+    ms_policy_key key{};
+    key.endpoint_id = endpoint->second.endpoint_id;
+    key.peer_ipv4 = htonl(peer_ipv4);
+    key.port = class_port;
+    key.proto = class_proto;
+    key.direction = static_cast<uint8_t>(direction);
+    const auto found = maps.exact.find(key);
+    if (found != maps.exact.end() && found->second.action == MS_ACTION_ALLOW) {
+      return {Decision::kAllowExact, found->second.rule_id};
+    }
+  }
+  for (const auto& [class_proto, class_port] : classes) {
+    const std::optional<ms_policy_value> value =
+        LongestPrefix(maps, endpoint->second.endpoint_id, direction, peer_ipv4, class_proto, class_port);
+    if (!value) continue;
+    return {value->action == MS_ACTION_ALLOW ? Decision::kAllowLpm : Decision::kDenyLpm, value->rule_id};
+  }
+  return {Decision::kDenyNoMatch, 0};
+}
+
+}  // namespace microseg::testing
