@@ -87,9 +87,10 @@ absl::StatusOr<bool> ReusePinnedMap(bpf_map* map, const std::string& path) {
 }
 
 // Replaces a program pin atomically: pin under a temporary name, then rename
-// over the old pin, so a CNI ADD never finds the path missing.
+// over the old pin, so a CNI ADD never finds the path missing. (bpffs refuses
+// dots in names: the temporary suffix is "_new".)
 absl::Status PinProgramAtomically(bpf_program* prog, const std::string& path) {
-  const std::string temp = path + ".new";
+  const std::string temp = path + "_new";
   unlink(temp.c_str());
   if (int err = bpf_program__pin(prog, temp.c_str()); err != 0) return Errno(-err, absl::StrCat("pin ", temp));
   if (rename(temp.c_str(), path.c_str()) != 0) {

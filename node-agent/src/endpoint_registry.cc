@@ -1,13 +1,12 @@
 #include "endpoint_registry.h"
 
-#include <arpa/inet.h>
-
 #include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "ipv4_cidr.h"
 #include "log.h"
 #include "nlohmann/json.hpp"
 
@@ -60,18 +59,18 @@ std::string Sanitize(std::string_view text) {
 
 }  // namespace
 
+namespace {
+// CNI results give addresses in CIDR form: the address is what precedes '/'.
+std::optional<uint32_t> AddressOf(const std::string& cidr_or_address) {
+  return ParseIpv4Address(absl::string_view(cidr_or_address).substr(0, cidr_or_address.find('/')));
+}
+}  // namespace
+
 uint32_t FirstIpv4(const std::vector<std::string>& ips) {
   for (const auto& ip : ips) {
-    if (auto v4 = ParseIpv4Address(ip)) return *v4;
+    if (auto v4 = AddressOf(ip)) return *v4;
   }
   return 0;
-}
-
-std::optional<uint32_t> ParseIpv4Address(std::string_view text) {
-  std::string address(text.substr(0, text.find('/')));
-  in_addr addr{};
-  if (inet_pton(AF_INET, address.c_str(), &addr) != 1) return std::nullopt;
-  return ntohl(addr.s_addr);
 }
 
 absl::Status EndpointRegistry::Load() {
@@ -127,7 +126,7 @@ absl::StatusOr<EndpointRecord> EndpointRegistry::Register(EndpointRecord record,
                                                           std::vector<EndpointRecord>* evicted) {
   if (auto status = Validate(record); !status.ok()) return status;
   for (const auto& ip : record.ips) {
-    if (!ParseIpv4Address(ip) && ip.find(':') == std::string::npos) {
+    if (!AddressOf(ip) && ip.find(':') == std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat("ips: '", ip, "' is not an IP address"));
     }
   }

@@ -56,9 +56,8 @@ class EndpointRegistry {
   std::map<Key, EndpointRecord> records_;
 };
 
-// Parses "a.b.c.d/len" or "a.b.c.d"; the address in host byte order.
-std::optional<uint32_t> ParseIpv4Address(std::string_view cidr_or_address);
-// The first IPv4 address among `ips` in host byte order, 0 when none.
+// The first IPv4 address among `ips` ("a.b.c.d/len" as CNI results give
+// them, or a bare address) in host byte order, 0 when none.
 uint32_t FirstIpv4(const std::vector<std::string>& ips);
 
 }  // namespace microseg

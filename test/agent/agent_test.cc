@@ -4,46 +4,13 @@
 
 #include <catch2/catch.hpp>
 
+#include "fake_map_writer.h"
 #include "temp_dir.h"
 
 namespace microseg {
 namespace {
 
-// Holds map contents in memory; fails every operation after `fail_after` successes.
-class FailingMapWriter final : public MapWriter {
- public:
-  MapState maps;
-  int fail_after = -1;  // -1: never fail
-  int operations = 0;
-
-  absl::Status UpsertEndpoint(uint32_t ifindex, const ms_endpoint& value) override {
-    return Do([&] { maps.endpoints[ifindex] = value; });
-  }
-  absl::Status DeleteEndpoint(uint32_t ifindex) override {
-    return Do([&] { maps.endpoints.erase(ifindex); });
-  }
-  absl::Status UpsertExact(const ms_policy_key& key, const ms_policy_value& value) override {
-    return Do([&] { maps.exact[key] = value; });
-  }
-  absl::Status DeleteExact(const ms_policy_key& key) override {
-    return Do([&] { maps.exact.erase(key); });
-  }
-  absl::Status UpsertLpm(const ms_lpm_key& key, const ms_policy_value& value) override {
-    return Do([&] { maps.lpm[key] = value; });
-  }
-  absl::Status DeleteLpm(const ms_lpm_key& key) override {
-    return Do([&] { maps.lpm.erase(key); });
-  }
-
- private:
-  template <typename Fn>
-  absl::Status Do(Fn fn) {
-    if (fail_after >= 0 && operations >= fail_after) return absl::ResourceExhaustedError("map is full (injected)");
-    ++operations;
-    fn();
-    return absl::OkStatus();
-  }
-};
+using testing::FakeMapWriter;
 
 bool SameMaps(const MapState& a, const MapState& b) {
   auto same_endpoints = a.endpoints.size() == b.endpoints.size() &&
@@ -95,7 +62,7 @@ ClusterState AllowAToB() {
 
 struct Fixture {
   TempDir dir;
-  FailingMapWriter writer;
+  FakeMapWriter writer;
   EndpointRegistry registry{dir.path()};
   std::vector<uint32_t> purged;
   Agent agent{"node-1", writer, registry, MapState{}, [this](uint32_t id) {
@@ -136,7 +103,7 @@ TEST_CASE("a failed map write leaves the previous policy and registry in place",
   const MapState before = f.writer.maps;
 
   // Fail in the middle of writing the new endpoint's entries.
-  f.writer.fail_after = f.writer.operations + 1;
+  f.writer.fail_at_operation = f.writer.attempted_operations + 1;
   auto b = f.agent.AddEndpoint(PodRecord("b", 7, "10.244.1.3"));
   REQUIRE_FALSE(b.ok());
   CHECK(b.status().code() == absl::StatusCode::kResourceExhausted);
@@ -145,7 +112,7 @@ TEST_CASE("a failed map write leaves the previous policy and registry in place",
   CHECK(f.agent.ListEndpoints().size() == 1);
   // The rollback itself needs the writer: let it work again, as a full map
   // still accepts deletes.
-  f.writer.fail_after = -1;
+  f.writer.fail_at_operation.reset();
   CHECK(SameMaps(f.writer.maps, before) == false);  // the injected failure stopped the rollback too
   REQUIRE(f.agent.SetClusterState(AllowAToB()).ok());
   CHECK(SameMaps(f.writer.maps, before));
@@ -160,7 +127,7 @@ TEST_CASE("rollback restores the maps exactly when deletes still work", "[agent]
   // A writer that accepts one upsert and then refuses further upserts only.
   class UpsertLimit final : public MapWriter {
    public:
-    explicit UpsertLimit(FailingMapWriter& inner) : inner_(inner) {}
+    explicit UpsertLimit(FakeMapWriter& inner) : inner_(inner) {}
     int upserts_left = 1;
     absl::Status UpsertEndpoint(uint32_t i, const ms_endpoint& v) override {
       return Limit() ? inner_.UpsertEndpoint(i, v) : absl::ResourceExhaustedError("full");
@@ -177,7 +144,7 @@ TEST_CASE("rollback restores the maps exactly when deletes still work", "[agent]
 
    private:
     bool Limit() { return upserts_left-- > 0; }
-    FailingMapWriter& inner_;
+    FakeMapWriter& inner_;
   };
   UpsertLimit limited(f.writer);
   std::vector<uint32_t> purged;
