@@ -16,7 +16,6 @@ namespace microseg::cni {
 // CNI spec error codes (1-99 are the spec's, 100+ ours).
 enum ErrorCode : int {
   kIncompatibleVersion = 1,
-  kUnsupportedField = 2,
   kInvalidEnvironment = 4,
   kIoFailure = 5,
   kDecodeFailure = 6,

@@ -179,19 +179,6 @@ int Run() {
     LogError("cannot load endpoint state: ", status.ToString());
     return 1;
   }
-  // Endpoints whose veth went away while we were down: drop them before the
-  // first compile, so it never includes them.
-  std::vector<EndpointRegistry::Key> gone;
-  for (const auto& [key, record] : registry.records()) {
-    if (VethIsGone(record)) gone.push_back(key);
-  }
-  for (const auto& key : gone) {
-    auto removed = registry.Remove(key);
-    if (removed.ok() && removed->has_value()) {
-      LogInfo("endpoint ", (*removed)->pod_namespace, "/", (*removed)->pod_name, ": veth gone while the agent was down");
-      (void)(*datapath)->DeleteSessionsOf((*removed)->endpoint_id);
-    }
-  }
   BpfMapWriter writer(**datapath);
   const BpfDatapath& dp = **datapath;
   std::string node_name = absl::GetFlag(FLAGS_node_name);
@@ -211,6 +198,7 @@ int Run() {
     LogError("initial policy could not be applied: ", status.ToString());
     return 1;
   }
+  agent.ForgetEndpointsWhere(VethIsGone);  // pods deleted while the agent was down
 
   auto metrics = std::make_shared<AgentMetrics>(
       dp, agent, [&board] { return board.rejected(); }, [&board] { return board.errors().size(); });
