@@ -9,7 +9,7 @@
 
 #include "microseg/datapath.h"
 
-namespace microseg::cni {
+namespace microseg {
 namespace {
 
 struct ProgramFd {
@@ -109,4 +109,4 @@ std::string VerifyAttached(int ifindex, const std::string& bpf_pin_dir) {
   return "";
 }
 
-}  // namespace microseg::cni
+}  // namespace microseg

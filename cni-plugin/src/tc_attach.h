@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-namespace microseg::cni {
+namespace microseg {
 
 // Fixed filter identity, so a repeated ADD replaces rather than stacks and
 // DEL removes exactly our filters and nobody else's.
@@ -25,4 +25,4 @@ std::string DetachPrograms(int ifindex, bool remove_qdisc);
 // Empty when both hooks carry our filter running the currently pinned program.
 std::string VerifyAttached(int ifindex, const std::string& bpf_pin_dir);
 
-}  // namespace microseg::cni
+}  // namespace microseg

@@ -30,6 +30,7 @@
 #include "manifest_directory.h"
 #include "metrics.h"
 #include "prometheus/exposer.h"
+#include "tc_attach.h"
 
 ABSL_FLAG(bool, standalone, false,
           "Take the cluster state from --manifests instead of the Kubernetes API (required in this version).");
@@ -134,6 +135,23 @@ bool VethIsGone(const EndpointRecord& record) {
   return if_indextoname(record.host_ifindex, name) == nullptr || record.host_ifname != name;
 }
 
+// Pods created before this start still run the previous agent's programs
+// (on the same, reused maps). Replace them with the programs just pinned, one
+// atomic tc filter replacement per hook, so every pod runs this version and
+// CNI CHECK finds the pinned program attached.
+void ReattachRunningPods(const Agent& agent, const std::string& bpffs_dir) {
+  for (const EndpointView& view : agent.ListEndpoints()) {
+    const EndpointRecord& r = view.record;
+    AttachResult result = AttachPinnedPrograms(static_cast<int>(r.host_ifindex), bpffs_dir);
+    if (result.ok) {
+      LogInfo("pod ", r.pod_namespace, "/", r.pod_name, ": programs on ", r.host_ifname, " replaced by this version's");
+    } else {
+      LogError("pod ", r.pod_namespace, "/", r.pod_name, ": cannot replace the programs on ", r.host_ifname,
+               " (the previous version keeps enforcing): ", result.error);
+    }
+  }
+}
+
 int Run() {
   if (!absl::GetFlag(FLAGS_standalone)) {
     LogError("the Kubernetes API source is not part of this version: run with --standalone --manifests DIR");
@@ -199,6 +217,7 @@ int Run() {
     return 1;
   }
   agent.ForgetEndpointsWhere(VethIsGone);  // pods deleted while the agent was down
+  ReattachRunningPods(agent, options.bpffs_dir);
 
   auto metrics = std::make_shared<AgentMetrics>(
       dp, agent, [&board] { return board.rejected(); }, [&board] { return board.errors().size(); });

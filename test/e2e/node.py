@@ -292,6 +292,16 @@ class Node:
             self._stop_agent()
         return self.agent.returncode if self.agent else 0
 
+    def kill_agent(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: pins and attached programs stay."""
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.kill()
+            self.agent.wait(timeout=10)
+            self.log(f"[node] agent killed (pid {self.agent.pid})")
+
+    def restart_agent(self) -> None:
+        self._start_agent()
+
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return

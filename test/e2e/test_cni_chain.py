@@ -122,6 +122,24 @@ def run_test(node: Node) -> None:
     expect_reachability(node, after_egress_deny, what="egress deny on b")
     ok("b can open nothing (not even to a, which allows it); a -> b and c -> b get their replies")
 
+    step("agent crash and restart: enforcement never stops, endpoints come back")
+    def endpoint_ids() -> dict:
+        return {(e["pod_namespace"], e["pod_name"]): e["endpoint_id"]
+                for e in node.ctl_json("endpoints").get("endpoints", [])}
+    ids_before = endpoint_ids()
+    filters_before = node.tc_filters(a)
+    node.kill_agent()
+    expect_reachability(node, after_egress_deny, within=0, what="while the agent is down")
+    ok("with the agent killed, the pinned maps and attached programs keep enforcing")
+    node.restart_agent()
+    require(endpoint_ids() == ids_before, f"endpoints after restart {endpoint_ids()} != before {ids_before}")
+    require(node.tc_filters(a) != filters_before,
+            f"the restarted agent did not replace the programs on {a.host_veth}:\n{node.tc_filters(a)}")
+    for pod in (a, b, c):
+        node.cni_check(pod)
+    expect_reachability(node, after_egress_deny, within=0, what="after the agent restarted")
+    ok("restarted agent: same endpoints and ids, its programs attached (CNI CHECK passes), same verdicts")
+
     step("a pod is never reachable before its policy is in force")
     node.write_manifest("50-deny-d.yaml", policy("x", "deny-d", {"app": "d"}, ["Ingress"]))
     node.wait_for_status(lambda st: st.get("network_policies", 0) == 5, "the agent to read 50-deny-d.yaml")
