@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -85,6 +86,10 @@ def run_test(node: Node) -> None:
         require(any(ip.split("/")[0] == pod.ip for ip in entry["ips"]), f"{pod.key}: endpoint IPs {entry['ips']}")
     require(metric_sum(node.metrics(), "microseg_endpoints") == 3, "microseg_endpoints metric is not 3")
     ok("microsegctl endpoints and the microseg_endpoints metric list the three pods")
+    mode = stat.S_IMODE(os.stat(node.socket).st_mode)
+    require(stat.S_ISSOCK(os.stat(node.socket).st_mode) and mode == 0o600,
+            f"agent socket {node.socket} has mode {mode:o}, expected 600")
+    ok("the agent's gRPC socket is a unix socket with mode 0600")
 
     step("no policy: everything allowed (TCP and UDP)")
     expect_reachability(node, lambda s, d, proto, port: True, what="no policy")
