@@ -104,8 +104,23 @@ std::unique_ptr<grpc::Server> StartGrpc(const std::string& socket_path, grpc::Se
   return server;
 }
 
+// Puts the programs this agent pinned on a pod's veth (one atomic tc filter
+// replacement per hook). Pods created before this start, and pods the CNI
+// plugin isolated while the agent was down, run a previous agent's programs
+// (on the same, reused maps); after this every pod runs the current version
+// and CNI CHECK finds the pinned program attached.
+void AttachCurrentPrograms(const EndpointRecord& r, const std::string& bpffs_dir) {
+  AttachResult result = AttachPinnedPrograms(static_cast<int>(r.host_ifindex), bpffs_dir);
+  if (result.ok) {
+    LogInfo("pod ", r.pod_namespace, "/", r.pod_name, ": this version's programs attached to ", r.host_ifname);
+  } else {
+    LogError("pod ", r.pod_namespace, "/", r.pod_name, ": cannot replace the programs on ", r.host_ifname,
+             " (the previous version keeps enforcing): ", result.error);
+  }
+}
+
 // Registrations the CNI plugin wrote (failMode isolate) while we were down.
-void AdoptPendingRegistrations(const std::string& pending_dir, Agent& agent) {
+void AdoptPendingRegistrations(const std::string& pending_dir, const std::string& bpffs_dir, Agent& agent) {
   std::error_code ec;
   if (!std::filesystem::is_directory(pending_dir, ec)) return;
   for (const auto& entry : std::filesystem::directory_iterator(pending_dir, ec)) {
@@ -126,6 +141,7 @@ void AdoptPendingRegistrations(const std::string& pending_dir, Agent& agent) {
       continue;
     }
     LogInfo("adopted pending registration of ", request.pod_namespace(), "/", request.pod_name());
+    AttachCurrentPrograms(view->record, bpffs_dir);
     std::filesystem::remove(entry.path(), ec);
   }
 }
@@ -133,23 +149,6 @@ void AdoptPendingRegistrations(const std::string& pending_dir, Agent& agent) {
 bool VethIsGone(const EndpointRecord& record) {
   char name[IF_NAMESIZE] = {};
   return if_indextoname(record.host_ifindex, name) == nullptr || record.host_ifname != name;
-}
-
-// Pods created before this start still run the previous agent's programs
-// (on the same, reused maps). Replace them with the programs just pinned, one
-// atomic tc filter replacement per hook, so every pod runs this version and
-// CNI CHECK finds the pinned program attached.
-void ReattachRunningPods(const Agent& agent, const std::string& bpffs_dir) {
-  for (const EndpointView& view : agent.ListEndpoints()) {
-    const EndpointRecord& r = view.record;
-    AttachResult result = AttachPinnedPrograms(static_cast<int>(r.host_ifindex), bpffs_dir);
-    if (result.ok) {
-      LogInfo("pod ", r.pod_namespace, "/", r.pod_name, ": programs on ", r.host_ifname, " replaced by this version's");
-    } else {
-      LogError("pod ", r.pod_namespace, "/", r.pod_name, ": cannot replace the programs on ", r.host_ifname,
-               " (the previous version keeps enforcing): ", result.error);
-    }
-  }
 }
 
 int Run() {
@@ -217,7 +216,7 @@ int Run() {
     return 1;
   }
   agent.ForgetEndpointsWhere(VethIsGone);  // pods deleted while the agent was down
-  ReattachRunningPods(agent, options.bpffs_dir);
+  for (const EndpointView& view : agent.ListEndpoints()) AttachCurrentPrograms(view.record, options.bpffs_dir);
 
   auto metrics = std::make_shared<AgentMetrics>(
       dp, agent, [&board] { return board.rejected(); }, [&board] { return board.errors().size(); });
@@ -257,7 +256,7 @@ int Run() {
       }
     }
     if (absl::Now() >= next_housekeeping) {
-      AdoptPendingRegistrations(pending_dir, agent);
+      AdoptPendingRegistrations(pending_dir, options.bpffs_dir, agent);
       agent.ForgetEndpointsWhere(VethIsGone);
       next_housekeeping = absl::Now() + absl::Seconds(1);
     }

@@ -90,6 +90,7 @@ class NodeOptions:
     keep_logs_dir: str | None = None  # copy the run's logs here on close
     log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
     agent_args: list[str] = field(default_factory=list)
+    fail_mode: str = "closed"  # microseg-cni's failMode in the node's conflist
 
 
 class Node:
@@ -187,7 +188,7 @@ class Node:
                     "type": "microseg-cni",
                     "agentSocket": self.socket,
                     "bpfPinDir": self.bpffs,
-                    "failMode": "closed",
+                    "failMode": self.options.fail_mode,
                     "timeoutSeconds": 10,
                     "stateDir": self.state_dir,
                 },
@@ -353,7 +354,7 @@ class Node:
     # ---- pods -------------------------------------------------------------------
 
     def add_pod(self, namespace: str, name: str, labels: dict, tcp_ports: Iterable[int] = (),
-                udp_ports: Iterable[int] = ()) -> Pod:
+                udp_ports: Iterable[int] = (), wait_for_agent: bool = True) -> Pod:
         """Creates a pod the way kubelet + containerd would.
 
         The Pod object exists (scheduled to this node, no IP yet) before the
@@ -371,8 +372,10 @@ class Node:
         self.write_manifest(self._pod_manifest_name(pod), self._pod_manifest(pod))
         # In a cluster the agent's watch has the Pod before kubelet creates the
         # sandbox; wait for the same here, or the ADD could race the manifest scan.
-        self.wait_for_status(lambda status: status.get("pods", 0) == len(self.pods) + 1,
-                             f"agent to read the manifest of pod {key}")
+        # (wait_for_agent=False: the agent is down on purpose.)
+        if wait_for_agent:
+            self.wait_for_status(lambda status: status.get("pods", 0) == len(self.pods) + 1,
+                                 f"agent to read the manifest of pod {key}")
         run(["ip", "netns", "add", netns])
         self.pods[key] = pod  # from here on, clean-up knows about it
         run(["ip", "-n", netns, "link", "set", "lo", "up"])
