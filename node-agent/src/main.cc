@@ -18,6 +18,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -276,9 +278,16 @@ int Run() {
 }  // namespace microseg
 
 int main(int argc, char** argv) {
+  // --help lists this program's own flags (abseil's default looks for a
+  // source file named after the binary).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "main.cc"); };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.version_string = [] { return std::string(MICROSEG_VERSION) + "\n"; };
+  absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
-      "microseg node agent.\n  microseg-agent --standalone --manifests DIR [--bpffs-dir DIR] [--grpc-socket PATH] "
-      "[--metrics-address HOST:PORT] ...");
+      "microseg node agent.\n  microseg-agent --standalone --manifests DIR [--bpffs_dir DIR] [--grpc_socket PATH] "
+      "[--metrics_address HOST:PORT] ...");
   absl::ParseCommandLine(argc, argv);
   microseg::LogLevel level;
   if (!microseg::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {

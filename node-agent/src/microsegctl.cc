@@ -9,6 +9,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "microseg/v1/agent.grpc.pb.h"
 
@@ -78,6 +80,13 @@ int Endpoints(microseg::v1::Agent::Stub& stub, grpc::ClientContext& context) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --help lists this program's own flags (abseil's default looks for a
+  // source file named after the binary).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "microsegctl.cc"); };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.version_string = [] { return std::string(MICROSEG_VERSION) + "\n"; };
+  absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
       "microseg operator CLI.\n  microsegctl [--socket PATH] [--json] status     agent state and manifest errors\n"
       "  microsegctl [--socket PATH] [--json] endpoints  pods enforced on this node");
