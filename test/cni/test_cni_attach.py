@@ -38,7 +38,10 @@ except OSError:
 
 
 def run(*cmd, check=True, **kw):
-    return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw)
+    result = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
 
 
 class Fixture:
@@ -150,6 +153,10 @@ def main():
     if os.geteuid() != 0:
         print("SKIPPED: cni_attach needs root (CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN for bpffs)")
         return SKIP
+    for path, hint in ((opts.cni, "microseg-cni"), (opts.bpf_object, "microseg_bpf_gen")):
+        if not os.path.exists(path):
+            print(f"FAIL {path} is missing: build the {hint} target first")
+            return 1
 
     with Fixture(opts.cni, opts.bpf_object) as f:
         version = f.cni_call("VERSION", "")
