@@ -1,0 +1,253 @@
+"""NetworkPolicy conformance cases in the upstream Kubernetes test model.
+
+Model: namespaces x, y, z (labelled ns=<name>; the agent adds the implicit
+kubernetes.io/metadata.name=<name> itself, as the API server would), pods a, b,
+c in each (labelled pod=<name>), every pod serving TCP and UDP on 80 and 81
+with container ports named serve-80-tcp, serve-80-udp, serve-81-tcp,
+serve-81-udp.
+
+Each case is a list of steps. A step declares the WHOLE desired state: the
+policy manifests present (everything else is removed), label overrides for pods
+and namespaces (everything else has its model labels), and the expected verdict
+of every probe as a plain predicate written from the NetworkPolicy
+specification for that one situation. The predicates never look at selectors or
+labels: they say in so many words who may talk to whom, so they cannot share a
+bug with the compiler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+NAMESPACES = ("x", "y", "z")
+POD_NAMES = ("a", "b", "c")
+PORTS = (80, 81)
+PROTOCOLS = ("tcp", "udp")
+
+
+class PodId(NamedTuple):
+    ns: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.ns}/{self.name}"
+
+
+X_A, X_B, X_C = PodId("x", "a"), PodId("x", "b"), PodId("x", "c")
+Y_A, Y_B, Y_C = PodId("y", "a"), PodId("y", "b"), PodId("y", "c")
+Z_A, Z_B, Z_C = PodId("z", "a"), PodId("z", "b"), PodId("z", "c")
+ALL_PODS = tuple(PodId(ns, name) for ns in NAMESPACES for name in POD_NAMES)
+
+# expect(source, destination, proto, port) -> True when the probe must get its echo back
+Expect = Callable[[PodId, PodId, str, int], bool]
+
+
+def model_pod_labels(pod: PodId) -> dict:
+    return {"pod": pod.name}
+
+
+def model_namespace_labels(ns: str) -> dict:
+    return {"ns": ns}
+
+
+def container_port_name(port: int, proto: str) -> str:
+    return f"serve-{port}-{proto}"
+
+
+@dataclass
+class Step:
+    title: str
+    expect: Expect
+    policies: dict[str, dict] = field(default_factory=dict)  # manifest file name -> NetworkPolicy object
+    pod_labels: dict[PodId, dict] = field(default_factory=dict)  # overrides of the model labels
+    namespace_labels: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass
+class Case:
+    name: str
+    steps: list[Step]
+
+
+class Context(NamedTuple):
+    """What some cases need to know about the running cluster."""
+    pod_ip: dict  # PodId -> "10.244.N.M"
+    pod_subnet: str  # the node's pod CIDR, e.g. "10.244.N.0/24"
+
+
+def netpol(ns: str, name: str, pod_selector: dict, ingress: list | None = None, egress: list | None = None,
+           policy_types: list[str] | None = None) -> dict:
+    spec: dict = {"podSelector": pod_selector}
+    if policy_types is not None:
+        spec["policyTypes"] = policy_types
+    if ingress is not None:
+        spec["ingress"] = ingress
+    if egress is not None:
+        spec["egress"] = egress
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+def labels(**kv: str) -> dict:
+    return {"matchLabels": dict(kv)}
+
+
+def one(name: str, policy: dict) -> dict[str, dict]:
+    return {f"netpol-{name}.yaml": policy}
+
+
+def everything(s: PodId, d: PodId, proto: str, port: int) -> bool:
+    return True
+
+
+def build_cases(ctx: Context) -> list[Case]:
+    cases: list[Case] = []
+
+    def case(name: str, *steps: Step) -> None:
+        cases.append(Case(name, list(steps)))
+
+    case("no policies: everything allowed",
+         Step("no policy objects", everything))
+
+    case("default-deny ingress in x",
+         Step("podSelector {} in x, policyTypes [Ingress], no rules",
+              lambda s, d, proto, port: d.ns != "x",
+              one("deny-ingress", netpol("x", "deny-ingress", {}, policy_types=["Ingress"]))))
+
+    case("allow ingress to x/a from pod=b in the same namespace",
+         Step("x/a: from podSelector pod=b",
+              lambda s, d, proto, port: d != X_A or s == X_B,
+              one("a-from-b", netpol("x", "a-from-b", labels(pod="a"),
+                                     ingress=[{"from": [{"podSelector": labels(pod="b")}]}]))))
+
+    case("allow ingress to x/a from namespace ns=y",
+         Step("x/a: from namespaceSelector ns=y",
+              lambda s, d, proto, port: d != X_A or s.ns == "y",
+              one("a-from-ns-y", netpol("x", "a-from-ns-y", labels(pod="a"),
+                                        ingress=[{"from": [{"namespaceSelector": labels(ns="y")}]}]))))
+
+    case("namespaceSelector on the implicit kubernetes.io/metadata.name label",
+         Step("x/a: from namespaceSelector kubernetes.io/metadata.name=z",
+              lambda s, d, proto, port: d != X_A or s.ns == "z",
+              one("a-from-name-z", netpol("x", "a-from-name-z", labels(pod="a"), ingress=[
+                  {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "z"}}}]}]))))
+
+    case("podSelector AND namespaceSelector in one peer",
+         Step("x/a: from one peer {namespaceSelector ns=y, podSelector pod=b}",
+              lambda s, d, proto, port: d != X_A or s == Y_B,
+              one("a-from-y-and-b", netpol("x", "a-from-y-and-b", labels(pod="a"), ingress=[
+                  {"from": [{"namespaceSelector": labels(ns="y"), "podSelector": labels(pod="b")}]}]))))
+
+    case("podSelector OR namespaceSelector as two peers",
+         Step("x/a: from peers [namespaceSelector ns=y] or [podSelector pod=b] (the latter: x only)",
+              lambda s, d, proto, port: d != X_A or s.ns == "y" or s == X_B,
+              one("a-from-y-or-b", netpol("x", "a-from-y-or-b", labels(pod="a"), ingress=[
+                  {"from": [{"namespaceSelector": labels(ns="y")}, {"podSelector": labels(pod="b")}]}]))))
+
+    case("matchExpressions In / NotIn / Exists",
+         Step("x/a: from podSelector pod In [b, c] in namespaces ns NotIn [x] with ns Exists",
+              lambda s, d, proto, port: d != X_A or (s.ns != "x" and s.name in ("b", "c")),
+              one("a-expressions", netpol("x", "a-expressions", labels(pod="a"), ingress=[
+                  {"from": [{"namespaceSelector": {"matchExpressions": [
+                                {"key": "ns", "operator": "NotIn", "values": ["x"]},
+                                {"key": "ns", "operator": "Exists"}]},
+                             "podSelector": {"matchExpressions": [
+                                {"key": "pod", "operator": "In", "values": ["b", "c"]}]}}]}]))))
+
+    y_b_ip = ctx.pod_ip[Y_B]
+    case("ipBlock with except, pod addresses included",
+         Step(f"x/a: from ipBlock {ctx.pod_subnet} except {y_b_ip}/32 (y/b)",
+              lambda s, d, proto, port: d != X_A or s != Y_B,
+              one("a-from-ipblock", netpol("x", "a-from-ipblock", labels(pod="a"), ingress=[
+                  {"from": [{"ipBlock": {"cidr": ctx.pod_subnet, "except": [f"{y_b_ip}/32"]}}]}]))))
+
+    case("named ports resolved from the destination's container ports",
+         Step("x/a: from anywhere, ports [serve-80-tcp, UDP serve-81-udp]",
+              lambda s, d, proto, port: d != X_A or (proto, port) in (("tcp", 80), ("udp", 81)),
+              one("a-named-ports", netpol("x", "a-named-ports", labels(pod="a"), ingress=[
+                  {"ports": [{"port": "serve-80-tcp"}, {"protocol": "UDP", "port": "serve-81-udp"}]}]))))
+
+    case("endPort ranges",
+         Step("x/a: TCP port 80 endPort 81",
+              lambda s, d, proto, port: d != X_A or proto == "tcp",
+              one("a-range", netpol("x", "a-range", labels(pod="a"), ingress=[
+                  {"ports": [{"protocol": "TCP", "port": 80, "endPort": 81}]}]))),
+         Step("x/a: TCP port 81 endPort 90 (80 is outside)",
+              lambda s, d, proto, port: d != X_A or (proto, port) == ("tcp", 81),
+              one("a-range", netpol("x", "a-range", labels(pod="a"), ingress=[
+                  {"ports": [{"protocol": "TCP", "port": 81, "endPort": 90}]}]))))
+
+    case("protocol UDP only (no port: every UDP port)",
+         Step("x/a: ports [{protocol: UDP}]",
+              lambda s, d, proto, port: d != X_A or proto == "udp",
+              one("a-udp", netpol("x", "a-udp", labels(pod="a"), ingress=[{"ports": [{"protocol": "UDP"}]}]))))
+
+    case("egress default-deny in x; replies to allowed ingress still flow",
+         Step("podSelector {} in x, policyTypes [Egress], no rules",
+              # x pods open nothing, but y/z -> x gets its echo back (the reply is x's egress)
+              lambda s, d, proto, port: s.ns != "x",
+              one("deny-egress", netpol("x", "deny-egress", {}, policy_types=["Egress"]))))
+
+    case("egress allow to ns=y on port 81",
+         Step("podSelector {} in x: egress to namespaceSelector ns=y, TCP 81 and UDP 81",
+              lambda s, d, proto, port: s.ns != "x" or (d.ns == "y" and port == 81),
+              one("egress-y-81", netpol("x", "egress-y-81", {}, policy_types=["Egress"], egress=[
+                  {"to": [{"namespaceSelector": labels(ns="y")}],
+                   "ports": [{"protocol": "TCP", "port": 81}, {"protocol": "UDP", "port": 81}]}]))))
+
+    case("egress of the source AND ingress of the destination must both allow",
+         Step("x: egress only to pod=a (any ns); y/a: ingress only from ns=x",
+              lambda s, d, proto, port: ((s.ns != "x" or d.name == "a") and (d != Y_A or s.ns == "x")),
+              {"netpol-x-egress-to-a.yaml": netpol("x", "x-egress-to-a", {}, policy_types=["Egress"], egress=[
+                  {"to": [{"namespaceSelector": {}, "podSelector": labels(pod="a")}]}]),
+               "netpol-y-a-from-x.yaml": netpol("y", "y-a-from-x", labels(pod="a"), ingress=[
+                   {"from": [{"namespaceSelector": labels(ns="x")}]}])}))
+
+    case("several policies on one pod: union",
+         Step("x/a: policy 1 from pod=b on TCP 80, policy 2 from ns=z on UDP 81",
+              lambda s, d, proto, port: (d != X_A or (s == X_B and (proto, port) == ("tcp", 80))
+                                         or (s.ns == "z" and (proto, port) == ("udp", 81))),
+              {"netpol-a-from-b-tcp80.yaml": netpol("x", "a-from-b-tcp80", labels(pod="a"), ingress=[
+                  {"from": [{"podSelector": labels(pod="b")}], "ports": [{"port": 80}]}]),
+               "netpol-a-from-z-udp81.yaml": netpol("x", "a-from-z-udp81", labels(pod="a"), ingress=[
+                   {"from": [{"namespaceSelector": labels(ns="z")}], "ports": [{"protocol": "UDP", "port": 81}]}])}))
+
+    case("policy update and delete",
+         Step("x/a: from pod=b",
+              lambda s, d, proto, port: d != X_A or s == X_B,
+              one("a-update", netpol("x", "a-update", labels(pod="a"),
+                                     ingress=[{"from": [{"podSelector": labels(pod="b")}]}]))),
+         Step("same policy changed: from pod=c",
+              lambda s, d, proto, port: d != X_A or s == X_C,
+              one("a-update", netpol("x", "a-update", labels(pod="a"),
+                                     ingress=[{"from": [{"podSelector": labels(pod="c")}]}]))),
+         Step("policy deleted", everything))
+
+    a_from_b = one("relabel-pods", netpol("x", "relabel-pods", labels(pod="a"),
+                                          ingress=[{"from": [{"podSelector": labels(pod="b")}]}]))
+    case("pod relabel changes its verdicts (as source and as destination)",
+         Step("x/a: from pod=b",
+              lambda s, d, proto, port: d != X_A or s == X_B, a_from_b),
+         Step("x/c relabelled pod=b: now allowed into x/a",
+              lambda s, d, proto, port: d != X_A or s in (X_B, X_C), a_from_b,
+              pod_labels={X_C: {"pod": "b"}}),
+         Step("x/b relabelled pod=a: x/b is now isolated too and no longer a pod=b source",
+              lambda s, d, proto, port: d not in (X_A, X_B) or s == X_C, a_from_b,
+              pod_labels={X_C: {"pod": "b"}, X_B: {"pod": "a"}}),
+         Step("labels restored", lambda s, d, proto, port: d != X_A or s == X_B, a_from_b))
+
+    a_from_ns_y = one("relabel-ns", netpol("x", "relabel-ns", labels(pod="a"),
+                                           ingress=[{"from": [{"namespaceSelector": labels(ns="y")}]}]))
+    case("namespace relabel changes its pods' verdicts",
+         Step("x/a: from ns=y",
+              lambda s, d, proto, port: d != X_A or s.ns == "y", a_from_ns_y),
+         Step("namespace z relabelled ns=y, namespace y relabelled ns=other",
+              lambda s, d, proto, port: d != X_A or s.ns == "z", a_from_ns_y,
+              namespace_labels={"z": {"ns": "y"}, "y": {"ns": "other"}}),
+         Step("namespace labels restored",
+              lambda s, d, proto, port: d != X_A or s.ns == "y", a_from_ns_y))
+
+    case("all policies removed: everything allowed again",
+         Step("no policy objects", everything))
+    return cases
