@@ -293,6 +293,27 @@ class Node:
             self._stop_agent()
         return self.agent.returncode if self.agent else 0
 
+    def leftovers(self) -> list[str]:
+        """What this run left on the host after close(); empty when nothing."""
+        problems = []
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        if self.prefix in netns:
+            problems.append(f"network namespaces left:\n{netns}")
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            if self.run_dir in mounts.read():
+                problems.append("bpffs still mounted")
+        if os.path.exists(self.run_dir):
+            problems.append(f"{self.run_dir} still exists")
+        if self.agent is not None:
+            if self.agent.poll() is None:
+                problems.append("agent process still running")
+            try:
+                os.kill(self.agent.pid, 0)
+                problems.append(f"pid {self.agent.pid} still exists")
+            except ProcessLookupError:
+                pass
+        return problems
+
     def kill_agent(self) -> None:
         """SIGKILL, as a crash or an OOM kill would: pins and attached programs stay."""
         if self.agent is not None and self.agent.poll() is None:

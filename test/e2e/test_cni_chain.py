@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import stat
-import subprocess
 import sys
 import time
 import traceback
@@ -228,18 +227,9 @@ def run_test(node: Node) -> None:
 
 def verify_nothing_left(node: Node) -> None:
     step("nothing of the run is left on the host")
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    require(node.prefix not in netns, f"network namespaces left:\n{netns}")
-    mounts = open("/proc/self/mounts", encoding="utf-8").read()
-    require(node.run_dir not in mounts, "bpffs still mounted")
-    require(not os.path.exists(node.run_dir), f"{node.run_dir} still exists")
-    require(node.agent is not None and node.agent.poll() is not None, "agent process still running")
-    try:
-        os.kill(node.agent.pid, 0)
-        alive = True
-    except ProcessLookupError:
-        alive = False
-    require(not alive, f"pid {node.agent.pid} still exists")
+    require(node.agent is not None, "the agent never started")
+    problems = node.leftovers()
+    require(not problems, "\n".join(problems))
     ok("no netns, no bpffs mount, no run dir, no agent process")
 
 

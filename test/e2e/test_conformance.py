@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -241,9 +240,7 @@ def main() -> int:
             if failures:
                 print("\n--- agent log (tail) ---\n" + node.agent_log_tail(60), file=sys.stderr)
                 node.options.keep_logs_dir = args.logs_dir
-        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        if node.prefix in netns or os.path.exists(node.run_dir):
-            failures.append(f"run {node.run_id} left network namespaces or {node.run_dir} behind")
+        failures.extend(f"run {node.run_id}: {problem}" for problem in node.leftovers())
     except KeyboardInterrupt:
         print("\ninterrupted; cleaned up", file=sys.stderr)
         return 130

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -91,9 +90,8 @@ def main() -> int:
                 print("\n--- agent log (tail) ---\n" + node.agent_log_tail(60), file=sys.stderr)
                 node.options.keep_logs_dir = args.logs_dir
                 raise
-        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        require(node.prefix not in netns, f"network namespaces left:\n{netns}")
-        require(not os.path.exists(node.run_dir), f"{node.run_dir} left behind")
+        problems = node.leftovers()
+        require(not problems, "\n".join(problems))
     except AssertionError as failure:
         print(f"\nFAIL: {failure}", file=sys.stderr)
         return 1
