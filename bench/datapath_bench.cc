@@ -358,7 +358,7 @@ absl::StatusOr<Row> measure(const FilledDatapath& datapath, const NoopProgram& n
                             const Fill& fill, const Scenario& scenario, const Options& options) {
   const int fd = scenario.to_pod ? datapath.to_pod_fd() : datapath.from_pod_fd();
   const std::uint32_t expected_action =
-      scenario.expected < MS_REASON_FIRST_DROP ? TC_ACT_OK : TC_ACT_SHOT;
+      ms_reason_is_drop(scenario.expected) ? TC_ACT_SHOT : TC_ACT_OK;
 
   auto before = datapath.read_stats();
   if (!before.ok()) return before.status();

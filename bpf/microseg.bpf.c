@@ -121,7 +121,7 @@ struct ms_flow {
 
 static __always_inline __u32 ms_verdict_of(__u32 reason)
 {
-	return reason < MS_REASON_FIRST_DROP ? TC_ACT_OK : TC_ACT_SHOT;
+	return ms_reason_is_drop(reason) ? TC_ACT_SHOT : TC_ACT_OK;
 }
 
 /* The one exit: account the reason, then turn it into a TC action. */

@@ -50,7 +50,7 @@ void check_only_counter_moved(const StatsSnapshot& delta, ms_direction direction
 }
 
 std::uint32_t tc_action_for(ms_reason reason) {
-  return static_cast<std::uint32_t>(reason < MS_REASON_FIRST_DROP ? TC_ACT_OK : TC_ACT_SHOT);
+  return static_cast<std::uint32_t>(ms_reason_is_drop(reason) ? TC_ACT_SHOT : TC_ACT_OK);
 }
 
 }  // namespace microseg::test

@@ -47,9 +47,10 @@ enum ms_direction {
 };
 
 /*
- * Why a packet got its verdict. Allow reasons come first; every reason from
- * MS_REASON_FIRST_DROP on is a drop. Append new reasons before MS_REASON_MAX
- * only, never renumber: the agent exports them by name.
+ * Why a packet got its verdict. Append new reasons before MS_REASON_MAX only,
+ * never renumber: the agent exports them by name. Whether a reason allows or
+ * drops is ms_reason_is_drop(), not its position (allow reasons were appended
+ * after drop reasons).
  */
 enum ms_reason {
 	MS_REASON_ALLOW_POLICY = 0,       /* a policy rule allows the new flow */
@@ -62,9 +63,24 @@ enum ms_reason {
 	MS_REASON_DROP_UNSUPPORTED_L3 = 7,/* IPv6 or another L3 protocol to/from an isolated pod */
 	MS_REASON_DROP_FRAGMENT = 8,      /* non-first IPv4 fragment to/from an isolated pod */
 	MS_REASON_DROP_SPOOFED_SOURCE = 9,/* IPv4 packet leaving a pod with a source that is not the pod's */
-	MS_REASON_MAX = 10,
+	MS_REASON_ALLOW_AUDIT = 10,       /* allowed only because the deciding policy is in Audit mode: would be dropped */
+	MS_REASON_DROP_INVALID_SEQ = 11,  /* TCP data/ACK far outside the tracked window */
+	MS_REASON_DROP_INVALID_RST = 12,  /* TCP RST whose sequence is not in window (RFC 5961) */
+	MS_REASON_DROP_INVALID_TCP_STATE = 13, /* TCP flags impossible in the session's state */
+	MS_REASON_DROP_SYN_FLOOD = 14,    /* the endpoint's cap on half-open sessions is reached */
+	MS_REASON_DROP_MAP_FULL = 15,     /* the session map cannot take a new, not allow-listed flow */
+	MS_REASON_DROP_MISSED_TAIL_CALL = 16, /* a pipeline stage is missing: fail closed */
+	MS_REASON_DROP_POLICY_REVOKED = 17,/* a session admitted by an older policy that the current one denies */
+	MS_REASON_ALLOW_RELATED = 18,     /* ICMP error about a tracked session */
+	MS_REASON_MAX = 19,
 };
-#define MS_REASON_FIRST_DROP MS_REASON_DROP_POLICY
+
+static inline int ms_reason_is_drop(__u32 reason)
+{
+	return !(reason == MS_REASON_ALLOW_POLICY || reason == MS_REASON_ALLOW_NOT_ISOLATED ||
+		 reason == MS_REASON_ALLOW_SESSION || reason == MS_REASON_ALLOW_NON_IP ||
+		 reason == MS_REASON_ALLOW_AUDIT || reason == MS_REASON_ALLOW_RELATED);
+}
 
 /* ---- ms_stats: PERCPU_ARRAY, index = ms_stats_index(direction, reason) ---- */
 struct ms_counter {
