@@ -68,6 +68,9 @@ struct {
 	__type(value, struct ms_session);
 } ms_sessions SEC(".maps");
 
+/* Session-map pressure, the allow-list and endpoint lockdown. */
+#include "map_pressure.h"
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MS_STATS_ENTRIES);
@@ -328,13 +331,17 @@ static __always_inline int ms_session_match(const struct ms_flow *flow, __u32 en
 	return 0;
 }
 
-/* Start tracking an admitted flow so its replies come back. */
-static __always_inline void ms_session_create(const struct ms_flow *flow, __u32 endpoint_id,
-					      __u32 policy_rev, __u32 dir, __u64 now)
+/*
+ * Start tracking an admitted flow so its replies come back. Returns
+ * MS_CONTINUE, or MS_REASON_DROP_MAP_FULL when the session map is full and
+ * the flow is not allow-listed (map_pressure.h).
+ */
+static __always_inline __u32 ms_session_create(const struct ms_flow *flow, __u32 endpoint_id,
+					       __u32 policy_rev, __u32 dir, __u64 now)
 {
 	/* Only an echo request opens an ICMP flow; a stray reply opens nothing. */
 	if (!flow->trackable || flow->icmp_kind == MS_ICMP_ECHO_REPLY)
-		return;
+		return MS_CONTINUE;
 	struct ms_session_key key;
 	ms_session_key_of(flow, endpoint_id, 0, &key);
 	struct ms_session session = {
@@ -342,11 +349,10 @@ static __always_inline void ms_session_create(const struct ms_flow *flow, __u32 
 		.policy_rev = policy_rev,
 		.direction = dir,
 	};
-	/*
-	 * A failed insert (LRU memory pressure) still lets this packet through:
-	 * policy admitted it. Replies will then need a policy of their own.
-	 */
-	bpf_map_update_elem(&ms_sessions, &key, &session, BPF_ANY);
+	return ms_pressure_session_insert(&key, &session,
+					  dir == MS_DIR_INGRESS ? flow->saddr : flow->daddr,
+					  flow->proto,
+					  flow->proto == IPPROTO_ICMP ? 0 : bpf_ntohs(flow->dport), now);
 }
 
 /* Exact-match lookup for a peer pod address; only an ALLOW entry admits. */
@@ -432,16 +438,20 @@ static __always_inline __u32 ms_pipeline(struct __sk_buff *skb, __u32 dir)
 	if (flow.trackable && ms_session_match(&flow, endpoint_id, now))
 		return MS_REASON_ALLOW_SESSION;
 
+	/* Its policy did not fit the maps: only tracked flows go on. */
+	if (ms_endpoint_locked_down(endpoint->flags))
+		return MS_REASON_DROP_MAP_FULL;
+
 	if (!isolated) {
 		/* Track it anyway: the reply may enter an isolated direction. */
-		ms_session_create(&flow, endpoint_id, policy_rev, dir, now);
-		return MS_REASON_ALLOW_NOT_ISOLATED;
+		reason = ms_session_create(&flow, endpoint_id, policy_rev, dir, now);
+		return reason != MS_CONTINUE ? reason : MS_REASON_ALLOW_NOT_ISOLATED;
 	}
 
 	if (!ms_policy_allows(&flow, endpoint_id, dir))
 		return MS_REASON_DROP_POLICY;
-	ms_session_create(&flow, endpoint_id, policy_rev, dir, now);
-	return MS_REASON_ALLOW_POLICY;
+	reason = ms_session_create(&flow, endpoint_id, policy_rev, dir, now);
+	return reason != MS_CONTINUE ? reason : MS_REASON_ALLOW_POLICY;
 }
 
 SEC("tc")

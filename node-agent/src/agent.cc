@@ -10,7 +10,9 @@ namespace microseg {
 Agent::Agent(std::string node_name, MapWriter& writer, EndpointRegistry& registry, MapState live,
              SessionPurger purge_sessions)
     : node_name_(std::move(node_name)),
-      writer_(writer), registry_(registry), live_(std::move(live)), purge_sessions_(std::move(purge_sessions)) {}
+      writer_(writer), registry_(registry), live_(std::move(live)), purge_sessions_(std::move(purge_sessions)) {
+  lockdowns_ = LockedDownIn(live_);
+}
 
 absl::Status Agent::Start(ClusterState cluster) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -35,11 +37,17 @@ absl::Status Agent::ReconcileLocked() {
   const MapState before = live_;
   absl::Status status = ApplyMapChanges(writer_, changes, live_);
   if (!status.ok()) {
-    ++counters_.reconcile_failures;
     const MapChanges undo = DiffMapState(live_, before);
     if (absl::Status rollback = ApplyMapChanges(writer_, undo, live_); !rollback.ok()) {
       LogError("rollback after a failed map update also failed, maps may be partial: ", rollback.ToString());
     }
+    // A full map: every endpoint gets all of its policy or a lockdown.
+    if (status.code() == absl::StatusCode::kResourceExhausted) status = ApplyWithLockdownsLocked(compiled.maps);
+  } else {
+    SetLockdownsLocked({});
+  }
+  if (!status.ok()) {
+    ++counters_.reconcile_failures;
     return absl::Status(status.code(), absl::StrCat("policy not applied, previous policy kept: ", status.message()));
   }
   summaries_ = std::move(compiled.summaries);
@@ -53,6 +61,39 @@ absl::Status Agent::ReconcileLocked() {
             " removed (", counters_.last_reconcile_seconds * 1e3, " ms)");
   }
   return absl::OkStatus();
+}
+
+absl::Status Agent::ApplyWithLockdownsLocked(const MapState& desired) {
+  auto locked = ApplyEndpointByEndpoint(writer_, desired, live_);
+  if (!locked.ok()) return locked.status();
+  SetLockdownsLocked(std::move(*locked));
+  return absl::OkStatus();
+}
+
+void Agent::SetLockdownsLocked(Lockdowns now) {
+  auto name_of = [this](uint32_t id) {
+    for (const auto& [key, record] : registry_.records()) {
+      if (record.endpoint_id == id) return absl::StrCat(record.pod_namespace, "/", record.pod_name, " (id ", id, ")");
+    }
+    return absl::StrCat("endpoint id ", id);
+  };
+  for (const auto& [id, why] : now) {
+    if (lockdowns_.contains(id)) continue;
+    ++counters_.lockdowns_total;
+    LogError("endpoint ", name_of(id), " LOCKED DOWN: its policy does not fit the maps (", why,
+             "); new flows in both directions are dropped (reason map_full), tracked sessions continue; "
+             "retried every second");
+  }
+  for (const auto& [id, why] : lockdowns_) {
+    if (!now.contains(id)) LogInfo("endpoint ", name_of(id), ": lockdown lifted, its whole policy is in the maps");
+  }
+  lockdowns_ = std::move(now);
+}
+
+absl::Status Agent::RetryLockdowns() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (lockdowns_.empty()) return absl::OkStatus();
+  return ReconcileLocked();
 }
 
 void Agent::PurgeSessionsLocked(uint32_t endpoint_id) {
@@ -90,7 +131,8 @@ absl::StatusOr<EndpointView> Agent::AddEndpoint(EndpointRecord record) {
                node_name_, "')");
   }
   LogInfo("endpoint ", registered->pod_namespace, "/", registered->pod_name, " (id ", registered->endpoint_id,
-          ", ", registered->host_ifname, ") is enforced");
+          ", ", registered->host_ifname, ") is ",
+          lockdowns_.contains(registered->endpoint_id) ? "LOCKED DOWN (its policy does not fit)" : "enforced");
   return ViewLocked(*registered);
 }
 
@@ -131,6 +173,10 @@ void Agent::ForgetEndpointsWhere(const std::function<bool(const EndpointRecord&)
 EndpointView Agent::ViewLocked(const EndpointRecord& record) const {
   EndpointView view{record, {}, 0};
   if (auto it = summaries_.find(record.endpoint_id); it != summaries_.end()) view.policy = it->second;
+  if (auto it = lockdowns_.find(record.endpoint_id); it != lockdowns_.end()) {
+    view.locked_down = true;
+    view.lockdown_reason = it->second;
+  }
   if (auto it = live_.endpoints.find(record.host_ifindex); it != live_.endpoints.end()) {
     view.policy_revision = it->second.policy_rev;
   }
@@ -160,8 +206,10 @@ AgentCounters Agent::counters() const {
   c.namespaces = static_cast<uint32_t>(cluster_.namespaces.size());
   c.pods = static_cast<uint32_t>(cluster_.pods.size());
   c.network_policies = static_cast<uint32_t>(cluster_.network_policies.size());
+  c.endpoint_entries = live_.endpoints.size();
   c.exact_entries = live_.exact.size();
   c.lpm_entries = live_.lpm.size();
+  c.locked_down_endpoints = static_cast<uint32_t>(lockdowns_.size());
   return c;
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "endpoint_lockdown.h"
 #include "endpoint_registry.h"
 #include "map_state.h"
 #include "model.h"
@@ -23,6 +24,9 @@ struct EndpointView {
   EndpointRecord record;
   EndpointPolicySummary policy;
   uint32_t policy_revision = 0;
+  // Its policy did not fit a policy map: new flows are refused (endpoint_lockdown.h).
+  bool locked_down = false;
+  std::string lockdown_reason;
 };
 
 struct AgentCounters {
@@ -32,9 +36,12 @@ struct AgentCounters {
   uint32_t namespaces = 0;
   uint32_t pods = 0;
   uint32_t network_policies = 0;
+  size_t endpoint_entries = 0;  // ms_endpoints entries the agent keeps
   size_t exact_entries = 0;
   size_t lpm_entries = 0;
   double last_reconcile_seconds = 0;
+  uint32_t locked_down_endpoints = 0;
+  uint64_t lockdowns_total = 0;  // endpoints that went into lockdown since start
 };
 
 class Agent {
@@ -64,10 +71,16 @@ class Agent {
 
   AgentCounters counters() const;
 
+  // Tries again to apply the whole policy of locked-down endpoints (space
+  // may have come back). A no-op without lockdowns.
+  [[nodiscard]] absl::Status RetryLockdowns();
+
  private:
   [[nodiscard]] absl::Status ReconcileLocked();
   EndpointView ViewLocked(const EndpointRecord& record) const;
   void PurgeSessionsLocked(uint32_t endpoint_id);
+  [[nodiscard]] absl::Status ApplyWithLockdownsLocked(const MapState& desired);
+  void SetLockdownsLocked(Lockdowns now);
 
   mutable std::mutex mu_;
   const std::string node_name_;
@@ -78,6 +91,7 @@ class Agent {
   ClusterState cluster_;
   std::map<uint32_t, EndpointPolicySummary> summaries_;
   AgentCounters counters_;
+  Lockdowns lockdowns_;
 };
 
 }  // namespace microseg

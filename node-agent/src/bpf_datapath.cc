@@ -185,6 +185,10 @@ int BpfDatapath::policy_fd() const { return bpf_map__fd(skel_->maps.ms_policy); 
 int BpfDatapath::policy_lpm_fd() const { return bpf_map__fd(skel_->maps.ms_policy_lpm); }
 int BpfDatapath::sessions_fd() const { return bpf_map__fd(skel_->maps.ms_sessions); }
 int BpfDatapath::stats_fd() const { return bpf_map__fd(skel_->maps.ms_stats); }
+int BpfDatapath::pressure_counters_fd() const { return bpf_map__fd(skel_->maps.ms_pressure); }
+int BpfDatapath::pressure_config_fd() const { return bpf_map__fd(skel_->maps.ms_pressure_cfg); }
+int BpfDatapath::pressure_events_fd() const { return bpf_map__fd(skel_->maps.ms_pressure_ev); }
+int BpfDatapath::session_allow_fd() const { return bpf_map__fd(skel_->maps.ms_sess_allow); }
 
 std::vector<MapCapacity> BpfDatapath::capacities() const {
   std::vector<MapCapacity> out;
@@ -240,7 +244,8 @@ absl::Status BpfDatapath::DeleteSessionsOf(uint32_t endpoint_id) const {
       });
   if (!status.ok()) return status;
   for (const ms_session_key& k : doomed) {
-    if (bpf_map_delete_elem(sessions_fd(), &k) != 0 && errno != ENOENT) return Errno(errno, "delete session");
+    if (bpf_map_delete_elem(sessions_fd(), &k) == 0) CountSessionDeletes(1);
+    else if (errno != ENOENT) return Errno(errno, "delete session");
   }
   return absl::OkStatus();
 }

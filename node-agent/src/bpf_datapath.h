@@ -6,6 +6,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -50,6 +51,15 @@ class BpfDatapath {
   int policy_lpm_fd() const;
   int sessions_fd() const;
   int stats_fd() const;
+  // Map pressure (map_pressure_monitor.h, bpf/map_pressure.h).
+  int pressure_counters_fd() const;
+  int pressure_config_fd() const;
+  int pressure_events_fd() const;
+  int session_allow_fd() const;
+  // Sessions this agent deleted (purges, sweeps): the monitor tells them
+  // apart from LRU evictions. Whoever deletes sessions reports them here.
+  void CountSessionDeletes(uint64_t n) const { session_deletes_ += n; }
+  uint64_t session_deletes() const { return session_deletes_; }
 
   // Number of maps taken over from an earlier agent's pins.
   int reused_maps() const { return reused_maps_; }
@@ -75,6 +85,7 @@ class BpfDatapath {
   microseg_bpf* skel_;
   std::string bpffs_dir_;
   int reused_maps_;
+  mutable std::atomic<uint64_t> session_deletes_{0};
 };
 
 }  // namespace microseg

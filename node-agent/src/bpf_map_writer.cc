@@ -8,16 +8,18 @@
 #include "absl/strings/str_cat.h"
 
 namespace microseg {
-namespace {
 
-absl::Status Update(int fd, const void* key, const void* value, const char* map) {
+absl::Status BpfMapWriter::Update(int fd, const void* key, const void* value, const char* map, unsigned slot) {
   if (bpf_map_update_elem(fd, key, value, BPF_ANY) == 0) return absl::OkStatus();
   const int err = errno;
+  ++insert_failures_[slot];
   if (err == E2BIG || err == ENOMEM) {
     return absl::ResourceExhaustedError(absl::StrCat(map, " is full (", std::strerror(err), ")"));
   }
   return absl::ErrnoToStatus(err, absl::StrCat("update ", map));
 }
+
+namespace {
 
 // Deleting what is already gone is success: the diff only says "absent".
 absl::Status Delete(int fd, const void* key, const char* map) {
@@ -30,7 +32,7 @@ absl::Status Delete(int fd, const void* key, const char* map) {
 absl::Status BpfMapWriter::UpsertEndpoint(uint32_t ifindex, const ms_endpoint& value) {
   ms_endpoint_key key{};
   key.ifindex = ifindex;
-  return Update(datapath_.endpoints_fd(), &key, &value, "ms_endpoints");
+  return Update(datapath_.endpoints_fd(), &key, &value, "ms_endpoints", MS_PMAP_ENDPOINTS);
 }
 
 absl::Status BpfMapWriter::DeleteEndpoint(uint32_t ifindex) {
@@ -40,7 +42,7 @@ absl::Status BpfMapWriter::DeleteEndpoint(uint32_t ifindex) {
 }
 
 absl::Status BpfMapWriter::UpsertExact(const ms_policy_key& key, const ms_policy_value& value) {
-  return Update(datapath_.policy_fd(), &key, &value, "ms_policy");
+  return Update(datapath_.policy_fd(), &key, &value, "ms_policy", MS_PMAP_POLICY);
 }
 
 absl::Status BpfMapWriter::DeleteExact(const ms_policy_key& key) {
@@ -48,7 +50,7 @@ absl::Status BpfMapWriter::DeleteExact(const ms_policy_key& key) {
 }
 
 absl::Status BpfMapWriter::UpsertLpm(const ms_lpm_key& key, const ms_policy_value& value) {
-  return Update(datapath_.policy_lpm_fd(), &key, &value, "ms_policy_lpm");
+  return Update(datapath_.policy_lpm_fd(), &key, &value, "ms_policy_lpm", MS_PMAP_POLICY_LPM);
 }
 
 absl::Status BpfMapWriter::DeleteLpm(const ms_lpm_key& key) {

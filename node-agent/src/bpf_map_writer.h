@@ -1,6 +1,9 @@
 // MapWriter over the real BPF maps.
 #pragma once
 
+#include <array>
+#include <atomic>
+
 #include "bpf_datapath.h"
 #include "map_state.h"
 
@@ -17,8 +20,14 @@ class BpfMapWriter final : public MapWriter {
   absl::Status UpsertLpm(const ms_lpm_key& key, const ms_policy_value& value) override;
   absl::Status DeleteLpm(const ms_lpm_key& key) override;
 
+  // Failed upserts per map (index: enum ms_pressure_map), for the metrics.
+  uint64_t insert_failures(unsigned map) const { return map < MS_PMAP_MAX ? insert_failures_[map].load() : 0; }
+
  private:
+  absl::Status Update(int fd, const void* key, const void* value, const char* name, unsigned map);
+
   const BpfDatapath& datapath_;
+  std::array<std::atomic<uint64_t>, MS_PMAP_MAX> insert_failures_{};
 };
 
 }  // namespace microseg

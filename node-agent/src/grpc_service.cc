@@ -19,6 +19,8 @@ void FillEndpoint(const EndpointView& view, v1::Endpoint* out) {
   out->set_exact_entries(view.policy.exact_entries);
   out->set_lpm_entries(view.policy.lpm_entries);
   for (const auto& p : view.policy.policies) out->add_policies(p);
+  out->set_locked_down(view.locked_down);
+  out->set_lockdown_reason(view.lockdown_reason);
 }
 
 }  // namespace

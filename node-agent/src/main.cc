@@ -30,7 +30,9 @@
 #include "grpc_service.h"
 #include "log.h"
 #include "manifest_directory.h"
+#include "map_pressure_monitor.h"
 #include "metrics.h"
+#include "pressure_alert_reader.h"
 #include "prometheus/exposer.h"
 #include "tc_attach.h"
 
@@ -64,6 +66,18 @@ ABSL_FLAG(bool, unpin_on_exit, false,
           "Remove the pinned programs and maps on exit (tests and demos; in production keep them so enforcement "
           "survives restarts).");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+// Map pressure (docs/map-pressure.md).
+ABSL_FLAG(std::string, session_allow_list, "10.96.0.10/32:udp:53,10.96.0.10/32:tcp:53",
+          "Peers that may still open sessions when the session map is full, as CIDR:tcp|udp|sctp[:port] "
+          "comma separated (port 0 or none = any); default: the usual cluster DNS service address. Empty: none.");
+ABSL_FLAG(double, session_map_reserve, 0.02,
+          "Share of the session map kept for allow-listed flows: beyond (1 - this) of its capacity new sessions are "
+          "refused (reason map_full) instead of letting the LRU evict live ones.");
+ABSL_FLAG(double, map_pressure_alert, 0.9, "Share of a map's capacity at which a pressure alert is logged and counted.");
+ABSL_FLAG(absl::Duration, map_pressure_interval, absl::Seconds(1),
+          "How often map fill is checked (and locked-down endpoints are retried).");
+ABSL_FLAG(absl::Duration, session_count_interval, absl::Seconds(10),
+          "How often the session map is counted exactly when below the alert threshold (every check above it).");
 
 namespace microseg {
 namespace {
@@ -220,8 +234,43 @@ int Run() {
   agent.ForgetEndpointsWhere(VethIsGone);  // pods deleted while the agent was down
   for (const EndpointView& view : agent.ListEndpoints()) AttachCurrentPrograms(view.record, options.bpffs_dir);
 
+  // ---- map pressure: limits, allow-list, alert reader ----
+  auto allow_list = ParseSessionAllowList(absl::GetFlag(FLAGS_session_allow_list));
+  if (!allow_list.ok()) {
+    LogError("--session_allow_list: ", allow_list.status().message());
+    return 2;
+  }
+  MapPressureOptions pressure_options;
+  pressure_options.alert_ratio = absl::GetFlag(FLAGS_map_pressure_alert);
+  pressure_options.session_reserve_ratio = absl::GetFlag(FLAGS_session_map_reserve);
+  pressure_options.session_count_interval = absl::GetFlag(FLAGS_session_count_interval);
+  MapPressureMonitor pressure(
+      dp, pressure_options,
+      [&agent] {
+        const AgentCounters c = agent.counters();
+        std::array<uint64_t, MS_PMAP_MAX> entries{};
+        entries[MS_PMAP_ENDPOINTS] = c.endpoint_entries;
+        entries[MS_PMAP_POLICY] = c.exact_entries;
+        entries[MS_PMAP_POLICY_LPM] = c.lpm_entries;
+        return entries;
+      },
+      [&writer](unsigned map) { return writer.insert_failures(map); });
+  if (auto status = pressure.Configure(*allow_list); !status.ok()) {
+    LogError("cannot configure the session map limits: ", status.ToString());
+    return 1;
+  }
+  auto alert_reader = PressureAlertReader::Start(
+      dp.pressure_events_fd(), [&pressure](const ms_pressure_alert& alert) { pressure.OnDataPathAlert(alert); });
+  if (!alert_reader.ok()) {
+    LogError(alert_reader.status().ToString());
+    return 1;
+  }
+  const absl::Duration pressure_interval = absl::GetFlag(FLAGS_map_pressure_interval);
+  absl::Time next_pressure_check = absl::Now();
+
   auto metrics = std::make_shared<AgentMetrics>(
       dp, agent, [&board] { return board.rejected(); }, [&board] { return board.errors().size(); });
+  metrics->set_map_pressure(&pressure);
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
     exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_metrics_address));
@@ -256,6 +305,11 @@ int Run() {
       if (auto status = agent.SetClusterState(source.state()); !status.ok()) {
         LogError("cluster change not applied: ", status.ToString());
       }
+    }
+    if (absl::Now() >= next_pressure_check) {
+      if (auto status = pressure.Check(absl::Now()); !status.ok()) LogWarning("map pressure check: ", status.ToString());
+      if (auto status = agent.RetryLockdowns(); !status.ok()) LogError("retrying locked-down endpoints: ", status.ToString());
+      next_pressure_check = absl::Now() + pressure_interval;
     }
     if (absl::Now() >= next_housekeeping) {
       AdoptPendingRegistrations(pending_dir, options.bpffs_dir, agent);

@@ -91,15 +91,7 @@ std::vector<MetricFamily> AgentMetrics::Collect() const {
   AddGauge(duration, c.last_reconcile_seconds);
   out.push_back(std::move(duration));
 
-  auto entries = Family("microseg_bpf_map_entries", "Entries the agent keeps in each policy map.", MetricType::Gauge);
-  AddGauge(entries, static_cast<double>(c.endpoints), {{"map", "ms_endpoints"}});
-  AddGauge(entries, static_cast<double>(c.exact_entries), {{"map", "ms_policy"}});
-  AddGauge(entries, static_cast<double>(c.lpm_entries), {{"map", "ms_policy_lpm"}});
-  out.push_back(std::move(entries));
-
-  auto capacity = Family("microseg_bpf_map_capacity", "max_entries of each BPF map.", MetricType::Gauge);
-  for (const MapCapacity& m : datapath_.capacities()) AddGauge(capacity, m.max_entries, {{"map", m.name}});
-  out.push_back(std::move(capacity));
+  CollectMapPressure(out, c);
 
   if (rejected_manifests_) {
     auto rejected = Family("microseg_manifest_errors_total",
@@ -115,6 +107,63 @@ std::vector<MetricFamily> AgentMetrics::Collect() const {
     out.push_back(std::move(invalid));
   }
   return out;
+}
+
+void AgentMetrics::CollectMapPressure(std::vector<MetricFamily>& out, const AgentCounters& c) const {
+  auto entries = Family("microseg_bpf_map_entries",
+                        "Entries in each BPF map: the agent's own bookkeeping for the maps it writes, the data "
+                        "path's estimate (exact at each count) for ms_sessions.", MetricType::Gauge);
+  auto capacity = Family("microseg_bpf_map_capacity", "max_entries of each BPF map.", MetricType::Gauge);
+  auto locked = Family("microseg_endpoint_lockdown",
+                       "Endpoints locked down because their policy does not fit a policy map (new flows dropped).",
+                       MetricType::Gauge);
+  AddGauge(locked, c.locked_down_endpoints);
+  auto lockdowns = Family("microseg_endpoint_lockdowns_total", "Endpoints that went into lockdown.",
+                          MetricType::Counter);
+  AddCounter(lockdowns, static_cast<double>(c.lockdowns_total));
+
+  if (pressure_ == nullptr) {
+    AddGauge(entries, static_cast<double>(c.endpoint_entries), {{"map", "ms_endpoints"}});
+    AddGauge(entries, static_cast<double>(c.exact_entries), {{"map", "ms_policy"}});
+    AddGauge(entries, static_cast<double>(c.lpm_entries), {{"map", "ms_policy_lpm"}});
+    for (const MapCapacity& m : datapath_.capacities()) AddGauge(capacity, m.max_entries, {{"map", m.name}});
+    out.push_back(std::move(entries));
+    out.push_back(std::move(capacity));
+    out.push_back(std::move(locked));
+    out.push_back(std::move(lockdowns));
+    return;
+  }
+  auto pressure = Family("microseg_bpf_map_pressure", "entries / capacity of each BPF map (0..1); alerts at 0.9.",
+                         MetricType::Gauge);
+  auto failures = Family("microseg_bpf_map_insert_failures_total", "Failed inserts into each BPF map.",
+                         MetricType::Counter);
+  auto evictions = Family("microseg_bpf_map_evictions_total",
+                          "Entries an LRU map dropped by itself (estimate: gone between two exact counts without "
+                          "a delete).", MetricType::Counter);
+  auto refused = Family("microseg_bpf_map_refused_total",
+                        "New entries the data path refused because the map counts as full (reason map_full).",
+                        MetricType::Counter);
+  auto alerts = Family("microseg_bpf_map_pressure_alerts_total",
+                       "Map-pressure alerts (ring buffer from the data path, or the agent's own check).",
+                       MetricType::Counter);
+  auto checked = Family("microseg_bpf_map_last_check_timestamp_seconds",
+                        "Unix time of the last pressure check of each map.", MetricType::Gauge);
+  for (const MapPressure& m : pressure_->Snapshot()) {
+    const std::vector<ClientMetric::Label> labels = {{"map", m.map}};
+    AddGauge(entries, static_cast<double>(m.entries), labels);
+    AddGauge(capacity, static_cast<double>(m.capacity), labels);
+    AddGauge(pressure, m.pressure(), labels);
+    AddCounter(failures, static_cast<double>(m.insert_failures), labels);
+    AddCounter(evictions, static_cast<double>(m.evictions), labels);
+    AddCounter(refused, static_cast<double>(m.refused), labels);
+    AddCounter(alerts, static_cast<double>(m.alerts), labels);
+    AddGauge(checked, m.last_check == absl::InfinitePast() ? 0.0 : absl::ToDoubleSeconds(m.last_check - absl::UnixEpoch()),
+             labels);
+  }
+  for (auto* family : {&entries, &capacity, &pressure, &failures, &evictions, &refused, &alerts, &checked, &locked,
+                       &lockdowns}) {
+    out.push_back(std::move(*family));
+  }
 }
 
 }  // namespace microseg

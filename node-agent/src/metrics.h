@@ -7,6 +7,7 @@
 
 #include "agent.h"
 #include "bpf_datapath.h"
+#include "map_pressure_monitor.h"
 #include "prometheus/collectable.h"
 
 namespace microseg {
@@ -22,11 +23,17 @@ class AgentMetrics final : public prometheus::Collectable {
 
   std::vector<prometheus::MetricFamily> Collect() const override;
 
+  // Map pressure and lockdown metrics; without it, entries come from the agent only.
+  void set_map_pressure(const MapPressureMonitor* monitor) { pressure_ = monitor; }
+
  private:
+  void CollectMapPressure(std::vector<prometheus::MetricFamily>& out, const AgentCounters& c) const;
+
   const BpfDatapath& datapath_;
   const Agent& agent_;
   std::function<uint64_t()> rejected_manifests_;
   std::function<size_t()> invalid_manifest_files_;
+  const MapPressureMonitor* pressure_ = nullptr;
 };
 
 }  // namespace microseg

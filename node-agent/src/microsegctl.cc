@@ -65,14 +65,20 @@ int Endpoints(microseg::v1::Agent::Stub& stub, grpc::ClientContext& context) {
     PrintJson(response);
     return 0;
   }
-  std::printf("%-4s %-28s %-16s %-18s %-9s %-9s %-5s %-5s %s\n", "ID", "POD", "HOST-VETH", "IPS", "ING-ISO",
-              "EGR-ISO", "EXACT", "LPM", "POLICIES");
+  std::printf("%-4s %-28s %-16s %-18s %-9s %-9s %-5s %-5s %-9s %s\n", "ID", "POD", "HOST-VETH", "IPS", "ING-ISO",
+              "EGR-ISO", "EXACT", "LPM", "STATE", "POLICIES");
   for (const auto& e : response.endpoints()) {
     const std::string pod = e.pod_namespace() + "/" + e.pod_name();
-    std::printf("%-4u %-28s %-16s %-18s %-9s %-9s %-5u %-5u %s\n", e.endpoint_id(), pod.c_str(),
+    std::printf("%-4u %-28s %-16s %-18s %-9s %-9s %-5u %-5u %-9s %s\n", e.endpoint_id(), pod.c_str(),
                 e.host_ifname().c_str(), absl::StrJoin(e.ips(), ",").c_str(), e.ingress_isolated() ? "yes" : "no",
                 e.egress_isolated() ? "yes" : "no", e.exact_entries(), e.lpm_entries(),
-                absl::StrJoin(e.policies(), ",").c_str());
+                e.locked_down() ? "LOCKDOWN" : "enforced", absl::StrJoin(e.policies(), ",").c_str());
+  }
+  for (const auto& e : response.endpoints()) {
+    if (e.locked_down()) {
+      std::printf("endpoint %u (%s/%s) is LOCKED DOWN, new flows are dropped: %s\n", e.endpoint_id(),
+                  e.pod_namespace().c_str(), e.pod_name().c_str(), e.lockdown_reason().c_str());
+    }
   }
   return 0;
 }

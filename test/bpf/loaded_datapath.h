@@ -59,6 +59,8 @@ class LoadedDatapath {
   // Verdict counters summed over CPUs.
   StatsSnapshot read_stats() const;
   int program_fd(Program program) const;
+  // The loaded object's maps, for suites with maps of their own to fill.
+  microseg_bpf& skeleton() { return *skeleton_; }
 
  private:
   explicit LoadedDatapath(microseg_bpf* skeleton) : skeleton_(skeleton) {}

@@ -1,5 +1,7 @@
 #include "fake_map_writer.h"
 
+#include <string>
+
 namespace microseg::testing {
 
 absl::Status FakeMapWriter::NextOperation() {
@@ -10,8 +12,19 @@ absl::Status FakeMapWriter::NextOperation() {
   return absl::OkStatus();
 }
 
+template <typename Map, typename Key>
+absl::Status FakeMapWriter::Room(const Map& map, const Key& key, const std::optional<size_t>& capacity,
+                                 const char* name) {
+  if (!capacity || map.contains(key) || map.size() < *capacity) return absl::OkStatus();
+  ++capacity_refusals;
+  return absl::ResourceExhaustedError(std::string(name) + " is full (fake capacity)");
+}
+
 absl::Status FakeMapWriter::UpsertEndpoint(uint32_t ifindex, const ms_endpoint& value) {
   if (absl::Status status = NextOperation(); !status.ok()) return status;
+  if (absl::Status status = Room(maps.endpoints, ifindex, endpoint_capacity, "ms_endpoints"); !status.ok()) {
+    return status;
+  }
   maps.endpoints[ifindex] = value;
   return absl::OkStatus();
 }
@@ -25,6 +38,7 @@ absl::Status FakeMapWriter::DeleteEndpoint(uint32_t ifindex) {
 
 absl::Status FakeMapWriter::UpsertExact(const ms_policy_key& key, const ms_policy_value& value) {
   if (absl::Status status = NextOperation(); !status.ok()) return status;
+  if (absl::Status status = Room(maps.exact, key, exact_capacity, "ms_policy"); !status.ok()) return status;
   maps.exact[key] = value;
   return absl::OkStatus();
 }
@@ -37,6 +51,7 @@ absl::Status FakeMapWriter::DeleteExact(const ms_policy_key& key) {
 
 absl::Status FakeMapWriter::UpsertLpm(const ms_lpm_key& key, const ms_policy_value& value) {
   if (absl::Status status = NextOperation(); !status.ok()) return status;
+  if (absl::Status status = Room(maps.lpm, key, lpm_capacity, "ms_policy_lpm"); !status.ok()) return status;
   maps.lpm[key] = value;
   return absl::OkStatus();
 }

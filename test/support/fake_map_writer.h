@@ -1,6 +1,8 @@
 // In-memory MapWriter with failure injection: operation number
 // `fail_at_operation` (0-based) and every later one fail, as a full or
-// broken BPF map would.
+// broken BPF map would. Capacities make it behave like a full hash map: an
+// upsert of a new key into a map holding `*_capacity` entries fails with
+// RESOURCE_EXHAUSTED (the real writer's E2BIG), updates and deletes work.
 #pragma once
 
 #include <optional>
@@ -14,6 +16,10 @@ class FakeMapWriter : public MapWriter {
   MapState maps;  // what the "kernel" holds
   std::optional<int> fail_at_operation;
   int attempted_operations = 0;
+  std::optional<size_t> endpoint_capacity;
+  std::optional<size_t> exact_capacity;
+  std::optional<size_t> lpm_capacity;
+  int capacity_refusals = 0;
 
   absl::Status UpsertEndpoint(uint32_t ifindex, const ms_endpoint& value) override;
   absl::Status DeleteEndpoint(uint32_t ifindex) override;
@@ -24,6 +30,8 @@ class FakeMapWriter : public MapWriter {
 
  private:
   absl::Status NextOperation();
+  template <typename Map, typename Key>
+  absl::Status Room(const Map& map, const Key& key, const std::optional<size_t>& capacity, const char* name);
 };
 
 }  // namespace microseg::testing

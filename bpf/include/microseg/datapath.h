@@ -68,7 +68,8 @@ enum ms_reason {
 	MS_REASON_DROP_INVALID_RST = 12,  /* TCP RST whose sequence is not in window (RFC 5961) */
 	MS_REASON_DROP_INVALID_TCP_STATE = 13, /* TCP flags impossible in the session's state */
 	MS_REASON_DROP_SYN_FLOOD = 14,    /* the endpoint's cap on half-open sessions is reached */
-	MS_REASON_DROP_MAP_FULL = 15,     /* the session map cannot take a new, not allow-listed flow */
+	MS_REASON_DROP_MAP_FULL = 15,     /* the session map cannot take a new, not allow-listed flow, or the
+					   * endpoint is locked down because its policy did not fit (MS_EP_F_LOCKDOWN) */
 	MS_REASON_DROP_MISSED_TAIL_CALL = 16, /* a pipeline stage is missing: fail closed */
 	MS_REASON_DROP_POLICY_REVOKED = 17,/* a session admitted by an older policy that the current one denies */
 	MS_REASON_ALLOW_RELATED = 18,     /* ICMP error about a tracked session */
@@ -102,6 +103,13 @@ MS_STATIC_ASSERT(sizeof(struct ms_endpoint_key) == 4, "ms_endpoint_key layout");
 
 #define MS_EP_F_INGRESS_ISOLATED (1U << 0)
 #define MS_EP_F_EGRESS_ISOLATED (1U << 1)
+/*
+ * Set by the agent when the endpoint's policy does not fit a policy map: its
+ * policy entries are all removed (never half written), new flows in both
+ * directions are dropped (MS_REASON_DROP_MAP_FULL), tracked sessions go on.
+ * Cleared once the whole policy fits again. See docs/map-pressure.md.
+ */
+#define MS_EP_F_LOCKDOWN (1U << 2)
 
 struct ms_endpoint {
 	__u32 endpoint_id; /* host order: agent-assigned, never 0, keys the policy maps */
@@ -181,5 +189,73 @@ struct ms_session {
 	__u8 pad[3];
 };
 MS_STATIC_ASSERT(sizeof(struct ms_session) == 16, "ms_session layout");
+
+/*
+ * ---- map pressure (docs/map-pressure.md) ----
+ * Every map that can fill has a slot, used as the index of the pressure maps
+ * below and as the `map` field of alerts.
+ */
+enum ms_pressure_map {
+	MS_PMAP_ENDPOINTS = 0,
+	MS_PMAP_POLICY = 1,
+	MS_PMAP_POLICY_LPM = 2,
+	MS_PMAP_SESSIONS = 3,
+	MS_PMAP_MAX = 4,
+};
+
+/*
+ * ms_pressure_counters: ARRAY[MS_PMAP_MAX], written by BPF only (atomic adds,
+ * on the new-session path only, never per packet of a tracked flow).
+ */
+struct ms_pressure_counters {
+	__u64 inserts;         /* host order: entries the data path created (a new key) */
+	__u64 insert_failures; /* host order: bpf_map_update_elem() errors */
+	__u64 refused;         /* host order: new entries refused because the map is "full" */
+	__u64 deletes;         /* host order: entries the data path removed itself */
+	__u64 last_alert_ns;   /* host order: bpf_ktime_get_ns() of the last ring-buffer alert */
+	__u64 alerts;          /* host order: alerts submitted (a full ring buffer loses some) */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_pressure_counters) == 48, "ms_pressure_counters layout");
+
+/*
+ * ms_pressure_config: ARRAY[MS_PMAP_MAX], written by the agent only. The data
+ * path's live-entry estimate is `inserts - removed`: the agent re-bases
+ * `removed` on every exact count (it covers its own deletes, the data path's
+ * and LRU evictions), so between counts the estimate can only be too high,
+ * which errs on the side of refusing early.
+ */
+struct ms_pressure_config {
+	__u64 removed;         /* host order: inserts - entries counted, modulo 2^64 (sessions already
+				* in a reused map make it "negative"), as of the agent's last count */
+	__u32 full_entries;    /* host order: refuse new entries at this estimate; 0 = never */
+	__u32 alert_entries;   /* host order: alert at this estimate; 0 = never */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_pressure_config) == 16, "ms_pressure_config layout");
+
+/* ms_pressure_events: RINGBUF of these, at most one per map per alert interval. */
+struct ms_pressure_alert {
+	__u64 ktime_ns;        /* host order: bpf_ktime_get_ns() */
+	__u64 entries;         /* host order: the data path's estimate of live entries */
+	__u32 map;             /* enum ms_pressure_map */
+	__u32 threshold;       /* host order: alert_entries that was crossed */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_pressure_alert) == 24, "ms_pressure_alert layout");
+
+/*
+ * ms_session_allow: LPM_TRIE of peers that may still open sessions when the
+ * session map is full (e.g. cluster DNS). proto and port are matched in full
+ * (port 0 = any port; the data path tries the flow's port, then 0), then
+ * `prefixlen - MS_ALLOW_FIXED_BITS` bits of the peer address.
+ */
+struct ms_allow_key {
+	__u32 prefixlen;  /* host order, required first by LPM_TRIE */
+	__u8 proto;       /* IPPROTO_* */
+	__u8 pad;
+	__u16 port;       /* host order: destination port of the new flow; 0 = any */
+	__u32 peer_ipv4;  /* net: the remote address of the flow */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_allow_key) == 12, "ms_allow_key layout");
+MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_allow_key, peer_ipv4) == 8, "peer address is the matched suffix");
+#define MS_ALLOW_FIXED_BITS 32 /* proto + pad + port */
 
 #endif /* MICROSEG_DATAPATH_H */

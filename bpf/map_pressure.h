@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Map pressure in the data path (docs/map-pressure.md): how full the session
+ * map is, what happens when it is "full", the ring-buffer alert at the alert
+ * threshold, and the endpoint lockdown the agent sets when a policy map is
+ * full. Included once by microseg.bpf.c after ms_sessions is defined; the
+ * rest of the pipeline calls only ms_pressure_session_insert() and
+ * ms_endpoint_locked_down().
+ *
+ * Why counters instead of asking the map: an LRU map has no entry count a
+ * program can read, and it evicts silently. The data path counts the
+ * entries it creates (one atomic add per new session, never per packet of a
+ * tracked flow); the agent counts the map exactly now and then and publishes
+ * how many entries have gone since load (`removed`), so
+ * `inserts - removed` is an estimate that is exact at each count and can
+ * only be too high in between (deletes and evictions since are not in it
+ * yet) -- it errs towards refusing early, never towards evicting live flows.
+ */
+#ifndef MICROSEG_MAP_PRESSURE_H
+#define MICROSEG_MAP_PRESSURE_H
+
+#include "microseg/datapath.h"
+
+#define MS_EEXIST 17 /* <errno.h> is not available to BPF programs */
+
+/* Set by the loader in .rodata before load. */
+const volatile __u64 pressure_alert_interval_ns = 1000000000ULL;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MS_PMAP_MAX);
+	__type(key, __u32);
+	__type(value, struct ms_pressure_counters);
+} ms_pressure SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MS_PMAP_MAX);
+	__type(key, __u32);
+	__type(value, struct ms_pressure_config);
+} ms_pressure_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 4096);
+} ms_pressure_ev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, struct ms_allow_key);
+	__type(value, __u8);
+} ms_sess_allow SEC(".maps");
+
+/* Lockdown: new flows of this endpoint are refused in both directions. */
+static __always_inline int ms_endpoint_locked_down(__u8 endpoint_flags)
+{
+	return (endpoint_flags & MS_EP_F_LOCKDOWN) != 0;
+}
+
+static __always_inline int ms_session_allow_listed(__u32 peer_ipv4, __u8 proto, __u16 port)
+{
+	struct ms_allow_key key = {
+		.prefixlen = MS_ALLOW_FIXED_BITS + 32,
+		.proto = proto,
+		.port = port,
+		.peer_ipv4 = peer_ipv4,
+	};
+	if (bpf_map_lookup_elem(&ms_sess_allow, &key))
+		return 1;
+	if (port == 0)
+		return 0;
+	key.port = 0;
+	return bpf_map_lookup_elem(&ms_sess_allow, &key) != 0;
+}
+
+/*
+ * One alert per map per pressure_alert_interval_ns. The time check and the
+ * stamp are not one atomic step, so two CPUs crossing the threshold in the
+ * same instant may both alert: "at most one per CPU per interval", which is
+ * what a rate limit for logs needs.
+ */
+static __always_inline void ms_pressure_alert(__u32 map, struct ms_pressure_counters *counters,
+					      __u64 entries, __u32 threshold, __u64 now)
+{
+	if (threshold == 0 || entries < threshold)
+		return;
+	__u64 last = counters->last_alert_ns;
+	if (last != 0 && now - last < pressure_alert_interval_ns)
+		return;
+	counters->last_alert_ns = now;
+	struct ms_pressure_alert *alert = bpf_ringbuf_reserve(&ms_pressure_ev, sizeof(*alert), 0);
+	if (!alert)
+		return; /* the agent is behind; the counters still tell the story */
+	alert->ktime_ns = now;
+	alert->entries = entries;
+	alert->map = map;
+	alert->threshold = threshold;
+	bpf_ringbuf_submit(alert, 0);
+	__sync_fetch_and_add(&counters->alerts, 1);
+}
+
+/*
+ * The one way a new session enters ms_sessions. `peer_ipv4` (net), `proto`
+ * and `port` (host order, 0 for port-less protocols) describe the flow for
+ * the allow-list. Returns MS_REASON_MAX ("go on") or MS_REASON_DROP_MAP_FULL.
+ *
+ * "Full" for the LRU map is `estimate >= full_entries`, which the agent sets
+ * below max_entries by a headroom: beyond it the LRU would make room by
+ * evicting live sessions, silently breaking established flows. At that
+ * point only allow-listed flows still get a session (they use the
+ * headroom), and a key that still exists (an expired session of the same
+ * 5-tuple) is refreshed in place, which takes no new entry.
+ */
+static __always_inline __u32 ms_pressure_session_insert(const void *key, const void *session,
+							__u32 peer_ipv4, __u8 proto, __u16 port,
+							__u64 now)
+{
+	__u32 slot = MS_PMAP_SESSIONS;
+	struct ms_pressure_counters *counters = bpf_map_lookup_elem(&ms_pressure, &slot);
+	struct ms_pressure_config *config = bpf_map_lookup_elem(&ms_pressure_cfg, &slot);
+	if (!counters || !config)
+		return MS_REASON_DROP_MAP_FULL; /* cannot happen (arrays): fail closed */
+
+	/* Modulo 2^64 on purpose: see ms_pressure_config.removed. */
+	__s64 estimate = (__s64)(counters->inserts - config->removed);
+	__u64 entries = estimate > 0 ? (__u64)estimate : 0;
+	if (config->full_entries != 0 && entries >= config->full_entries &&
+	    !ms_session_allow_listed(peer_ipv4, proto, port)) {
+		if (bpf_map_update_elem(&ms_sessions, key, session, BPF_EXIST) == 0)
+			return MS_REASON_MAX;
+		__sync_fetch_and_add(&counters->refused, 1);
+		ms_pressure_alert(slot, counters, entries, config->alert_entries, now);
+		return MS_REASON_DROP_MAP_FULL;
+	}
+
+	long err = bpf_map_update_elem(&ms_sessions, key, session, BPF_NOEXIST);
+	if (err == 0) {
+		__sync_fetch_and_add(&counters->inserts, 1);
+		entries += 1;
+	} else if (err == -MS_EEXIST) {
+		err = bpf_map_update_elem(&ms_sessions, key, session, BPF_EXIST);
+	}
+	/*
+	 * A failed insert (memory pressure) still lets this packet through:
+	 * policy admitted it. Its replies will need a policy of their own.
+	 */
+	if (err != 0)
+		__sync_fetch_and_add(&counters->insert_failures, 1);
+	ms_pressure_alert(slot, counters, entries, config->alert_entries, now);
+	return MS_REASON_MAX;
+}
+
+#endif /* MICROSEG_MAP_PRESSURE_H */

@@ -1,0 +1,233 @@
+#include "map_pressure_monitor.h"
+
+#include <bpf/bpf.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <set>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "ipv4_cidr.h"
+#include "log.h"
+#include "map_state.h"
+
+namespace microseg {
+namespace {
+
+constexpr uint32_t kSessionSlot = MS_PMAP_SESSIONS;
+constexpr uint32_t kCountBatch = 4096;
+constexpr int kNotSupported = 524;  // ENOTSUPP, kernel-internal, what old kernels return for batch ops
+
+absl::Status Errno(int err, absl::string_view what) { return absl::ErrnoToStatus(err, std::string(what)); }
+
+absl::StatusOr<ms_pressure_counters> ReadSessionCounters(const BpfDatapath& datapath) {
+  ms_pressure_counters counters{};
+  if (bpf_map_lookup_elem(datapath.pressure_counters_fd(), &kSessionSlot, &counters) != 0) {
+    return Errno(errno, "read ms_pressure");
+  }
+  return counters;
+}
+
+uint64_t Estimate(uint64_t inserts, uint64_t removed) {
+  const auto estimate = static_cast<int64_t>(inserts - removed);  // modulo 2^64, like the data path
+  return estimate > 0 ? static_cast<uint64_t>(estimate) : 0;
+}
+
+absl::StatusOr<uint64_t> CountByWalking(int fd, uint32_t key_size) {
+  std::vector<uint8_t> key(key_size), next(key_size);
+  uint64_t count = 0;
+  for (const void* previous = nullptr; bpf_map_get_next_key(fd, previous, next.data()) == 0; previous = key.data()) {
+    key.swap(next);
+    ++count;
+  }
+  if (errno != ENOENT) return Errno(errno, "walk map keys");
+  return count;
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> CountMapEntries(int fd, uint32_t key_size, uint32_t value_size) {
+  std::vector<uint8_t> keys(static_cast<size_t>(key_size) * kCountBatch);
+  std::vector<uint8_t> values(static_cast<size_t>(value_size) * kCountBatch);
+  std::vector<uint8_t> in_token(key_size), out_token(key_size);
+  uint64_t total = 0;
+  bool first = true;
+  while (true) {
+    uint32_t count = kCountBatch;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    const int err = bpf_map_lookup_batch(fd, first ? nullptr : in_token.data(), out_token.data(), keys.data(),
+                                         values.data(), &count, &opts);
+    const int error = err == 0 ? 0 : errno;
+    if (err != 0 && first && (error == EINVAL || error == kNotSupported || error == EOPNOTSUPP)) {
+      return CountByWalking(fd, key_size);
+    }
+    if (err != 0 && error != ENOENT) return Errno(error, "count map entries (batched lookup)");
+    total += count;
+    if (err != 0) return total;  // ENOENT: that was the last batch
+    in_token.swap(out_token);
+    first = false;
+  }
+}
+
+absl::StatusOr<std::vector<ms_allow_key>> ParseSessionAllowList(absl::string_view text) {
+  std::vector<ms_allow_key> out;
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
+    auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("session allow-list entry '", item, "': ", why, " (want CIDR:tcp|udp|sctp[:port])"));
+    };
+    if (parts.size() < 2 || parts.size() > 3) return bad("wrong number of ':' fields");
+    auto cidr = ParseIpv4Cidr(parts[0]);
+    if (!cidr.ok()) return bad(cidr.status().message());
+    uint8_t proto = 0;
+    if (parts[1] == "tcp") proto = IPPROTO_TCP;
+    else if (parts[1] == "udp") proto = IPPROTO_UDP;
+    else if (parts[1] == "sctp") proto = IPPROTO_SCTP;
+    else return bad(absl::StrCat("unknown protocol '", parts[1], "'"));
+    uint32_t port = 0;
+    if (parts.size() == 3 && (!absl::SimpleAtoi(parts[2], &port) || port > 65535)) {
+      return bad(absl::StrCat("bad port '", parts[2], "'"));
+    }
+    ms_allow_key key{};
+    key.prefixlen = MS_ALLOW_FIXED_BITS + cidr->prefix_len;
+    key.proto = proto;
+    key.port = static_cast<uint16_t>(port);
+    key.peer_ipv4 = htonl(cidr->addr);
+    out.push_back(key);
+  }
+  return out;
+}
+
+MapPressureMonitor::MapPressureMonitor(const BpfDatapath& datapath, MapPressureOptions options, AgentEntries entries,
+                                       AgentFailures failures)
+    : datapath_(datapath),
+      options_(options),
+      agent_entries_(std::move(entries)),
+      agent_failures_(std::move(failures)) {
+  // capacities() lists the maps in enum ms_pressure_map order.
+  const std::vector<MapCapacity> capacities = datapath_.capacities();
+  for (unsigned map = 0; map < MS_PMAP_MAX && map < capacities.size(); ++map) {
+    maps_[map].map = capacities[map].name;
+    maps_[map].capacity = capacities[map].max_entries;
+  }
+}
+
+absl::Status MapPressureMonitor::Configure(const std::vector<ms_allow_key>& allow_list) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t capacity = maps_[MS_PMAP_SESSIONS].capacity;
+  const auto reserve = static_cast<uint64_t>(std::ceil(static_cast<double>(capacity) * options_.session_reserve_ratio));
+  session_config_.full_entries = static_cast<uint32_t>(capacity > reserve ? capacity - reserve : 1);
+  session_config_.alert_entries =
+      static_cast<uint32_t>(std::max<double>(1, std::ceil(static_cast<double>(capacity) * options_.alert_ratio)));
+  if (absl::Status status = CountSessionsLocked(absl::Now()); !status.ok()) return status;
+
+  // The allow-list is replaced as a whole: what an earlier run had and this
+  // one does not want goes.
+  std::set<ms_allow_key, BytewiseLess<ms_allow_key>> wanted(allow_list.begin(), allow_list.end());
+  std::vector<ms_allow_key> stale;
+  ms_allow_key key{}, next{};
+  for (const void* previous = nullptr; bpf_map_get_next_key(datapath_.session_allow_fd(), previous, &next) == 0;
+       previous = &key) {
+    key = next;
+    if (!wanted.contains(key)) stale.push_back(key);
+  }
+  for (const ms_allow_key& k : stale) (void)bpf_map_delete_elem(datapath_.session_allow_fd(), &k);
+  const uint8_t present = 1;
+  for (const ms_allow_key& k : wanted) {
+    if (bpf_map_update_elem(datapath_.session_allow_fd(), &k, &present, BPF_ANY) != 0) {
+      return Errno(errno, "write the session allow-list (ms_sess_allow)");
+    }
+  }
+  LogInfo("session map: new sessions refused beyond ", session_config_.full_entries, " of ", capacity,
+          " entries except for ", wanted.size(), " allow-listed peer ranges; alert at ", session_config_.alert_entries);
+  return absl::OkStatus();
+}
+
+absl::Status MapPressureMonitor::CountSessionsLocked(absl::Time now) {
+  auto counters = ReadSessionCounters(datapath_);
+  if (!counters.ok()) return counters.status();
+  const uint64_t known_deletes = datapath_.session_deletes() + counters->deletes;
+  auto count = CountMapEntries(datapath_.sessions_fd(), sizeof(ms_session_key), sizeof(ms_session));
+  if (!count.ok()) return count.status();
+  if (counted_) {
+    // Signed: sessions created during the count may already be in it.
+    const auto expected = static_cast<int64_t>(counted_entries_ + (counters->inserts - counted_inserts_) -
+                                               (known_deletes - counted_known_deletes_));
+    if (expected > static_cast<int64_t>(*count)) {
+      maps_[MS_PMAP_SESSIONS].evictions += static_cast<uint64_t>(expected - static_cast<int64_t>(*count));
+    }
+  }
+  counted_ = true;
+  last_count_ = now;
+  counted_entries_ = *count;
+  counted_inserts_ = counters->inserts;
+  counted_known_deletes_ = known_deletes;
+  session_config_.removed = counters->inserts - *count;  // modulo 2^64: see ms_pressure_config
+  if (bpf_map_update_elem(datapath_.pressure_config_fd(), &kSessionSlot, &session_config_, BPF_ANY) != 0) {
+    return Errno(errno, "write ms_pressure_cfg");
+  }
+  return absl::OkStatus();
+}
+
+void MapPressureMonitor::AgentAlertLocked(unsigned map, absl::Time now) {
+  if (now - last_agent_alert_[map] < options_.agent_alert_interval) return;
+  last_agent_alert_[map] = now;
+  ++maps_[map].alerts;
+  const MapPressure& m = maps_[map];
+  LogWarning("map pressure: ", m.map, " holds ", m.entries, " of ", m.capacity, " entries (",
+             static_cast<int>(m.pressure() * 100), "%); when full, endpoints whose policy does not fit are locked "
+             "down (raise its size flag)");
+}
+
+absl::Status MapPressureMonitor::Check(absl::Time now) {
+  const std::array<uint64_t, MS_PMAP_MAX> entries = agent_entries_();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (unsigned map : {MS_PMAP_ENDPOINTS, MS_PMAP_POLICY, MS_PMAP_POLICY_LPM}) {
+    MapPressure& m = maps_[map];
+    m.entries = entries[map];
+    m.insert_failures = agent_failures_ ? agent_failures_(map) : 0;
+    m.last_check = now;
+    if (m.capacity != 0 && static_cast<double>(m.entries) >= options_.alert_ratio * static_cast<double>(m.capacity)) {
+      AgentAlertLocked(map, now);
+    }
+  }
+
+  auto counters = ReadSessionCounters(datapath_);
+  if (!counters.ok()) return counters.status();
+  MapPressure& sessions = maps_[MS_PMAP_SESSIONS];
+  const bool near_full = Estimate(counters->inserts, session_config_.removed) >= session_config_.alert_entries;
+  if (near_full || now - last_count_ >= options_.session_count_interval) {
+    if (absl::Status status = CountSessionsLocked(now); !status.ok()) return status;
+  }
+  sessions.entries = std::min(Estimate(counters->inserts, session_config_.removed), sessions.capacity);
+  if (counted_ && last_count_ == now) sessions.entries = counted_entries_;
+  sessions.insert_failures = counters->insert_failures;
+  sessions.refused = counters->refused;
+  sessions.last_check = now;
+  return absl::OkStatus();
+}
+
+void MapPressureMonitor::OnDataPathAlert(const ms_pressure_alert& alert) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (alert.map >= MS_PMAP_MAX) {
+    LogWarning("map pressure alert for unknown map slot ", alert.map);
+    return;
+  }
+  MapPressure& m = maps_[alert.map];
+  ++m.alerts;
+  LogWarning("map pressure: ", m.map, " at about ", alert.entries, " of ", m.capacity, " entries (alert threshold ",
+             alert.threshold, "); beyond ", session_config_.full_entries,
+             " new sessions are refused (reason map_full) except allow-listed ones");
+}
+
+std::vector<MapPressure> MapPressureMonitor::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {maps_.begin(), maps_.end()};
+}
+
+}  // namespace microseg

@@ -1,0 +1,230 @@
+// The agent's map-pressure handling on real BPF maps (root): a private bpffs,
+// the real object with a 4-entry exact policy map, the real map writer. A
+// policy that does not fit locks its endpoint down in the kernel map, the
+// endpoint status and the metrics say so, and it recovers. The session map
+// count and the eviction estimate are checked against entries written here.
+#include <bpf/bpf.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+
+#include "agent.h"
+#include "bpf_datapath.h"
+#include "bpf_map_writer.h"
+#include "map_pressure_monitor.h"
+#include "metrics.h"
+#include "temp_dir.h"
+
+namespace microseg {
+namespace {
+
+// A bpffs mounted on a fresh temporary directory, unmounted at the end.
+class PrivateBpffs {
+ public:
+  PrivateBpffs() {
+    if (::mount("bpf", dir_.path().c_str(), "bpf", 0, nullptr) == 0) mounted_ = true;
+    else error_ = errno;
+  }
+  ~PrivateBpffs() {
+    if (mounted_) ::umount2(dir_.path().c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+  int error() const { return error_; }
+  std::string pins() const { return dir_.path() + "/microseg"; }
+
+ private:
+  TempDir dir_;
+  bool mounted_ = false;
+  int error_ = 0;
+};
+
+EndpointRecord Pod(const std::string& name, uint32_t ifindex, const std::string& ip) {
+  EndpointRecord r;
+  r.container_id = "cid-" + name;
+  r.ifname = "eth0";
+  r.pod_namespace = "x";
+  r.pod_name = name;
+  r.host_ifname = "veth-" + name;
+  r.host_ifindex = ifindex;
+  r.ips = {ip + "/24"};
+  return r;
+}
+
+// x/server accepts TCP 80 from `clients` pods: one exact entry each.
+ClusterState ServerWithClients(int clients) {
+  ClusterState cluster;
+  cluster.namespaces["x"] = {"x", {}};
+  cluster.pods["x/server"] = {"x", "server", {{"role", "server"}}, "node-1", 0x0af40102u, {}};
+  for (int i = 0; i < clients; ++i) {
+    const std::string name = "client-" + std::to_string(i);
+    cluster.pods["x/" + name] = {"x", name, {{"role", "client"}}, "node-2", 0x0af40210u + i, {}};
+  }
+  NetworkPolicy policy;
+  policy.namespace_name = "x";
+  policy.name = "server";
+  policy.pod_selector.match_labels = {{"role", "server"}};
+  PolicyPeer peer;
+  peer.pod_selector = LabelSelector{{{"role", "client"}}, {}};
+  PolicyPort port;
+  port.port = uint16_t{80};
+  policy.ingress.push_back({{peer}, {port}});
+  cluster.network_policies["x/server"] = policy;
+  return cluster;
+}
+
+std::optional<double> MetricValue(const std::vector<prometheus::MetricFamily>& families, const std::string& name,
+                                  const std::string& map = "") {
+  for (const auto& family : families) {
+    if (family.name != name) continue;
+    for (const auto& metric : family.metric) {
+      bool match = map.empty();
+      for (const auto& label : metric.label) match = match || (label.name == "map" && label.value == map);
+      if (match) return family.type == prometheus::MetricType::Counter ? metric.counter.value : metric.gauge.value;
+    }
+  }
+  return std::nullopt;
+}
+
+size_t KernelExactEntriesOf(const BpfDatapath& datapath, uint32_t endpoint_id) {
+  auto maps = datapath.ReadPolicyMaps();
+  REQUIRE(maps.ok());
+  size_t n = 0;
+  for (const auto& [key, value] : maps->exact) n += key.endpoint_id == endpoint_id;
+  return n;
+}
+
+ms_endpoint KernelEndpoint(const BpfDatapath& datapath, uint32_t ifindex) {
+  ms_endpoint_key key{};
+  key.ifindex = ifindex;
+  ms_endpoint value{};
+  REQUIRE(bpf_map_lookup_elem(datapath.endpoints_fd(), &key, &value) == 0);
+  return value;
+}
+
+TEST_CASE("a full policy map locks the endpoint down in the kernel, in its status and in the metrics",
+          "[privileged][map_pressure]") {
+  if (::geteuid() != 0) {
+    WARN("SKIPPED: needs root (mounts a private bpffs and loads BPF programs)");
+    return;
+  }
+  PrivateBpffs bpffs;
+  if (!bpffs.mounted()) {
+    WARN("SKIPPED: needs a mountable bpf filesystem: " << std::strerror(bpffs.error()));
+    return;
+  }
+  DatapathOptions options;
+  options.bpffs_dir = bpffs.pins();
+  options.max_policy_exact = 4;
+  options.max_sessions = 1024;
+  auto loaded = BpfDatapath::LoadAndPin(options);
+  REQUIRE(loaded.ok());
+  const BpfDatapath& datapath = **loaded;
+
+  TempDir state;
+  EndpointRegistry registry(state.path());
+  REQUIRE(registry.Load().ok());
+  BpfMapWriter writer(datapath);
+  Agent agent("node-1", writer, registry, MapState{}, [&](uint32_t id) { return datapath.DeleteSessionsOf(id); });
+  REQUIRE(agent.Start(ServerWithClients(6)).ok());
+  auto server = agent.AddEndpoint(Pod("server", 4242, "10.244.1.2"));
+  REQUIRE(server.ok());
+  const uint32_t server_id = server->record.endpoint_id;
+
+  // Six entries wanted, four fit: none of them is in the kernel map.
+  CHECK(server->locked_down);
+  CHECK_THAT(server->lockdown_reason, Catch::Contains("ms_policy is full"));
+  CHECK((KernelEndpoint(datapath, 4242).flags & MS_EP_F_LOCKDOWN) != 0);
+  CHECK(KernelExactEntriesOf(datapath, server_id) == 0);
+
+  MapPressureOptions pressure_options;
+  pressure_options.session_count_interval = absl::ZeroDuration();  // count on every check
+  MapPressureMonitor monitor(
+      datapath, pressure_options,
+      [&agent] {
+        const AgentCounters c = agent.counters();
+        std::array<uint64_t, MS_PMAP_MAX> entries{};
+        entries[MS_PMAP_ENDPOINTS] = c.endpoint_entries;
+        entries[MS_PMAP_POLICY] = c.exact_entries;
+        entries[MS_PMAP_POLICY_LPM] = c.lpm_entries;
+        return entries;
+      },
+      [&writer](unsigned map) { return writer.insert_failures(map); });
+  auto allow = ParseSessionAllowList("10.244.0.10/32:udp:53, 10.244.0.0/24:tcp");
+  REQUIRE(allow.ok());
+  REQUIRE(monitor.Configure(*allow).ok());
+  AgentMetrics metrics(datapath, agent, nullptr, nullptr);
+  metrics.set_map_pressure(&monitor);
+
+  REQUIRE(monitor.Check(absl::Now()).ok());
+  auto families = metrics.Collect();
+  CHECK(MetricValue(families, "microseg_endpoint_lockdown") == 1.0);
+  CHECK(MetricValue(families, "microseg_endpoint_lockdowns_total") == 1.0);
+  CHECK(MetricValue(families, "microseg_bpf_map_capacity", "ms_policy") == 4.0);
+  CHECK(MetricValue(families, "microseg_bpf_map_entries", "ms_policy") == 0.0);
+  CHECK(MetricValue(families, "microseg_bpf_map_insert_failures_total", "ms_policy").value_or(0) > 0);
+  CHECK(MetricValue(families, "microseg_bpf_map_pressure", "ms_sessions") == 0.0);
+
+  // The session limits and the allow-list are in the kernel.
+  const uint32_t slot = MS_PMAP_SESSIONS;
+  ms_pressure_config config{};
+  REQUIRE(bpf_map_lookup_elem(datapath.pressure_config_fd(), &slot, &config) == 0);
+  CHECK(config.full_entries == 1024 - 21);  // 2 % reserve, rounded up
+  CHECK(config.alert_entries == 922);       // 90 %, rounded up
+  ms_allow_key allow_key{}, next{};
+  int allow_entries = 0;
+  for (const void* prev = nullptr; bpf_map_get_next_key(datapath.session_allow_fd(), prev, &next) == 0;
+       prev = &allow_key) {
+    allow_key = next;
+    ++allow_entries;
+  }
+  CHECK(allow_entries == 2);
+
+  SECTION("the session map is counted exactly, silent disappearance is an eviction") {
+    for (uint16_t port = 1; port <= 10; ++port) {
+      ms_session_key key{};
+      key.endpoint_id = server_id;
+      key.sport = port;
+      key.proto = 17;
+      ms_session value{};
+      REQUIRE(bpf_map_update_elem(datapath.sessions_fd(), &key, &value, BPF_NOEXIST) == 0);
+    }
+    REQUIRE(monitor.Check(absl::Now()).ok());
+    families = metrics.Collect();
+    CHECK(MetricValue(families, "microseg_bpf_map_entries", "ms_sessions") == 10.0);
+    CHECK(MetricValue(families, "microseg_bpf_map_evictions_total", "ms_sessions") == 0.0);
+    // Three go without anybody reporting a delete (as an LRU eviction would)...
+    for (uint16_t port = 1; port <= 3; ++port) {
+      ms_session_key key{};
+      key.endpoint_id = server_id;
+      key.sport = port;
+      key.proto = 17;
+      REQUIRE(bpf_map_delete_elem(datapath.sessions_fd(), &key) == 0);
+    }
+    // ...and the agent's own purge of the rest is a delete, not an eviction.
+    REQUIRE(monitor.Check(absl::Now()).ok());
+    REQUIRE(datapath.DeleteSessionsOf(server_id).ok());
+    REQUIRE(monitor.Check(absl::Now()).ok());
+    families = metrics.Collect();
+    CHECK(MetricValue(families, "microseg_bpf_map_entries", "ms_sessions") == 0.0);
+    CHECK(MetricValue(families, "microseg_bpf_map_evictions_total", "ms_sessions") == 3.0);
+  }
+  SECTION("recovery once the policy fits") {
+    REQUIRE(agent.SetClusterState(ServerWithClients(4)).ok());
+    CHECK_FALSE(agent.GetEndpoint({"cid-server", "eth0"})->locked_down);
+    CHECK(KernelEndpoint(datapath, 4242).flags == MS_EP_F_INGRESS_ISOLATED);
+    CHECK(KernelExactEntriesOf(datapath, server_id) == 4);
+    REQUIRE(monitor.Check(absl::Now()).ok());
+    families = metrics.Collect();
+    CHECK(MetricValue(families, "microseg_endpoint_lockdown") == 0.0);
+    CHECK(MetricValue(families, "microseg_bpf_map_pressure", "ms_policy") == 1.0);
+  }
+  REQUIRE(datapath.Unpin().ok());
+}
+
+}  // namespace
+}  // namespace microseg
