@@ -42,7 +42,17 @@ absl::Status Agent::ReconcileLocked() {
       LogError("rollback after a failed map update also failed, maps may be partial: ", rollback.ToString());
     }
     // A full map: every endpoint gets all of its policy or a lockdown.
-    if (status.code() == absl::StatusCode::kResourceExhausted) status = ApplyWithLockdownsLocked(compiled.maps);
+    if (status.code() == absl::StatusCode::kResourceExhausted) {
+      status = ApplyWithLockdownsLocked(compiled.maps);
+      if (status.ok()) {
+        LogWarning("a policy map is full: policy applied endpoint by endpoint, ", lockdowns_.size(),
+                   " endpoint(s) locked down; ", live_.exact.size(), " exact and ", live_.lpm.size(),
+                   " LPM entries in the maps");
+        summaries_ = std::move(compiled.summaries);
+        ++counters_.generation;
+        return absl::OkStatus();
+      }
+    }
   } else {
     SetLockdownsLocked({});
   }

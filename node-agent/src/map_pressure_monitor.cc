@@ -11,6 +11,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
 #include "ipv4_cidr.h"
 #include "log.h"
 #include "map_state.h"
@@ -76,6 +78,7 @@ absl::StatusOr<uint64_t> CountMapEntries(int fd, uint32_t key_size, uint32_t val
 absl::StatusOr<std::vector<ms_allow_key>> ParseSessionAllowList(absl::string_view text) {
   std::vector<ms_allow_key> out;
   for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    item = absl::StripAsciiWhitespace(item);
     std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
     auto bad = [&](absl::string_view why) {
       return absl::InvalidArgumentError(

@@ -18,6 +18,9 @@
 #include "bpf_map_writer.h"
 #include "map_pressure_monitor.h"
 #include "metrics.h"
+#include "prometheus/client_metric.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/metric_type.h"
 #include "temp_dir.h"
 
 namespace microseg {

@@ -49,7 +49,7 @@ ms_pressure_counters session_counters(LoadedDatapath& datapath) {
 
 void allow_list(LoadedDatapath& datapath, const std::string& peer, std::uint8_t prefix_length, std::uint8_t proto,
                 std::uint16_t port) {
-  const ms_allow_key key{.prefixlen = MS_ALLOW_FIXED_BITS + prefix_length,
+  const ms_allow_key key{.prefixlen = static_cast<std::uint32_t>(MS_ALLOW_FIXED_BITS + prefix_length),
                          .proto = proto,
                          .pad = 0,
                          .port = port,
