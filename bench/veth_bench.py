@@ -127,8 +127,9 @@ def host_veths(node: Node) -> list[str]:
 def detach(node: Node) -> None:
     for veth in host_veths(node):
         for hook in ("ingress", "egress"):
+            # Fails when already detached (two detached runs in a row); the caller checks the result.
             run(["tc", "-n", node.node_netns, "filter", "del", "dev", veth, hook, "prio", FILTER_PRIORITY, "handle",
-                 FILTER_HANDLE, "bpf"])
+                 FILTER_HANDLE, "bpf"], check=False)
 
 
 def attach(node: Node) -> None:
