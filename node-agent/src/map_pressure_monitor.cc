@@ -112,11 +112,13 @@ MapPressureMonitor::MapPressureMonitor(const BpfDatapath& datapath, MapPressureO
       options_(options),
       agent_entries_(std::move(entries)),
       agent_failures_(std::move(failures)) {
-  // capacities() lists the maps in enum ms_pressure_map order.
-  const std::vector<MapCapacity> capacities = datapath_.capacities();
-  for (unsigned map = 0; map < MS_PMAP_MAX && map < capacities.size(); ++map) {
-    maps_[map].map = capacities[map].name;
-    maps_[map].capacity = capacities[map].max_entries;
+  static constexpr std::array<const char*, MS_PMAP_MAX> kNames = {"ms_endpoints", "ms_policy", "ms_policy_lpm",
+                                                                  "ms_sessions"};
+  for (unsigned map = 0; map < MS_PMAP_MAX; ++map) maps_[map].map = kNames[map];
+  for (const MapCapacity& capacity : datapath_.capacities()) {
+    for (MapPressure& m : maps_) {
+      if (m.map == capacity.name) m.capacity = capacity.max_entries;
+    }
   }
 }
 
