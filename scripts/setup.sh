@@ -20,6 +20,8 @@ packages=(
   libabsl-dev libyaml-cpp-dev prometheus-cpp-dev catch2
   nlohmann-json3-dev libcurl4-openssl-dev
   containernetworking-plugins iproute2 python3 curl
+  # test/apiserver: a CA and serving certificate per run
+  openssl
 )
 
 missing=()
