@@ -38,6 +38,7 @@ sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import certs  # noqa: E402
+import protobuf  # noqa: E402
 import tables  # noqa: E402
 from api import Api, ApiError, Route, WatchPlan, status_object  # noqa: E402
 from store import Expired  # noqa: E402
@@ -283,6 +284,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def json_body(self, body: bytes):
         ctype = self.headers.get("Content-Type", "application/json").split(";")[0].strip()
+        if ctype == "application/vnd.kubernetes.protobuf":
+            try:
+                return protobuf.decode(body)
+            except protobuf.ProtobufError as e:
+                raise ApiError(415, "UnsupportedMediaType", str(e)) from None
         if ctype not in ("application/json", "", "*/*"):
             raise ApiError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format - '
                            f'accepted media types include: application/json, application/yaml (got "{ctype}")')

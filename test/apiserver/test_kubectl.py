@@ -64,8 +64,9 @@ class Kubectl(unittest.TestCase):
         self.assertRegex(namespaces, r"(?m)^default\s+Active\s")
 
     def test_2_core_objects(self):
-        kubectl("apply", "--validate=false", "-f", write("ns-core.json", {"apiVersion": "v1", "kind": "Namespace",
-                                                                         "metadata": {"name": "kc-core"}}))
+        kubectl("create", "namespace", "kc-core")  # a protobuf body
+        kubectl("create", "configmap", "generated", "-n", "kc-core", "--from-literal=a=b")
+        self.assertEqual(kubectl("get", "cm", "generated", "-n", "kc-core", "-o", "jsonpath={.data.a}").stdout, "b")
         pod = ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: kc-core\n  labels: {app: web}\n"
                "spec:\n  nodeName: node-1\n  containers:\n  - name: c\n    image: busybox\n")
         self.assertIn("pod/web created", kubectl("apply", "--validate=false", "-f", write("pod.yaml", pod)).stdout)
