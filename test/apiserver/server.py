@@ -377,6 +377,8 @@ class Handler(BaseHTTPRequestHandler):
         interval = self.state.bookmark_interval
         next_bookmark = time.monotonic() + interval
         pending_initial_end = plan.initial_events_end
+        accept = self.headers.get("Accept", "")
+        as_table = "as=Table" in accept and "g=meta.k8s.io" in accept  # `kubectl get -w`
         try:
             while True:
                 if watcher.drop and not (watcher.drop == "drain" and watcher.queue):
@@ -404,7 +406,10 @@ class Handler(BaseHTTPRequestHandler):
                     continue
                 if item is not None:
                     kind, obj = item
-                    self.write_event({"type": kind, "object": api.present(plan.rt, obj)})
+                    shown = api.present(plan.rt, obj)
+                    if as_table:
+                        shown = tables.to_table(plan.rt, shown, False, "Object")
+                    self.write_event({"type": kind, "object": shown})
                     watcher.sent += 1
                     continue
                 if pending_initial_end:
