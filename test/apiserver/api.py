@@ -242,6 +242,17 @@ class Api:
             raise bad_request("metadata must be an object")
         return obj
 
+    def _strict_fields(self, rt: ResourceType, obj: dict, query: dict) -> None:
+        """fieldValidation=Strict: unknown fields are an error instead of
+        being dropped (Warn, the default, and Ignore drop them)."""
+        if query.get("fieldValidation", "") != "Strict":
+            return
+        unknown = (schema.unknown_fields(rt.schema, obj) if rt.schema is not None
+                   else builtin_types.unknown_top_level_fields(rt, obj))
+        if unknown:
+            raise bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: strict '
+                              "decoding error: " + ", ".join(f'unknown field "{f}"' for f in unknown))
+
     def _namespace_must_exist(self, rt: ResourceType, namespace: str | None) -> None:
         if rt.namespaced:
             ns = self.store.get(NAMESPACES, ("", namespace))
@@ -293,6 +304,7 @@ class Api:
         meta["generation"] = 1
         if rt.has_status and rt.crd_name:
             obj.pop("status", None)
+        self._strict_fields(rt, obj, query)
         if rt.schema is not None:
             obj = schema.prune_and_default(rt.schema, obj)
         builtin_types.prepare_create(rt, obj)
@@ -356,7 +368,8 @@ class Api:
             return self.present(rt, new)
         key = (route.namespace or "", route.name)
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
-            self.store.commit(rt.storage_key, key, "MODIFIED", new)
+            # Removing the last finalizer deletes instead of updating (one
+            # DELETED event, no MODIFIED), as the generic registry does.
             gone = self.store.commit(rt.storage_key, key, "DELETED", None)
             self._after_delete(rt, gone)
             return self.present(rt, gone)
@@ -378,6 +391,7 @@ class Api:
             wanted = obj["metadata"].get("resourceVersion")
             if wanted and wanted != old["metadata"]["resourceVersion"]:
                 raise conflict(rt, route.name)
+            self._strict_fields(rt, obj, query)
             new = self._updated_object(rt, old, obj, route.subresource)
             return self._write_update(rt, route, old, new, query)
 
@@ -427,6 +441,7 @@ class Api:
             self._check_identity(rt, route, patched)
             if patched["metadata"].get("resourceVersion") != old["metadata"]["resourceVersion"]:
                 raise conflict(rt, route.name)
+            self._strict_fields(rt, patched, query)
             new = self._updated_object(rt, old, patched, route.subresource)
             return 200, self._write_update(rt, route, old, new, query)
 

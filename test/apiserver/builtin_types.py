@@ -82,6 +82,24 @@ def _default_crd(obj: dict) -> None:
         names.setdefault("listKind", names["kind"] + "List")
 
 
+# Top-level fields of the built-in kinds, for fieldValidation=Strict (the
+# test server knows no deeper built-in schema).
+TOP_LEVEL_FIELDS = {
+    "Namespace": {"spec", "status"}, "Pod": {"spec", "status"}, "Service": {"spec", "status"},
+    "Node": {"spec", "status"}, "ConfigMap": {"data", "binaryData", "immutable"}, "NetworkPolicy": {"spec"},
+    "Lease": {"spec"}, "CustomResourceDefinition": {"spec", "status"},
+    "Event": {"involvedObject", "reason", "message", "source", "firstTimestamp", "lastTimestamp", "count", "type",
+              "eventTime", "series", "action", "related", "reportingComponent", "reportingInstance"},
+}
+
+
+def unknown_top_level_fields(rt: ResourceType, obj: dict) -> list[str]:
+    known = TOP_LEVEL_FIELDS.get(rt.kind) if rt.crd_name is None else None
+    if known is None:
+        return []
+    return sorted(k for k in obj if k not in known and k not in ("apiVersion", "kind", "metadata"))
+
+
 # Validation
 
 

@@ -15,7 +15,7 @@ Cause = tuple[str, str, str]
 _ROOT_KEPT = ("apiVersion", "kind", "metadata")
 
 
-def _prune(schema: dict, value):
+def _prune(schema: dict, value, path: str = "", unknown: list | None = None):
     if isinstance(value, dict):
         props = schema.get("properties")
         additional = schema.get("additionalProperties")
@@ -31,17 +31,26 @@ def _prune(schema: dict, value):
                 out[key] = child
                 continue
             else:
+                if unknown is not None:
+                    unknown.append(f"{path}.{key}" if path else key)
                 continue  # unknown field: pruned
             if child is None and not child_schema.get("nullable"):
                 continue
-            out[key] = _prune(child_schema, child)
+            out[key] = _prune(child_schema, child, f"{path}.{key}" if path else key, unknown)
         for key, child_schema in (props or {}).items():
             if key not in out and "default" in child_schema:
                 out[key] = copy.deepcopy(child_schema["default"])
         return out
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [_prune(schema["items"], item) for item in value]
+        return [_prune(schema["items"], item, f"{path}[{i}]", unknown) for i, item in enumerate(value)]
     return value
+
+
+def unknown_fields(schema: dict, obj: dict) -> list[str]:
+    """The fields pruning would drop (what fieldValidation=Strict rejects)."""
+    unknown: list[str] = []
+    _prune(schema, {k: v for k, v in obj.items() if k not in _ROOT_KEPT}, "", unknown)
+    return unknown
 
 
 def prune_and_default(schema: dict, obj: dict) -> dict:

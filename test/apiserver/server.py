@@ -38,6 +38,7 @@ sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import certs  # noqa: E402
+import openapi  # noqa: E402
 import protobuf  # noqa: E402
 import tables  # noqa: E402
 from api import Api, ApiError, Route, WatchPlan, status_object  # noqa: E402
@@ -251,6 +252,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
             self.entry["code"] = 200
             return
+        if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
+            return self.serve_openapi(path)
         route = api.route(path)
         if isinstance(route, dict):
             if self.command != "GET":
@@ -281,6 +284,20 @@ class Handler(BaseHTTPRequestHandler):
             code, obj = api.delete(route, options, query)
             return self.send_json(code, obj)
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    def serve_openapi(self, path: str) -> None:
+        registry = self.state.api.registry
+        if path == "/openapi/v3":
+            return self.send_json(200, openapi.root(registry))
+        parts = path[len("/openapi/v3/"):].split("/")
+        doc = None
+        if len(parts) == 2 and parts[0] == "api":
+            doc = openapi.group_version(registry, "", parts[1])
+        elif len(parts) == 3 and parts[0] == "apis":
+            doc = openapi.group_version(registry, parts[1], parts[2])
+        if doc is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
+        return self.send_json(200, doc)
 
     def json_body(self, body: bytes):
         ctype = self.headers.get("Content-Type", "application/json").split(";")[0].strip()

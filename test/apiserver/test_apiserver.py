@@ -41,8 +41,11 @@ SEGMENT_POLICY_CRD = {
                 "spec": {"type": "object", "properties": {
                     "enforcement": {"type": "string", "enum": ["Enforce", "Audit"], "default": "Enforce"},
                     "podSelector": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                    "policyTypes": {"type": "array", "items": {"type": "string", "enum": ["Ingress", "Egress"]}},
                     "ingress": {"type": "array", "items": {"type": "object", "properties": {
                         "action": {"type": "string", "enum": ["Allow", "Deny"], "default": "Allow"},
+                        "from": {"type": "array", "items": {"type": "object",
+                                                            "x-kubernetes-preserve-unknown-fields": True}},
                         "ports": {"type": "array", "items": {"type": "object", "properties": {
                             "port": {"x-kubernetes-int-or-string": True},
                             "protocol": {"type": "string"}}}}}}}}},
@@ -58,7 +61,10 @@ CLUSTER_POLICY_CRD = {
             "name": "v1alpha1", "served": True, "storage": True, "subresources": {"status": {}},
             "schema": {"openAPIV3Schema": {"type": "object", "required": ["spec"], "properties": {
                 "spec": {"type": "object", "required": ["priority"], "properties": {
-                    "priority": {"type": "integer", "minimum": 0, "maximum": 1000}}},
+                    "priority": {"type": "integer", "minimum": 0, "maximum": 1000},
+                    "subject": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                    "ingress": {"type": "array", "items": {"type": "object",
+                                                           "x-kubernetes-preserve-unknown-fields": True}}}},
                 "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
 
 
@@ -660,6 +666,16 @@ class CustomResources(ApiTestCase):
             self.assertEqual(label_change["metadata"]["generation"], 2)
             types = [stream.next()["type"] for _ in range(3)]
             self.assertEqual(types, ["MODIFIED"] * 3)
+        strict, _ = self.call_expect(400, "POST", base + "?fieldValidation=Strict",
+                                     dict(sp, metadata={"name": "strict"}))
+        self.assertIn('strict decoding error: unknown field "spec.unknownField"', strict["message"])
+        index, _ = self.call_expect(200, "GET", "/openapi/v3")
+        self.assertIn("apis/microseg.io/v1alpha1", index["paths"])
+        doc, _ = self.call_expect(200, "GET", "/" + index["paths"]["apis/microseg.io/v1alpha1"]["serverRelativeURL"]
+                                  .lstrip("/"))
+        patch_op = doc["paths"]["/apis/microseg.io/v1alpha1/namespaces/{namespace}/segmentpolicies/{name}"]["patch"]
+        self.assertEqual(patch_op["x-kubernetes-group-version-kind"]["kind"], "SegmentPolicy")
+        self.assertIn("fieldValidation", [p["name"] for p in patch_op["parameters"]])
         smp, _ = self.call_expect(415, "PATCH", f"{base}/sp", {}, "application/strategic-merge-patch+json")
         self.assertStatus(smp, 415, "UnsupportedMediaType")
         bad = dict(sp, metadata={"name": "bad"}, spec={"enforcement": "Sometimes"})

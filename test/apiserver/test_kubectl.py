@@ -6,8 +6,9 @@ delete with wait, namespace deletion and a rotated token read from a
 tokenFile.
 
 kubectl comes from scripts/fetch-kube-tools.sh (build/kube-tools/bin);
-without it the test is skipped (exit 77). No OpenAPI is served, so apply runs
-with --validate=false (see docs/testing-apiserver.md)."""
+without it the test is skipped (exit 77). Only the OpenAPI v3 operation index
+is served (no schemas): enough for kubectl to leave field validation to the
+server (fieldValidation=Strict), see docs/testing-apiserver.md."""
 
 from __future__ import annotations
 
@@ -69,8 +70,8 @@ class Kubectl(unittest.TestCase):
         self.assertEqual(kubectl("get", "cm", "generated", "-n", "kc-core", "-o", "jsonpath={.data.a}").stdout, "b")
         pod = ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: kc-core\n  labels: {app: web}\n"
                "spec:\n  nodeName: node-1\n  containers:\n  - name: c\n    image: busybox\n")
-        self.assertIn("pod/web created", kubectl("apply", "--validate=false", "-f", write("pod.yaml", pod)).stdout)
-        self.assertIn("unchanged", kubectl("apply", "--validate=false", "-f", write("pod.yaml", pod)).stdout)
+        self.assertIn("pod/web created", kubectl("apply", "-f", write("pod.yaml", pod)).stdout)
+        self.assertIn("unchanged", kubectl("apply", "-f", write("pod.yaml", pod)).stdout)
         kubectl("label", "pod", "web", "-n", "kc-core", "tier=front")
         got = json.loads(kubectl("get", "pod", "web", "-n", "kc-core", "-o", "json").stdout)
         self.assertEqual(got["metadata"]["labels"], {"app": "web", "tier": "front"})
@@ -84,10 +85,10 @@ class Kubectl(unittest.TestCase):
         self.assertEqual(selected, ["pod/web"])
         netpol = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                   "metadata": {"name": "deny", "namespace": "kc-core"}, "spec": {"podSelector": {}}}
-        kubectl("apply", "--validate=false", "-f", write("np.json", netpol))
+        kubectl("apply", "-f", write("np.json", netpol))
         self.assertIn("deny", kubectl("get", "netpol", "-n", "kc-core").stdout)
         cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa, namespace: kc-core}\ndata: {k: v}\n"
-        kubectl("apply", "--server-side", "--validate=false", "-f", write("cm.yaml", cm))
+        kubectl("apply", "--server-side", "-f", write("cm.yaml", cm))
         self.assertEqual(kubectl("get", "cm", "ssa", "-n", "kc-core", "-o", "jsonpath={.data.k}").stdout, "v")
         self.assertIn('pod "web" deleted', kubectl("delete", "pod", "web", "-n", "kc-core").stdout)
         self.assertIn("deleted", kubectl("delete", "namespace", "kc-core").stdout)
@@ -98,25 +99,34 @@ class Kubectl(unittest.TestCase):
         if os.path.isdir(crd_dir) and any(n.endswith((".yaml", ".yml")) for n in os.listdir(crd_dir)):
             source = crd_dir  # the project's CRDs, exactly as users apply them
         else:
-            source = write("crds.json", {"apiVersion": "v1", "kind": "List",
-                                         "items": [SEGMENT_POLICY_CRD, CLUSTER_POLICY_CRD]})
-        kubectl("apply", "--validate=false", "-f", source)
+            source = os.path.join(WORKDIR, "crds")
+            os.makedirs(source, exist_ok=True)
+            write("crds/segmentpolicies.json", SEGMENT_POLICY_CRD)
+            write("crds/clustersegmentpolicies.json", CLUSTER_POLICY_CRD)
+        kubectl("apply", "-f", source)
         kubectl("wait", "--for", "condition=Established", "--timeout=30s",
                 "crd/segmentpolicies.microseg.io", "crd/clustersegmentpolicies.microseg.io")
-        kubectl("apply", "--validate=false", "-f", write("ns-cr.json", {"apiVersion": "v1", "kind": "Namespace",
+        kubectl("apply", "-f", write("ns-cr.json", {"apiVersion": "v1", "kind": "Namespace",
                                                                        "metadata": {"name": "kc-cr"}}))
         policy = ("apiVersion: microseg.io/v1alpha1\nkind: SegmentPolicy\nmetadata:\n  name: allow-web\n"
                   "  namespace: kc-cr\nspec:\n  podSelector:\n    matchLabels: {app: web}\n  policyTypes: [Ingress]\n"
                   "  ingress:\n  - action: Allow\n    from:\n    - podSelector: {matchLabels: {app: client}}\n"
                   "    ports:\n    - {protocol: TCP, port: 80}\n")
         self.assertIn("segmentpolicy.microseg.io/allow-web created",
-                      kubectl("apply", "--validate=false", "-f", write("sp.yaml", policy)).stdout)
+                      kubectl("apply", "-f", write("sp.yaml", policy)).stdout)
         self.assertIn("allow-web", kubectl("get", "segmentpolicies", "-n", "kc-cr").stdout)
+        typo = policy.replace("name: allow-web", "name: typo").replace("policyTypes:", "polcyTypes:")
+        rejected = kubectl("apply", "-f", write("typo.yaml", typo), check=False)
+        self.assertNotEqual(rejected.returncode, 0)
+        self.assertIn('strict decoding error: unknown field "spec.polcyTypes"', rejected.stderr)
+        kubectl("apply", "--validate=false", "-f", write("typo.yaml", typo))  # unknown fields pruned
+        pruned = json.loads(kubectl("get", "segpol", "typo", "-n", "kc-cr", "-o", "json").stdout)
+        self.assertNotIn("polcyTypes", pruned["spec"])
         self.assertIn("allow-web", kubectl("get", "segpol", "-A").stdout)
         got = json.loads(kubectl("get", "segmentpolicy", "allow-web", "-n", "kc-cr", "-o", "json").stdout)
         self.assertEqual(got["metadata"]["generation"], 1)
         changed = policy.replace("port: 80", "port: 8080")
-        self.assertIn("configured", kubectl("apply", "--validate=false", "-f", write("sp.yaml", changed)).stdout)
+        self.assertIn("configured", kubectl("apply", "-f", write("sp.yaml", changed)).stdout)
         got = json.loads(kubectl("get", "segpol", "allow-web", "-n", "kc-cr", "-o", "json").stdout)
         self.assertEqual(got["metadata"]["generation"], 2)
         self.assertEqual(got["spec"]["ingress"][0]["ports"][0]["port"], 8080)
@@ -129,11 +139,11 @@ class Kubectl(unittest.TestCase):
                          ["metadata"]["generation"], 2)
         cluster = ("apiVersion: microseg.io/v1alpha1\nkind: ClusterSegmentPolicy\nmetadata: {name: baseline}\n"
                    "spec:\n  priority: 100\n  subject: {namespaceSelector: {}}\n  ingress:\n  - action: Pass\n")
-        kubectl("apply", "--validate=false", "-f", write("csp.yaml", cluster))
+        kubectl("apply", "-f", write("csp.yaml", cluster))
         self.assertIn("clustersegmentpolicy.microseg.io/baseline", kubectl("get", "csp", "-o", "name").stdout)
         raw = json.loads(kubectl("get", "--raw", "/apis/microseg.io/v1alpha1").stdout)
         self.assertEqual(raw["groupVersion"], "microseg.io/v1alpha1")
-        self.assertIn("deleted", kubectl("delete", "segpol", "allow-web", "-n", "kc-cr").stdout)
+        self.assertIn("deleted", kubectl("delete", "segpol", "allow-web", "typo", "-n", "kc-cr").stdout)
         self.assertIn("No resources found", kubectl("get", "segpol", "-n", "kc-cr").stderr)
 
     def test_4_token_file_rotation(self):
