@@ -46,9 +46,16 @@ SEGMENT_POLICY_CRD = {
                         "action": {"type": "string", "enum": ["Allow", "Deny"], "default": "Allow"},
                         "from": {"type": "array", "items": {"type": "object",
                                                             "x-kubernetes-preserve-unknown-fields": True}},
-                        "ports": {"type": "array", "items": {"type": "object", "properties": {
-                            "port": {"x-kubernetes-int-or-string": True},
-                            "protocol": {"type": "string"}}}}}}}}},
+                        "ports": {"type": "array", "items": {
+                            "type": "object",
+                            "x-kubernetes-validations": [{
+                                "rule": "!has(self.endPort) || (has(self.port) && type(self.port) == int && "
+                                        "self.endPort >= self.port)",
+                                "message": "endPort needs a numeric port and must not be below it"}],
+                            "properties": {
+                                "port": {"x-kubernetes-int-or-string": True},
+                                "endPort": {"type": "integer"},
+                                "protocol": {"type": "string"}}}}}}}}},
                 "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
 
 CLUSTER_POLICY_CRD = {
@@ -678,6 +685,13 @@ class CustomResources(ApiTestCase):
         self.assertIn("fieldValidation", [p["name"] for p in patch_op["parameters"]])
         smp, _ = self.call_expect(415, "PATCH", f"{base}/sp", {}, "application/strategic-merge-patch+json")
         self.assertStatus(smp, 415, "UnsupportedMediaType")
+        rule = dict(sp, metadata={"name": "rule"}, spec={"ingress": [{"ports": [{"port": 90, "endPort": 80}]}]})
+        broken, _ = self.call_expect(422, "POST", base, rule)
+        self.assertEqual(broken["details"]["causes"][0]["field"], "spec.ingress[0].ports[0]")
+        self.assertEqual(broken["details"]["causes"][0]["message"],
+                         'Invalid value: "object": endPort needs a numeric port and must not be below it')
+        rule["spec"]["ingress"][0]["ports"][0]["endPort"] = 100
+        self.call_expect(201, "POST", base, rule)
         bad = dict(sp, metadata={"name": "bad"}, spec={"enforcement": "Sometimes"})
         invalid, _ = self.call_expect(422, "POST", base, bad)
         self.assertStatus(invalid, 422, "Invalid")
@@ -695,12 +709,12 @@ class CustomResources(ApiTestCase):
         table_status, _, table = self.api.request("GET", base, headers={
             "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
         self.assertEqual([c["name"] for c in table["columnDefinitions"]], ["Name", "Enforcement"])
-        self.assertEqual(table["rows"][0]["cells"], ["sp", "Audit"])
+        self.assertEqual([r["cells"] for r in table["rows"]], [["rule", "Enforce"], ["sp", "Audit"]])
 
         with self.api.watch(f"{base}?watch=true", timeout=10) as stream:
-            self.assertEqual(stream.next()["type"], "ADDED")
+            self.assertEqual([stream.next()["type"] for _ in range(2)], ["ADDED"] * 2)
             self.call_expect(200, "DELETE", f"{crd_path}/segmentpolicies.microseg.io")
-            self.assertEqual(stream.next()["type"], "DELETED")
+            self.assertEqual([stream.next()["type"] for _ in range(2)], ["DELETED"] * 2)
             self.assertIsNone(stream.next(), "watches of a removed CRD end")
         self.call_expect(404, "GET", base)
         self.call_expect(200, "DELETE", f"{crd_path}/clustersegmentpolicies.microseg.io")
