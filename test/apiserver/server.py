@@ -269,6 +269,11 @@ class Handler(BaseHTTPRequestHandler):
                     return self.watch(route, query)
                 listing = api.list(rt, route.namespace, query)
                 return self.send_json(200, self.maybe_table(rt, listing, query, is_list=True))
+            if is_watch(query) and route.subresource is None:
+                # A watch on one object is a watch of its collection by name.
+                named = dict(query, fieldSelector=",".join(
+                    f for f in (query.get("fieldSelector", ""), f"metadata.name={route.name}") if f))
+                return self.watch(Route(rt, route.namespace, None, None), named)
             return self.send_json(200, self.maybe_table(rt, api.get(route), query, is_list=False))
         if method == "POST" and route.name is None:
             return self.send_json(201, api.create(rt, route.namespace, self.json_body(body), query))

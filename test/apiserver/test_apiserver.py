@@ -495,6 +495,18 @@ class Watches(ApiTestCase):
             joined = stream.next()
             self.assertEqual((joined["type"], joined["object"]["metadata"]["name"]), ("ADDED", "out"))
 
+    def test_watch_of_one_object(self):
+        ns = self.fresh_namespace()
+        self.srv.create(configmap("one", ns))
+        self.srv.create(configmap("other", ns))
+        with self.api.watch(f"/api/v1/namespaces/{ns}/configmaps/one?watch=true", timeout=10) as stream:
+            first = stream.next()
+            self.assertEqual((first["type"], first["object"]["metadata"]["name"]), ("ADDED", "one"))
+            self.srv.patch("v1", "configmaps", "other", {"data": {"x": "1"}}, ns)
+            self.srv.patch("v1", "configmaps", "one", {"data": {"x": "2"}}, ns)
+            second = stream.next()
+            self.assertEqual((second["type"], second["object"]["metadata"]["name"]), ("MODIFIED", "one"))
+
     def test_bookmarks_and_timeout(self):
         ns = self.fresh_namespace()
         rv = self.srv.resource_version()
