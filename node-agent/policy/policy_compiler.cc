@@ -15,16 +15,6 @@
 namespace microseg {
 namespace {
 
-constexpr char kNamespaceNameLabel[] = "kubernetes.io/metadata.name";
-
-// A pod that can be a peer: it has an IPv4 address we can put in a map key.
-struct PeerPod {
-  std::string namespace_name;
-  Labels labels;
-  uint32_t ipv4 = 0;  // host order
-  std::vector<ContainerPort> container_ports;
-};
-
 struct NumericPort {
   uint8_t proto = 0;  // 0 = any
   uint16_t port = 0;  // 0 = any
@@ -85,10 +75,8 @@ RulePorts ResolveRulePorts(const PolicyRule& rule, ms_direction direction,
 
 class EndpointCompiler {
  public:
-  EndpointCompiler(const std::map<std::string, PeerPod>& peers,
-                   const std::map<std::string, Labels>& namespace_labels, const LocalEndpoint& endpoint,
-                   MapState& maps)
-      : peers_(peers), namespace_labels_(namespace_labels), endpoint_(endpoint), maps_(maps) {}
+  EndpointCompiler(const PolicyContext& context, const LocalEndpoint& endpoint, EndpointPolicy& out)
+      : peers_(context.peers), namespace_labels_(context.namespace_labels), endpoint_(endpoint), out_(out) {}
 
   // Adds the allow entries of one rule of a policy selecting the endpoint.
   void AddRule(const NetworkPolicy& policy, const PolicyRule& rule, ms_direction direction, size_t index,
@@ -103,6 +91,17 @@ class EndpointCompiler {
     for (const PolicyPeer& peer : rule.peers) {
       if (peer.ip_block) {
         AddCidrPeer(*peer.ip_block, ports, direction, rule_id);
+        continue;
+      }
+      if (!peer.namespace_selector) {
+        // podSelector alone selects within the policy's namespace: scan only
+        // that namespace's contiguous range of peers.
+        const std::string prefix = policy.namespace_name + "/";
+        for (auto it = peers_.lower_bound(prefix); it != peers_.end() && it->first.starts_with(prefix); ++it) {
+          if (SelectorPeerMatches(peer, policy.namespace_name, it->second)) {
+            AddPodPeer(it->second, ports, direction, rule_id);
+          }
+        }
         continue;
       }
       for (const auto& [key, pod] : peers_) {
@@ -125,7 +124,7 @@ class EndpointCompiler {
         ms_policy_value value{};
         value.action = verdict.allow ? MS_ACTION_ALLOW : MS_ACTION_DENY;
         value.rule_id = verdict.rule_id;
-        maps_.lpm[key] = value;
+        out_.lpm[key] = value;
         ++lpm_entries_;
       }
     }
@@ -139,8 +138,10 @@ class EndpointCompiler {
                            const PeerPod& pod) const {
     if (peer.namespace_selector) {
       const auto labels = namespace_labels_.find(pod.namespace_name);
-      if (labels == namespace_labels_.end() || !SelectorMatches(*peer.namespace_selector, labels->second)) {
-        return false;
+      if (labels != namespace_labels_.end()) {
+        if (!SelectorMatches(*peer.namespace_selector, labels->second)) return false;
+      } else if (!SelectorMatches(*peer.namespace_selector, {{kNamespaceNameLabel, pod.namespace_name}})) {
+        return false;  // a namespace known only by name has just the implicit label
       }
     } else if (pod.namespace_name != policy_namespace) {
       return false;  // podSelector alone selects within the policy's namespace
@@ -183,7 +184,7 @@ class EndpointCompiler {
     key.port = port.port;
     key.proto = port.proto;
     key.direction = static_cast<uint8_t>(direction);
-    auto [it, inserted] = maps_.exact.try_emplace(key);
+    auto [it, inserted] = out_.exact.try_emplace(key);
     if (inserted) {
       it->second.action = MS_ACTION_ALLOW;
       it->second.rule_id = rule_id;
@@ -196,7 +197,7 @@ class EndpointCompiler {
   const std::map<std::string, PeerPod>& peers_;
   const std::map<std::string, Labels>& namespace_labels_;
   const LocalEndpoint& endpoint_;
-  MapState& maps_;
+  EndpointPolicy& out_;
   std::vector<LpmRuleSpec> lpm_specs_[MS_DIR_MAX];
   uint32_t exact_entries_ = 0;
   uint32_t lpm_entries_ = 0;
@@ -244,51 +245,66 @@ const Pod* FindPod(const ClusterState& cluster, const LocalEndpoint& endpoint) {
 
 }  // namespace
 
-CompiledPolicy CompilePolicy(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints) {
-  const std::map<std::string, Labels> namespace_labels = CollectNamespaceLabels(cluster, endpoints);
-  const std::map<std::string, PeerPod> peers = CollectPeerPods(cluster, endpoints);
+PolicyContext BuildPolicyContext(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints) {
+  PolicyContext context;
+  context.cluster = &cluster;
+  context.namespace_labels = CollectNamespaceLabels(cluster, endpoints);
+  context.peers = CollectPeerPods(cluster, endpoints);
+  return context;
+}
+
+EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEndpoint& endpoint) {
   static const Labels kNoLabels;
   static const std::vector<ContainerPort> kNoPorts;
+  const ClusterState& cluster = *context.cluster;
+  const Pod* pod = FindPod(cluster, endpoint);
+  const Labels& labels = pod ? pod->labels : kNoLabels;
+  const std::vector<ContainerPort>& local_ports = pod ? pod->container_ports : kNoPorts;
 
-  CompiledPolicy compiled;
-  for (const LocalEndpoint& endpoint : endpoints) {
-    const Pod* pod = FindPod(cluster, endpoint);
-    const Labels& labels = pod ? pod->labels : kNoLabels;
-    const std::vector<ContainerPort>& local_ports = pod ? pod->container_ports : kNoPorts;
-
-    EndpointPolicySummary summary;
-    EndpointCompiler compiler(peers, namespace_labels, endpoint, compiled.maps);
-    for (const auto& [key, policy] : cluster.network_policies) {
-      if (policy.namespace_name != endpoint.pod_namespace || !SelectorMatches(policy.pod_selector, labels)) {
-        continue;
-      }
-      summary.policies.push_back(PodKey(policy.namespace_name, policy.name));
-      // Rules of a direction the policy does not isolate have no effect in k8s.
-      if (policy.isolates_ingress) {
-        summary.ingress_isolated = true;
-        for (size_t i = 0; i < policy.ingress.size(); ++i) {
-          compiler.AddRule(policy, policy.ingress[i], MS_DIR_INGRESS, i, local_ports);
-        }
-      }
-      if (policy.isolates_egress) {
-        summary.egress_isolated = true;
-        for (size_t i = 0; i < policy.egress.size(); ++i) {
-          compiler.AddRule(policy, policy.egress[i], MS_DIR_EGRESS, i, local_ports);
-        }
+  EndpointPolicy out;
+  EndpointPolicySummary& summary = out.summary;
+  EndpointCompiler compiler(context, endpoint, out);
+  for (const auto& [key, policy] : cluster.network_policies) {
+    if (policy.namespace_name != endpoint.pod_namespace || !SelectorMatches(policy.pod_selector, labels)) {
+      continue;
+    }
+    summary.policies.push_back(PodKey(policy.namespace_name, policy.name));
+    // Rules of a direction the policy does not isolate have no effect in k8s.
+    if (policy.isolates_ingress) {
+      summary.ingress_isolated = true;
+      for (size_t i = 0; i < policy.ingress.size(); ++i) {
+        compiler.AddRule(policy, policy.ingress[i], MS_DIR_INGRESS, i, local_ports);
       }
     }
-    compiler.FlushLpm();
-    std::sort(summary.policies.begin(), summary.policies.end());
-    summary.exact_entries = compiler.exact_entries();
-    summary.lpm_entries = compiler.lpm_entries();
+    if (policy.isolates_egress) {
+      summary.egress_isolated = true;
+      for (size_t i = 0; i < policy.egress.size(); ++i) {
+        compiler.AddRule(policy, policy.egress[i], MS_DIR_EGRESS, i, local_ports);
+      }
+    }
+  }
+  compiler.FlushLpm();
+  std::sort(summary.policies.begin(), summary.policies.end());
+  summary.exact_entries = compiler.exact_entries();
+  summary.lpm_entries = compiler.lpm_entries();
 
-    ms_endpoint value{};
-    value.endpoint_id = endpoint.endpoint_id;
-    value.ipv4 = htonl(endpoint.ipv4);
-    value.flags = (summary.ingress_isolated ? MS_EP_F_INGRESS_ISOLATED : 0) |
-                  (summary.egress_isolated ? MS_EP_F_EGRESS_ISOLATED : 0);
-    compiled.maps.endpoints[endpoint.ifindex] = value;
-    compiled.summaries[endpoint.endpoint_id] = std::move(summary);
+  out.ifindex = endpoint.ifindex;
+  out.endpoint.endpoint_id = endpoint.endpoint_id;
+  out.endpoint.ipv4 = htonl(endpoint.ipv4);
+  out.endpoint.flags = (summary.ingress_isolated ? MS_EP_F_INGRESS_ISOLATED : 0) |
+                       (summary.egress_isolated ? MS_EP_F_EGRESS_ISOLATED : 0);
+  return out;
+}
+
+CompiledPolicy CompilePolicy(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints) {
+  const PolicyContext context = BuildPolicyContext(cluster, endpoints);
+  CompiledPolicy compiled;
+  for (const LocalEndpoint& endpoint : endpoints) {
+    EndpointPolicy policy = CompileEndpointPolicy(context, endpoint);
+    compiled.maps.exact.merge(policy.exact);
+    compiled.maps.lpm.merge(policy.lpm);
+    compiled.maps.endpoints[policy.ifindex] = policy.endpoint;
+    compiled.summaries[endpoint.endpoint_id] = std::move(policy.summary);
   }
   return compiled;
 }
