@@ -61,6 +61,8 @@ class LoadedDatapath {
   int program_fd(Program program) const;
   // The loaded object's maps, for suites with maps of their own to fill.
   microseg_bpf& skeleton() { return *skeleton_; }
+  // fd of one of the object's maps by its name ("ms_policy"), -1 if none.
+  int map_fd(const char* name) const;
 
  private:
   explicit LoadedDatapath(microseg_bpf* skeleton) : skeleton_(skeleton) {}
