@@ -6,12 +6,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "manifest_directory.h"
 #include "model.h"
+#include "prometheus/collectable.h"
 
 namespace microseg {
 
@@ -27,6 +29,8 @@ class ClusterSource {
   virtual std::vector<ManifestError> errors() const = 0;
   virtual uint64_t rejected_versions() const = 0;
   virtual std::string description() const = 0;
+  // The source's own metrics, if it has any (registered next to the agent's).
+  virtual std::shared_ptr<prometheus::Collectable> metrics() { return nullptr; }
 };
 
 }  // namespace microseg

@@ -258,6 +258,8 @@ int Run() {
     return 1;
   }
   exposer->RegisterCollectable(metrics);
+  std::shared_ptr<prometheus::Collectable> source_metrics = source.metrics();
+  if (source_metrics) exposer->RegisterCollectable(source_metrics);
 
   // Until the initial state is compiled the gRPC socket does not exist, so
   // a CNI ADD waits (its timeout) and then fails or isolates per failMode.

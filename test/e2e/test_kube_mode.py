@@ -259,6 +259,12 @@ class Scenario:
         require(relists and relists[-1] == "2", f"relist diff sizes: {relists} (want the last to be 2 deletions)")
         require(node.ctl_json("status").get("network_policies") == 1, "policies after the relist")
         ok("expired resourceVersion: 410, relist applied as a 2-change diff (no flush); verdicts right")
+        metrics = node.metrics()
+        require(metrics.get('microseg_kube_relists_after_gone_total{resource="NetworkPolicy"}', 0) >= 1,
+                "relist metric not counted")
+        require(metrics.get("microseg_kube_status_leader") == 1, "leader gauge not 1")
+        require(metrics.get('microseg_kube_failures_total{resource="NetworkPolicy"}', 0) >= 4, "failures not counted")
+        ok("metrics: relists after 410, watch failures and leadership are exported")
 
         # Token rotation: the old token is refused from now on.
         since = self.last_request_id()

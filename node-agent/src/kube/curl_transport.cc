@@ -45,6 +45,7 @@ struct CurlTransport::Exchange {
   // Stream mode when on_line is set.
   const LineHandler* on_line = nullptr;
   const std::atomic<bool>* stop = nullptr;
+  const std::atomic<bool>* aborted = nullptr;
   absl::Duration idle_timeout = absl::InfiniteDuration();
   CURL* handle = nullptr;
 
@@ -101,7 +102,7 @@ struct CurlTransport::Exchange {
 
   static int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
     auto* self = static_cast<Exchange*>(user);
-    if (self->stop != nullptr && self->stop->load()) {
+    if ((self->stop != nullptr && self->stop->load()) || (self->aborted != nullptr && self->aborted->load())) {
       self->stopped = true;
       return 1;
     }
@@ -119,6 +120,7 @@ CurlTransport::CurlTransport(KubeConfig config, absl::Duration request_timeout)
 }
 
 absl::StatusOr<HttpResponse> CurlTransport::Perform(const HttpRequest& request, Exchange& exchange) {
+  if (aborted_) return absl::CancelledError("shutting down");
   EasyHandle easy(curl_easy_init());
   if (!easy) return absl::ResourceExhaustedError("curl_easy_init failed");
   CURL* h = easy.get();
@@ -177,13 +179,13 @@ absl::StatusOr<HttpResponse> CurlTransport::Perform(const HttpRequest& request, 
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &exchange);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &Exchange::OnBody);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &exchange);
-  if (exchange.on_line != nullptr) {
-    // A watch lasts as long as the server keeps it; liveness is judged by
-    // idle time (and the stop flag) in the progress callback.
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &Exchange::OnProgress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &exchange);
-  } else {
+  // Liveness (idle time of a watch) and the stop/abort flags are checked in
+  // the progress callback; a watch lasts as long as the server keeps it.
+  exchange.aborted = &aborted_;
+  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &Exchange::OnProgress);
+  curl_easy_setopt(h, CURLOPT_XFERINFODATA, &exchange);
+  if (exchange.on_line == nullptr) {
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(request_timeout_)));
   }
 
@@ -196,7 +198,11 @@ absl::StatusOr<HttpResponse> CurlTransport::Perform(const HttpRequest& request, 
   response.status = status;
   response.retry_after = exchange.retry_after;
   response.body = std::move(exchange.body);
-  if (code == CURLE_OK || exchange.handler_ended || exchange.stopped) return response;
+  if (code == CURLE_OK || exchange.handler_ended) return response;
+  if (exchange.stopped) {
+    if (exchange.on_line != nullptr) return response;  // the caller asked the watch to end
+    return absl::CancelledError("shutting down");
+  }
   if (exchange.stalled) {
     return absl::DeadlineExceededError(absl::StrCat("no data from ", request.path, " for ",
                                                     absl::FormatDuration(exchange.idle_timeout)));

@@ -3,6 +3,7 @@
 // 401) or client certificate. One easy handle per call, owned by RAII.
 #pragma once
 
+#include <atomic>
 #include <memory>
 
 #include "kube/api_transport.h"
@@ -19,6 +20,10 @@ class CurlTransport final : public ApiTransport {
   absl::StatusOr<HttpResponse> Stream(const HttpRequest& request, const LineHandler& on_line,
                                       absl::Duration idle_timeout, const std::atomic<bool>& stop) override;
 
+  // Makes every request in flight, and every later one, fail at once
+  // (shutdown must not wait for a slow API server).
+  void Abort() { aborted_ = true; }
+
   const KubeConfig& config() const { return config_; }
   TokenSource& tokens() { return tokens_; }
 
@@ -30,6 +35,7 @@ class CurlTransport final : public ApiTransport {
   const KubeConfig config_;
   const absl::Duration request_timeout_;
   TokenSource tokens_;
+  std::atomic<bool> aborted_{false};
 };
 
 }  // namespace microseg::kube

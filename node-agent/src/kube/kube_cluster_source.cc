@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "kube/kube_metrics.h"
 #include "log.h"
 
 namespace microseg::kube {
@@ -32,7 +33,10 @@ KubeClusterSource::KubeClusterSource(std::unique_ptr<CurlTransport> transport, K
   source_->Start();
 }
 
-KubeClusterSource::~KubeClusterSource() { source_->Stop(); }
+KubeClusterSource::~KubeClusterSource() {
+  transport_->Abort();
+  source_->Stop();
+}
 
 std::string KubeClusterSource::description() const { return absl::StrCat("Kubernetes API ", transport_->config().server); }
 
@@ -47,6 +51,11 @@ std::optional<ClusterState> KubeClusterSource::WaitForInitialState(const std::fu
   }
   std::optional<ClusterState> state = source_->TakeChangedState();
   return state ? std::move(state) : std::optional<ClusterState>(ClusterState{});
+}
+
+std::shared_ptr<prometheus::Collectable> KubeClusterSource::metrics() {
+  return std::make_shared<KubeMetrics>([this] { return source_->stats(); },
+                                       [this] { return transport_->tokens().reloads(); });
 }
 
 std::optional<ClusterState> KubeClusterSource::Poll() { return source_->TakeChangedState(); }

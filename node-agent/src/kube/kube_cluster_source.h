@@ -27,6 +27,7 @@ class KubeClusterSource final : public ClusterSource {
   std::vector<ManifestError> errors() const override { return source_->errors(); }
   uint64_t rejected_versions() const override { return source_->rejected_versions(); }
   std::string description() const override;
+  std::shared_ptr<prometheus::Collectable> metrics() override;
   KubeSourceStats stats() const { return source_->stats(); }
   uint64_t token_reloads() const { return transport_->tokens().reloads(); }
 
