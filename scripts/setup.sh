@@ -20,6 +20,8 @@ packages=(
   libabsl-dev libyaml-cpp-dev prometheus-cpp-dev catch2
   nlohmann-json3-dev libcurl4-openssl-dev
   containernetworking-plugins iproute2 python3 curl
+  # bench/veth_bench.py: pod-to-pod latency and throughput on real veths
+  sockperf iperf3
 )
 
 missing=()
