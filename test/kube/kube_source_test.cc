@@ -53,8 +53,8 @@ TEST_CASE("pods convert with only what policy needs; finished and host-network p
     CAPTURE(c.phase, c.host_network);
     auto parsed = ConvertObject(PodJson("p", c.phase, c.host_network));
     REQUIRE(parsed.ok());
-    REQUIRE(parsed->pods.size() == 1);
-    const Pod& pod = parsed->pods[0];
+    REQUIRE(std::holds_alternative<Pod>(*parsed));
+    const Pod& pod = std::get<Pod>(*parsed);
     CHECK(pod.namespace_name == "x");
     CHECK(pod.node_name == "node-1");
     CHECK(pod.labels == Labels{{"app", "web"}});
@@ -107,6 +107,46 @@ TEST_CASE("namespaces and pods are keyed like the manifest source; deletes remov
   CHECK(state->pods.at("x/p").ipv4.has_value());
   source.OnChanges(PodsResource(), {Delete(PodJson("p", "Running", false))}, false);
   CHECK(source.TakeChangedState()->pods.empty());
+}
+
+nlohmann::json SegmentPolicyJson(const std::string& rv, bool with_app_protocol) {
+  nlohmann::json object = nlohmann::json::parse(R"({
+    "kind": "SegmentPolicy", "apiVersion": "microseg.io/v1alpha1",
+    "metadata": {"name": "deny-x", "namespace": "y", "resourceVersion": "", "uid": "u2", "generation": 1},
+    "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+             "ingress": [{"action": "Deny", "from": [{"namespaceSelector": {"matchLabels": {"ns": "x"}}}],
+                          "ports": [{"protocol": "TCP", "port": 80}]}]}})");
+  object["metadata"]["resourceVersion"] = rv;
+  if (with_app_protocol) object["spec"]["ingress"][0]["ports"][0]["appProtocol"] = "http";
+  return object;
+}
+
+TEST_CASE("SegmentPolicy and ClusterSegmentPolicy go into the model; an invalid one keeps the last good") {
+  FakeTransport transport;
+  KubeSource source(transport, NoStatus());
+  source.OnChanges(SegmentPoliciesResource(), {Upsert(SegmentPolicyJson("1", false))}, true);
+  nlohmann::json csp = nlohmann::json::parse(R"({
+    "kind": "ClusterSegmentPolicy", "apiVersion": "microseg.io/v1alpha1",
+    "metadata": {"name": "baseline", "resourceVersion": "2"},
+    "spec": {"priority": 10, "policyTypes": ["Ingress"], "ingress": [{"action": "Pass"}]}})");
+  source.OnChanges(ClusterSegmentPoliciesResource(), {Upsert(csp)}, true);
+  auto state = source.TakeChangedState();
+  REQUIRE(state.has_value());
+  REQUIRE(state->segment_policies.count("y/deny-x"));
+  CHECK(state->segment_policies.at("y/deny-x").policy.ingress.size() == 1);
+  REQUIRE(state->cluster_segment_policies.count("baseline"));
+  CHECK(state->cluster_segment_policies.at("baseline").priority == 10);
+
+  source.OnChanges(SegmentPoliciesResource(), {Upsert(SegmentPolicyJson("3", true))}, false);
+  state = source.TakeChangedState();
+  CHECK(state->segment_policies.count("y/deny-x"));  // last good version
+  auto errors = source.errors();
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].file == "SegmentPolicy y/deny-x");
+  CHECK_THAT(errors[0].message, Catch::Contains("appProtocol"));
+  source.OnChanges(SegmentPoliciesResource(), {Delete(SegmentPolicyJson("4", true))}, false);
+  CHECK(source.TakeChangedState()->segment_policies.empty());
+  CHECK(source.errors().empty());
 }
 
 TEST_CASE("an empty initial list still counts as a change (it completes the initial state)") {

@@ -1,6 +1,5 @@
 #include "kube/kube_source.h"
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "kube/object_converter.h"
 #include "kube/watch_event.h"
@@ -10,16 +9,6 @@ namespace microseg::kube {
 namespace {
 
 std::string ErrorKey(const ResourceType& type, const std::string& key) { return absl::StrCat(type.kind, " ", key); }
-
-// The parser names the document and object ("document 1 (Kind ns/name): ");
-// here the object is named by the caller, so only the field and problem stay.
-std::string FieldProblem(absl::string_view message) {
-  if (absl::StartsWith(message, "document 1 (")) {
-    if (size_t end = message.find("): "); end != absl::string_view::npos) return std::string(message.substr(end + 3));
-  }
-  if (absl::StartsWith(message, "document 1: ")) return std::string(message.substr(12));
-  return std::string(message);
-}
 
 int64_t Generation(const nlohmann::json& object) {
   auto metadata = object.find("metadata");
@@ -133,41 +122,54 @@ void KubeSource::ReportVerdict(const ResourceType& type, const nlohmann::json& o
   status_writer_->Report(std::move(verdict));
 }
 
+bool KubeSource::HasObjectLocked(const ResourceType& type, const std::string& key) const {
+  if (type.kind == "Namespace") return state_.namespaces.count(key) > 0;
+  if (type.kind == "Pod") return state_.pods.count(key) > 0;
+  if (type.kind == "NetworkPolicy") return state_.network_policies.count(key) > 0;
+  if (type.kind == kSegmentPolicyKind) return state_.segment_policies.count(key) > 0;
+  if (type.kind == kClusterSegmentPolicyKind) return state_.cluster_segment_policies.count(key) > 0;
+  return false;
+}
+
 void KubeSource::ApplyUpsertLocked(const ResourceType& type, const ObjectChange& change) {
   const std::string error_key = ErrorKey(type, change.key);
-  absl::StatusOr<ParsedManifests> parsed = ConvertObject(change.object);
+  absl::StatusOr<ClusterObject> parsed = ConvertObject(change.object);
   if (!parsed.ok()) {
-    const std::string problem = FieldProblem(parsed.status().message());
-    const bool had_good = (type.kind == "Namespace" && state_.namespaces.count(change.key)) ||
-                          (type.kind == "Pod" && state_.pods.count(change.key)) ||
-                          (type.kind == "NetworkPolicy" && state_.network_policies.count(change.key));
+    const std::string problem(parsed.status().message());
     errors_[error_key] = problem;
     ++rejected_versions_;
     changed_ = true;  // the error list changed
     LogError(error_key, " (resourceVersion ", ResourceVersionOf(change.object), ") rejected, ",
-             had_good ? "its last good version stays in force" : "nothing of it is enforced", ": ", problem);
+             HasObjectLocked(type, change.key) ? "its last good version stays in force"
+                                               : "nothing of it is enforced",
+             ": ", problem);
     ReportVerdict(type, change.object, "False", "Invalid", problem);
     return;
   }
   errors_.erase(error_key);
-  if (!parsed->namespaces.empty()) {
-    state_.namespaces[change.key] = std::move(parsed->namespaces.front());
-  } else if (!parsed->pods.empty()) {
-    state_.pods[change.key] = std::move(parsed->pods.front());
-  } else if (!parsed->network_policies.empty()) {
-    state_.network_policies[change.key] = std::move(parsed->network_policies.front());
+  std::visit(
+      [&](auto&& value) {
+        using T = std::decay_t<decltype(value)>;
+        if constexpr (std::is_same_v<T, Namespace>) state_.namespaces[change.key] = std::move(value);
+        if constexpr (std::is_same_v<T, Pod>) state_.pods[change.key] = std::move(value);
+        if constexpr (std::is_same_v<T, NetworkPolicy>) state_.network_policies[change.key] = std::move(value);
+        if constexpr (std::is_same_v<T, SegmentPolicy>) state_.segment_policies[change.key] = std::move(value);
+        if constexpr (std::is_same_v<T, ClusterSegmentPolicy>) {
+          state_.cluster_segment_policies[change.key] = std::move(value);
+        }
+      },
+      *std::move(parsed));
+  changed_ = true;
+  if (KindEnforced(type.kind)) {
+    ReportVerdict(type, change.object, "True", "Valid", "the policy is valid and enforced");
   } else {
-    // A kind the policy model does not have (yet): watched, never enforced.
     if (!not_enforced_logged_[error_key]) {
-      LogWarning(error_key, ": ", type.kind, " is not enforced by this agent version (watched only)");
+      LogWarning(error_key, ": valid, but this agent version does not compile ", type.kind, " into the maps yet");
       not_enforced_logged_[error_key] = true;
     }
-    ReportVerdict(type, change.object, "Unknown", "NotEnforced",
-                  absl::StrCat(type.kind, " is valid but not enforced by this agent version"));
-    return;
+    ReportVerdict(type, change.object, "True", "NotEnforcedYet",
+                  absl::StrCat("the policy is valid; this agent version does not enforce ", type.kind, " yet"));
   }
-  changed_ = true;
-  ReportVerdict(type, change.object, "True", "Valid", "the policy is valid and enforced");
 }
 
 void KubeSource::ApplyDeleteLocked(const ResourceType& type, const ObjectChange& change) {
@@ -177,6 +179,8 @@ void KubeSource::ApplyDeleteLocked(const ResourceType& type, const ObjectChange&
   if (type.kind == "Namespace") state_.namespaces.erase(change.key);
   else if (type.kind == "Pod") state_.pods.erase(change.key);
   else if (type.kind == "NetworkPolicy") state_.network_policies.erase(change.key);
+  else if (type.kind == kSegmentPolicyKind) state_.segment_policies.erase(change.key);
+  else if (type.kind == kClusterSegmentPolicyKind) state_.cluster_segment_policies.erase(change.key);
   changed_ = true;
   if (status_writer_) status_writer_->Forget(type, change.key);
 }

@@ -61,6 +61,7 @@ class KubeSource {
   void OnChanges(const ResourceType& type, std::vector<ObjectChange> changes, bool initial);
 
  private:
+  bool HasObjectLocked(const ResourceType& type, const std::string& key) const;
   void ApplyUpsertLocked(const ResourceType& type, const ObjectChange& change);
   void ApplyDeleteLocked(const ResourceType& type, const ObjectChange& change);
   void ReportVerdict(const ResourceType& type, const nlohmann::json& object, const std::string& status,

@@ -1,5 +1,8 @@
 #include "kube/object_converter.h"
 
+#include "absl/strings/str_cat.h"
+#include "yaml-cpp/yaml.h"
+
 namespace microseg::kube {
 namespace {
 
@@ -44,13 +47,26 @@ nlohmann::json TrimPod(const nlohmann::json& pod) {
 
 }  // namespace
 
-absl::StatusOr<ParsedManifests> ConvertObject(const nlohmann::json& object) {
+absl::StatusOr<ClusterObject> ConvertObject(const nlohmann::json& object) {
   if (!object.is_object()) return absl::InvalidArgumentError("not a JSON object");
-  const bool is_pod = object.value("kind", "") == "Pod" && object.value("apiVersion", "") == "v1";
-  // JSON is YAML: the manifest parser reads the text as it is. Non-ASCII is
-  // escaped so that yaml-cpp sees plain ASCII double-quoted scalars.
+  const std::string kind = object.value("kind", "");
+  const bool is_pod = kind == "Pod";
+  // JSON is YAML: the parser reads the text as it is. Non-ASCII is escaped so
+  // that yaml-cpp sees plain ASCII double-quoted scalars.
   const std::string text = (is_pod ? TrimPod(object) : object).dump(-1, ' ', /*ensure_ascii=*/true);
-  return ParseManifests(text);
+  YAML::Node node;
+  try {
+    node = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("unreadable object: ", e.what()));
+  }
+  return ParseClusterObject(kind, node);
+}
+
+bool KindEnforced(const std::string& kind) {
+  // SegmentPolicy / ClusterSegmentPolicy: parsed and validated (policy
+  // model), compiled once the policy compiler has the tiers; flip then.
+  return kind == "Namespace" || kind == "Pod" || kind == "NetworkPolicy";
 }
 
 }  // namespace microseg::kube
