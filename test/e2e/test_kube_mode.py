@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cni_chain import CniError  # noqa: E402
 from expect import expect_reachability  # noqa: E402
-from kube_node import KubeNode  # noqa: E402
+from kube_node import REPO, KubeNode  # noqa: E402
 from node import NodeOptions, skip_reason_if_unprivileged  # noqa: E402
 
 SKIP = 77
@@ -52,23 +52,6 @@ def require(condition: bool, message: str) -> None:
 
 def ok(message: str) -> None:
     print(f"    PASS {message}", flush=True)
-
-
-def crd(plural: str, kind: str, short: str, scope: str) -> dict:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.microseg.io"},
-        "spec": {
-            "group": "microseg.io", "scope": scope,
-            "names": {"plural": plural, "singular": kind.lower(), "kind": kind, "shortNames": [short]},
-            "versions": [{
-                "name": "v1alpha1", "served": True, "storage": True, "subresources": {"status": {}},
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}},
-            }],
-        },
-    }
 
 
 def network_policy(name: str, namespace: str, ingress: list, pod_selector: dict | None = None) -> dict:
@@ -307,8 +290,8 @@ class Scenario:
 class ScenarioNode(KubeNode):
     def on_apiserver_started(self) -> None:
         api = self.apiserver
-        api.create(crd("segmentpolicies", "SegmentPolicy", "segpol", "Namespaced"))
-        api.create(crd("clustersegmentpolicies", "ClusterSegmentPolicy", "csp", "Cluster"))
+        # The project's CRDs (crds/, YAML: needs python3-yaml, which setup.sh installs).
+        api.apply_crds(os.path.join(REPO, "crds"))
         for ns in ("x", "y"):
             api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"ns": ns}}})
         if api.get("v1", "namespaces", "kube-system") is None:

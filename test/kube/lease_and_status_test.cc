@@ -162,10 +162,11 @@ TEST_CASE("status writer: the leader patches /status and creates one Event per r
   transport.Expect(Answer(200));
   transport.Expect(Answer(200));                  // PATCH status (observedGeneration 2)
   transport.Expect(Answer(409));                  // POST event: exists
-  transport.Expect(Answer(200, R"({"count": 4})"));  // GET event
+  transport.Expect(Answer(200, R"({"count": 4})"));  // PATCH lastTimestamp returns the Event
   transport.Expect(Answer(200));                  // PATCH count
   restarted.RunOnce();
   REQUIRE(transport.requests.size() == 12);
+  CHECK(transport.requests[10].method == "PATCH");  // no GET: RBAC grants create and patch only
   CHECK(nlohmann::json::parse(transport.requests.back().body)["count"] == 5);
   CHECK(restarted.stats().events_bumped == 1);
 }

@@ -142,7 +142,11 @@ bool PolicyStatusWriter::EmitEvent(const PolicyVerdict& verdict) {
   } else if (created.ok() && created->status == 409) {
     // The same problem reported before (another version, an earlier agent
     // run or leader): count it on the existing Event.
-    auto existing = transport_.Send({"GET", absl::StrCat(collection, "/", name)});
+    // RBAC grants create and patch on Events, not get: a first patch
+    // (lastTimestamp) returns the Event with its count, a second bumps it.
+    const nlohmann::json touch = {{"lastTimestamp", now}};
+    auto existing = transport_.Send(
+        {"PATCH", absl::StrCat(collection, "/", name), touch.dump(), "application/merge-patch+json"});
     if (existing.ok() && existing->status == 200) {
       nlohmann::json current = nlohmann::json::parse(existing->body, nullptr, false);
       int64_t count = 1;
