@@ -551,7 +551,7 @@ static __always_inline __u32 ms_track_stage(struct __sk_buff *skb, __u32 dir)
 		return MS_REASON_ALLOW_SESSION;
 
 	__u8 lookup_bit = dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
-	if (!isolated && !(endpoint->flags & lookup_bit)) {
+	if (!isolated && !(state->endpoint_flags & lookup_bit)) {
 		/* Track it anyway: the reply may enter an isolated direction. */
 		ms_session_create(&flow, endpoint_id, policy_rev, dir, now);
 		return MS_REASON_ALLOW_NOT_ISOLATED;
