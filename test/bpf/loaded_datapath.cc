@@ -46,6 +46,7 @@ const char* name_of_reason(std::uint32_t reason) {
     case MS_REASON_DROP_UNSUPPORTED_L3: return "DROP_UNSUPPORTED_L3";
     case MS_REASON_DROP_FRAGMENT: return "DROP_FRAGMENT";
     case MS_REASON_DROP_SPOOFED_SOURCE: return "DROP_SPOOFED_SOURCE";
+    case MS_REASON_ALLOW_AUDIT: return "ALLOW_AUDIT";
     default: return "UNKNOWN_REASON";
   }
 }
@@ -138,6 +139,10 @@ StatsSnapshot LoadedDatapath::read_stats() const {
 int LoadedDatapath::program_fd(Program program) const {
   return bpf_program__fd(program == Program::kFromPod ? skeleton_->progs.from_pod
                                                       : skeleton_->progs.to_pod);
+}
+
+int LoadedDatapath::map_fd(const char* name) const {
+  return bpf_object__find_map_fd_by_name(skeleton_->obj, name);
 }
 
 RunResult LoadedDatapath::run(Program program, const Bytes& frame) {
