@@ -2,6 +2,7 @@
 // agent, so a scrape always shows the kernel's current counters.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <vector>
 
@@ -24,7 +25,7 @@ class AgentMetrics final : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override;
 
   // Map pressure and lockdown metrics; without it, entries come from the agent only.
-  void set_map_pressure(const MapPressureMonitor* monitor) { pressure_ = monitor; }
+  void set_map_pressure(const MapPressureMonitor* monitor) { pressure_.store(monitor); }
 
  private:
   void CollectMapPressure(std::vector<prometheus::MetricFamily>& out, const AgentCounters& c) const;
@@ -33,7 +34,7 @@ class AgentMetrics final : public prometheus::Collectable {
   const Agent& agent_;
   std::function<uint64_t()> rejected_manifests_;
   std::function<size_t()> invalid_manifest_files_;
-  const MapPressureMonitor* pressure_ = nullptr;
+  std::atomic<const MapPressureMonitor*> pressure_{nullptr};  // set after the exposer may already scrape
 };
 
 }  // namespace microseg
