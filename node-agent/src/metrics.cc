@@ -122,8 +122,8 @@ void AgentMetrics::CollectMapPressure(std::vector<MetricFamily>& out, const Agen
                           MetricType::Counter);
   AddCounter(lockdowns, static_cast<double>(c.lockdowns_total));
 
-  const MapPressureMonitor* pressure = pressure_.load();
-  if (pressure == nullptr) {
+  const MapPressureMonitor* monitor = pressure_.load();
+  if (monitor == nullptr) {
     AddGauge(entries, static_cast<double>(c.endpoint_entries), {{"map", "ms_endpoints"}});
     AddGauge(entries, static_cast<double>(c.exact_entries), {{"map", "ms_policy"}});
     AddGauge(entries, static_cast<double>(c.lpm_entries), {{"map", "ms_policy_lpm"}});
@@ -149,7 +149,7 @@ void AgentMetrics::CollectMapPressure(std::vector<MetricFamily>& out, const Agen
                        MetricType::Counter);
   auto checked = Family("microseg_bpf_map_last_check_timestamp_seconds",
                         "Unix time of the last pressure check of each map.", MetricType::Gauge);
-  for (const MapPressure& m : pressure->Snapshot()) {
+  for (const MapPressure& m : monitor->Snapshot()) {
     const std::vector<ClientMetric::Label> labels = {{"map", m.map}};
     AddGauge(entries, static_cast<double>(m.entries), labels);
     AddGauge(capacity, static_cast<double>(m.capacity), labels);
