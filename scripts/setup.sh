@@ -20,6 +20,7 @@ packages=(
   libabsl-dev libyaml-cpp-dev prometheus-cpp-dev catch2
   nlohmann-json3-dev libcurl4-openssl-dev
   containernetworking-plugins iproute2 python3 curl
+  hping3
 )
 
 missing=()

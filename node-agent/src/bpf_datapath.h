@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "map_state.h"
 #include "microseg/datapath.h"
+#include "session_sweeper.h"
 
 struct microseg_bpf;
 
@@ -25,9 +26,8 @@ struct DatapathOptions {
   uint32_t max_policy_exact = MS_DEFAULT_MAX_POLICY_EXACT;
   uint32_t max_policy_lpm = MS_DEFAULT_MAX_POLICY_LPM;
   uint32_t max_sessions = MS_DEFAULT_MAX_SESSIONS;
-  absl::Duration tcp_session_timeout = absl::Hours(1);
-  absl::Duration udp_session_timeout = absl::Seconds(60);
-  absl::Duration icmp_session_timeout = absl::Seconds(30);
+  SessionTimeouts session_timeouts;
+  uint32_t max_half_open_per_endpoint = MS_DEFAULT_MAX_HALF_OPEN;  // 0 = no cap
 };
 
 // Per (direction, reason) packet and byte counts summed over CPUs.
@@ -50,6 +50,7 @@ class BpfDatapath {
   int policy_lpm_fd() const;
   int sessions_fd() const;
   int stats_fd() const;
+  int half_open_fd() const;
 
   // Number of maps taken over from an earlier agent's pins.
   int reused_maps() const { return reused_maps_; }

@@ -7,6 +7,7 @@
 
 #include "agent.h"
 #include "bpf_datapath.h"
+#include "session_sweeper.h"
 #include "prometheus/collectable.h"
 
 namespace microseg {
@@ -22,11 +23,15 @@ class AgentMetrics final : public prometheus::Collectable {
 
   std::vector<prometheus::MetricFamily> Collect() const override;
 
+  // Exports the sweeper's counters (optional; set before the first scrape).
+  void set_session_sweeper(const SessionSweeper* sweeper) { sweeper_ = sweeper; }
+
  private:
   const BpfDatapath& datapath_;
   const Agent& agent_;
   std::function<uint64_t()> rejected_manifests_;
   std::function<size_t()> invalid_manifest_files_;
+  const SessionSweeper* sweeper_ = nullptr;
 };
 
 }  // namespace microseg
