@@ -198,7 +198,7 @@ class SweeperThread {
     std::unique_lock<std::mutex> lock(mu_);
     while (!wake_.wait_for(lock, absl::ToChronoNanoseconds(interval_), [this] { return stop_; })) {
       lock.unlock();
-      auto result = sweeper_.Sweep();
+      auto result = sweeper_.Sweep(MonotonicNowNs());
       if (!result.ok()) {
         LogWarning("session sweep failed: ", result.status().ToString());
       } else if (result->removed > 0) {

@@ -56,9 +56,8 @@ uint64_t MonotonicNowNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-absl::StatusOr<SweepResult> SessionSweeper::Sweep() {
+absl::StatusOr<SweepResult> SessionSweeper::Sweep(uint64_t now) {
   SweepResult result;
-  const uint64_t now = MonotonicNowNs();
   std::vector<ms_session_key> expired;
   std::map<uint32_t, int64_t> half_open;  // endpoint_id -> live half-open sessions
 
@@ -96,7 +95,7 @@ absl::StatusOr<SweepResult> SessionSweeper::Sweep() {
   for (const ms_session_key& key : expired) {
     ms_session current{};
     if (bpf_map_lookup_elem(sessions_fd_, &key, &current) != 0) continue;
-    if (!SessionExpired(timeouts_, key, current, MonotonicNowNs())) {
+    if (!SessionExpired(timeouts_, key, current, now)) {
       if (current.flags & MS_SESSION_F_HALF_OPEN) {
         ++half_open[key.endpoint_id];
         ++result.half_open;

@@ -45,8 +45,9 @@ class SessionSweeper {
   SessionSweeper(int sessions_fd, int half_open_fd, SessionTimeouts timeouts)
       : sessions_fd_(sessions_fd), half_open_fd_(half_open_fd), timeouts_(timeouts) {}
 
-  // One pass over the session map at the data path's clock (CLOCK_MONOTONIC).
-  [[nodiscard]] absl::StatusOr<SweepResult> Sweep();
+  // One pass over the session map at `now_ns` on the data path's clock
+  // (MonotonicNowNs(); tests pass their own).
+  [[nodiscard]] absl::StatusOr<SweepResult> Sweep(uint64_t now_ns);
 
   uint64_t sweeps() const { return sweeps_.load(); }
   uint64_t removed_total() const { return removed_total_.load(); }

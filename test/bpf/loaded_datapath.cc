@@ -172,6 +172,20 @@ std::int64_t LoadedDatapath::half_open(std::uint32_t endpoint_id) const {
   return value.count;
 }
 
+void LoadedDatapath::put_session(const ms_session_key& key, const ms_session& value) {
+  update_or_throw(skeleton_->maps.ms_sessions, &key, sizeof(key), &value, sizeof(value),
+                  "update ms_sessions");
+}
+
+void LoadedDatapath::put_half_open(std::uint32_t endpoint_id, std::int64_t count) {
+  const ms_half_open value{.count = count};
+  update_or_throw(skeleton_->maps.ms_half_open, &endpoint_id, sizeof(endpoint_id), &value,
+                  sizeof(value), "update ms_half_open");
+}
+
+int LoadedDatapath::sessions_fd() const { return bpf_map__fd(skeleton_->maps.ms_sessions); }
+int LoadedDatapath::half_open_fd() const { return bpf_map__fd(skeleton_->maps.ms_half_open); }
+
 void LoadedDatapath::set_clock(std::uint64_t now_ns) { skeleton_->bss->test_clock_ns = now_ns; }
 
 StatsSnapshot LoadedDatapath::read_stats() const {

@@ -63,6 +63,10 @@ class LoadedDatapath {
   std::size_t session_count() const;
   // ms_half_open's count for the endpoint (0 without an entry).
   std::int64_t half_open(std::uint32_t endpoint_id) const;
+  void put_session(const ms_session_key& key, const ms_session& value);
+  void put_half_open(std::uint32_t endpoint_id, std::int64_t count);
+  int sessions_fd() const;
+  int half_open_fd() const;
   // The data path's clock when loaded with rodata->use_test_clock = 1.
   void set_clock(std::uint64_t now_ns);
 
