@@ -1,14 +1,17 @@
 """The part of CRD structural schemas kube-apiserver applies to custom
 resources that our clients can observe: pruning of unknown fields, defaults,
 and OpenAPI validation (types, required, enum, bounds, lengths, patterns,
-item counts, int-or-string, nullable). CEL rules (x-kubernetes-validations)
-and formats are not evaluated."""
+item counts, int-or-string, nullable) and x-kubernetes-validations rules in
+the CEL subset cel.py implements (other rules, and transition rules with
+oldSelf, are skipped). Formats are not checked."""
 
 from __future__ import annotations
 
 import copy
 import json
 import re
+
+import cel
 
 Cause = tuple[str, str, str]
 
@@ -150,6 +153,7 @@ def _check(schema: dict, value, path: str, causes: list[Cause]) -> None:
                            f"at least {schema['minProperties']} properties"))
     for sub in schema.get("allOf") or []:
         _check(sub, value, path, causes)
+    _check_rules(schema, value, path, causes)
     for combinator in ("anyOf", "oneOf"):
         options = schema.get(combinator)
         if options:
@@ -161,6 +165,29 @@ def _check(schema: dict, value, path: str, causes: list[Cause]) -> None:
     if isinstance(schema.get("not"), dict) and not _collect(schema["not"], value, path):
         causes.append((where, "FieldValueInvalid", f"Invalid value: {json.dumps(value)[:80]}: {where} in body "
                        "must not validate the schema (not)"))
+
+
+_RULE_REASONS = {"FieldValueForbidden": "FieldValueForbidden", "FieldValueRequired": "FieldValueRequired",
+                 "FieldValueDuplicate": "FieldValueDuplicate"}
+_OPENAPI_TYPE = {"map": "object", "list": "array", "int": "integer", "double": "number", "bool": "boolean",
+                 "string": "string", "null_type": "null"}
+
+
+def _check_rules(schema: dict, value, path: str, causes: list[Cause]) -> None:
+    for rule in schema.get("x-kubernetes-validations") or []:
+        try:
+            ok, problem = cel.evaluate(rule["rule"], value), None
+        except cel.Unsupported:
+            continue
+        except cel.CelError as e:
+            ok, problem = False, f"{e} evaluating rule: {rule['rule']}"
+        if ok:
+            continue
+        field = path + rule.get("fieldPath", "") if rule.get("fieldPath") else path
+        message = problem or rule.get("message") or f"failed rule: {rule['rule']}"
+        shown = _OPENAPI_TYPE.get(cel.type_of(value), "object")
+        causes.append((field or "<root>", _RULE_REASONS.get(rule.get("reason", ""), "FieldValueInvalid"),
+                       f'Invalid value: "{shown}": {message}'))
 
 
 def _collect(schema: dict, value, path: str) -> list[Cause]:

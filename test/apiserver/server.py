@@ -145,6 +145,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Audit-Id", str(uuid.uuid4()))
         for key, value in (headers or {}).items():
             self.send_header(key, str(value))
+        for warning in getattr(self.state.api.warnings, "warnings", []):
+            self.send_header("Warning", '299 - "' + warning.replace('"', '\\"') + '"')
+        self.state.api.warnings.warnings = []
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -178,6 +181,7 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, OSError):
             self.close_connection = True
             return
+        self.state.api.warnings.warnings = []
         self.entry = {"time": time.time(), "method": self.command, "path": path, "query": url.query,
                       "watch": is_watch(query), "source": "control" if self.is_control else "api",
                       "userAgent": self.headers.get("User-Agent", ""), "code": None}
@@ -269,6 +273,11 @@ class Handler(BaseHTTPRequestHandler):
                     return self.watch(route, query)
                 listing = api.list(rt, route.namespace, query)
                 return self.send_json(200, self.maybe_table(rt, listing, query, is_list=True))
+            if is_watch(query) and route.subresource is None:
+                # A watch on one object is a watch of its collection by name.
+                named = dict(query, fieldSelector=",".join(
+                    f for f in (query.get("fieldSelector", ""), f"metadata.name={route.name}") if f))
+                return self.watch(Route(rt, route.namespace, None, None), named)
             return self.send_json(200, self.maybe_table(rt, api.get(route), query, is_list=False))
         if method == "POST" and route.name is None:
             return self.send_json(201, api.create(rt, route.namespace, self.json_body(body), query))

@@ -46,9 +46,16 @@ SEGMENT_POLICY_CRD = {
                         "action": {"type": "string", "enum": ["Allow", "Deny"], "default": "Allow"},
                         "from": {"type": "array", "items": {"type": "object",
                                                             "x-kubernetes-preserve-unknown-fields": True}},
-                        "ports": {"type": "array", "items": {"type": "object", "properties": {
-                            "port": {"x-kubernetes-int-or-string": True},
-                            "protocol": {"type": "string"}}}}}}}}},
+                        "ports": {"type": "array", "items": {
+                            "type": "object",
+                            "x-kubernetes-validations": [{
+                                "rule": "!has(self.endPort) || (has(self.port) && type(self.port) == int && "
+                                        "self.endPort >= self.port)",
+                                "message": "endPort needs a numeric port and must not be below it"}],
+                            "properties": {
+                                "port": {"x-kubernetes-int-or-string": True},
+                                "endPort": {"type": "integer"},
+                                "protocol": {"type": "string"}}}}}}}}},
                 "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
 
 CLUSTER_POLICY_CRD = {
@@ -488,6 +495,18 @@ class Watches(ApiTestCase):
             joined = stream.next()
             self.assertEqual((joined["type"], joined["object"]["metadata"]["name"]), ("ADDED", "out"))
 
+    def test_watch_of_one_object(self):
+        ns = self.fresh_namespace()
+        self.srv.create(configmap("one", ns))
+        self.srv.create(configmap("other", ns))
+        with self.api.watch(f"/api/v1/namespaces/{ns}/configmaps/one?watch=true", timeout=10) as stream:
+            first = stream.next()
+            self.assertEqual((first["type"], first["object"]["metadata"]["name"]), ("ADDED", "one"))
+            self.srv.patch("v1", "configmaps", "other", {"data": {"x": "1"}}, ns)
+            self.srv.patch("v1", "configmaps", "one", {"data": {"x": "2"}}, ns)
+            second = stream.next()
+            self.assertEqual((second["type"], second["object"]["metadata"]["name"]), ("MODIFIED", "one"))
+
     def test_bookmarks_and_timeout(self):
         ns = self.fresh_namespace()
         rv = self.srv.resource_version()
@@ -669,6 +688,9 @@ class CustomResources(ApiTestCase):
         strict, _ = self.call_expect(400, "POST", base + "?fieldValidation=Strict",
                                      dict(sp, metadata={"name": "strict"}))
         self.assertIn('strict decoding error: unknown field "spec.unknownField"', strict["message"])
+        _, headers, _ = self.api.request("POST", base, dict(sp, metadata={"name": "warned"}))
+        self.assertEqual(headers.get("Warning"), '299 - "unknown field \\"spec.unknownField\\""')
+        self.call_expect(200, "DELETE", f"{base}/warned")
         index, _ = self.call_expect(200, "GET", "/openapi/v3")
         self.assertIn("apis/microseg.io/v1alpha1", index["paths"])
         doc, _ = self.call_expect(200, "GET", "/" + index["paths"]["apis/microseg.io/v1alpha1"]["serverRelativeURL"]
@@ -678,6 +700,13 @@ class CustomResources(ApiTestCase):
         self.assertIn("fieldValidation", [p["name"] for p in patch_op["parameters"]])
         smp, _ = self.call_expect(415, "PATCH", f"{base}/sp", {}, "application/strategic-merge-patch+json")
         self.assertStatus(smp, 415, "UnsupportedMediaType")
+        rule = dict(sp, metadata={"name": "rule"}, spec={"ingress": [{"ports": [{"port": 90, "endPort": 80}]}]})
+        broken, _ = self.call_expect(422, "POST", base, rule)
+        self.assertEqual(broken["details"]["causes"][0]["field"], "spec.ingress[0].ports[0]")
+        self.assertEqual(broken["details"]["causes"][0]["message"],
+                         'Invalid value: "object": endPort needs a numeric port and must not be below it')
+        rule["spec"]["ingress"][0]["ports"][0]["endPort"] = 100
+        self.call_expect(201, "POST", base, rule)
         bad = dict(sp, metadata={"name": "bad"}, spec={"enforcement": "Sometimes"})
         invalid, _ = self.call_expect(422, "POST", base, bad)
         self.assertStatus(invalid, 422, "Invalid")
@@ -695,12 +724,12 @@ class CustomResources(ApiTestCase):
         table_status, _, table = self.api.request("GET", base, headers={
             "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
         self.assertEqual([c["name"] for c in table["columnDefinitions"]], ["Name", "Enforcement"])
-        self.assertEqual(table["rows"][0]["cells"], ["sp", "Audit"])
+        self.assertEqual([r["cells"] for r in table["rows"]], [["rule", "Enforce"], ["sp", "Audit"]])
 
         with self.api.watch(f"{base}?watch=true", timeout=10) as stream:
-            self.assertEqual(stream.next()["type"], "ADDED")
+            self.assertEqual([stream.next()["type"] for _ in range(2)], ["ADDED"] * 2)
             self.call_expect(200, "DELETE", f"{crd_path}/segmentpolicies.microseg.io")
-            self.assertEqual(stream.next()["type"], "DELETED")
+            self.assertEqual([stream.next()["type"] for _ in range(2)], ["DELETED"] * 2)
             self.assertIsNone(stream.next(), "watches of a removed CRD end")
         self.call_expect(404, "GET", base)
         self.call_expect(200, "DELETE", f"{crd_path}/clustersegmentpolicies.microseg.io")

@@ -115,6 +115,11 @@ class Kubectl(unittest.TestCase):
         self.assertIn("segmentpolicy.microseg.io/allow-web created",
                       kubectl("apply", "-f", write("sp.yaml", policy)).stdout)
         self.assertIn("allow-web", kubectl("get", "segmentpolicies", "-n", "kc-cr").stdout)
+        reversed_range = policy.replace("name: allow-web", "name: reversed").replace(
+            "{protocol: TCP, port: 80}", "{protocol: TCP, port: 90, endPort: 80}")
+        rejected = kubectl("apply", "-f", write("reversed.yaml", reversed_range), check=False)
+        self.assertNotEqual(rejected.returncode, 0)
+        self.assertIn("endPort needs a numeric port and must not be below it", rejected.stderr)  # a CEL rule
         typo = policy.replace("name: allow-web", "name: typo").replace("policyTypes:", "polcyTypes:")
         rejected = kubectl("apply", "-f", write("typo.yaml", typo), check=False)
         self.assertNotEqual(rejected.returncode, 0)
