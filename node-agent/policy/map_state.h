@@ -26,9 +26,11 @@ bool BytewiseEqual(const T& a, const T& b) {
 }
 
 struct MapState {
+  using ExactMap = std::map<ms_policy_key, ms_policy_value, BytewiseLess<ms_policy_key>>;
+  using LpmMap = std::map<ms_lpm_key, ms_policy_value, BytewiseLess<ms_lpm_key>>;
   std::map<uint32_t, ms_endpoint> endpoints;  // key: host veth ifindex
-  std::map<ms_policy_key, ms_policy_value, BytewiseLess<ms_policy_key>> exact;
-  std::map<ms_lpm_key, ms_policy_value, BytewiseLess<ms_lpm_key>> lpm;
+  ExactMap exact;
+  LpmMap lpm;
 };
 
 // Applied in member order. Policy entries are added before the endpoint flags

@@ -21,12 +21,14 @@ struct LabelRequirement {
   std::string key;
   Operator op = Operator::kExists;
   std::vector<std::string> values;
+  friend bool operator==(const LabelRequirement&, const LabelRequirement&) = default;
 };
 
 // matchLabels AND matchExpressions; an empty selector matches everything.
 struct LabelSelector {
   Labels match_labels;
   std::vector<LabelRequirement> match_expressions;
+  friend bool operator==(const LabelSelector&, const LabelSelector&) = default;
 };
 
 // IPv4 prefix, address in host byte order, host bits zero.
@@ -39,12 +41,14 @@ struct Ipv4Cidr {
 struct Namespace {
   std::string name;
   Labels labels;
+  friend bool operator==(const Namespace&, const Namespace&) = default;
 };
 
 struct ContainerPort {
   std::string name;  // may be empty
   uint16_t port = 0;
   Protocol protocol = Protocol::kTcp;
+  friend bool operator==(const ContainerPort&, const ContainerPort&) = default;
 };
 
 struct Pod {
@@ -54,11 +58,13 @@ struct Pod {
   std::string node_name;
   std::optional<uint32_t> ipv4;  // status.podIP, host byte order
   std::vector<ContainerPort> container_ports;
+  friend bool operator==(const Pod&, const Pod&) = default;
 };
 
 struct IpBlock {
   Ipv4Cidr cidr;
   std::vector<Ipv4Cidr> except;
+  friend bool operator==(const IpBlock&, const IpBlock&) = default;
 };
 
 // One element of `from`/`to`. Exactly one of {selectors, ip_block} is set:
@@ -67,6 +73,7 @@ struct PolicyPeer {
   std::optional<LabelSelector> pod_selector;
   std::optional<LabelSelector> namespace_selector;
   std::optional<IpBlock> ip_block;
+  friend bool operator==(const PolicyPeer&, const PolicyPeer&) = default;
 };
 
 // `port` absent: every port of `protocol`. A string is a named container port.
@@ -74,6 +81,7 @@ struct PolicyPort {
   Protocol protocol = Protocol::kTcp;
   std::optional<std::variant<uint16_t, std::string>> port;
   std::optional<uint16_t> end_port;
+  friend bool operator==(const PolicyPort&, const PolicyPort&) = default;
 };
 
 // What a matching rule does. NetworkPolicy rules always allow; SegmentPolicy
@@ -90,6 +98,7 @@ struct PolicyRule {
   // datapath cannot match: the rule allows nothing (and must not be mistaken
   // for "every peer" because `peers` is empty). Kept so rule indices stay stable.
   bool only_ipv6_peers = false;
+  friend bool operator==(const PolicyRule&, const PolicyRule&) = default;
 };
 
 struct NetworkPolicy {
@@ -102,6 +111,7 @@ struct NetworkPolicy {
   bool isolates_egress = false;
   std::vector<PolicyRule> ingress;
   std::vector<PolicyRule> egress;
+  friend bool operator==(const NetworkPolicy&, const NetworkPolicy&) = default;
 };
 
 // Audit: the policy's would-be drops are allowed and reported (ALLOW_AUDIT).
@@ -112,6 +122,7 @@ enum class Enforcement : uint8_t { kEnforce, kAudit };
 struct SegmentPolicy {
   NetworkPolicy policy;  // rules carry kAllow or kDeny
   Enforcement enforcement = Enforcement::kEnforce;
+  friend bool operator==(const SegmentPolicy&, const SegmentPolicy&) = default;
 };
 
 // microseg.io/v1alpha1 ClusterSegmentPolicy, cluster-scoped. Evaluated before
@@ -129,6 +140,7 @@ struct ClusterSegmentPolicy {
   bool applies_egress = false;
   std::vector<PolicyRule> ingress;  // actions kAllow, kDeny or kPass
   std::vector<PolicyRule> egress;
+  friend bool operator==(const ClusterSegmentPolicy&, const ClusterSegmentPolicy&) = default;
 };
 
 // Everything the agent knows about the cluster. Keys are "name" for
@@ -148,6 +160,7 @@ struct LocalEndpoint {
   std::string pod_namespace;
   std::string pod_name;
   uint32_t ipv4 = 0;  // host byte order
+  friend bool operator==(const LocalEndpoint&, const LocalEndpoint&) = default;
 };
 
 }  // namespace microseg

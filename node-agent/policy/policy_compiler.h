@@ -1,5 +1,12 @@
 // The policy compiler: a pure function from the cluster state and this
 // node's endpoints to the desired BPF map contents. No I/O, no clocks.
+//
+// Two entry points over the same code:
+//  - CompileEndpointPolicy: one local endpoint's entries, given a
+//    PolicyContext (the cluster plus facts derived from it once for all
+//    endpoints). The incremental engine calls it for just the endpoints an
+//    event touches.
+//  - CompilePolicy: every local endpoint, built on the former.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +25,49 @@ struct EndpointPolicySummary {
   std::vector<std::string> policies;  // "namespace/name" of policies selecting the pod, sorted
   uint32_t exact_entries = 0;
   uint32_t lpm_entries = 0;
+  friend bool operator==(const EndpointPolicySummary&, const EndpointPolicySummary&) = default;
 };
+
+// A pod that can be a peer: it has an IPv4 address we can put in a map key.
+struct PeerPod {
+  std::string namespace_name;
+  Labels labels;
+  uint32_t ipv4 = 0;  // host order
+  std::vector<ContainerPort> container_ports;
+  friend bool operator==(const PeerPod&, const PeerPod&) = default;
+};
+
+// The namespace label Kubernetes puts on every namespace; selectors see it
+// even for namespaces we only know by name.
+inline constexpr char kNamespaceNameLabel[] = "kubernetes.io/metadata.name";
+
+// What compiling one endpoint reads besides the endpoint itself. `cluster`
+// must outlive the context. The incremental engine keeps one up to date in
+// place instead of rebuilding it.
+struct PolicyContext {
+  const ClusterState* cluster = nullptr;
+  // Labels as namespace selectors see them (implicit name label included).
+  // A namespace missing here has only the implicit label.
+  std::map<std::string, Labels> namespace_labels;
+  // Key "namespace/name", so one namespace's pods are one contiguous range.
+  // A local endpoint's address (the one the CNI assigned) wins over the
+  // manifest's; pods without any address are absent.
+  std::map<std::string, PeerPod> peers;
+};
+
+PolicyContext BuildPolicyContext(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints);
+
+// One endpoint's desired state: its ms_endpoints entry and its policy
+// entries (all keyed by its endpoint_id). policy_rev is left 0.
+struct EndpointPolicy {
+  uint32_t ifindex = 0;
+  ms_endpoint endpoint{};
+  MapState::ExactMap exact;
+  MapState::LpmMap lpm;
+  EndpointPolicySummary summary;
+};
+
+EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEndpoint& endpoint);
 
 struct CompiledPolicy {
   MapState maps;  // ms_endpoint.policy_rev is left 0: see StampPolicyRevisions

@@ -114,6 +114,13 @@ MS_STATIC_ASSERT(sizeof(struct ms_endpoint_key) == 4, "ms_endpoint_key layout");
 
 #define MS_EP_F_INGRESS_ISOLATED (1U << 0)
 #define MS_EP_F_EGRESS_ISOLATED (1U << 1)
+/*
+ * The policy maps hold verdicts for this direction although it is not
+ * isolated (cluster-tier Deny, Audit): look them up; a miss still allows.
+ * An isolated direction is always looked up; a miss there drops.
+ */
+#define MS_EP_F_INGRESS_LOOKUP (1U << 2)
+#define MS_EP_F_EGRESS_LOOKUP (1U << 3)
 
 struct ms_endpoint {
 	__u32 endpoint_id; /* host order: agent-assigned, never 0, keys the policy maps */
@@ -127,7 +134,10 @@ MS_STATIC_ASSERT(sizeof(struct ms_endpoint) == 16, "ms_endpoint layout");
 /*
  * ---- ms_policy: HASH, exact peer address (pods matched by selectors) ----
  * port 0 means "any port", proto 0 means "any protocol". The program looks
- * up (proto, port), then (proto, any port), then (any proto, any port).
+ * up (proto, port), then (proto, any port), then (any proto, any port), then
+ * the same three in ms_policy_lpm; the first entry found decides (its action
+ * is the final verdict of all policy tiers), no entry means the endpoint's
+ * default (drop if isolated in that direction, else allow).
  */
 struct ms_policy_key {
 	__u32 endpoint_id; /* host order */
@@ -141,10 +151,11 @@ MS_STATIC_ASSERT(sizeof(struct ms_policy_key) == 12, "ms_policy_key layout");
 enum ms_action {
 	MS_ACTION_DENY = 0,
 	MS_ACTION_ALLOW = 1,
+	MS_ACTION_ALLOW_AUDIT = 2, /* allowed, counted as MS_REASON_ALLOW_AUDIT: an Audit policy would drop it */
 };
 
 struct ms_policy_value {
-	__u8 action; /* enum ms_action */
+	__u8 action; /* enum ms_action; unknown values drop (fail closed) */
 	__u8 pad[3];
 	__u32 rule_id; /* host order: agent's id of the rule that produced the entry (flow visibility) */
 };
