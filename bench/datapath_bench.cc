@@ -260,17 +260,24 @@ class FilledDatapath {
     return update(skeleton_->maps.ms_policy, &key, sizeof(key), &value, sizeof(value));
   }
 
+  // A TCP connection the peer (saddr) opened to the pod (daddr), picked up
+  // mid-stream: established, no window known yet.
   absl::Status put_session(std::uint32_t endpoint_id, std::uint32_t saddr, std::uint32_t daddr,
                            std::uint16_t sport, std::uint16_t dport, std::uint64_t now) {
     const ms_session_key key{.endpoint_id = endpoint_id,
-                             .saddr = saddr,
-                             .daddr = daddr,
-                             .sport = htons(sport),
-                             .dport = htons(dport),
+                             .pod_addr = daddr,
+                             .peer_addr = saddr,
+                             .pod_port = htons(dport),
+                             .peer_port = htons(sport),
                              .proto = test::kProtoTcp,
                              .pad = {}};
-    const ms_session value{
-        .last_seen_ns = now, .policy_rev = 1, .direction = MS_DIR_INGRESS, .pad = {}};
+    const ms_session value{.last_seen_ns = now,
+                           .policy_rev = 1,
+                           .direction = MS_DIR_INGRESS,
+                           .tcp_state = MS_TCP_ESTABLISHED,
+                           .flags = MS_SESSION_F_PICKED_UP,
+                           .pad = 0,
+                           .tcp = {}};
     return update(skeleton_->maps.ms_sessions, &key, sizeof(key), &value, sizeof(value));
   }
 
@@ -559,16 +566,16 @@ absl::Status run(const Options& options) {
   if (!noop.ok()) return noop.status();
 
   const Scenario established{"established tcp (session hit)",
-                             "endpoint + 1 session lookup (forward key)", true,
+                             "endpoint + 1 session lookup (normalised key) + TCP state", true,
                              test::tcp_packet(kEstablishedPeer, kEstablishedSport, kPod,
                                               kEstablishedDport),
                              MS_REASON_ALLOW_SESSION};
   const Scenario established_reply{
-      "established tcp, reply direction", "endpoint + 2 session lookups (reverse key hits)", false,
+      "established tcp, reply direction", "endpoint + 1 session lookup (normalised key) + TCP state", false,
       test::tcp_packet(kPod, kEstablishedDport, kEstablishedPeer, kEstablishedSport),
       MS_REASON_ALLOW_SESSION};
   const Scenario denied{"denied tcp (isolated, no entry)",
-                        "endpoint + 2 session misses + 3 exact misses + 3 LPM misses", true,
+                        "endpoint + 1 session miss + 3 exact misses + 3 LPM misses", true,
                         test::tcp_packet(kDeniedPeer, 40001, kPod, kDeniedDport),
                         MS_REASON_DROP_POLICY};
   const Scenario denied_no_entry{

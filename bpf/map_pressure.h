@@ -21,8 +21,6 @@
 
 #include "microseg/datapath.h"
 
-#define MS_EEXIST 17 /* <errno.h> is not available to BPF programs */
-
 /* Set by the loader in .rodata before load. */
 const volatile __u64 pressure_alert_interval_ns = 1000000000ULL;
 
@@ -101,55 +99,71 @@ static __always_inline void ms_pressure_alert(__u32 map, struct ms_pressure_coun
 	__sync_fetch_and_add(&counters->alerts, 1);
 }
 
-/*
- * The one way a new session enters ms_sessions. `peer_ipv4` (net), `proto`
- * and `port` (host order, 0 for port-less protocols) describe the flow for
- * the allow-list. Returns MS_REASON_MAX ("go on") or MS_REASON_DROP_MAP_FULL.
- *
- * "Full" for the LRU map is `estimate >= full_entries`, which the agent sets
- * below max_entries by a headroom: beyond it the LRU would make room by
- * evicting live sessions, silently breaking established flows. At that
- * point only allow-listed flows still get a session (they use the
- * headroom), and a key that still exists (an expired session of the same
- * 5-tuple) is refreshed in place, which takes no new entry.
- */
-static __always_inline __u32 ms_pressure_session_insert(const void *key, const void *session,
-							__u32 peer_ipv4, __u8 proto, __u16 port,
-							__u64 now)
+static __always_inline struct ms_pressure_counters *ms_pressure_session_counters(void)
 {
 	__u32 slot = MS_PMAP_SESSIONS;
-	struct ms_pressure_counters *counters = bpf_map_lookup_elem(&ms_pressure, &slot);
+	return bpf_map_lookup_elem(&ms_pressure, &slot);
+}
+
+/* The data path's estimate of live sessions; see ms_pressure_config.removed. */
+static __always_inline __u64 ms_pressure_session_estimate(const struct ms_pressure_counters *counters,
+							  const struct ms_pressure_config *config)
+{
+	__s64 estimate = (__s64)(counters->inserts - config->removed); /* modulo 2^64 on purpose */
+	return estimate > 0 ? (__u64)estimate : 0;
+}
+
+/*
+ * May a new session be created? Called right before the one session insert
+ * (session.h's ms_session_insert) with the flow's remote address (net),
+ * protocol and destination port (host order, 0 for port-less protocols).
+ * Returns MS_REASON_MAX ("go on") or MS_REASON_DROP_MAP_FULL.
+ *
+ * "Full" for the LRU map is `estimate >= full_entries`, which the agent sets
+ * below max_entries by a reserve: beyond it the LRU would make room by
+ * evicting live sessions, silently breaking established flows. At that
+ * point only allow-listed flows still get a session (they use the reserve).
+ */
+static __always_inline __u32 ms_pressure_session_admit(__u32 peer_ipv4, __u8 proto, __u16 port,
+						       __u64 now)
+{
+	__u32 slot = MS_PMAP_SESSIONS;
+	struct ms_pressure_counters *counters = ms_pressure_session_counters();
 	struct ms_pressure_config *config = bpf_map_lookup_elem(&ms_pressure_cfg, &slot);
 	if (!counters || !config)
 		return MS_REASON_DROP_MAP_FULL; /* cannot happen (arrays): fail closed */
-
-	/* Modulo 2^64 on purpose: see ms_pressure_config.removed. */
-	__s64 estimate = (__s64)(counters->inserts - config->removed);
-	__u64 entries = estimate > 0 ? (__u64)estimate : 0;
-	if (config->full_entries != 0 && entries >= config->full_entries &&
-	    !ms_session_allow_listed(peer_ipv4, proto, port)) {
-		if (bpf_map_update_elem(&ms_sessions, key, session, BPF_EXIST) == 0)
-			return MS_REASON_MAX;
-		__sync_fetch_and_add(&counters->refused, 1);
-		ms_pressure_alert(slot, counters, entries, config->alert_entries, now);
-		return MS_REASON_DROP_MAP_FULL;
-	}
-
-	long err = bpf_map_update_elem(&ms_sessions, key, session, BPF_NOEXIST);
-	if (err == 0) {
-		__sync_fetch_and_add(&counters->inserts, 1);
-		entries += 1;
-	} else if (err == -MS_EEXIST) {
-		err = bpf_map_update_elem(&ms_sessions, key, session, BPF_EXIST);
-	}
-	/*
-	 * A failed insert (memory pressure) still lets this packet through:
-	 * policy admitted it. Its replies will need a policy of their own.
-	 */
-	if (err != 0)
-		__sync_fetch_and_add(&counters->insert_failures, 1);
+	__u64 entries = ms_pressure_session_estimate(counters, config);
+	if (config->full_entries == 0 || entries < config->full_entries ||
+	    ms_session_allow_listed(peer_ipv4, proto, port))
+		return MS_REASON_MAX;
+	__sync_fetch_and_add(&counters->refused, 1);
 	ms_pressure_alert(slot, counters, entries, config->alert_entries, now);
-	return MS_REASON_MAX;
+	return MS_REASON_DROP_MAP_FULL;
+}
+
+/* Accounts the outcome (`err` of bpf_map_update_elem) of a session insert. */
+static __always_inline void ms_pressure_session_inserted(long err, __u64 now)
+{
+	__u32 slot = MS_PMAP_SESSIONS;
+	struct ms_pressure_counters *counters = ms_pressure_session_counters();
+	struct ms_pressure_config *config = bpf_map_lookup_elem(&ms_pressure_cfg, &slot);
+	if (!counters || !config)
+		return;
+	if (err != 0) {
+		__sync_fetch_and_add(&counters->insert_failures, 1);
+		return;
+	}
+	__sync_fetch_and_add(&counters->inserts, 1);
+	ms_pressure_alert(slot, counters, ms_pressure_session_estimate(counters, config) + 1,
+			  config->alert_entries, now);
+}
+
+/* A session the data path removed itself (not an eviction). */
+static __always_inline void ms_pressure_session_deleted(void)
+{
+	struct ms_pressure_counters *counters = ms_pressure_session_counters();
+	if (counters)
+		__sync_fetch_and_add(&counters->deletes, 1);
 }
 
 #endif /* MICROSEG_MAP_PRESSURE_H */

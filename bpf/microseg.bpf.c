@@ -33,11 +33,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define MS_NSEC_PER_SEC 1000000000ULL
 
-/* Set by the loader in .rodata before load; the verifier sees constants. */
-const volatile __u64 session_timeout_tcp_ns = 3600ULL * MS_NSEC_PER_SEC;
-const volatile __u64 session_timeout_udp_ns = 60ULL * MS_NSEC_PER_SEC;
-const volatile __u64 session_timeout_icmp_ns = 30ULL * MS_NSEC_PER_SEC;
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MS_DEFAULT_MAX_ENDPOINTS);
@@ -78,7 +73,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	/* Per-CPU LRU lists: no global lock on the hot insert path. */
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__uint(max_entries, MS_DEFAULT_MAX_SESSIONS);
+	/* The agent always sizes it (--max_sessions); this only serves tests. */
+	__uint(max_entries, 262144);
 	__type(key, struct ms_session_key);
 	__type(value, struct ms_session);
 } ms_sessions SEC(".maps");
@@ -123,6 +119,7 @@ enum ms_icmp_kind {
 	MS_ICMP_NONE = 0,
 	MS_ICMP_ECHO_REQUEST = 1,
 	MS_ICMP_ECHO_REPLY = 2,
+	MS_ICMP_ERROR = 3, /* carries the header of a packet it reports on */
 };
 
 /* What the pipeline needs of one IPv4 packet, ports in network order. */
@@ -135,7 +132,11 @@ struct ms_flow {
 	__u8 trackable; /* a session may be created for / matched by this flow */
 	__u8 icmp_kind; /* enum ms_icmp_kind */
 	__u8 pad;
+	__u16 l4_offset; /* from the start of the frame */
+	__u16 l4_len;    /* L4 header + payload, per the IPv4 total length */
 };
+
+#include "session.h"
 
 static __always_inline __u32 ms_verdict_of(__u32 reason)
 {
@@ -203,6 +204,8 @@ static __always_inline __u32 ms_parse_l4(void *l4, void *data_end, __u32 l4_room
 			flow->icmp_kind = icmp->type == MS_ICMP_TYPE_ECHO_REQUEST
 						  ? MS_ICMP_ECHO_REQUEST
 						  : MS_ICMP_ECHO_REPLY;
+		} else if (ms_icmp_type_is_error(icmp->type)) {
+			flow->icmp_kind = MS_ICMP_ERROR;
 		}
 		return MS_CONTINUE;
 	}
@@ -267,6 +270,8 @@ static __always_inline __u32 ms_parse(struct __sk_buff *skb, int isolated, __u32
 	flow->saddr = ip->saddr;
 	flow->daddr = ip->daddr;
 	flow->proto = ip->protocol;
+	flow->l4_offset = ETH_HLEN + ip_header_bytes;
+	flow->l4_len = ip_total_bytes - ip_header_bytes;
 
 	/*
 	 * A pod speaks only with its own address: a forged source would pass as
@@ -281,93 +286,6 @@ static __always_inline __u32 ms_parse(struct __sk_buff *skb, int isolated, __u32
 		return isolated ? MS_REASON_DROP_FRAGMENT : MS_REASON_ALLOW_NOT_ISOLATED;
 
 	return ms_parse_l4(l4, data_end, ip_total_bytes - ip_header_bytes, flow);
-}
-
-static __always_inline __u64 ms_session_timeout_ns(__u8 proto)
-{
-	switch (proto) {
-	case IPPROTO_UDP:
-		return session_timeout_udp_ns;
-	case IPPROTO_ICMP:
-		return session_timeout_icmp_ns;
-	default: /* TCP and SCTP: connection-oriented, long-lived */
-		return session_timeout_tcp_ns;
-	}
-}
-
-/* True if a live session exists under `key`; refreshes it. */
-static __always_inline int ms_session_touch(struct ms_session_key *key, __u64 now)
-{
-	struct ms_session *session = bpf_map_lookup_elem(&ms_sessions, key);
-	if (!session)
-		return 0;
-	__u64 last_seen = session->last_seen_ns;
-	/* Another CPU may have stamped a later time than our `now`: still live. */
-	if (now > last_seen && now - last_seen > ms_session_timeout_ns(key->proto))
-		return 0; /* expired counts as absent; LRU reclaims the slot */
-	session->last_seen_ns = now;
-	return 1;
-}
-
-static __always_inline void ms_session_key_of(const struct ms_flow *flow, __u32 endpoint_id,
-					      int reversed, struct ms_session_key *key)
-{
-	key->endpoint_id = endpoint_id;
-	key->saddr = reversed ? flow->daddr : flow->saddr;
-	key->daddr = reversed ? flow->saddr : flow->daddr;
-	key->sport = reversed ? flow->dport : flow->sport;
-	key->dport = reversed ? flow->sport : flow->dport;
-	key->proto = flow->proto;
-	key->pad[0] = 0;
-	key->pad[1] = 0;
-	key->pad[2] = 0;
-}
-
-/*
- * Is this packet part of an admitted flow? Same direction as the admitted
- * packet matches the key, the reply matches the reversed key. ICMP echo is
- * stricter: a request only continues its own flow, a reply only answers a
- * request, so a peer cannot ride on a session with a request of its own.
- */
-static __always_inline int ms_session_match(const struct ms_flow *flow, __u32 endpoint_id,
-					    __u64 now)
-{
-	struct ms_session_key key;
-	if (flow->icmp_kind != MS_ICMP_ECHO_REPLY) {
-		ms_session_key_of(flow, endpoint_id, 0, &key);
-		if (ms_session_touch(&key, now))
-			return 1;
-	}
-	if (flow->icmp_kind != MS_ICMP_ECHO_REQUEST) {
-		ms_session_key_of(flow, endpoint_id, 1, &key);
-		if (ms_session_touch(&key, now))
-			return 1;
-	}
-	return 0;
-}
-
-/*
- * Start tracking an admitted flow so its replies come back. Returns
- * MS_CONTINUE, or MS_REASON_DROP_MAP_FULL when the session map is full and
- * the flow is not allow-listed (map_pressure.h).
- */
-static __always_inline __u32 ms_session_create(const struct ms_flow *flow, __u32 endpoint_id,
-					       __u32 policy_rev, __u32 dir, __u64 now)
-{
-	/* Only an echo request opens an ICMP flow; a stray reply opens nothing. */
-	if (!flow->trackable || flow->icmp_kind == MS_ICMP_ECHO_REPLY)
-		return MS_CONTINUE;
-	struct ms_session_key key;
-	ms_session_key_of(flow, endpoint_id, 0, &key);
-	struct ms_session session = {
-		.last_seen_ns = now,
-		.policy_rev = policy_rev,
-		.direction = dir,
-	};
-	return ms_pressure_session_insert(&key, &session,
-					  dir == MS_DIR_INGRESS ? flow->saddr : flow->daddr,
-					  flow->proto,
-					  flow->proto == IPPROTO_ICMP ? 0 : bpf_ntohs(flow->dport), now);
 }
 
 /* False only if ms_policy surely has no entry for this peer (bloom "absent"). */
@@ -459,6 +377,185 @@ static __always_inline __u32 ms_policy_verdict(const struct ms_flow *flow, __u32
 	return reason;
 }
 
+/* The verdict of policy alone on a new flow in `dir` (isolation included). */
+static __always_inline __u32 ms_flow_verdict(const struct ms_flow *flow, __u32 endpoint_id,
+					     __u8 endpoint_flags, __u32 dir)
+{
+	__u8 isolation_bit =
+		dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
+	__u8 lookup_bit = dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
+	int isolated = (endpoint_flags & isolation_bit) != 0;
+	/* Not isolated: allowed, and tracked: the reply may enter an isolated direction. */
+	if (!isolated && !(endpoint_flags & lookup_bit))
+		return MS_REASON_ALLOW_NOT_ISOLATED;
+	return ms_policy_verdict(flow, endpoint_id, dir, isolated);
+}
+
+/* ---- session tracking: what a packet of a trackable flow does ---- */
+
+/* Internal: an ICMP echo going the wrong way for the session it names. */
+#define MS_SESSION_MISMATCH 0xFFFFFFFDU
+
+/*
+ * A packet of a live session. Re-checks policy if it changed since the
+ * session was admitted, then advances the TCP state machine.
+ */
+static __always_inline __u32 ms_session_continue(struct ms_session *s,
+						 const struct ms_session_key *key,
+						 const struct ms_flow *flow,
+						 const struct ms_tcp_packet *tcp, __u32 endpoint_id,
+						 __u8 endpoint_flags, __u32 policy_rev, __u32 dir,
+						 __u64 now)
+{
+	int from_initiator = s->direction == dir;
+	/* A request only continues its own ping, a reply only answers one. */
+	if (flow->icmp_kind == MS_ICMP_ECHO_REQUEST && !from_initiator)
+		return MS_SESSION_MISMATCH;
+	if (flow->icmp_kind == MS_ICMP_ECHO_REPLY && from_initiator)
+		return MS_SESSION_MISMATCH;
+
+	if (s->policy_rev != policy_rev) {
+		struct ms_flow initiator = {};
+		ms_session_initiator_flow(key, s->direction, &initiator);
+		if (ms_reason_is_drop(ms_flow_verdict(&initiator, endpoint_id, endpoint_flags,
+							s->direction)))
+			ms_session_revoke(s, endpoint_id);
+		else
+			s->flags &= ~MS_SESSION_F_REVOKED; /* allowed again */
+		s->policy_rev = policy_rev;
+	}
+	/*
+	 * A revoked session stays as a tombstone until its state's timeout:
+	 * deleted, the flow's next segment would be picked up again through the
+	 * reverse orientation whenever that one is not isolated.
+	 */
+	if (s->flags & MS_SESSION_F_REVOKED)
+		return MS_REASON_DROP_POLICY_REVOKED;
+
+	if (flow->proto == IPPROTO_TCP) {
+		__u32 verdict = ms_tcp_advance(s, tcp, from_initiator);
+		if (verdict == MS_TCP_RESTART)
+			return verdict;
+		ms_session_settle_half_open(s, endpoint_id);
+		if (verdict != MS_CONTINUE)
+			return verdict; /* a dropped segment does not keep the session alive */
+	}
+	s->last_seen_ns = now;
+	return MS_REASON_ALLOW_SESSION;
+}
+
+/*
+ * A packet that belongs to no live session: policy decides, and an admitted
+ * flow gets a session. A TCP segment other than a SYN (the session was
+ * evicted or expired, or predates the agent) is re-checked in both
+ * orientations, since either side may have opened it, and picked up.
+ */
+static __always_inline __u32 ms_session_open(const struct ms_session_key *key,
+					     const struct ms_flow *flow,
+					     const struct ms_tcp_packet *tcp, __u32 endpoint_id,
+					     __u8 endpoint_flags, __u32 policy_rev, __u32 dir,
+					     __u64 now)
+{
+	__u32 reason = ms_flow_verdict(flow, endpoint_id, endpoint_flags, dir);
+	struct ms_session s = {
+		.last_seen_ns = now,
+		.policy_rev = policy_rev,
+		.direction = dir,
+	};
+
+	if (flow->proto == IPPROTO_TCP) {
+		if (tcp->flags & MS_TCP_RST)
+			return reason; /* a reset opens nothing */
+		if ((tcp->flags & (MS_TCP_SYN | MS_TCP_ACK)) == MS_TCP_SYN) {
+			if (ms_reason_is_drop(reason))
+				return reason;
+			if (ms_half_open_cap_reached(endpoint_id))
+				return MS_REASON_DROP_SYN_FLOOD;
+			s.tcp_state = MS_TCP_SYN_SENT;
+			s.flags = MS_SESSION_F_HALF_OPEN;
+			ms_tcp_side_init_from_syn(&s.tcp[0], tcp);
+		} else {
+			__u32 reverse_dir = dir == MS_DIR_INGRESS ? MS_DIR_EGRESS : MS_DIR_INGRESS;
+			struct ms_flow reversed = {
+				.saddr = flow->daddr,
+				.daddr = flow->saddr,
+				.sport = flow->dport,
+				.dport = flow->sport,
+				.proto = flow->proto,
+			};
+			__u32 reverse_reason =
+				ms_flow_verdict(&reversed, endpoint_id, endpoint_flags, reverse_dir);
+			int syn_ack = (tcp->flags & MS_TCP_SYN) != 0;
+			/* A SYN-ACK answers the receiver's SYN: the receiver opened it. */
+			if (syn_ack) {
+				s.direction = reverse_dir;
+				if (!ms_reason_is_drop(reverse_reason))
+					reason = reverse_reason;
+			} else if (ms_reason_is_drop(reason)) {
+				s.direction = reverse_dir;
+				reason = reverse_reason;
+			}
+			if (ms_reason_is_drop(reason))
+				return reason;
+			s.tcp_state = syn_ack ? MS_TCP_SYN_SENT : MS_TCP_ESTABLISHED;
+			s.flags = MS_SESSION_F_PICKED_UP;
+			__u32 verdict = ms_tcp_advance(&s, tcp, s.direction == dir);
+			if (verdict != MS_CONTINUE)
+				return verdict;
+		}
+	} else {
+		if (ms_reason_is_drop(reason))
+			return reason;
+		/* Only an echo request opens an ICMP flow; a stray reply opens nothing. */
+		if (flow->icmp_kind == MS_ICMP_ECHO_REPLY)
+			return reason;
+	}
+
+	/* A full session map refuses it unless allow-listed (map_pressure.h). */
+	__u32 pressure = ms_pressure_session_admit(dir == MS_DIR_INGRESS ? flow->saddr : flow->daddr,
+						   flow->proto,
+						   flow->proto == IPPROTO_ICMP ? 0 : bpf_ntohs(flow->dport),
+						   now);
+	if (pressure != MS_CONTINUE)
+		return pressure;
+	/*
+	 * A failed insert (a race with another CPU, memory pressure) still lets
+	 * this packet through: policy admitted it.
+	 */
+	ms_session_insert(key, &s);
+	return reason;
+}
+
+static __always_inline __u32 ms_track(struct __sk_buff *skb, const struct ms_flow *flow,
+				      __u32 endpoint_id, __u8 endpoint_flags, __u32 policy_rev,
+				      __u32 dir, __u64 now)
+{
+	struct ms_tcp_packet tcp = {};
+	if (flow->proto == IPPROTO_TCP) {
+		__u32 read = ms_tcp_read(skb, flow->l4_offset, flow->l4_len, &tcp);
+		if (read != MS_CONTINUE)
+			return read;
+		if (ms_tcp_flags_invalid(tcp.flags))
+			return MS_REASON_DROP_INVALID_TCP_STATE;
+	}
+
+	struct ms_session_key key;
+	ms_session_key_of(flow, endpoint_id, dir, &key);
+	struct ms_session *s = ms_session_lookup_live(&key, now);
+	if (s) {
+		__u32 verdict = ms_session_continue(s, &key, flow, &tcp, endpoint_id, endpoint_flags,
+						    policy_rev, dir, now);
+		if (verdict == MS_TCP_RESTART)
+			ms_session_delete(&key, s); /* port reuse: a new connection, through policy */
+		else if (verdict != MS_SESSION_MISMATCH)
+			return verdict;
+	}
+	/* Its policy did not fit the maps: only tracked flows go on. */
+	if (ms_endpoint_locked_down(endpoint_flags))
+		return MS_REASON_DROP_MAP_FULL;
+	return ms_session_open(&key, flow, &tcp, endpoint_id, endpoint_flags, policy_rev, dir, now);
+}
+
 /* ---- pipeline stages (R4) ---- */
 
 /*
@@ -547,33 +644,17 @@ static __always_inline __u32 ms_track_stage(struct __sk_buff *skb, __u32 dir)
 	state->ifindex = 0; /* one packet, one hand-over */
 	__u32 endpoint_id = state->endpoint_id;
 	__u32 policy_rev = state->policy_rev;
-	__u8 isolation_bit =
-		dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
 	__u8 endpoint_flags = state->endpoint_flags;
-	int isolated = (endpoint_flags & isolation_bit) != 0;
 	struct ms_flow flow = state->flow;
 
-	__u64 now = bpf_ktime_get_ns();
-	if (flow.trackable && ms_session_match(&flow, endpoint_id, now))
-		return MS_REASON_ALLOW_SESSION;
-
-	/* Its policy did not fit the maps: only tracked flows go on. */
-	if (ms_endpoint_locked_down(endpoint_flags))
-		return MS_REASON_DROP_MAP_FULL;
-
-	__u32 reason;
-	__u8 lookup_bit = dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
-	if (!isolated && !(endpoint_flags & lookup_bit)) {
-		/* Track it anyway: the reply may enter an isolated direction. */
-		reason = ms_session_create(&flow, endpoint_id, policy_rev, dir, now);
-		return reason != MS_CONTINUE ? reason : MS_REASON_ALLOW_NOT_ISOLATED;
-	}
-
-	__u32 verdict = ms_policy_verdict(&flow, endpoint_id, dir, isolated);
-	if (ms_reason_is_drop(verdict))
-		return verdict;
-	reason = ms_session_create(&flow, endpoint_id, policy_rev, dir, now);
-	return reason != MS_CONTINUE ? reason : verdict;
+	__u64 now = ms_now();
+	if (flow.icmp_kind == MS_ICMP_ERROR &&
+	    ms_icmp_error_related(skb, flow.l4_offset, endpoint_id, dir, now))
+		return MS_REASON_ALLOW_RELATED;
+	if (!flow.trackable)
+		return ms_endpoint_locked_down(endpoint_flags) ? MS_REASON_DROP_MAP_FULL
+							       : ms_flow_verdict(&flow, endpoint_id, endpoint_flags, dir);
+	return ms_track(skb, &flow, endpoint_id, endpoint_flags, policy_rev, dir, now);
 }
 
 /* Every program leaves through ms_finish: each packet is counted once. */

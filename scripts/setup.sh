@@ -24,6 +24,8 @@ packages=(
   sockperf iperf3
   # test/apiserver: a CA and serving certificate per run
   openssl
+  # test/e2e/test_sessions.py: SYN flood
+  hping3
 )
 
 missing=()

@@ -174,13 +174,19 @@ absl::StatusOr<std::unique_ptr<BpfDatapath>> BpfDatapath::LoadAndPin(const Datap
   for (const Sizing& s : {Sizing{skel->maps.ms_endpoints, options.max_endpoints},
                           Sizing{skel->maps.ms_policy, options.max_policy_exact},
                           Sizing{skel->maps.ms_policy_lpm, options.max_policy_lpm},
-                          Sizing{skel->maps.ms_sessions, options.max_sessions}}) {
+                          Sizing{skel->maps.ms_sessions, options.max_sessions},
+                          Sizing{skel->maps.ms_half_open, options.max_endpoints}}) {
     if (s.max_entries == 0) return absl::InvalidArgumentError(absl::StrCat(bpf_map__name(s.map), ": size 0"));
     if (int err = bpf_map__set_max_entries(s.map, s.max_entries); err != 0) return Errno(-err, "size map");
   }
-  skel->rodata->session_timeout_tcp_ns = ToNanos(options.tcp_session_timeout);
-  skel->rodata->session_timeout_udp_ns = ToNanos(options.udp_session_timeout);
-  skel->rodata->session_timeout_icmp_ns = ToNanos(options.icmp_session_timeout);
+  const SessionTimeouts& timeouts = options.session_timeouts;
+  skel->rodata->session_timeout_syn_ns = ToNanos(timeouts.tcp_syn);
+  skel->rodata->session_timeout_tcp_ns = ToNanos(timeouts.tcp_established);
+  skel->rodata->session_timeout_tcp_fin_ns = ToNanos(timeouts.tcp_fin);
+  skel->rodata->session_timeout_tcp_close_ns = ToNanos(timeouts.tcp_close);
+  skel->rodata->session_timeout_udp_ns = ToNanos(timeouts.udp);
+  skel->rodata->session_timeout_icmp_ns = ToNanos(timeouts.icmp);
+  skel->rodata->max_half_open_per_endpoint = options.max_half_open_per_endpoint;
 
   // The bloom pre-filter (R6) stays off in the agent (policy_bloom_enabled is
   // never set), so its map is private to this load and never pinned; on a
@@ -240,6 +246,7 @@ int BpfDatapath::pressure_counters_fd() const { return bpf_map__fd(skel_->maps.m
 int BpfDatapath::pressure_config_fd() const { return bpf_map__fd(skel_->maps.ms_pressure_cfg); }
 int BpfDatapath::pressure_events_fd() const { return bpf_map__fd(skel_->maps.ms_pressure_ev); }
 int BpfDatapath::session_allow_fd() const { return bpf_map__fd(skel_->maps.ms_sess_allow); }
+int BpfDatapath::half_open_fd() const { return bpf_map__fd(skel_->maps.ms_half_open); }
 
 std::vector<MapCapacity> BpfDatapath::capacities() const {
   std::vector<MapCapacity> out;
@@ -297,6 +304,9 @@ absl::Status BpfDatapath::DeleteSessionsOf(uint32_t endpoint_id) const {
   for (const ms_session_key& k : doomed) {
     if (bpf_map_delete_elem(sessions_fd(), &k) == 0) CountSessionDeletes(1);
     else if (errno != ENOENT) return Errno(errno, "delete session");
+  }
+  if (bpf_map_delete_elem(half_open_fd(), &endpoint_id) != 0 && errno != ENOENT) {
+    return Errno(errno, "delete half-open counter");
   }
   return absl::OkStatus();
 }

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "map_state.h"
 #include "microseg/datapath.h"
+#include "session_sweeper.h"
 
 struct microseg_bpf;
 
@@ -26,9 +27,8 @@ struct DatapathOptions {
   uint32_t max_policy_exact = MS_DEFAULT_MAX_POLICY_EXACT;
   uint32_t max_policy_lpm = MS_DEFAULT_MAX_POLICY_LPM;
   uint32_t max_sessions = MS_DEFAULT_MAX_SESSIONS;
-  absl::Duration tcp_session_timeout = absl::Hours(1);
-  absl::Duration udp_session_timeout = absl::Seconds(60);
-  absl::Duration icmp_session_timeout = absl::Seconds(30);
+  SessionTimeouts session_timeouts;
+  uint32_t max_half_open_per_endpoint = MS_DEFAULT_MAX_HALF_OPEN;  // 0 = no cap
 };
 
 // Per (direction, reason) packet and byte counts summed over CPUs.
@@ -60,6 +60,7 @@ class BpfDatapath {
   // apart from LRU evictions. Whoever deletes sessions reports them here.
   void CountSessionDeletes(uint64_t n) const { session_deletes_ += n; }
   uint64_t session_deletes() const { return session_deletes_; }
+  int half_open_fd() const;
 
   // Number of maps taken over from an earlier agent's pins.
   int reused_maps() const { return reused_maps_; }

@@ -9,8 +9,10 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
@@ -38,6 +40,7 @@
 #include "metrics.h"
 #include "pressure_alert_reader.h"
 #include "prometheus/exposer.h"
+#include "session_sweeper.h"
 #include "tc_attach.h"
 
 ABSL_FLAG(bool, standalone, false,
@@ -79,11 +82,28 @@ ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464", "host:port of the Prom
 ABSL_FLAG(uint32_t, max_endpoints, MS_DEFAULT_MAX_ENDPOINTS, "Capacity of the endpoint map (pods on this node).");
 ABSL_FLAG(uint32_t, max_policy_entries, MS_DEFAULT_MAX_POLICY_EXACT, "Capacity of the exact-match policy map.");
 ABSL_FLAG(uint32_t, max_lpm_entries, MS_DEFAULT_MAX_POLICY_LPM, "Capacity of the CIDR (LPM) policy map.");
-ABSL_FLAG(uint32_t, max_sessions, MS_DEFAULT_MAX_SESSIONS, "Capacity of the session map.");
-ABSL_FLAG(absl::Duration, tcp_session_timeout, absl::Hours(1), "Idle time after which a TCP session is forgotten.");
+// ---- session tracking ----
+ABSL_FLAG(uint32_t, max_sessions, MS_DEFAULT_MAX_SESSIONS,
+          "Capacity of the session map (LRU, per-CPU lists); about 1.5 x the node's concurrent connections. "
+          "--session_map_preset overrides it.");
+ABSL_FLAG(std::string, session_map_preset, "",
+          "Session map size preset: 100k (small nodes), 500k, 1m (the default size) or 2m (large nodes); "
+          "empty = --max_sessions.");
+ABSL_FLAG(absl::Duration, tcp_syn_timeout, absl::Seconds(30),
+          "Idle time after which a half-open TCP session (SYN_SENT, SYN_RECV) is forgotten.");
+ABSL_FLAG(absl::Duration, tcp_session_timeout, absl::Hours(1),
+          "Idle time after which an ESTABLISHED TCP session is forgotten.");
+ABSL_FLAG(absl::Duration, tcp_fin_timeout, absl::Seconds(120),
+          "Idle time after which a closing TCP session (FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT) is "
+          "forgotten.");
+ABSL_FLAG(absl::Duration, tcp_close_timeout, absl::Seconds(10), "Idle time after which a reset TCP session is forgotten.");
 ABSL_FLAG(absl::Duration, udp_session_timeout, absl::Seconds(60), "Idle time after which a UDP flow is forgotten.");
 ABSL_FLAG(absl::Duration, icmp_session_timeout, absl::Seconds(30),
           "Idle time after which an ICMP echo flow is forgotten.");
+ABSL_FLAG(uint32_t, max_half_open_per_endpoint, MS_DEFAULT_MAX_HALF_OPEN,
+          "SYN-flood cap: half-open TCP sessions one pod may have; further SYNs are dropped (syn_flood). 0 = no cap.");
+ABSL_FLAG(absl::Duration, session_sweep_interval, absl::Seconds(10),
+          "How often expired sessions are removed from the session map and the half-open counters recounted.");
 ABSL_FLAG(absl::Duration, manifest_poll_interval, absl::Milliseconds(200), "How often --manifests is rescanned (Kubernetes mode: how often watched changes are compiled, as one batch).");
 ABSL_FLAG(bool, unpin_on_exit, false,
           "Remove the pinned programs and maps on exit (tests and demos; in production keep them so enforcement "
@@ -162,6 +182,55 @@ void AdoptPendingRegistrations(const std::string& pending_dir, const std::string
   }
 }
 
+// --session_map_preset: the sizes the tuning guide names.
+absl::StatusOr<uint32_t> SessionMapPresetSize(const std::string& preset) {
+  if (preset == "100k") return 100'000;
+  if (preset == "500k") return 500'000;
+  if (preset == "1m") return 1'000'000;
+  if (preset == "2m") return 2'000'000;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--session_map_preset must be 100k, 500k, 1m or 2m (got '", preset, "')"));
+}
+
+// Runs the session sweeper every `interval` until stopped.
+class SweeperThread {
+ public:
+  SweeperThread(SessionSweeper& sweeper, absl::Duration interval)
+      : sweeper_(sweeper), interval_(interval), thread_([this] { Loop(); }) {}
+  ~SweeperThread() { Stop(); }
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!wake_.wait_for(lock, absl::ToChronoNanoseconds(interval_), [this] { return stop_; })) {
+      lock.unlock();
+      auto result = sweeper_.Sweep(MonotonicNowNs());
+      if (!result.ok()) {
+        LogWarning("session sweep failed: ", result.status().ToString());
+      } else if (result->removed > 0) {
+        LogDebug("session sweep: ", result->scanned, " sessions, ", result->removed, " expired removed, ",
+                 result->half_open, " half-open");
+      }
+      lock.lock();
+    }
+  }
+
+  SessionSweeper& sweeper_;
+  absl::Duration interval_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 bool VethIsGone(const EndpointRecord& record) {
   char name[IF_NAMESIZE] = {};
   return if_indextoname(record.host_ifindex, name) == nullptr || record.host_ifname != name;
@@ -234,9 +303,21 @@ int Run() {
   options.max_policy_exact = absl::GetFlag(FLAGS_max_policy_entries);
   options.max_policy_lpm = absl::GetFlag(FLAGS_max_lpm_entries);
   options.max_sessions = absl::GetFlag(FLAGS_max_sessions);
-  options.tcp_session_timeout = absl::GetFlag(FLAGS_tcp_session_timeout);
-  options.udp_session_timeout = absl::GetFlag(FLAGS_udp_session_timeout);
-  options.icmp_session_timeout = absl::GetFlag(FLAGS_icmp_session_timeout);
+  if (const std::string preset = absl::GetFlag(FLAGS_session_map_preset); !preset.empty()) {
+    auto size = SessionMapPresetSize(preset);
+    if (!size.ok()) {
+      LogError(size.status().message());
+      return 2;
+    }
+    options.max_sessions = *size;
+  }
+  options.session_timeouts.tcp_syn = absl::GetFlag(FLAGS_tcp_syn_timeout);
+  options.session_timeouts.tcp_established = absl::GetFlag(FLAGS_tcp_session_timeout);
+  options.session_timeouts.tcp_fin = absl::GetFlag(FLAGS_tcp_fin_timeout);
+  options.session_timeouts.tcp_close = absl::GetFlag(FLAGS_tcp_close_timeout);
+  options.session_timeouts.udp = absl::GetFlag(FLAGS_udp_session_timeout);
+  options.session_timeouts.icmp = absl::GetFlag(FLAGS_icmp_session_timeout);
+  options.max_half_open_per_endpoint = absl::GetFlag(FLAGS_max_half_open_per_endpoint);
   auto datapath = BpfDatapath::LoadAndPin(options);
   if (!datapath.ok()) {
     LogError("cannot load the data path: ", datapath.status().ToString());
@@ -294,6 +375,10 @@ int Run() {
   agent.ForgetEndpointsWhere(VethIsGone);  // pods deleted while the agent was down
   for (const EndpointView& view : agent.ListEndpoints()) AttachCurrentPrograms(view.record, options.bpffs_dir);
 
+  SessionSweeper sweeper(dp.sessions_fd(), dp.half_open_fd(), options.session_timeouts);
+  metrics->set_session_sweeper(&sweeper);
+  SweeperThread sweeper_thread(sweeper, absl::GetFlag(FLAGS_session_sweep_interval));
+
   // ---- map pressure: limits, allow-list, alert reader ----
   auto allow_list = ParseSessionAllowList(absl::GetFlag(FLAGS_session_allow_list));
   if (!allow_list.ok()) {
@@ -327,6 +412,7 @@ int Run() {
   }
   const absl::Duration pressure_interval = absl::GetFlag(FLAGS_map_pressure_interval);
   absl::Time next_pressure_check = absl::Now();
+  uint64_t swept_reported = 0;
 
   metrics->set_map_pressure(&pressure);
 
@@ -357,6 +443,10 @@ int Run() {
       }
     }
     if (absl::Now() >= next_pressure_check) {
+      // The sweeper's deletes are deletes, not LRU evictions.
+      const uint64_t swept = sweeper.removed_total();
+      dp.CountSessionDeletes(swept - swept_reported);
+      swept_reported = swept;
       if (auto status = pressure.Check(absl::Now()); !status.ok()) LogWarning("map pressure check: ", status.ToString());
       if (auto status = agent.RetryLockdowns(); !status.ok()) LogError("retrying locked-down endpoints: ", status.ToString());
       next_pressure_check = absl::Now() + pressure_interval;
@@ -368,6 +458,7 @@ int Run() {
     }
   }
 
+  sweeper_thread.Stop();
   SetAgentReady(false);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   ::unlink(socket_path.c_str());

@@ -93,6 +93,22 @@ std::vector<MetricFamily> AgentMetrics::Collect() const {
 
   CollectMapPressure(out, c);
 
+  if (sweeper_ != nullptr) {
+    auto swept = Family("microseg_sessions_swept_total",
+                        "Expired sessions the agent's sweeper removed from the session map.", MetricType::Counter);
+    AddCounter(swept, static_cast<double>(sweeper_->removed_total()));
+    out.push_back(std::move(swept));
+    auto sweeps = Family("microseg_session_sweeps_total", "Completed passes of the session sweeper.",
+                         MetricType::Counter);
+    AddCounter(sweeps, static_cast<double>(sweeper_->sweeps()));
+    out.push_back(std::move(sweeps));
+    auto half_open = Family("microseg_sessions_half_open",
+                            "Half-open TCP sessions (SYN_SENT/SYN_RECV) on this node at the last sweep.",
+                            MetricType::Gauge);
+    AddGauge(half_open, static_cast<double>(sweeper_->last_half_open()));
+    out.push_back(std::move(half_open));
+  }
+
   if (rejected_manifests_) {
     auto rejected = Family("microseg_manifest_errors_total",
                            "Manifest file versions rejected (parse or validation errors); the last good version "

@@ -9,6 +9,7 @@
 #include "agent.h"
 #include "bpf_datapath.h"
 #include "map_pressure_monitor.h"
+#include "session_sweeper.h"
 #include "prometheus/collectable.h"
 
 namespace microseg {
@@ -26,6 +27,8 @@ class AgentMetrics final : public prometheus::Collectable {
 
   // Map pressure and lockdown metrics; without it, entries come from the agent only.
   void set_map_pressure(const MapPressureMonitor* monitor) { pressure_.store(monitor); }
+  // Exports the sweeper's counters (optional; set before the first scrape).
+  void set_session_sweeper(const SessionSweeper* sweeper) { sweeper_ = sweeper; }
 
  private:
   void CollectMapPressure(std::vector<prometheus::MetricFamily>& out, const AgentCounters& c) const;
@@ -35,6 +38,7 @@ class AgentMetrics final : public prometheus::Collectable {
   std::function<uint64_t()> rejected_manifests_;
   std::function<size_t()> invalid_manifest_files_;
   std::atomic<const MapPressureMonitor*> pressure_{nullptr};  // set after the exposer may already scrape
+  const SessionSweeper* sweeper_ = nullptr;
 };
 
 }  // namespace microseg

@@ -48,6 +48,14 @@ const char* name_of_reason(std::uint32_t reason) {
     case MS_REASON_DROP_SPOOFED_SOURCE: return "DROP_SPOOFED_SOURCE";
     case MS_REASON_DROP_MAP_FULL: return "DROP_MAP_FULL";
     case MS_REASON_ALLOW_AUDIT: return "ALLOW_AUDIT";
+    case MS_REASON_DROP_INVALID_SEQ: return "DROP_INVALID_SEQ";
+    case MS_REASON_DROP_INVALID_RST: return "DROP_INVALID_RST";
+    case MS_REASON_DROP_INVALID_TCP_STATE: return "DROP_INVALID_TCP_STATE";
+    case MS_REASON_DROP_SYN_FLOOD: return "DROP_SYN_FLOOD";
+    case MS_REASON_DROP_MAP_FULL: return "DROP_MAP_FULL";
+    case MS_REASON_DROP_MISSED_TAIL_CALL: return "DROP_MISSED_TAIL_CALL";
+    case MS_REASON_DROP_POLICY_REVOKED: return "DROP_POLICY_REVOKED";
+    case MS_REASON_ALLOW_RELATED: return "ALLOW_RELATED";
     default: return "UNKNOWN_REASON";
   }
 }
@@ -72,11 +80,12 @@ std::unique_ptr<LoadedDatapath> LoadedDatapath::load(
 LoadedDatapath::~LoadedDatapath() { microseg_bpf__destroy(skeleton_); }
 
 void LoadedDatapath::set_endpoint(std::uint32_t endpoint_id, std::uint8_t flags,
-                                  const std::string& pod_ip, std::uint32_t ifindex) {
+                                  const std::string& pod_ip, std::uint32_t ifindex,
+                                  std::uint32_t policy_rev) {
   const ms_endpoint_key key{.ifindex = ifindex};
   const ms_endpoint value{.endpoint_id = endpoint_id,
                           .ipv4 = ipv4_net(pod_ip),
-                          .policy_rev = 1,
+                          .policy_rev = policy_rev,
                           .flags = flags,
                           .pad = {}};
   update_or_throw(skeleton_->maps.ms_endpoints, &key, sizeof(key), &value, sizeof(value),
@@ -118,6 +127,67 @@ void LoadedDatapath::put_lpm(std::uint32_t endpoint_id, ms_direction direction,
   update_or_throw(skeleton_->maps.ms_policy_lpm, &key, sizeof(key), &value, sizeof(value),
                   "update ms_policy_lpm");
 }
+
+void LoadedDatapath::delete_exact(std::uint32_t endpoint_id, ms_direction direction,
+                                  const std::string& peer, std::uint8_t proto,
+                                  std::uint16_t port) {
+  const ms_policy_key key{.endpoint_id = endpoint_id,
+                          .peer_ipv4 = ipv4_net(peer),
+                          .port = port,
+                          .proto = proto,
+                          .direction = static_cast<std::uint8_t>(direction)};
+  if (bpf_map__delete_elem(skeleton_->maps.ms_policy, &key, sizeof(key), 0) != 0) {
+    throw_errno("delete from ms_policy", errno);
+  }
+}
+
+std::optional<ms_session> LoadedDatapath::session(const ms_session_key& key) const {
+  ms_session value{};
+  if (bpf_map__lookup_elem(skeleton_->maps.ms_sessions, &key, sizeof(key), &value,
+                           sizeof(value), 0) != 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throw_errno("lookup ms_sessions", errno);
+  }
+  return value;
+}
+
+std::size_t LoadedDatapath::session_count() const {
+  ms_session_key key{}, next{};
+  std::size_t count = 0;
+  const void* previous = nullptr;
+  while (bpf_map__get_next_key(skeleton_->maps.ms_sessions, previous, &next, sizeof(next)) == 0) {
+    ++count;
+    key = next;
+    previous = &key;
+  }
+  return count;
+}
+
+std::int64_t LoadedDatapath::half_open(std::uint32_t endpoint_id) const {
+  ms_half_open value{};
+  if (bpf_map__lookup_elem(skeleton_->maps.ms_half_open, &endpoint_id, sizeof(endpoint_id),
+                           &value, sizeof(value), 0) != 0) {
+    if (errno == ENOENT) return 0;
+    throw_errno("lookup ms_half_open", errno);
+  }
+  return value.count;
+}
+
+void LoadedDatapath::put_session(const ms_session_key& key, const ms_session& value) {
+  update_or_throw(skeleton_->maps.ms_sessions, &key, sizeof(key), &value, sizeof(value),
+                  "update ms_sessions");
+}
+
+void LoadedDatapath::put_half_open(std::uint32_t endpoint_id, std::int64_t count) {
+  const ms_half_open value{.count = count};
+  update_or_throw(skeleton_->maps.ms_half_open, &endpoint_id, sizeof(endpoint_id), &value,
+                  sizeof(value), "update ms_half_open");
+}
+
+int LoadedDatapath::sessions_fd() const { return bpf_map__fd(skeleton_->maps.ms_sessions); }
+int LoadedDatapath::half_open_fd() const { return bpf_map__fd(skeleton_->maps.ms_half_open); }
+
+void LoadedDatapath::set_clock(std::uint64_t now_ns) { skeleton_->bss->test_clock_ns = now_ns; }
 
 StatsSnapshot LoadedDatapath::read_stats() const {
   const int cpus = libbpf_num_possible_cpus();

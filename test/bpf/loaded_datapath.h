@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "microseg/datapath.h"
@@ -46,13 +47,28 @@ class LoadedDatapath {
 
   // Map writers throw std::runtime_error with the errno text on failure.
   void set_endpoint(std::uint32_t endpoint_id, std::uint8_t flags, const std::string& pod_ip,
-                    std::uint32_t ifindex = kTestRunIfindex);
+                    std::uint32_t ifindex = kTestRunIfindex, std::uint32_t policy_rev = 1);
   void remove_endpoint(std::uint32_t ifindex = kTestRunIfindex);
   void put_exact(std::uint32_t endpoint_id, ms_direction direction, const std::string& peer,
                  std::uint8_t proto, std::uint16_t port, ms_action action);
   void put_lpm(std::uint32_t endpoint_id, ms_direction direction, const std::string& peer,
                std::uint8_t prefix_length, std::uint8_t proto, std::uint16_t port,
                ms_action action);
+
+  void delete_exact(std::uint32_t endpoint_id, ms_direction direction, const std::string& peer,
+                    std::uint8_t proto, std::uint16_t port);
+
+  // Session state: the entry under `key`, if any.
+  std::optional<ms_session> session(const ms_session_key& key) const;
+  std::size_t session_count() const;
+  // ms_half_open's count for the endpoint (0 without an entry).
+  std::int64_t half_open(std::uint32_t endpoint_id) const;
+  void put_session(const ms_session_key& key, const ms_session& value);
+  void put_half_open(std::uint32_t endpoint_id, std::int64_t count);
+  int sessions_fd() const;
+  int half_open_fd() const;
+  // The data path's clock when loaded with rodata->use_test_clock = 1.
+  void set_clock(std::uint64_t now_ns);
 
   RunResult run(Program program, const Bytes& frame);
 

@@ -163,6 +163,48 @@ Bytes icmp_packet(const std::string& src, const std::string& dst, std::uint8_t t
                                        icmp_message(type, echo_id)));
 }
 
+Bytes tcp_segment(const TcpFields& fields) {
+  Bytes options;
+  if (fields.window_scale) options = {1, 3, 3, *fields.window_scale};  // NOP, WS
+  Bytes segment;
+  put16(segment, fields.sport);
+  put16(segment, fields.dport);
+  put16(segment, static_cast<std::uint16_t>(fields.seq >> 16));
+  put16(segment, static_cast<std::uint16_t>(fields.seq & 0xFFFF));
+  put16(segment, static_cast<std::uint16_t>(fields.ack >> 16));
+  put16(segment, static_cast<std::uint16_t>(fields.ack & 0xFFFF));
+  segment.push_back(static_cast<std::uint8_t>(((20 + options.size()) / 4) << 4));
+  segment.push_back(fields.flags);
+  put16(segment, fields.window);
+  put16(segment, 0);  // checksum (not verified at TC)
+  put16(segment, 0);  // urgent pointer
+  segment.insert(segment.end(), options.begin(), options.end());
+  segment.resize(segment.size() + fields.payload_bytes, 0x44);
+  return segment;
+}
+
+Bytes tcp_frame(const std::string& src, const std::string& dst, const TcpFields& fields) {
+  return ethernet(kEthertypeIpv4,
+                  ipv4({.src = src, .dst = dst, .proto = kProtoTcp}, tcp_segment(fields)));
+}
+
+Bytes icmp_error_packet(const std::string& src, const std::string& dst, std::uint8_t type,
+                        std::uint8_t code, const Bytes& quoted_ip_packet) {
+  const std::size_t quoted_header = static_cast<std::size_t>(quoted_ip_packet.at(0) & 0x0F) * 4;
+  Bytes message = {type, code, 0, 0, 0, 0, 0, 0};
+  if (type == kIcmpDestUnreachable && code == kIcmpCodeFragmentationNeeded) {
+    message[6] = 0x05;  // next-hop MTU 1400
+    message[7] = 0x78;
+  }
+  const std::size_t quoted = std::min(quoted_ip_packet.size(), quoted_header + 8);
+  message.insert(message.end(), quoted_ip_packet.begin(),
+                 quoted_ip_packet.begin() + static_cast<std::ptrdiff_t>(quoted));
+  const std::uint16_t checksum = internet_checksum(message.data(), message.size());
+  message[2] = static_cast<std::uint8_t>(checksum >> 8);
+  message[3] = static_cast<std::uint8_t>(checksum & 0xFF);
+  return ethernet(kEthertypeIpv4, ipv4({.src = src, .dst = dst, .proto = kProtoIcmp}, message));
+}
+
 Bytes truncated(const Bytes& frame, std::size_t length) {
   if (length > frame.size()) {
     throw std::invalid_argument("cannot truncate a " + std::to_string(frame.size()) +

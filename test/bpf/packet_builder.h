@@ -50,6 +50,35 @@ Bytes icmp_message(std::uint8_t type, std::uint16_t echo_id, std::uint16_t seque
 Bytes ipv6_udp(std::uint16_t sport, std::uint16_t dport);  // fd00::1 -> fd00::2
 Bytes arp_request(const std::string& sender, const std::string& target);
 
+inline constexpr std::uint8_t kTcpFin = 0x01;
+inline constexpr std::uint8_t kTcpSyn = 0x02;
+inline constexpr std::uint8_t kTcpRst = 0x04;
+inline constexpr std::uint8_t kTcpPsh = 0x08;
+inline constexpr std::uint8_t kTcpAck = 0x10;
+inline constexpr std::uint8_t kTcpUrg = 0x20;
+
+inline constexpr std::uint8_t kIcmpTimeExceeded = 11;
+inline constexpr std::uint8_t kIcmpCodeFragmentationNeeded = 4;
+
+// A TCP segment with everything the session tracker reads.
+struct TcpFields {
+  std::uint16_t sport = 0;
+  std::uint16_t dport = 0;
+  std::uint32_t seq = 0;
+  std::uint32_t ack = 0;
+  std::uint8_t flags = kTcpSyn;
+  std::uint16_t window = 64240;
+  std::optional<std::uint8_t> window_scale;  // option kind 3 (with NOP padding)
+  std::size_t payload_bytes = 0;
+};
+Bytes tcp_segment(const TcpFields& fields);
+Bytes tcp_frame(const std::string& src, const std::string& dst, const TcpFields& fields);
+
+// ICMP error (type/code) quoting `quoted_ip_packet`: its IPv4 header and the
+// first 8 bytes after it, as RFC 792 asks.
+Bytes icmp_error_packet(const std::string& src, const std::string& dst, std::uint8_t type,
+                        std::uint8_t code, const Bytes& quoted_ip_packet);
+
 // Whole frames for the common cases.
 Bytes tcp_packet(const std::string& src, std::uint16_t sport, const std::string& dst,
                  std::uint16_t dport);

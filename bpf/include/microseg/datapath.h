@@ -45,7 +45,7 @@ enum ms_stage {
 #define MS_DEFAULT_MAX_ENDPOINTS 4096
 #define MS_DEFAULT_MAX_POLICY_EXACT 262144
 #define MS_DEFAULT_MAX_POLICY_LPM 65536
-#define MS_DEFAULT_MAX_SESSIONS 262144
+#define MS_DEFAULT_MAX_SESSIONS 1048576 /* presets 100k / 500k / 2M: agent --session_map_preset */
 
 /*
  * Direction is always seen from the pod: INGRESS is traffic into the pod
@@ -189,29 +189,99 @@ MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_lpm_key, peer_ipv4) == 12, "peer address 
 #define MS_LPM_FIXED_BITS 64 /* endpoint_id + direction + proto + port */
 
 /*
- * ---- ms_sessions: LRU_HASH, flows admitted at one endpoint ----
- * The key is the 5-tuple as first seen at `endpoint_id` (the packet that was
- * admitted). A later packet matches either that key (same direction) or its
- * reverse (reply). ICMP echo uses the echo identifier as both ports.
+ * ---- ms_sessions: LRU_HASH (BPF_F_NO_COMMON_LRU), flows admitted at one endpoint ----
+ * One entry per connection whatever the direction of a packet: the key is
+ * normalised to the pod's side, so a packet and its reply find the same
+ * entry with one lookup:
+ *   from_pod (pod egress):  pod = (saddr, sport), peer = (daddr, dport)
+ *   to_pod   (pod ingress): pod = (daddr, dport), peer = (saddr, sport)
+ * ICMP echo uses the echo identifier as both ports. Which side opened the
+ * flow is `ms_session.direction`, not the key.
  */
 struct ms_session_key {
 	__u32 endpoint_id; /* host order */
-	__u32 saddr;       /* net */
-	__u32 daddr;       /* net */
-	__u16 sport;       /* net */
-	__u16 dport;       /* net */
+	__u32 pod_addr;    /* net: the pod's side of the flow */
+	__u32 peer_addr;   /* net */
+	__u16 pod_port;    /* net */
+	__u16 peer_port;   /* net */
 	__u8 proto;
 	__u8 pad[3];
 };
 MS_STATIC_ASSERT(sizeof(struct ms_session_key) == 20, "ms_session_key layout");
 
-struct ms_session {
-	__u64 last_seen_ns; /* host order: bpf_ktime_get_ns() of the last packet */
-	__u32 policy_rev;   /* host order: the endpoint's policy_rev when admitted */
-	__u8 direction;     /* enum ms_direction of the admitted (first) packet */
-	__u8 pad[3];
+/*
+ * TCP states of a tracked connection, named after the RFC 793 state of the
+ * initiator (the side whose SYN opened it), except SYN_RECV ("the
+ * responder's SYN-ACK was seen") and TIME_WAIT ("both FINs acknowledged":
+ * whichever side closed first waits). See docs/ARCHITECTURE.md.
+ */
+enum ms_tcp_state {
+	MS_TCP_NONE = 0, /* not TCP, or not tracked yet */
+	MS_TCP_SYN_SENT = 1,
+	MS_TCP_SYN_RECV = 2,
+	MS_TCP_ESTABLISHED = 3,
+	MS_TCP_FIN_WAIT1 = 4,  /* initiator's FIN not yet acknowledged */
+	MS_TCP_FIN_WAIT2 = 5,  /* initiator's FIN acknowledged, responder still open */
+	MS_TCP_TIME_WAIT = 6,
+	MS_TCP_CLOSE = 7,      /* reset */
+	MS_TCP_CLOSE_WAIT = 8, /* responder closed first, initiator still open */
+	MS_TCP_LAST_ACK = 9,   /* responder closed first, then the initiator; last ACK pending */
+	MS_TCP_CLOSING = 10,   /* both FINs sent, the first closer's not yet acknowledged */
+	MS_TCP_STATE_MAX = 11,
 };
-MS_STATIC_ASSERT(sizeof(struct ms_session) == 16, "ms_session layout");
+
+/* ms_tcp_side.flags */
+#define MS_TCP_SIDE_F_SEQ_KNOWN (1U << 0)       /* `end` holds a seen sequence */
+#define MS_TCP_SIDE_F_MAX_END_KNOWN (1U << 1)   /* `max_end` was granted by the other side */
+#define MS_TCP_SIDE_F_SYN (1U << 2)             /* this side's SYN was seen: `wscale` is valid */
+#define MS_TCP_SIDE_F_WSCALE (1U << 3)          /* its SYN carried a window scale option */
+#define MS_TCP_SIDE_F_FIN (1U << 4)             /* this side sent a FIN */
+#define MS_TCP_SIDE_F_ACKED_PEER_FIN (1U << 5)  /* this side acknowledged the other side's FIN */
+
+/* What one side of a TCP connection sent. Sequence numbers in host order. */
+struct ms_tcp_side {
+	__u32 end;     /* host: highest seq + length (+1 per SYN/FIN) this side sent */
+	__u32 max_end; /* host: highest ack + window the other side granted this side */
+	__u32 max_win; /* host: largest (scaled) window this side advertised */
+	__u8 wscale;   /* window scale option of this side's SYN */
+	__u8 flags;    /* MS_TCP_SIDE_F_* */
+	__u8 pad[2];
+};
+MS_STATIC_ASSERT(sizeof(struct ms_tcp_side) == 16, "ms_tcp_side layout");
+
+/* ms_session.flags */
+#define MS_SESSION_F_HALF_OPEN (1U << 0)        /* counted in ms_half_open */
+#define MS_SESSION_F_PICKED_UP (1U << 1)        /* created mid-stream (no SYN seen) */
+#define MS_SESSION_F_SIMULTANEOUS_OPEN (1U << 2)/* both sides sent a SYN */
+#define MS_SESSION_F_RESPONDER_CLOSED_FIRST (1U << 3)
+#define MS_SESSION_F_REVOKED (1U << 4)          /* the current policy denies it: its packets are dropped */
+
+struct ms_session {
+	__u64 last_seen_ns; /* host order: clock of the last packet (bpf_ktime_get_ns) */
+	__u32 policy_rev;   /* host order: the endpoint's policy_rev that (re)admitted it */
+	__u8 direction;     /* enum ms_direction of the initiator's packets */
+	__u8 tcp_state;     /* enum ms_tcp_state; MS_TCP_NONE for other protocols */
+	__u8 flags;         /* MS_SESSION_F_* */
+	__u8 pad;
+	struct ms_tcp_side tcp[2]; /* [0] initiator, [1] responder; zero for other protocols */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_session) == 48, "ms_session layout");
+MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_session, tcp) == 16, "ms_session layout");
+
+/*
+ * ---- ms_half_open: HASH, endpoint_id (host order) -> half-open TCP sessions ----
+ * Raised when a SYN opens a session, lowered when it leaves SYN_SENT/SYN_RECV
+ * or expires. LRU evictions and races can make it drift; the agent's
+ * session sweeper rewrites it from the session map (signed so a drift
+ * below zero never reads as a huge count).
+ */
+struct ms_half_open {
+	__s64 count;
+};
+MS_STATIC_ASSERT(sizeof(struct ms_half_open) == 8, "ms_half_open layout");
+
+/* Default cap on half-open TCP sessions per endpoint (agent flag). */
+#define MS_DEFAULT_MAX_HALF_OPEN 4096
 
 /*
  * ---- ms_policy_bloom: BLOOM_FILTER, optional pre-filter of ms_policy (R6) ----

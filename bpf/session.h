@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Sessions: the normalised key, per-state timeouts, the half-open (SYN
+ * flood) accounting, reading TCP segments and ICMP errors' embedded
+ * headers. Included by microseg.bpf.c after the maps, struct ms_flow and
+ * MS_CONTINUE are defined; the pipeline there decides what to do with them.
+ */
+#ifndef MICROSEG_BPF_SESSION_H
+#define MICROSEG_BPF_SESSION_H
+
+#include "tcp_state.h"
+
+/* Per-state idle timeouts, set by the agent before load (its flags). */
+const volatile __u64 session_timeout_syn_ns = 30ULL * MS_NSEC_PER_SEC;      /* SYN_SENT, SYN_RECV */
+const volatile __u64 session_timeout_tcp_ns = 3600ULL * MS_NSEC_PER_SEC;    /* ESTABLISHED, SCTP */
+const volatile __u64 session_timeout_tcp_fin_ns = 120ULL * MS_NSEC_PER_SEC; /* FIN states, TIME_WAIT */
+const volatile __u64 session_timeout_tcp_close_ns = 10ULL * MS_NSEC_PER_SEC;/* CLOSE (reset) */
+const volatile __u64 session_timeout_udp_ns = 60ULL * MS_NSEC_PER_SEC;
+const volatile __u64 session_timeout_icmp_ns = 30ULL * MS_NSEC_PER_SEC;
+
+/* Half-open TCP sessions one endpoint may hold; 0 = no cap. */
+const volatile __u32 max_half_open_per_endpoint = MS_DEFAULT_MAX_HALF_OPEN;
+
+/*
+ * Tests set use_test_clock before load and then move test_clock_ns
+ * between packets; in production the branch is verified away.
+ */
+const volatile __u8 use_test_clock = 0;
+__u64 test_clock_ns = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_ENDPOINTS);
+	__type(key, __u32); /* endpoint_id */
+	__type(value, struct ms_half_open);
+} ms_half_open SEC(".maps");
+
+static __always_inline __u64 ms_now(void)
+{
+	return use_test_clock ? test_clock_ns : bpf_ktime_get_ns();
+}
+
+static __always_inline __u64 ms_session_timeout_ns(__u8 proto, __u8 tcp_state)
+{
+	switch (proto) {
+	case IPPROTO_UDP:
+		return session_timeout_udp_ns;
+	case IPPROTO_ICMP:
+		return session_timeout_icmp_ns;
+	case IPPROTO_TCP:
+		switch (tcp_state) {
+		case MS_TCP_SYN_SENT:
+		case MS_TCP_SYN_RECV:
+			return session_timeout_syn_ns;
+		case MS_TCP_ESTABLISHED:
+			return session_timeout_tcp_ns;
+		case MS_TCP_CLOSE:
+			return session_timeout_tcp_close_ns;
+		default: /* FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT */
+			return session_timeout_tcp_fin_ns;
+		}
+	default: /* SCTP: connection-oriented, long-lived */
+		return session_timeout_tcp_ns;
+	}
+}
+
+/* The key of the flow `flow` belongs to, normalised to the pod's side. */
+static __always_inline void ms_session_key_of(const struct ms_flow *flow, __u32 endpoint_id,
+					      __u32 dir, struct ms_session_key *key)
+{
+	int pod_sends = dir == MS_DIR_EGRESS;
+	key->endpoint_id = endpoint_id;
+	key->pod_addr = pod_sends ? flow->saddr : flow->daddr;
+	key->peer_addr = pod_sends ? flow->daddr : flow->saddr;
+	key->pod_port = pod_sends ? flow->sport : flow->dport;
+	key->peer_port = pod_sends ? flow->dport : flow->sport;
+	key->proto = flow->proto;
+	key->pad[0] = 0;
+	key->pad[1] = 0;
+	key->pad[2] = 0;
+}
+
+/* The initiator's packet of a session, as the pipeline's policy check sees a new flow. */
+static __always_inline void ms_session_initiator_flow(const struct ms_session_key *key,
+						      __u32 initiator_dir, struct ms_flow *flow)
+{
+	int pod_sends = initiator_dir == MS_DIR_EGRESS;
+	flow->saddr = pod_sends ? key->pod_addr : key->peer_addr;
+	flow->daddr = pod_sends ? key->peer_addr : key->pod_addr;
+	flow->sport = pod_sends ? key->pod_port : key->peer_port;
+	flow->dport = pod_sends ? key->peer_port : key->pod_port;
+	flow->proto = key->proto;
+}
+
+static __always_inline void ms_half_open_add(__u32 endpoint_id, __s64 delta)
+{
+	struct ms_half_open *counter = bpf_map_lookup_elem(&ms_half_open, &endpoint_id);
+	if (!counter) {
+		if (delta < 0)
+			return; /* the sweeper rewrote it meanwhile */
+		struct ms_half_open first = { .count = 0 };
+		bpf_map_update_elem(&ms_half_open, &endpoint_id, &first, BPF_NOEXIST);
+		counter = bpf_map_lookup_elem(&ms_half_open, &endpoint_id);
+		if (!counter)
+			return;
+	}
+	__sync_fetch_and_add(&counter->count, delta);
+}
+
+static __always_inline int ms_half_open_cap_reached(__u32 endpoint_id)
+{
+	if (max_half_open_per_endpoint == 0)
+		return 0;
+	struct ms_half_open *counter = bpf_map_lookup_elem(&ms_half_open, &endpoint_id);
+	return counter && counter->count >= (__s64)max_half_open_per_endpoint;
+}
+
+/* A half-open session stops counting once it leaves the SYN states. */
+static __always_inline void ms_session_settle_half_open(struct ms_session *s, __u32 endpoint_id)
+{
+	if (!(s->flags & MS_SESSION_F_HALF_OPEN))
+		return;
+	if (s->tcp_state == MS_TCP_SYN_SENT || s->tcp_state == MS_TCP_SYN_RECV)
+		return;
+	s->flags &= ~MS_SESSION_F_HALF_OPEN;
+	ms_half_open_add(endpoint_id, -1);
+}
+
+/* The current policy denies the session: it stops counting as half-open. */
+static __always_inline void ms_session_revoke(struct ms_session *s, __u32 endpoint_id)
+{
+	if (s->flags & MS_SESSION_F_HALF_OPEN) {
+		s->flags &= ~MS_SESSION_F_HALF_OPEN;
+		ms_half_open_add(endpoint_id, -1);
+	}
+	s->flags |= MS_SESSION_F_REVOKED;
+}
+
+static __always_inline void ms_session_delete(const struct ms_session_key *key, struct ms_session *s)
+{
+	if (s->flags & MS_SESSION_F_HALF_OPEN) {
+		s->flags &= ~MS_SESSION_F_HALF_OPEN;
+		ms_half_open_add(key->endpoint_id, -1);
+	}
+	if (bpf_map_delete_elem(&ms_sessions, key) == 0)
+		ms_pressure_session_deleted();
+}
+
+/* The live session under `key`, or NULL; an expired one is removed on the way. */
+static __always_inline struct ms_session *ms_session_lookup_live(const struct ms_session_key *key,
+								 __u64 now)
+{
+	struct ms_session *s = bpf_map_lookup_elem(&ms_sessions, key);
+	if (!s)
+		return 0;
+	__u64 last_seen = s->last_seen_ns;
+	/* Another CPU may have stamped a later time than our `now`: still live. */
+	if (now > last_seen && now - last_seen > ms_session_timeout_ns(key->proto, s->tcp_state)) {
+		ms_session_delete(key, s);
+		return 0;
+	}
+	return s;
+}
+
+/*
+ * The one place a session is inserted (map-pressure handling hooks here).
+ * Returns 0 or the map update's error; the caller's packet was admitted by
+ * policy either way.
+ */
+static __always_inline long ms_session_insert(const struct ms_session_key *key,
+					      const struct ms_session *s)
+{
+	long err = bpf_map_update_elem(&ms_sessions, key, s, BPF_NOEXIST);
+	ms_pressure_session_inserted(err, s->last_seen_ns);
+	if (!err && (s->flags & MS_SESSION_F_HALF_OPEN))
+		ms_half_open_add(key->endpoint_id, 1);
+	return err;
+}
+
+/*
+ * The window scale option of a SYN whose options start at `base`, or -1.
+ * Options: kind 0 ends, 1 pads, others carry a length; 3 = window scale.
+ * A global (separately verified) function: the loop's paths would
+ * otherwise multiply with every path of the caller. Byte-wise loads: the
+ * verifier refuses variable offsets into a stack buffer.
+ */
+__noinline int ms_tcp_syn_window_scale(struct __sk_buff *skb, __u32 base, __u32 options_len)
+{
+	__u32 at = 0;
+	if (!skb || options_len > 40)
+		return -1;
+	for (int step = 0; step < 40; step++) {
+		__u8 kind = 0, len = 0, shift = 0;
+		if (at >= options_len)
+			break;
+		if (bpf_skb_load_bytes(skb, base + at, &kind, 1) || kind == 0)
+			break;
+		if (kind == 1) {
+			at++;
+			continue;
+		}
+		if (at + 1 >= options_len || bpf_skb_load_bytes(skb, base + at + 1, &len, 1))
+			break;
+		if (len < 2)
+			break; /* malformed options: ignore them, the stack will too */
+		if (kind == 3) {
+			if (len == 3 && at + 2 < options_len &&
+			    !bpf_skb_load_bytes(skb, base + at + 2, &shift, 1))
+				return shift;
+			break;
+		}
+		at += len;
+	}
+	return -1;
+}
+
+/* Reads the TCP header (and a SYN's window scale option) at `l4_offset`. */
+static __always_inline __u32 ms_tcp_read(struct __sk_buff *skb, __u32 l4_offset, __u32 l4_len,
+					 struct ms_tcp_packet *p)
+{
+	struct tcphdr tcp;
+	if (bpf_skb_load_bytes(skb, l4_offset, &tcp, sizeof(tcp)))
+		return MS_REASON_DROP_MALFORMED;
+	__u32 header_len = tcp.doff * 4;
+	if (header_len < sizeof(tcp) || header_len > l4_len)
+		return MS_REASON_DROP_MALFORMED;
+	p->seq = bpf_ntohl(tcp.seq);
+	p->ack = bpf_ntohl(tcp.ack_seq);
+	p->window = bpf_ntohs(tcp.window);
+	p->payload_len = l4_len - header_len;
+	p->flags = ((__u8 *)&tcp)[13];
+	p->wscale = 0;
+	p->has_wscale = 0;
+	if (!(p->flags & MS_TCP_SYN))
+		return MS_CONTINUE;
+
+	int wscale = ms_tcp_syn_window_scale(skb, l4_offset + sizeof(tcp), header_len - sizeof(tcp));
+	if (wscale >= 0) {
+		p->wscale = wscale;
+		p->has_wscale = 1;
+	}
+	return MS_CONTINUE;
+}
+
+/* RFC 792 error types whose payload is the offending packet's header. */
+#define MS_ICMP_TYPE_DEST_UNREACHABLE 3
+#define MS_ICMP_TYPE_TIME_EXCEEDED 11
+#define MS_ICMP_TYPE_PARAMETER_PROBLEM 12
+
+static __always_inline int ms_icmp_type_is_error(__u8 type)
+{
+	return type == MS_ICMP_TYPE_DEST_UNREACHABLE || type == MS_ICMP_TYPE_TIME_EXCEEDED ||
+	       type == MS_ICMP_TYPE_PARAMETER_PROBLEM;
+}
+
+/*
+ * Does the ICMP error at `l4_offset` report on a live session of this
+ * endpoint? The embedded header is a packet going the other way: for an
+ * error arriving at the pod it is one the pod sent.
+ */
+static __always_inline int ms_icmp_error_related(struct __sk_buff *skb, __u32 l4_offset,
+						 __u32 endpoint_id, __u32 dir, __u64 now)
+{
+	const __u32 icmp_header_bytes = 8;
+	struct iphdr inner;
+	if (bpf_skb_load_bytes(skb, l4_offset + icmp_header_bytes, &inner, sizeof(inner)))
+		return 0;
+	if (inner.version != 4 || inner.ihl < 5)
+		return 0;
+	__u32 ports_offset = l4_offset + icmp_header_bytes + inner.ihl * 4;
+	struct ms_flow embedded = {
+		.saddr = inner.saddr,
+		.daddr = inner.daddr,
+		.proto = inner.protocol,
+	};
+	switch (inner.protocol) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP: {
+		__be16 ports[2];
+		if (bpf_skb_load_bytes(skb, ports_offset, ports, sizeof(ports)))
+			return 0;
+		embedded.sport = ports[0];
+		embedded.dport = ports[1];
+		break;
+	}
+	case IPPROTO_ICMP: {
+		__u8 echo[6]; /* type, code, checksum, id */
+		if (bpf_skb_load_bytes(skb, ports_offset, echo, sizeof(echo)))
+			return 0;
+		if (echo[0] != MS_ICMP_TYPE_ECHO_REQUEST && echo[0] != MS_ICMP_TYPE_ECHO_REPLY)
+			return 0;
+		__be16 id = *(__be16 *)&echo[4];
+		embedded.sport = id;
+		embedded.dport = id;
+		break;
+	}
+	default:
+		return 0;
+	}
+	/* The embedded packet travelled opposite to the error. */
+	__u32 embedded_dir = dir == MS_DIR_INGRESS ? MS_DIR_EGRESS : MS_DIR_INGRESS;
+	struct ms_session_key key;
+	ms_session_key_of(&embedded, endpoint_id, embedded_dir, &key);
+	struct ms_session *s = ms_session_lookup_live(&key, now);
+	return s && !(s->flags & MS_SESSION_F_REVOKED);
+}
+
+#endif /* MICROSEG_BPF_SESSION_H */

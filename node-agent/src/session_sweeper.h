@@ -1,0 +1,68 @@
+// Removes expired entries from the session map and rewrites the per-endpoint
+// half-open counters from what is really there.
+//
+// The data path already treats an expired session as absent (it checks the
+// per-state timeout on every lookup); the sweeper frees the slots so an idle
+// flow does not sit in the LRU until pressure evicts it, and it corrects the
+// ms_half_open counters, which LRU evictions and CPU races let drift.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "microseg/datapath.h"
+
+namespace microseg {
+
+// Per-state idle timeouts; the same values are loaded into the BPF object.
+struct SessionTimeouts {
+  absl::Duration tcp_syn = absl::Seconds(30);          // SYN_SENT, SYN_RECV
+  absl::Duration tcp_established = absl::Hours(1);     // ESTABLISHED (and SCTP)
+  absl::Duration tcp_fin = absl::Seconds(120);         // FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT
+  absl::Duration tcp_close = absl::Seconds(10);        // CLOSE (reset)
+  absl::Duration udp = absl::Seconds(60);
+  absl::Duration icmp = absl::Seconds(30);
+};
+
+// The timeout the data path applies to a session of `proto` in `tcp_state`.
+absl::Duration SessionTimeout(const SessionTimeouts& timeouts, uint8_t proto, uint8_t tcp_state);
+
+// Mirrors the data path's test: idle for longer than the timeout. A session
+// stamped later than `now_ns` (another CPU, a racing packet) is live.
+bool SessionExpired(const SessionTimeouts& timeouts, const ms_session_key& key, const ms_session& session,
+                    uint64_t now_ns);
+
+struct SweepResult {
+  uint64_t scanned = 0;
+  uint64_t removed = 0;
+  uint64_t half_open = 0;  // live half-open sessions, all endpoints
+};
+
+class SessionSweeper {
+ public:
+  SessionSweeper(int sessions_fd, int half_open_fd, SessionTimeouts timeouts)
+      : sessions_fd_(sessions_fd), half_open_fd_(half_open_fd), timeouts_(timeouts) {}
+
+  // One pass over the session map at `now_ns` on the data path's clock
+  // (MonotonicNowNs(); tests pass their own).
+  [[nodiscard]] absl::StatusOr<SweepResult> Sweep(uint64_t now_ns);
+
+  uint64_t sweeps() const { return sweeps_.load(); }
+  uint64_t removed_total() const { return removed_total_.load(); }
+  uint64_t last_half_open() const { return last_half_open_.load(); }
+
+ private:
+  int sessions_fd_;
+  int half_open_fd_;
+  SessionTimeouts timeouts_;
+  std::atomic<uint64_t> sweeps_{0};
+  std::atomic<uint64_t> removed_total_{0};
+  std::atomic<uint64_t> last_half_open_{0};
+};
+
+// The data path's clock: bpf_ktime_get_ns() is CLOCK_MONOTONIC.
+uint64_t MonotonicNowNs();
+
+}  // namespace microseg

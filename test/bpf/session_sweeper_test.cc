@@ -1,0 +1,84 @@
+// The agent's session sweeper on a real session map: expired entries go,
+// live ones stay, and the half-open counters are rewritten from what is left.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <catch2/catch.hpp>
+
+#include "datapath_test_support.h"
+#include "loaded_datapath.h"
+#include "packet_builder.h"
+#include "session_sweeper.h"
+
+namespace microseg::test {
+namespace {
+
+ms_session_key key_of(std::uint32_t endpoint_id, std::uint8_t proto, std::uint16_t pod_port) {
+  return {.endpoint_id = endpoint_id,
+          .pod_addr = ipv4_net("10.244.1.10"),
+          .peer_addr = ipv4_net("10.244.2.20"),
+          .pod_port = htons(pod_port),
+          .peer_port = htons(80),
+          .proto = proto,
+          .pad = {}};
+}
+
+ms_session session_of(std::uint64_t last_seen_ns, std::uint8_t tcp_state, std::uint8_t flags) {
+  ms_session session{};
+  session.last_seen_ns = last_seen_ns;
+  session.policy_rev = 1;
+  session.tcp_state = tcp_state;
+  session.flags = flags;
+  return session;
+}
+
+TEST_CASE("the sweeper removes expired sessions and recounts half-open ones",
+          "[bpf][privileged][sweeper]") {
+  auto datapath = load_or_skip();
+  if (!datapath) return;
+  constexpr std::uint64_t kSecond = 1'000'000'000ULL;
+  const std::uint64_t now = 100'000 * kSecond;  // the sweep's clock, not the machine's
+
+  const auto udp_expired = key_of(7, IPPROTO_UDP, 1000);
+  const auto udp_live = key_of(7, IPPROTO_UDP, 1001);
+  const auto syn_live = key_of(7, IPPROTO_TCP, 1002);
+  const auto syn_expired = key_of(7, IPPROTO_TCP, 1003);
+  const auto established_old = key_of(8, IPPROTO_TCP, 1004);  // 40 min idle: live
+  const auto time_wait_expired = key_of(8, IPPROTO_TCP, 1005);
+  datapath->put_session(udp_expired, session_of(now - 61 * kSecond, MS_TCP_NONE, 0));
+  datapath->put_session(udp_live, session_of(now - 30 * kSecond, MS_TCP_NONE, 0));
+  datapath->put_session(syn_live, session_of(now, MS_TCP_SYN_SENT, MS_SESSION_F_HALF_OPEN));
+  datapath->put_session(syn_expired,
+                        session_of(now - 31 * kSecond, MS_TCP_SYN_SENT, MS_SESSION_F_HALF_OPEN));
+  datapath->put_session(established_old, session_of(now - 2400 * kSecond, MS_TCP_ESTABLISHED, 0));
+  datapath->put_session(time_wait_expired, session_of(now - 121 * kSecond, MS_TCP_TIME_WAIT, 0));
+  // Counters that drifted (evictions, races): the sweep rewrites them.
+  datapath->put_half_open(7, 50);
+  datapath->put_half_open(8, -3);
+
+  SessionSweeper sweeper(datapath->sessions_fd(), datapath->half_open_fd(), SessionTimeouts{});
+  auto result = sweeper.Sweep(now);
+  REQUIRE(result.ok());
+  CHECK(result->scanned == 6);
+  CHECK(result->removed == 3);
+  CHECK(result->half_open == 1);
+  CHECK(sweeper.removed_total() == 3);
+  CHECK(datapath->session_count() == 3);
+  CHECK_FALSE(datapath->session(udp_expired).has_value());
+  CHECK_FALSE(datapath->session(syn_expired).has_value());
+  CHECK_FALSE(datapath->session(time_wait_expired).has_value());
+  CHECK(datapath->session(udp_live).has_value());
+  CHECK(datapath->session(syn_live).has_value());
+  CHECK(datapath->session(established_old).has_value());
+  CHECK(datapath->half_open(7) == 1);
+  CHECK(datapath->half_open(8) == 0);
+
+  // Nothing left to remove: a second pass changes nothing.
+  result = sweeper.Sweep(now);
+  REQUIRE(result.ok());
+  CHECK(result->removed == 0);
+  CHECK(sweeper.sweeps() == 2);
+}
+
+}  // namespace
+}  // namespace microseg::test
