@@ -4,8 +4,9 @@
  * map is, what happens when it is "full", the ring-buffer alert at the alert
  * threshold, and the endpoint lockdown the agent sets when a policy map is
  * full. Included once by microseg.bpf.c after ms_sessions is defined; the
- * rest of the pipeline calls only ms_pressure_session_insert() and
- * ms_endpoint_locked_down().
+ * rest of the pipeline calls ms_pressure_session_admit() before the one
+ * session insert, ms_pressure_session_inserted()/_deleted() from session.h's
+ * insert and delete, and ms_endpoint_locked_down().
  *
  * Why counters instead of asking the map: an LRU map has no entry count a
  * program can read, and it evicts silently. The data path counts the
@@ -154,7 +155,7 @@ static __always_inline void ms_pressure_session_inserted(long err, __u64 now)
 		return;
 	}
 	__sync_fetch_and_add(&counters->inserts, 1);
-	ms_pressure_alert(slot, counters, ms_pressure_session_estimate(counters, config) + 1,
+	ms_pressure_alert(slot, counters, ms_pressure_session_estimate(counters, config),
 			  config->alert_entries, now);
 }
 

@@ -102,7 +102,7 @@ TEST_CASE("a full session map refuses new flows, keeps tracked ones and lets all
   });
   if (!datapath) return;
   datapath->set_endpoint(1, MS_EP_F_INGRESS_ISOLATED, kPod);
-  datapath->put_exact(1, MS_DIR_INGRESS, kPeer, kProtoTcp, 80, MS_ACTION_ALLOW);
+  datapath->put_exact(1, MS_DIR_INGRESS, kPeer, kProtoUdp, 80, MS_ACTION_ALLOW);
   set_session_limits(*datapath, /*full_entries=*/4, /*alert_entries=*/0);
   allow_list(*datapath, kDns, 32, kProtoUdp, 53);
   allow_list(*datapath, "10.244.0.0", 24, kProtoTcp, 0);  // any TCP port of that range
@@ -111,16 +111,16 @@ TEST_CASE("a full session map refuses new flows, keeps tracked ones and lets all
       {"flow 1 (pod out)", Program::kFromPod, udp_packet(kPod, 5001, kPeer, 7000), MS_REASON_ALLOW_NOT_ISOLATED},
       {"flow 2 (pod out)", Program::kFromPod, udp_packet(kPod, 5002, kPeer, 7000), MS_REASON_ALLOW_NOT_ISOLATED},
       {"flow 3 (pod out)", Program::kFromPod, udp_packet(kPod, 5003, kPeer, 7000), MS_REASON_ALLOW_NOT_ISOLATED},
-      {"flow 4 (into the pod, by policy)", Program::kToPod, tcp_packet(kPeer, 40000, kPod, 80),
+      {"flow 4 (into the pod, by policy)", Program::kToPod, udp_packet(kPeer, 40000, kPod, 80),
        MS_REASON_ALLOW_POLICY},
       // Four entries: the map is full.
       {"new flow out refused", Program::kFromPod, udp_packet(kPod, 5005, kPeer, 7000), MS_REASON_DROP_MAP_FULL},
-      {"new flow in refused although policy allows it", Program::kToPod, tcp_packet(kPeer, 40001, kPod, 80),
+      {"new flow in refused although policy allows it", Program::kToPod, udp_packet(kPeer, 40001, kPod, 80),
        MS_REASON_DROP_MAP_FULL},
-      {"policy still decides first", Program::kToPod, tcp_packet(kPeer, 40001, kPod, 81), MS_REASON_DROP_POLICY},
+      {"policy still decides first", Program::kToPod, udp_packet(kPeer, 40001, kPod, 81), MS_REASON_DROP_POLICY},
       {"tracked flow goes on", Program::kFromPod, udp_packet(kPod, 5001, kPeer, 7000), MS_REASON_ALLOW_SESSION},
       {"its reply too", Program::kToPod, udp_packet(kPeer, 7000, kPod, 5001), MS_REASON_ALLOW_SESSION},
-      {"tracked inbound flow goes on", Program::kToPod, tcp_packet(kPeer, 40000, kPod, 80),
+      {"tracked inbound flow goes on", Program::kToPod, udp_packet(kPeer, 40000, kPod, 80),
        MS_REASON_ALLOW_SESSION},
       {"allow-listed DNS (exact port)", Program::kFromPod, udp_packet(kPod, 5006, kDns, 53),
        MS_REASON_ALLOW_NOT_ISOLATED},
@@ -198,19 +198,19 @@ TEST_CASE("a locked-down endpoint refuses new flows both ways, tracked ones go o
   if (!datapath) return;
   constexpr std::uint8_t kIsolated = MS_EP_F_INGRESS_ISOLATED | MS_EP_F_EGRESS_ISOLATED;
   datapath->set_endpoint(1, kIsolated, kPod);
-  datapath->put_exact(1, MS_DIR_INGRESS, kPeer, kProtoTcp, 80, MS_ACTION_ALLOW);
+  datapath->put_exact(1, MS_DIR_INGRESS, kPeer, kProtoUdp, 80, MS_ACTION_ALLOW);
   datapath->put_exact(1, MS_DIR_EGRESS, kPeer, kProtoUdp, 53, MS_ACTION_ALLOW);
-  expect_verdict(*datapath, Program::kToPod, tcp_packet(kPeer, 40000, kPod, 80), MS_REASON_ALLOW_POLICY);
+  expect_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 40000, kPod, 80), MS_REASON_ALLOW_POLICY);
   expect_verdict(*datapath, Program::kFromPod, udp_packet(kPod, 5000, kPeer, 53), MS_REASON_ALLOW_POLICY);
 
   // What the agent writes when the endpoint's policy does not fit: lockdown
   // on top of both isolation bits (so nothing unparsed slips through either).
   datapath->set_endpoint(1, kIsolated | MS_EP_F_LOCKDOWN, kPod);
   const std::vector<Step> steps = {
-      {"tracked inbound flow", Program::kToPod, tcp_packet(kPeer, 40000, kPod, 80), MS_REASON_ALLOW_SESSION},
-      {"its reply", Program::kFromPod, tcp_packet(kPod, 80, kPeer, 40000), MS_REASON_ALLOW_SESSION},
+      {"tracked inbound flow", Program::kToPod, udp_packet(kPeer, 40000, kPod, 80), MS_REASON_ALLOW_SESSION},
+      {"its reply", Program::kFromPod, udp_packet(kPod, 80, kPeer, 40000), MS_REASON_ALLOW_SESSION},
       {"tracked outbound flow", Program::kFromPod, udp_packet(kPod, 5000, kPeer, 53), MS_REASON_ALLOW_SESSION},
-      {"new inbound flow the policy entry would allow", Program::kToPod, tcp_packet(kPeer, 40001, kPod, 80),
+      {"new inbound flow the policy entry would allow", Program::kToPod, udp_packet(kPeer, 40001, kPod, 80),
        MS_REASON_DROP_MAP_FULL},
       {"new outbound flow the policy entry would allow", Program::kFromPod, udp_packet(kPod, 5001, kPeer, 53),
        MS_REASON_DROP_MAP_FULL},
@@ -226,7 +226,7 @@ TEST_CASE("a locked-down endpoint refuses new flows both ways, tracked ones go o
 
   // Lifted: the policy decides again.
   datapath->set_endpoint(1, kIsolated, kPod);
-  expect_verdict(*datapath, Program::kToPod, tcp_packet(kPeer, 40001, kPod, 80), MS_REASON_ALLOW_POLICY);
+  expect_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 40001, kPod, 80), MS_REASON_ALLOW_POLICY);
 }
 
 }  // namespace
