@@ -191,7 +191,7 @@ TEST_CASE("a full policy map locks the endpoint down in the kernel, in its statu
     for (uint16_t port = 1; port <= 10; ++port) {
       ms_session_key key{};
       key.endpoint_id = server_id;
-      key.sport = port;
+      key.pod_port = port;
       key.proto = 17;
       ms_session value{};
       REQUIRE(bpf_map_update_elem(datapath.sessions_fd(), &key, &value, BPF_NOEXIST) == 0);
@@ -204,7 +204,7 @@ TEST_CASE("a full policy map locks the endpoint down in the kernel, in its statu
     for (uint16_t port = 1; port <= 3; ++port) {
       ms_session_key key{};
       key.endpoint_id = server_id;
-      key.sport = port;
+      key.pod_port = port;
       key.proto = 17;
       REQUIRE(bpf_map_delete_elem(datapath.sessions_fd(), &key) == 0);
     }

@@ -46,7 +46,6 @@ const char* name_of_reason(std::uint32_t reason) {
     case MS_REASON_DROP_UNSUPPORTED_L3: return "DROP_UNSUPPORTED_L3";
     case MS_REASON_DROP_FRAGMENT: return "DROP_FRAGMENT";
     case MS_REASON_DROP_SPOOFED_SOURCE: return "DROP_SPOOFED_SOURCE";
-    case MS_REASON_DROP_MAP_FULL: return "DROP_MAP_FULL";
     case MS_REASON_ALLOW_AUDIT: return "ALLOW_AUDIT";
     case MS_REASON_DROP_INVALID_SEQ: return "DROP_INVALID_SEQ";
     case MS_REASON_DROP_INVALID_RST: return "DROP_INVALID_RST";
