@@ -52,6 +52,9 @@ constexpr std::uint32_t kFillEndpoints = 100;
 constexpr const char* kPod = "10.244.1.10";
 constexpr const char* kEstablishedPeer = "10.244.2.20";  // has a session with the pod
 constexpr const char* kDeniedPeer = "10.244.200.200";    // nothing allows it
+// Has no exact entry at the endpoint under test at all (kDeniedPeer has fill
+// entries for other ports there): the case a bloom pre-filter can answer.
+constexpr const char* kNoEntryPeer = "10.244.200.201";
 constexpr const char* kGrePeer = "10.244.3.30";          // policy allows proto 47
 constexpr const char* kUdpPeer = "10.244.4.40";          // policy allows udp/5353
 constexpr std::uint16_t kEstablishedSport = 40000;
@@ -153,12 +156,27 @@ class FilledDatapath {
   // `session_headroom`: sessions the bench itself will create on top of the fill.
   // `udp_sessions_expire_at_once`: UDP session timeout 0, so a UDP session is
   // stale by its next packet, which then takes the full new-flow path again.
+  // `bloom_hashes`: 0 leaves the bloom pre-filter (R6) off; otherwise it is on,
+  // with that many hash functions, and filled alongside ms_policy.
   static absl::StatusOr<std::unique_ptr<FilledDatapath>> load(
-      const Fill& fill, std::uint32_t session_headroom, bool udp_sessions_expire_at_once = false) {
+      const Fill& fill, std::uint32_t session_headroom, bool udp_sessions_expire_at_once = false,
+      std::uint32_t bloom_hashes = 0) {
     microseg_bpf* skeleton = microseg_bpf__open();
     if (skeleton == nullptr) return errno_status("open microseg_bpf skeleton", errno);
     if (udp_sessions_expire_at_once) skeleton->rodata->session_timeout_udp_ns = 0;
     std::unique_ptr<FilledDatapath> datapath(new FilledDatapath(skeleton));
+    if (bloom_hashes != 0) {
+      skeleton->rodata->policy_bloom_enabled = 1;
+      datapath->bloom_ = true;
+      if (int error = bpf_map__set_map_extra(skeleton->maps.ms_policy_bloom, bloom_hashes);
+          error != 0) {
+        return errno_status("set bloom hash count", -error);
+      }
+      if (int error = bpf_map__set_max_entries(skeleton->maps.ms_policy_bloom, fill.exact + 16);
+          error != 0) {
+        return errno_status("size ms_policy_bloom", -error);
+      }
+    }
     const int cpus = libbpf_num_possible_cpus();
     if (cpus <= 0) return errno_status("libbpf_num_possible_cpus", -cpus);
     // BPF_F_NO_COMMON_LRU splits max_entries evenly over the possible CPUs and
@@ -228,6 +246,17 @@ class FilledDatapath {
                             .proto = proto,
                             .direction = static_cast<std::uint8_t>(direction)};
     const ms_policy_value value{.action = MS_ACTION_ALLOW, .pad = {}, .rule_id = 1};
+    if (bloom_) {
+      // As a loader that enables the filter must: every exact entry's peer is in it.
+      const ms_policy_bloom_element element{.endpoint_id = endpoint_id,
+                                            .peer_ipv4 = peer_net,
+                                            .direction = static_cast<std::uint8_t>(direction),
+                                            .pad = {}};
+      if (bpf_map__update_elem(skeleton_->maps.ms_policy_bloom, nullptr, 0, &element,
+                               sizeof(element), BPF_ANY) != 0) {
+        return errno_status("push into ms_policy_bloom", errno);
+      }
+    }
     return update(skeleton_->maps.ms_policy, &key, sizeof(key), &value, sizeof(value));
   }
 
@@ -312,6 +341,7 @@ class FilledDatapath {
   }
 
   microseg_bpf* skeleton_;
+  bool bloom_ = false;
 };
 
 // ---- measuring ----
@@ -541,6 +571,10 @@ absl::Status run(const Options& options) {
                         "endpoint + 2 session misses + 3 exact misses + 3 LPM misses", true,
                         test::tcp_packet(kDeniedPeer, 40001, kPod, kDeniedDport),
                         MS_REASON_DROP_POLICY};
+  const Scenario denied_no_entry{
+      "denied tcp, peer without any exact entry",
+      "endpoint + 2 session misses + 3 exact misses (or 1 bloom miss) + 3 LPM misses", true,
+      test::tcp_packet(kNoEntryPeer, 40002, kPod, kDeniedDport), MS_REASON_DROP_POLICY};
   const Scenario gre_allowed{
       "new flow, policy-allowed, not trackable (GRE)",
       "endpoint + 1 exact hit; no session lookup or insert", true,
@@ -563,7 +597,8 @@ absl::Status run(const Options& options) {
     if (!loaded.ok()) return loaded.status();
     large_datapath = std::move(*loaded);
   }
-  for (const Scenario* scenario : {&established, &established_reply, &denied, &gre_allowed}) {
+  for (const Scenario* scenario :
+       {&established, &established_reply, &denied, &denied_no_entry, &gre_allowed}) {
     auto row = measure(*large_datapath, **noop, large, *scenario, options);
     if (!row.ok()) return row.status();
     print_row(*row);
@@ -593,6 +628,24 @@ absl::Status run(const Options& options) {
       if (!row.ok()) return row.status();
       print_row(*row);
       std::fflush(stdout);
+    }
+  }
+
+  // R6: the bloom pre-filter in front of ms_policy, same fill, same packets.
+  if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_BLOOM_FILTER, nullptr) != 1) {
+    std::printf("\n(bloom pre-filter rows skipped: this kernel has no BPF_MAP_TYPE_BLOOM_FILTER)\n");
+  } else {
+    for (const std::uint32_t hashes : {1u, 3u, 5u}) {
+      const std::string name = absl::StrCat(large.name, ", bloom pre-filter k=", hashes);
+      const Fill bloom_fill{name.c_str(), large.exact, large.lpm, large.sessions};
+      auto bloom_datapath = FilledDatapath::load(bloom_fill, 0, false, hashes);
+      if (!bloom_datapath.ok()) return bloom_datapath.status();
+      for (const Scenario* scenario : {&established, &denied, &denied_no_entry, &gre_allowed}) {
+        auto row = measure(**bloom_datapath, **noop, bloom_fill, *scenario, options);
+        if (!row.ok()) return row.status();
+        print_row(*row);
+        std::fflush(stdout);
+      }
     }
   }
 

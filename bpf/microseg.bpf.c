@@ -59,6 +59,20 @@ struct {
 	__type(value, struct ms_policy_value);
 } ms_policy_lpm SEC(".maps");
 
+/*
+ * R6 bloom pre-filter in front of ms_policy, off unless the loader turns it
+ * on (see struct ms_policy_bloom_element). A loader on a kernel without
+ * BPF_MAP_TYPE_BLOOM_FILTER (< 5.16) turns this map into a one-slot array
+ * and leaves the flag off; the verifier then never sees the peek.
+ */
+const volatile __u8 policy_bloom_enabled = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_BLOOM_FILTER);
+	__uint(max_entries, 1); /* sized by a loader that enables it */
+	__type(value, struct ms_policy_bloom_element);
+} ms_policy_bloom SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	/* Per-CPU LRU lists: no global lock on the hot insert path. */
@@ -349,6 +363,19 @@ static __always_inline void ms_session_create(const struct ms_flow *flow, __u32 
 	bpf_map_update_elem(&ms_sessions, &key, &session, BPF_ANY);
 }
 
+/* False only if ms_policy surely has no entry for this peer (bloom "absent"). */
+static __always_inline int ms_policy_exact_may_match(__u32 endpoint_id, __u32 peer, __u32 dir)
+{
+	if (!policy_bloom_enabled)
+		return 1;
+	struct ms_policy_bloom_element element = {
+		.endpoint_id = endpoint_id,
+		.peer_ipv4 = peer,
+		.direction = dir,
+	};
+	return bpf_map_peek_elem(&ms_policy_bloom, &element) == 0;
+}
+
 /* Exact-match lookup for a peer pod address; only an ALLOW entry admits. */
 static __always_inline int ms_policy_exact_allows(__u32 endpoint_id, __u32 peer, __u8 proto,
 						  __u16 port, __u32 dir)
@@ -396,12 +423,14 @@ static __always_inline int ms_policy_allows(const struct ms_flow *flow, __u32 en
 	int try_proto_any_port = port != 0;
 	int try_any_proto = proto != 0;
 
-	if (ms_policy_exact_allows(endpoint_id, peer, proto, port, dir))
-		return 1;
-	if (try_proto_any_port && ms_policy_exact_allows(endpoint_id, peer, proto, 0, dir))
-		return 1;
-	if (try_any_proto && ms_policy_exact_allows(endpoint_id, peer, 0, 0, dir))
-		return 1;
+	if (ms_policy_exact_may_match(endpoint_id, peer, dir)) {
+		if (ms_policy_exact_allows(endpoint_id, peer, proto, port, dir))
+			return 1;
+		if (try_proto_any_port && ms_policy_exact_allows(endpoint_id, peer, proto, 0, dir))
+			return 1;
+		if (try_any_proto && ms_policy_exact_allows(endpoint_id, peer, 0, 0, dir))
+			return 1;
+	}
 
 	int decision = ms_policy_lpm_decision(endpoint_id, peer, proto, port, dir);
 	if (decision < 0 && try_proto_any_port)

@@ -20,6 +20,8 @@ packages=(
   libabsl-dev libyaml-cpp-dev prometheus-cpp-dev catch2
   nlohmann-json3-dev libcurl4-openssl-dev
   containernetworking-plugins iproute2 python3 curl
+  # bench/veth_bench.py: pod-to-pod latency and throughput on real veths
+  sockperf iperf3
 )
 
 missing=()
@@ -45,8 +47,12 @@ fi
 # (Debian's npm only when no npm command exists) and python3-yaml for the
 # rendered-manifest checks. A failed fetch does not stop the build: the helm
 # tests then fail with a message naming this step.
-kube_packages=(unzip python3-yaml)
-command -v npm >/dev/null 2>&1 || kube_packages+=(npm)
+# MICROSEG_SKIP_KUBE_TOOLS=1 (the Dockerfile's build stage) skips this block.
+kube_packages=()
+if [[ "${MICROSEG_SKIP_KUBE_TOOLS:-0}" != 1 ]]; then
+  kube_packages=(unzip python3-yaml)
+  command -v npm >/dev/null 2>&1 || kube_packages+=(npm)
+fi
 kube_missing=()
 for pkg in "${kube_packages[@]}"; do
   if [[ "$(dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null || true)" != "install ok installed" ]]; then
@@ -59,7 +65,9 @@ if ((${#kube_missing[@]} > 0)); then
   apt-get update
   apt-get install -y --no-install-recommends "${kube_missing[@]}"
 fi
-if ! "${repo_root}/scripts/fetch-kube-tools.sh" "${build_dir}/kube-tools"; then
+if [[ "${MICROSEG_SKIP_KUBE_TOOLS:-0}" == 1 ]]; then
+  echo "setup.sh: MICROSEG_SKIP_KUBE_TOOLS=1: not installing kubectl/helm"
+elif ! "${repo_root}/scripts/fetch-kube-tools.sh" "${build_dir}/kube-tools"; then
   echo "setup.sh: WARNING: could not install kubectl/helm into ${build_dir}/kube-tools; the helm tests will fail" >&2
 fi
 # --- end Kubernetes tools ------------------------------------------------------

@@ -19,6 +19,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "chain_installer.h"
 #include "cni_config.h"
 #include "microseg/v1/agent.grpc.pb.h"
 #include "tc_attach.h"
@@ -244,4 +245,9 @@ int Run() {
 }  // namespace
 }  // namespace microseg::cni
 
-int main() { return microseg::cni::Run(); }
+// The runtime runs a CNI plugin without arguments; the chaining installer is
+// the same binary with a verb, so the init container needs nothing else.
+int main(int argc, char** argv) {
+  if (argc > 1) return microseg::cni::RunInstallerCommand(argc, argv);
+  return microseg::cni::Run();
+}

@@ -1,7 +1,10 @@
 #include "manifest_parser.h"
 
+#include <algorithm>
 #include <exception>
+#include <iterator>
 #include <regex>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -224,8 +227,25 @@ absl::StatusOr<std::optional<PolicyPeer>> ParsePeer(const YAML::Node& node, cons
   return std::optional<PolicyPeer>(std::move(peer));
 }
 
-absl::StatusOr<PolicyPort> ParsePolicyPort(const YAML::Node& node, const std::string& path) {
+// What differs between the three policy kinds' rule syntax.
+struct RuleSyntax {
+  enum class Actions { kNone, kAllowDeny, kAllowDenyPassRequired };
+  Actions actions = Actions::kNone;
+  bool app_protocol_field = false;  // in the CRD schema, rejected until implemented
+  // Cluster-scoped: a podSelector without namespaceSelector means every namespace.
+  bool cluster_scoped = false;
+};
+
+constexpr RuleSyntax kNetworkPolicySyntax{};
+constexpr RuleSyntax kSegmentPolicySyntax{RuleSyntax::Actions::kAllowDeny, true, false};
+constexpr RuleSyntax kClusterSegmentPolicySyntax{RuleSyntax::Actions::kAllowDenyPassRequired, true, true};
+
+absl::StatusOr<PolicyPort> ParsePolicyPort(const YAML::Node& node, const std::string& path,
+                                           const RuleSyntax& syntax) {
   MS_RETURN_IF_ERROR(RequireMap(node, path));
+  if (syntax.app_protocol_field && IsSet(Child(node, "appProtocol"))) {
+    return FieldError(Field(path, "appProtocol"), "is not supported yet (remove it to enforce the port)");
+  }
   PolicyPort port;
   MS_ASSIGN_OR_RETURN(port.protocol, ParseProtocol(node, Field(path, "protocol")));
   const std::string port_path = Field(path, "port");
@@ -260,16 +280,41 @@ absl::StatusOr<PolicyPort> ParsePolicyPort(const YAML::Node& node, const std::st
   return port;
 }
 
+absl::StatusOr<RuleAction> ParseRuleAction(const YAML::Node& rule, const std::string& path,
+                                           const RuleSyntax& syntax) {
+  if (syntax.actions == RuleSyntax::Actions::kNone) return RuleAction::kAllow;
+  const std::string action_path = Field(path, "action");
+  MS_ASSIGN_OR_RETURN(std::optional<std::string> action, ReadOptionalString(rule, "action", action_path));
+  const bool pass_allowed = syntax.actions == RuleSyntax::Actions::kAllowDenyPassRequired;
+  if (!action) {
+    if (pass_allowed) return FieldError(action_path, "is required (Allow, Deny or Pass)");
+    return RuleAction::kAllow;
+  }
+  if (*action == "Allow") return RuleAction::kAllow;
+  if (*action == "Deny") return RuleAction::kDeny;
+  if (*action == "Pass" && pass_allowed) return RuleAction::kPass;
+  if (*action == "Pass") {
+    return FieldError(action_path, "Pass is only valid in a ClusterSegmentPolicy (expected Allow or Deny)");
+  }
+  return FieldError(action_path, absl::StrCat("unknown action \"", *action, "\" (expected ",
+                                              pass_allowed ? "Allow, Deny or Pass)" : "Allow or Deny)"));
+}
+
 absl::StatusOr<PolicyRule> ParseRule(const YAML::Node& node, const std::string& path,
-                                     absl::string_view peers_key) {
+                                     absl::string_view peers_key, const RuleSyntax& syntax) {
   MS_RETURN_IF_ERROR(RequireMap(node, path));
   PolicyRule rule;
+  MS_ASSIGN_OR_RETURN(rule.action, ParseRuleAction(node, path, syntax));
   if (const YAML::Node peers = Child(node, peers_key); IsSet(peers)) {
     const std::string peers_path = Field(path, peers_key);
     MS_RETURN_IF_ERROR(RequireSequence(peers, peers_path));
     for (size_t i = 0; i < peers.size(); ++i) {
       MS_ASSIGN_OR_RETURN(std::optional<PolicyPeer> peer, ParsePeer(peers[i], Element(peers_path, i)));
-      if (peer) rule.peers.push_back(std::move(*peer));
+      if (!peer) continue;
+      if (syntax.cluster_scoped && !peer->ip_block && !peer->namespace_selector) {
+        peer->namespace_selector = LabelSelector{};
+      }
+      rule.peers.push_back(std::move(*peer));
     }
     rule.only_ipv6_peers = peers.size() > 0 && rule.peers.empty();
   }
@@ -277,7 +322,7 @@ absl::StatusOr<PolicyRule> ParseRule(const YAML::Node& node, const std::string& 
     const std::string ports_path = Field(path, "ports");
     MS_RETURN_IF_ERROR(RequireSequence(ports, ports_path));
     for (size_t i = 0; i < ports.size(); ++i) {
-      MS_ASSIGN_OR_RETURN(PolicyPort port, ParsePolicyPort(ports[i], Element(ports_path, i)));
+      MS_ASSIGN_OR_RETURN(PolicyPort port, ParsePolicyPort(ports[i], Element(ports_path, i), syntax));
       rule.ports.push_back(std::move(port));
     }
   }
@@ -285,35 +330,21 @@ absl::StatusOr<PolicyRule> ParseRule(const YAML::Node& node, const std::string& 
 }
 
 absl::StatusOr<std::vector<PolicyRule>> ParseRules(const YAML::Node& spec, absl::string_view key,
-                                                   absl::string_view peers_key) {
+                                                   absl::string_view peers_key, const RuleSyntax& syntax) {
   std::vector<PolicyRule> rules;
   const YAML::Node node = Child(spec, key);
   if (!IsSet(node)) return rules;
   const std::string path = Field("spec", key);
   MS_RETURN_IF_ERROR(RequireSequence(node, path));
   for (size_t i = 0; i < node.size(); ++i) {
-    MS_ASSIGN_OR_RETURN(PolicyRule rule, ParseRule(node[i], Element(path, i), peers_key));
+    MS_ASSIGN_OR_RETURN(PolicyRule rule, ParseRule(node[i], Element(path, i), peers_key, syntax));
     rules.push_back(std::move(rule));
   }
   return rules;
 }
 
-absl::StatusOr<NetworkPolicy> ParseNetworkPolicy(const YAML::Node& object) {
-  MS_ASSIGN_OR_RETURN(Metadata metadata, ParseMetadata(object, /*namespaced=*/true));
-  NetworkPolicy policy;
-  policy.namespace_name = metadata.namespace_name;
-  policy.name = metadata.name;
-  const YAML::Node spec = Child(object, "spec");
-  if (!IsSet(spec)) return FieldError("spec.podSelector", "is required");
-  MS_RETURN_IF_ERROR(RequireMap(spec, "spec"));
-  const YAML::Node pod_selector = Child(spec, "podSelector");
-  if (!IsSet(pod_selector)) {
-    return FieldError("spec.podSelector", "is required (use {} to select every pod of the namespace)");
-  }
-  MS_ASSIGN_OR_RETURN(policy.pod_selector, ParseSelector(pod_selector, "spec.podSelector"));
-  MS_ASSIGN_OR_RETURN(policy.ingress, ParseRules(spec, "ingress", "from"));
-  MS_ASSIGN_OR_RETURN(policy.egress, ParseRules(spec, "egress", "to"));
-
+// spec.policyTypes: nullopt when absent or empty, else (ingress, egress).
+absl::StatusOr<std::optional<std::pair<bool, bool>>> ParsePolicyTypes(const YAML::Node& spec) {
   std::vector<std::string> types;
   if (const YAML::Node node = Child(spec, "policyTypes"); IsSet(node)) {
     MS_RETURN_IF_ERROR(RequireSequence(node, "spec.policyTypes"));
@@ -326,16 +357,91 @@ absl::StatusOr<NetworkPolicy> ParseNetworkPolicy(const YAML::Node& object) {
       types.push_back(std::move(type));
     }
   }
+  if (types.empty()) return std::optional<std::pair<bool, bool>>();
+  return std::optional<std::pair<bool, bool>>(
+      std::pair{std::find(types.begin(), types.end(), "Ingress") != types.end(),
+                std::find(types.begin(), types.end(), "Egress") != types.end()});
+}
+
+absl::StatusOr<NetworkPolicy> ParseNetworkPolicySpec(const YAML::Node& object, const RuleSyntax& syntax) {
+  MS_ASSIGN_OR_RETURN(Metadata metadata, ParseMetadata(object, /*namespaced=*/true));
+  NetworkPolicy policy;
+  policy.namespace_name = metadata.namespace_name;
+  policy.name = metadata.name;
+  const YAML::Node spec = Child(object, "spec");
+  if (!IsSet(spec)) return FieldError("spec.podSelector", "is required");
+  MS_RETURN_IF_ERROR(RequireMap(spec, "spec"));
+  const YAML::Node pod_selector = Child(spec, "podSelector");
+  if (!IsSet(pod_selector)) {
+    return FieldError("spec.podSelector", "is required (use {} to select every pod of the namespace)");
+  }
+  MS_ASSIGN_OR_RETURN(policy.pod_selector, ParseSelector(pod_selector, "spec.podSelector"));
+  MS_ASSIGN_OR_RETURN(policy.ingress, ParseRules(spec, "ingress", "from", syntax));
+  MS_ASSIGN_OR_RETURN(policy.egress, ParseRules(spec, "egress", "to", syntax));
+  MS_ASSIGN_OR_RETURN(auto types, ParsePolicyTypes(spec));
   // Kubernetes defaulting (SetDefaults_NetworkPolicySpec): an empty or absent
   // list means Ingress, plus Egress when egress rules exist; an explicit
   // list is taken as is, and rules of an unlisted direction have no effect.
-  if (types.empty()) {
+  if (!types) {
     policy.isolates_ingress = true;
     policy.isolates_egress = !policy.egress.empty();
   } else {
-    policy.isolates_ingress = std::find(types.begin(), types.end(), "Ingress") != types.end();
-    policy.isolates_egress = std::find(types.begin(), types.end(), "Egress") != types.end();
+    policy.isolates_ingress = types->first;
+    policy.isolates_egress = types->second;
   }
+  return policy;
+}
+
+absl::StatusOr<NetworkPolicy> ParseNetworkPolicy(const YAML::Node& object) {
+  return ParseNetworkPolicySpec(object, kNetworkPolicySyntax);
+}
+
+absl::StatusOr<SegmentPolicy> ParseSegmentPolicy(const YAML::Node& object) {
+  SegmentPolicy segment;
+  MS_ASSIGN_OR_RETURN(segment.policy, ParseNetworkPolicySpec(object, kSegmentPolicySyntax));
+  const YAML::Node spec = Child(object, "spec");
+  MS_ASSIGN_OR_RETURN(std::optional<std::string> enforcement,
+                      ReadOptionalString(spec, "enforcement", "spec.enforcement"));
+  if (!enforcement || *enforcement == "Enforce") {
+    segment.enforcement = Enforcement::kEnforce;
+  } else if (*enforcement == "Audit") {
+    segment.enforcement = Enforcement::kAudit;
+  } else {
+    return FieldError("spec.enforcement",
+                      absl::StrCat("unknown enforcement \"", *enforcement, "\" (expected Enforce or Audit)"));
+  }
+  return segment;
+}
+
+absl::StatusOr<ClusterSegmentPolicy> ParseClusterSegmentPolicy(const YAML::Node& object) {
+  MS_ASSIGN_OR_RETURN(Metadata metadata, ParseMetadata(object, /*namespaced=*/false));
+  ClusterSegmentPolicy policy;
+  policy.name = metadata.name;
+  const YAML::Node spec = Child(object, "spec");
+  if (!IsSet(spec)) return FieldError("spec.priority", "is required");
+  MS_RETURN_IF_ERROR(RequireMap(spec, "spec"));
+  const YAML::Node priority = Child(spec, "priority");
+  if (!IsSet(priority)) return FieldError("spec.priority", "is required (0..1000, lower is evaluated first)");
+  MS_ASSIGN_OR_RETURN(int64_t number, ReadInteger(priority, "spec.priority"));
+  if (number < kMinClusterPolicyPriority || number > kMaxClusterPolicyPriority) {
+    return FieldError("spec.priority", absl::StrCat(number, " is out of range ", kMinClusterPolicyPriority, "..",
+                                                    kMaxClusterPolicyPriority));
+  }
+  policy.priority = static_cast<int32_t>(number);
+  if (const YAML::Node subject = Child(spec, "subject"); IsSet(subject)) {
+    MS_RETURN_IF_ERROR(RequireMap(subject, "spec.subject"));
+    if (const YAML::Node ns = Child(subject, "namespaceSelector"); IsSet(ns)) {
+      MS_ASSIGN_OR_RETURN(policy.subject_namespace_selector, ParseSelector(ns, "spec.subject.namespaceSelector"));
+    }
+    if (const YAML::Node pods = Child(subject, "podSelector"); IsSet(pods)) {
+      MS_ASSIGN_OR_RETURN(policy.subject_pod_selector, ParseSelector(pods, "spec.subject.podSelector"));
+    }
+  }
+  MS_ASSIGN_OR_RETURN(policy.ingress, ParseRules(spec, "ingress", "from", kClusterSegmentPolicySyntax));
+  MS_ASSIGN_OR_RETURN(policy.egress, ParseRules(spec, "egress", "to", kClusterSegmentPolicySyntax));
+  MS_ASSIGN_OR_RETURN(auto types, ParsePolicyTypes(spec));
+  policy.applies_ingress = types ? types->first : !policy.ingress.empty();
+  policy.applies_egress = types ? types->second : !policy.egress.empty();
   return policy;
 }
 
@@ -445,30 +551,129 @@ absl::Status ParseObject(const YAML::Node& object, const std::string& where, Par
 
   const std::string& type = **kind;
   const std::string& group_version = **api_version;
-  const bool namespaced_default = type == "Pod" || type == "NetworkPolicy";
+  const bool namespaced_default = type == "Pod" || type == "NetworkPolicy" || type == kSegmentPolicyKind;
   const std::string name = DescribeObject(object, namespaced_default);
   const auto in_object = [&](const absl::Status& status) {
     return absl::InvalidArgumentError(absl::StrCat(where, " (", type, " ", name, "): ", status.message()));
   };
-  if (type == "Namespace" && group_version == "v1") {
-    absl::StatusOr<Namespace> ns = ParseNamespace(object);
-    if (!ns.ok()) return in_object(ns.status());
-    out.namespaces.push_back(*std::move(ns));
-  } else if (type == "Pod" && group_version == "v1") {
-    absl::StatusOr<Pod> pod = ParsePod(object);
-    if (!pod.ok()) return in_object(pod.status());
-    out.pods.push_back(*std::move(pod));
-  } else if (type == "NetworkPolicy" && group_version == "networking.k8s.io/v1") {
-    absl::StatusOr<NetworkPolicy> policy = ParseNetworkPolicy(object);
-    if (!policy.ok()) return in_object(policy.status());
-    out.network_policies.push_back(*std::move(policy));
-  } else {
+  const std::optional<std::string> expected_version = ApiVersionOfKind(type);
+  if (!expected_version || *expected_version != group_version) {
     out.ignored.push_back(absl::StrCat(type, " ", DescribeObject(object, false)));
+    return absl::OkStatus();
   }
+  absl::StatusOr<ClusterObject> parsed = ParseClusterObject(type, object);
+  if (!parsed.ok()) return in_object(parsed.status());
+  std::visit(
+      [&out](auto&& value) {
+        using T = std::decay_t<decltype(value)>;
+        if constexpr (std::is_same_v<T, Namespace>) out.namespaces.push_back(std::move(value));
+        if constexpr (std::is_same_v<T, Pod>) out.pods.push_back(std::move(value));
+        if constexpr (std::is_same_v<T, NetworkPolicy>) out.network_policies.push_back(std::move(value));
+        if constexpr (std::is_same_v<T, SegmentPolicy>) out.segment_policies.push_back(std::move(value));
+        if constexpr (std::is_same_v<T, ClusterSegmentPolicy>) {
+          out.cluster_segment_policies.push_back(std::move(value));
+        }
+      },
+      *std::move(parsed));
   return absl::OkStatus();
 }
 
 }  // namespace
+
+std::optional<std::string> ApiVersionOfKind(absl::string_view kind) {
+  if (kind == "Namespace" || kind == "Pod") return "v1";
+  if (kind == "NetworkPolicy") return "networking.k8s.io/v1";
+  if (kind == kSegmentPolicyKind || kind == kClusterSegmentPolicyKind) return std::string(kMicrosegApiVersion);
+  return std::nullopt;
+}
+
+absl::StatusOr<ClusterObject> ParseClusterObject(absl::string_view kind, const YAML::Node& object) {
+  if (!object.IsMap()) return absl::InvalidArgumentError("must be a Kubernetes object (a map)");
+  try {
+    const auto wrap = [](auto parsed) -> absl::StatusOr<ClusterObject> {
+      if (!parsed.ok()) return parsed.status();
+      return ClusterObject(*std::move(parsed));
+    };
+    if (kind == "Namespace") return wrap(ParseNamespace(object));
+    if (kind == "Pod") return wrap(ParsePod(object));
+    if (kind == "NetworkPolicy") return wrap(ParseNetworkPolicy(object));
+    if (kind == kSegmentPolicyKind) return wrap(ParseSegmentPolicy(object));
+    if (kind == kClusterSegmentPolicyKind) return wrap(ParseClusterSegmentPolicy(object));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+  return absl::InvalidArgumentError(absl::StrCat("kind \"", kind, "\" is not enforced by microseg"));
+}
+
+namespace {
+
+absl::StatusOr<std::vector<YAML::Node>> LoadDocuments(std::string_view yaml_text) {
+  try {
+    return YAML::LoadAll(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid YAML: ", e.what()));
+  }
+}
+
+// One object (a List's items one by one) into `out`, or into `rejected`.
+void ParseObjectKeepingGood(const YAML::Node& object, const std::string& where, PerObjectParse& out) {
+  if (object.IsMap()) {
+    const YAML::Node kind = Child(object, "kind");
+    if (kind.IsScalar() && kind.Scalar() == "List") {
+      const YAML::Node items = Child(object, "items");
+      if (items.IsSequence()) {
+        for (size_t i = 0; i < items.size(); ++i) {
+          if (IsSet(items[i])) ParseObjectKeepingGood(items[i], absl::StrCat(where, " ", Element("items", i)), out);
+        }
+        return;
+      }
+    }
+  }
+  ParsedManifests one;
+  absl::Status status;
+  try {
+    status = ParseObject(object, where, one);
+  } catch (const YAML::Exception& e) {
+    status = absl::InvalidArgumentError(absl::StrCat(where, ": ", e.what()));
+  }
+  if (status.ok()) {
+    const auto append = [](auto& into, auto& from) { std::move(from.begin(), from.end(), std::back_inserter(into)); };
+    append(out.parsed.namespaces, one.namespaces);
+    append(out.parsed.pods, one.pods);
+    append(out.parsed.network_policies, one.network_policies);
+    append(out.parsed.segment_policies, one.segment_policies);
+    append(out.parsed.cluster_segment_policies, one.cluster_segment_policies);
+    append(out.parsed.ignored, one.ignored);
+    return;
+  }
+  RejectedObject rejected;
+  rejected.message = std::string(status.message());
+  if (object.IsMap()) {
+    const YAML::Node kind = Child(object, "kind");
+    const YAML::Node metadata = Child(object, "metadata");
+    const YAML::Node name = metadata.IsMap() ? Child(metadata, "name") : YAML::Node();
+    if (kind.IsScalar() && name.IsScalar() && !name.Scalar().empty()) {
+      rejected.kind = kind.Scalar();
+      const bool namespaced = rejected.kind == "Pod" || rejected.kind == "NetworkPolicy" ||
+                              rejected.kind == kSegmentPolicyKind;
+      rejected.key = namespaced ? DescribeObject(object, /*default_namespace=*/true) : name.Scalar();
+    }
+  }
+  out.rejected.push_back(std::move(rejected));
+}
+
+}  // namespace
+
+absl::StatusOr<PerObjectParse> ParseManifestsPerObject(std::string_view yaml_text) {
+  absl::StatusOr<std::vector<YAML::Node>> documents = LoadDocuments(yaml_text);
+  if (!documents.ok()) return documents.status();
+  PerObjectParse out;
+  for (size_t i = 0; i < documents->size(); ++i) {
+    if (!IsSet((*documents)[i])) continue;
+    ParseObjectKeepingGood((*documents)[i], absl::StrCat("document ", i + 1), out);
+  }
+  return out;
+}
 
 absl::StatusOr<ParsedManifests> ParseManifests(std::string_view yaml_text) {
   std::vector<YAML::Node> documents;

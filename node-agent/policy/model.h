@@ -84,10 +84,16 @@ struct PolicyPort {
   friend bool operator==(const PolicyPort&, const PolicyPort&) = default;
 };
 
+// What a matching rule does. NetworkPolicy rules always allow; SegmentPolicy
+// rules Allow or Deny; ClusterSegmentPolicy rules Allow, Deny or Pass (hand
+// the decision to the namespace tier).
+enum class RuleAction : uint8_t { kAllow, kDeny, kPass };
+
 // Empty `peers`: every peer. Empty `ports`: every port and protocol.
 struct PolicyRule {
   std::vector<PolicyPeer> peers;
   std::vector<PolicyPort> ports;
+  RuleAction action = RuleAction::kAllow;
   // The rule listed peers but all of them were IPv6 ipBlocks, which the IPv4
   // datapath cannot match: the rule allows nothing (and must not be mistaken
   // for "every peer" because `peers` is empty). Kept so rule indices stay stable.
@@ -108,12 +114,41 @@ struct NetworkPolicy {
   friend bool operator==(const NetworkPolicy&, const NetworkPolicy&) = default;
 };
 
+// Audit: the policy's would-be drops are allowed and reported (ALLOW_AUDIT).
+enum class Enforcement : uint8_t { kEnforce, kAudit };
+
+// microseg.io/v1alpha1 SegmentPolicy: a NetworkPolicy (same selectors,
+// policyTypes defaulting, isolation) whose rules may Deny, optionally audited.
+struct SegmentPolicy {
+  NetworkPolicy policy;  // rules carry kAllow or kDeny
+  Enforcement enforcement = Enforcement::kEnforce;
+};
+
+// microseg.io/v1alpha1 ClusterSegmentPolicy, cluster-scoped. Evaluated before
+// the namespace tier in (priority, name) order. Peers with a podSelector but
+// no namespaceSelector select pods in every namespace (the parser stores an
+// empty namespace_selector for them).
+struct ClusterSegmentPolicy {
+  std::string name;
+  int32_t priority = 0;  // 0..1000, lower first
+  LabelSelector subject_namespace_selector;  // empty: every namespace
+  LabelSelector subject_pod_selector;        // empty: every pod
+  // policyTypes after defaulting: a direction applies when listed, or, with
+  // no list, when it has rules. Rules of a direction not applied are ignored.
+  bool applies_ingress = false;
+  bool applies_egress = false;
+  std::vector<PolicyRule> ingress;  // actions kAllow, kDeny or kPass
+  std::vector<PolicyRule> egress;
+};
+
 // Everything the agent knows about the cluster. Keys are "name" for
-// namespaces and "namespace/name" for namespaced objects.
+// namespaces and cluster-scoped objects, "namespace/name" for namespaced ones.
 struct ClusterState {
   std::map<std::string, Namespace> namespaces;
   std::map<std::string, Pod> pods;
   std::map<std::string, NetworkPolicy> network_policies;
+  std::map<std::string, SegmentPolicy> segment_policies;
+  std::map<std::string, ClusterSegmentPolicy> cluster_segment_policies;
 };
 
 // A pod veth on this node, registered by the CNI plugin.

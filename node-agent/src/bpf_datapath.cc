@@ -146,12 +146,26 @@ absl::StatusOr<std::unique_ptr<BpfDatapath>> BpfDatapath::LoadAndPin(const Datap
   skel->rodata->session_timeout_udp_ns = ToNanos(options.udp_session_timeout);
   skel->rodata->session_timeout_icmp_ns = ToNanos(options.icmp_session_timeout);
 
+  // The bloom pre-filter (R6) stays off in the agent (policy_bloom_enabled is
+  // never set), so its map is private to this load and never pinned; on a
+  // kernel without bloom filters (< 5.16) it becomes a one-slot array, which
+  // the verifier never reaches behind the constant-false flag.
+  if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_BLOOM_FILTER, nullptr) != 1) {
+    bpf_map* bloom = skel->maps.ms_policy_bloom;
+    if (bpf_map__set_type(bloom, BPF_MAP_TYPE_ARRAY) != 0 || bpf_map__set_key_size(bloom, sizeof(uint32_t)) != 0 ||
+        bpf_map__set_max_entries(bloom, 1) != 0) {
+      return absl::InternalError("cannot turn ms_policy_bloom into a placeholder for this kernel");
+    }
+    LogInfo("kernel has no BPF bloom filter maps; the (unused) policy pre-filter map is a placeholder");
+  }
+
   const std::string maps_dir = absl::StrCat(options.bpffs_dir, "/", MS_PIN_MAPS_DIR);
   int reused = 0;
   std::vector<bpf_map*> fresh;
   bpf_map* map;
   bpf_object__for_each_map(map, skel->obj) {
     if (bpf_map__is_internal(map)) continue;  // .rodata: per-load config, never shared
+    if (map == skel->maps.ms_policy_bloom) continue;  // unused by the agent, see above
     auto reuse = ReusePinnedMap(map, absl::StrCat(maps_dir, "/", bpf_map__name(map)));
     if (!reuse.ok()) return reuse.status();
     if (*reuse) ++reused;

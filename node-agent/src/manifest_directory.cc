@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "log.h"
 
 namespace microseg {
@@ -29,6 +30,29 @@ void InsertOnce(std::map<std::string, T>& into, const std::string& key, const T&
     return;
   }
   into[key] = value;
+}
+
+// The version of a rejected object that `previous` (the file's last good
+// objects) had, appended to `next`: an invalid change keeps that object's
+// last good version in force while the file's other objects move on.
+void KeepLastGood(const ParsedManifests& previous, const RejectedObject& rejected, ParsedManifests& next) {
+  const auto carry = [&](const auto& from, auto& into, auto key_of) {
+    for (const auto& object : from) {
+      if (key_of(object) == rejected.key) into.push_back(object);
+    }
+  };
+  const auto namespaced = [](const auto& object) { return object.namespace_name + "/" + object.name; };
+  if (rejected.kind == "Namespace") carry(previous.namespaces, next.namespaces, [](const Namespace& o) { return o.name; });
+  if (rejected.kind == "Pod") carry(previous.pods, next.pods, namespaced);
+  if (rejected.kind == "NetworkPolicy") carry(previous.network_policies, next.network_policies, namespaced);
+  if (rejected.kind == kSegmentPolicyKind) {
+    carry(previous.segment_policies, next.segment_policies,
+          [&](const SegmentPolicy& o) { return namespaced(o.policy); });
+  }
+  if (rejected.kind == kClusterSegmentPolicyKind) {
+    carry(previous.cluster_segment_policies, next.cluster_segment_policies,
+          [](const ClusterSegmentPolicy& o) { return o.name; });
+  }
 }
 
 }  // namespace
@@ -67,7 +91,7 @@ bool ManifestDirectory::Poll() {
     file.fingerprint = fingerprint;
     std::ifstream in(std::filesystem::path(dir_) / name);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto parsed = ParseManifests(text);
+    auto parsed = ParseManifestsPerObject(text);
     if (!parsed.ok()) {
       file.error = std::string(parsed.status().message());
       ++rejected_versions_;
@@ -76,10 +100,28 @@ bool ManifestDirectory::Poll() {
       changed = true;  // the error list changed even if the objects did not
       continue;
     }
-    file.error.reset();
-    file.last_good = std::move(*parsed);
+    // Object by object: valid objects take effect, an invalid one keeps its
+    // last good version (if it had one) and is reported and counted.
+    ParsedManifests next = std::move(parsed->parsed);
+    std::vector<std::string> messages;
+    for (const RejectedObject& rejected : parsed->rejected) {
+      ++rejected_versions_;
+      const bool kept = file.last_good && !rejected.key.empty();
+      if (kept) KeepLastGood(*file.last_good, rejected, next);
+      LogError("manifest ", name, ": ", rejected.kind.empty() ? "object" : rejected.kind, " rejected, ",
+               kept ? "its last good version (if any) stays in force" : "ignored", ": ", rejected.message);
+      messages.push_back(rejected.message);
+    }
+    if (messages.empty()) {
+      file.error.reset();
+    } else {
+      file.error = absl::StrJoin(messages, "; ");
+    }
+    file.last_good = std::move(next);
     LogInfo("manifest ", name, " applied (", file.last_good->namespaces.size(), " namespaces, ",
-            file.last_good->pods.size(), " pods, ", file.last_good->network_policies.size(), " policies)");
+            file.last_good->pods.size(), " pods, ", file.last_good->network_policies.size(), " network policies, ",
+            file.last_good->segment_policies.size(), " segment policies, ",
+            file.last_good->cluster_segment_policies.size(), " cluster segment policies)");
     changed = true;
   }
   if (changed) Rebuild();
@@ -101,6 +143,14 @@ void ManifestDirectory::Rebuild() {
     for (const auto& policy : file.last_good->network_policies) {
       InsertOnce(next.network_policies, policy.namespace_name + "/" + policy.name, policy, "NetworkPolicy", name,
                  owners, duplicate_errors_);
+    }
+    for (const auto& segment : file.last_good->segment_policies) {
+      InsertOnce(next.segment_policies, segment.policy.namespace_name + "/" + segment.policy.name, segment,
+                 kSegmentPolicyKind, name, owners, duplicate_errors_);
+    }
+    for (const auto& policy : file.last_good->cluster_segment_policies) {
+      InsertOnce(next.cluster_segment_policies, policy.name, policy, kClusterSegmentPolicyKind, name, owners,
+                 duplicate_errors_);
     }
   }
   for (const auto& [file, message] : duplicate_errors_) LogWarning("manifest ", file, ": ", message);

@@ -1,7 +1,8 @@
 // Standalone mode's source of cluster state: a directory of YAML manifests,
 // rescanned so that adding, changing or removing a file takes effect like
-// `kubectl apply` / `kubectl delete` would. A file that does not parse keeps
-// its last good objects in force and is reported.
+// `kubectl apply` / `kubectl delete` would. An invalid object keeps its last
+// good version in force (the file's other objects still take effect); a file
+// that is not YAML at all keeps all its last good objects. Both are reported.
 #pragma once
 
 #include <sys/types.h>

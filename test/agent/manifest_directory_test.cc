@@ -117,6 +117,63 @@ TEST_CASE("an invalid file version is reported and the last good version stays i
   CHECK(source.errors().empty());
 }
 
+constexpr char kCrds[] = R"(apiVersion: microseg.io/v1alpha1
+kind: ClusterSegmentPolicy
+metadata: {name: deny-z}
+spec:
+  priority: PRIORITY
+  ingress: [{action: Deny, from: [{namespaceSelector: {matchLabels: {ns: z}}}]}]
+---
+apiVersion: microseg.io/v1alpha1
+kind: SegmentPolicy
+metadata: {name: audit-x, namespace: x}
+spec:
+  podSelector: {}
+  enforcement: ENFORCEMENT
+)";
+
+std::string Crds(const std::string& priority, const std::string& enforcement) {
+  std::string text = kCrds;
+  text.replace(text.find("PRIORITY"), 8, priority);
+  text.replace(text.find("ENFORCEMENT"), 11, enforcement);
+  return text;
+}
+
+TEST_CASE("an invalid object keeps its last good version while the file's other objects move on", "[manifests]") {
+  TempDir dir;
+  ManifestDirectory source(dir.path());
+  dir.Write("crds.yaml", Crds("5", "Audit"));
+  REQUIRE(PollChanged(source));
+  REQUIRE(source.errors().empty());
+  CHECK(source.state().cluster_segment_policies.at("deny-z").priority == 5);
+  CHECK(source.state().segment_policies.at("x/audit-x").enforcement == Enforcement::kAudit);
+
+  // Priority out of range: that object stays at its last good version; the
+  // SegmentPolicy in the same file takes its new version.
+  dir.Write("crds.yaml", Crds("5000", "Enforce"));
+  REQUIRE(PollChanged(source));
+  REQUIRE(source.errors().size() == 1);
+  CHECK_THAT(source.errors()[0].message,
+             Catch::Contains("(ClusterSegmentPolicy deny-z): spec.priority: 5000 is out of range 0..1000"));
+  CHECK(source.rejected_versions() == 1);
+  CHECK(source.state().cluster_segment_policies.at("deny-z").priority == 5);
+  CHECK(source.state().segment_policies.at("x/audit-x").enforcement == Enforcement::kEnforce);
+
+  // An invalid object never seen valid is just reported.
+  dir.Write("new.yaml", "apiVersion: microseg.io/v1alpha1\nkind: SegmentPolicy\nmetadata: {name: n, namespace: x}\n"
+                        "spec: {podSelector: {}, ingress: [{action: Pass}]}\n");
+  REQUIRE(PollChanged(source));
+  CHECK(source.errors().size() == 2);
+  CHECK(source.state().segment_policies.count("x/n") == 0);
+  CHECK(source.rejected_versions() == 2);
+
+  dir.Write("crds.yaml", Crds("7", "Enforce"));
+  dir.Remove("new.yaml");
+  REQUIRE(PollChanged(source));
+  CHECK(source.errors().empty());
+  CHECK(source.state().cluster_segment_policies.at("deny-z").priority == 7);
+}
+
 TEST_CASE("an object defined in two files is taken from the first and reported", "[manifests]") {
   TempDir dir;
   ManifestDirectory source(dir.path());

@@ -11,7 +11,21 @@
 
 namespace microseg::testing {
 
-// Does Kubernetes allow a new flow between the local `endpoint` and
+// The verdict for one new flow at one endpoint and direction, by the
+// semantic contract: cluster tier (ClusterSegmentPolicy rules in (priority,
+// name, rule index) order, first match decides, Pass skips to the next
+// tier), then the namespace tier (NetworkPolicy + SegmentPolicy: any Deny
+// wins, else any Allow, else deny when isolated), Audit policies turning
+// would-be drops into kAllowAudit.
+enum class NaiveVerdict { kAllow, kDeny, kAllowAudit };
+
+NaiveVerdict NaiveVerdictOf(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints,
+                            const LocalEndpoint& endpoint, ms_direction direction, uint32_t peer_ipv4,
+                            uint8_t proto, uint16_t port);
+
+const char* NameOf(NaiveVerdict verdict);
+
+// NaiveVerdictOf(...) != kDeny. Does Kubernetes allow a new flow between the local `endpoint` and
 // `peer_ipv4` (host order)? `port` is the destination port (the endpoint's
 // own port on ingress, the peer's on egress); 0 for portless protocols.
 bool NaiveAllows(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints,

@@ -29,6 +29,12 @@ ClusterState ClusterFromYaml(const std::string& yaml) {
   for (const NetworkPolicy& policy : parsed->network_policies) {
     cluster.network_policies[policy.namespace_name + "/" + policy.name] = policy;
   }
+  for (const SegmentPolicy& segment : parsed->segment_policies) {
+    cluster.segment_policies[segment.policy.namespace_name + "/" + segment.policy.name] = segment;
+  }
+  for (const ClusterSegmentPolicy& policy : parsed->cluster_segment_policies) {
+    cluster.cluster_segment_policies[policy.name] = policy;
+  }
   return cluster;
 }
 

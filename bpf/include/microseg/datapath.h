@@ -182,4 +182,22 @@ struct ms_session {
 };
 MS_STATIC_ASSERT(sizeof(struct ms_session) == 16, "ms_session layout");
 
+/*
+ * ---- ms_policy_bloom: BLOOM_FILTER, optional pre-filter of ms_policy (R6) ----
+ * One element per (endpoint, peer, direction) that has at least one entry in
+ * ms_policy. "Definitely absent" lets the data path skip its exact-match
+ * lookups for that peer; "maybe present" changes nothing. Used only when the
+ * loader sets the BPF constant policy_bloom_enabled and keeps the filter a
+ * superset of ms_policy (a bloom filter cannot delete: a removed entry stays
+ * "maybe present", which is safe). The agent leaves it off: see
+ * docs/benchmarks.md for the measurement behind that.
+ */
+struct ms_policy_bloom_element {
+	__u32 endpoint_id; /* host order */
+	__u32 peer_ipv4;   /* net */
+	__u8 direction;    /* enum ms_direction */
+	__u8 pad[3];
+};
+MS_STATIC_ASSERT(sizeof(struct ms_policy_bloom_element) == 12, "ms_policy_bloom_element layout");
+
 #endif /* MICROSEG_DATAPATH_H */
