@@ -448,9 +448,12 @@ static __always_inline __u32 ms_pipeline(struct __sk_buff *skb, __u32 dir)
 		return MS_REASON_DROP_UNKNOWN_ENDPOINT;
 	__u32 endpoint_id = endpoint->endpoint_id;
 	__u32 policy_rev = endpoint->policy_rev;
+	/* One read: isolation and policy generation must come from the same update. */
+	__u8 flags = *(volatile __u8 *)&endpoint->flags;
 	__u8 isolation_bit =
 		dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
-	int isolated = (endpoint->flags & isolation_bit) != 0;
+	int isolated = (flags & isolation_bit) != 0;
+	__u32 policy_id = ms_policy_id(endpoint_id, flags);
 
 	struct ms_flow flow = {};
 	__u32 reason = ms_parse(skb, isolated, dir, endpoint->ipv4, &flow);
@@ -467,7 +470,7 @@ static __always_inline __u32 ms_pipeline(struct __sk_buff *skb, __u32 dir)
 		return MS_REASON_ALLOW_NOT_ISOLATED;
 	}
 
-	if (!ms_policy_allows(&flow, endpoint_id, dir))
+	if (!ms_policy_allows(&flow, policy_id, dir))
 		return MS_REASON_DROP_POLICY;
 	ms_session_create(&flow, endpoint_id, policy_rev, dir, now);
 	return MS_REASON_ALLOW_POLICY;

@@ -8,7 +8,11 @@ namespace microseg {
 
 class BpfMapWriter final : public MapWriter {
  public:
-  explicit BpfMapWriter(const BpfDatapath& datapath) : datapath_(datapath) {}
+  explicit BpfMapWriter(const BpfDatapath& datapath)
+      : BpfMapWriter(datapath.endpoints_fd(), datapath.policy_fd(), datapath.policy_lpm_fd()) {}
+  // The maps by fd (tests load the object without pinning it).
+  BpfMapWriter(int endpoints_fd, int policy_fd, int policy_lpm_fd)
+      : endpoints_fd_(endpoints_fd), policy_fd_(policy_fd), policy_lpm_fd_(policy_lpm_fd) {}
 
   absl::Status UpsertEndpoint(uint32_t ifindex, const ms_endpoint& value) override;
   absl::Status DeleteEndpoint(uint32_t ifindex) override;
@@ -18,7 +22,9 @@ class BpfMapWriter final : public MapWriter {
   absl::Status DeleteLpm(const ms_lpm_key& key) override;
 
  private:
-  const BpfDatapath& datapath_;
+  int endpoints_fd_;
+  int policy_fd_;
+  int policy_lpm_fd_;
 };
 
 }  // namespace microseg

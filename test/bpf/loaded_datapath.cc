@@ -140,6 +140,10 @@ int LoadedDatapath::program_fd(Program program) const {
                                                       : skeleton_->progs.to_pod);
 }
 
+int LoadedDatapath::map_fd(const char* name) const {
+  return bpf_object__find_map_fd_by_name(skeleton_->obj, name);
+}
+
 RunResult LoadedDatapath::run(Program program, const Bytes& frame) {
   const StatsSnapshot before = read_stats();
 

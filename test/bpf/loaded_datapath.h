@@ -59,6 +59,8 @@ class LoadedDatapath {
   // Verdict counters summed over CPUs.
   StatsSnapshot read_stats() const;
   int program_fd(Program program) const;
+  // fd of the map called `name` in the object (e.g. "ms_policy"), -1 if none.
+  int map_fd(const char* name) const;
 
  private:
   explicit LoadedDatapath(microseg_bpf* skeleton) : skeleton_(skeleton) {}
