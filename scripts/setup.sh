@@ -22,6 +22,8 @@ packages=(
   containernetworking-plugins iproute2 python3 curl
   # bench/veth_bench.py: pod-to-pod latency and throughput on real veths
   sockperf iperf3
+  # test/apiserver: a CA and serving certificate per run
+  openssl
 )
 
 missing=()
