@@ -104,8 +104,21 @@ class EndpointCompiler {
         }
         continue;
       }
-      for (const auto& [key, pod] : peers_) {
-        if (SelectorPeerMatches(peer, policy.namespace_name, pod)) AddPodPeer(pod, ports, direction, rule_id);
+      // Namespace by namespace (peers are keyed "namespace/name"): the
+      // namespace selector is evaluated once per namespace, and a namespace
+      // it rejects is skipped whole ('0' follows '/').
+      for (auto it = peers_.begin(); it != peers_.end();) {
+        const std::string namespace_name = it->second.namespace_name;
+        if (!NamespaceMatches(*peer.namespace_selector, namespace_name)) {
+          it = peers_.lower_bound(namespace_name + "0");
+          continue;
+        }
+        const std::string prefix = namespace_name + "/";
+        for (; it != peers_.end() && it->first.starts_with(prefix); ++it) {
+          if (!peer.pod_selector || SelectorMatches(*peer.pod_selector, it->second.labels)) {
+            AddPodPeer(it->second, ports, direction, rule_id);
+          }
+        }
       }
     }
   }
@@ -134,6 +147,12 @@ class EndpointCompiler {
   uint32_t lpm_entries() const { return lpm_entries_; }
 
  private:
+  bool NamespaceMatches(const LabelSelector& selector, const std::string& namespace_name) const {
+    const auto labels = namespace_labels_.find(namespace_name);
+    if (labels != namespace_labels_.end()) return SelectorMatches(selector, labels->second);
+    return SelectorMatches(selector, {{kNamespaceNameLabel, namespace_name}});
+  }
+
   bool SelectorPeerMatches(const PolicyPeer& peer, const std::string& policy_namespace,
                            const PeerPod& pod) const {
     if (peer.namespace_selector) {
