@@ -7,8 +7,9 @@
  *               (MS_DIR_EGRESS from the pod's point of view);
  *   to_pod    - clsact egress of the host veth: packets entering the pod
  *               (MS_DIR_INGRESS).
- * Both run the same pipeline (endpoint -> parse -> session -> isolation ->
- * policy) and leave through one exit that counts the verdict's reason, so
+ * Both run the same pipeline (endpoint -> parse, then a tail call into the
+ * direction's tracking stage: session -> isolation -> policy) and every
+ * program leaves through one exit that counts the verdict's reason, so
  * every packet is accounted for exactly once in ms_stats.
  *
  * The pipeline fails closed: a veth without a registered endpoint, a packet
@@ -440,25 +441,102 @@ static __always_inline int ms_policy_allows(const struct ms_flow *flow, __u32 en
 	return decision > 0;
 }
 
-static __always_inline __u32 ms_pipeline(struct __sk_buff *skb, __u32 dir)
+/* ---- pipeline stages (R4) ---- */
+
+/*
+ * The entry programs (from_pod, to_pod) find the endpoint and parse; every
+ * IP packet that parsing does not decide is handed to the direction's
+ * tracking stage (sessions, isolation, policy) by a tail call through
+ * ms_stages. Each program is verified on its own, so the tracking stage has
+ * the whole instruction budget for itself. The hand-over state travels in a
+ * per-CPU scratch slot: a tail call keeps the CPU, so the stage reads what
+ * its entry wrote for this very packet.
+ */
+struct ms_stage_state {
+	struct ms_flow flow;
+	__u32 ifindex; /* the entry's skb->ifindex: a stage run on its own finds a mismatch */
+	__u32 endpoint_id;
+	__u32 policy_rev;
+	__u8 endpoint_flags;
+	__u8 pad[3];
+};
+
+/* BPF-internal (user space never reads it): not part of datapath.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ms_stage_state);
+} ms_scratch SEC(".maps");
+
+int to_pod_track(struct __sk_buff *skb);
+int from_pod_track(struct __sk_buff *skb);
+
+/*
+ * Filled by libbpf at load (declarative slots); the agent fills and checks
+ * it again before it pins the entry programs. Pinned like the other maps: a
+ * PROG_ARRAY is emptied by the kernel when its last user-space reference
+ * goes, and the attached programs must keep working while the agent is down.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, MS_STAGE_MAX);
+	__uint(key_size, sizeof(__u32)); /* no BTF key type: the kernel refuses BTF on a PROG_ARRAY */
+	__array(values, int(struct __sk_buff *));
+} ms_stages SEC(".maps") = {
+	.values = {
+		[MS_STAGE_TO_POD_TRACK] = (void *)&to_pod_track,
+		[MS_STAGE_FROM_POD_TRACK] = (void *)&from_pod_track,
+	},
+};
+
+/* Entry: endpoint, parse, hand over. Returns only a final reason. */
+static __always_inline __u32 ms_entry(struct __sk_buff *skb, __u32 dir, __u32 stage)
 {
 	struct ms_endpoint_key endpoint_key = { .ifindex = skb->ifindex };
 	struct ms_endpoint *endpoint = bpf_map_lookup_elem(&ms_endpoints, &endpoint_key);
 	if (!endpoint)
 		return MS_REASON_DROP_UNKNOWN_ENDPOINT;
-	__u32 endpoint_id = endpoint->endpoint_id;
-	__u32 policy_rev = endpoint->policy_rev;
 	/* One read: isolation and policy generation must come from the same update. */
 	__u8 flags = *(volatile __u8 *)&endpoint->flags;
 	__u8 isolation_bit =
 		dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
 	int isolated = (flags & isolation_bit) != 0;
-	__u32 policy_id = ms_policy_id(endpoint_id, flags);
 
-	struct ms_flow flow = {};
-	__u32 reason = ms_parse(skb, isolated, dir, endpoint->ipv4, &flow);
+	__u32 zero = 0;
+	struct ms_stage_state *state = bpf_map_lookup_elem(&ms_scratch, &zero);
+	if (!state) /* cannot happen (one-slot array); fail closed */
+		return MS_REASON_DROP_MISSED_TAIL_CALL;
+	__builtin_memset(&state->flow, 0, sizeof(state->flow));
+	__u32 reason = ms_parse(skb, isolated, dir, endpoint->ipv4, &state->flow);
 	if (reason != MS_CONTINUE)
 		return reason;
+	state->ifindex = skb->ifindex;
+	state->endpoint_id = endpoint->endpoint_id;
+	state->policy_rev = endpoint->policy_rev;
+	state->endpoint_flags = flags;
+
+	bpf_tail_call(skb, &ms_stages, stage);
+	/* Reached only when the slot is empty: fail closed, counted by our exit. */
+	return MS_REASON_DROP_MISSED_TAIL_CALL;
+}
+
+/* Tracking stage: sessions, isolation, policy for the packet its entry parsed. */
+static __always_inline __u32 ms_track_stage(struct __sk_buff *skb, __u32 dir)
+{
+	__u32 zero = 0;
+	struct ms_stage_state *state = bpf_map_lookup_elem(&ms_scratch, &zero);
+	if (!state || state->ifindex != skb->ifindex)
+		return MS_REASON_DROP_MISSED_TAIL_CALL; /* not entered through our entry */
+	state->ifindex = 0; /* one packet, one hand-over */
+	__u32 endpoint_id = state->endpoint_id;
+	__u32 policy_rev = state->policy_rev;
+	__u8 isolation_bit =
+		dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
+	int isolated = (state->endpoint_flags & isolation_bit) != 0;
+	/* The policy generation the entry's one read of the flags named. */
+	__u32 policy_id = ms_policy_id(endpoint_id, state->endpoint_flags);
+	struct ms_flow flow = state->flow;
 
 	__u64 now = bpf_ktime_get_ns();
 	if (flow.trackable && ms_session_match(&flow, endpoint_id, now))
@@ -476,14 +554,27 @@ static __always_inline __u32 ms_pipeline(struct __sk_buff *skb, __u32 dir)
 	return MS_REASON_ALLOW_POLICY;
 }
 
+/* Every program leaves through ms_finish: each packet is counted once. */
 SEC("tc")
 int from_pod(struct __sk_buff *skb)
 {
-	return ms_finish(skb, MS_DIR_EGRESS, ms_pipeline(skb, MS_DIR_EGRESS));
+	return ms_finish(skb, MS_DIR_EGRESS, ms_entry(skb, MS_DIR_EGRESS, MS_STAGE_FROM_POD_TRACK));
 }
 
 SEC("tc")
 int to_pod(struct __sk_buff *skb)
 {
-	return ms_finish(skb, MS_DIR_INGRESS, ms_pipeline(skb, MS_DIR_INGRESS));
+	return ms_finish(skb, MS_DIR_INGRESS, ms_entry(skb, MS_DIR_INGRESS, MS_STAGE_TO_POD_TRACK));
+}
+
+SEC("tc")
+int from_pod_track(struct __sk_buff *skb)
+{
+	return ms_finish(skb, MS_DIR_EGRESS, ms_track_stage(skb, MS_DIR_EGRESS));
+}
+
+SEC("tc")
+int to_pod_track(struct __sk_buff *skb)
+{
+	return ms_finish(skb, MS_DIR_INGRESS, ms_track_stage(skb, MS_DIR_INGRESS));
 }

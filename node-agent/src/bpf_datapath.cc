@@ -101,6 +101,42 @@ absl::Status PinProgramAtomically(bpf_program* prog, const std::string& path) {
   return absl::OkStatus();
 }
 
+// The pipeline's tail-call slots (R4). libbpf fills them at load from the
+// object's declaration; they are filled again here and read back, so no entry
+// program is pinned (and then attached by the CNI plugin) while one of its
+// stages is missing. A reused ms_stages (agent restart) gets this load's
+// stages here, which the still attached older entry programs then call.
+absl::Status FillStages(microseg_bpf* skel) {
+  const int stages_fd = bpf_map__fd(skel->maps.ms_stages);
+  const struct {
+    uint32_t slot;
+    bpf_program* program;
+  } stages[] = {{MS_STAGE_TO_POD_TRACK, skel->progs.to_pod_track},
+                {MS_STAGE_FROM_POD_TRACK, skel->progs.from_pod_track}};
+  static_assert(sizeof(stages) / sizeof(stages[0]) == MS_STAGE_MAX, "every stage has a program");
+  for (const auto& stage : stages) {
+    const int program_fd = bpf_program__fd(stage.program);
+    if (bpf_map_update_elem(stages_fd, &stage.slot, &program_fd, BPF_ANY) != 0) {
+      return Errno(errno, absl::StrCat("fill ms_stages slot ", stage.slot));
+    }
+    uint32_t installed_id = 0;  // user space reads a PROG_ARRAY slot as a program id
+    if (bpf_map_lookup_elem(stages_fd, &stage.slot, &installed_id) != 0) {
+      return Errno(errno, absl::StrCat("read ms_stages slot ", stage.slot));
+    }
+    bpf_prog_info info{};
+    uint32_t info_len = sizeof info;
+    if (bpf_obj_get_info_by_fd(program_fd, &info, &info_len) != 0) {
+      return Errno(errno, absl::StrCat("inspect ", bpf_program__name(stage.program)));
+    }
+    if (installed_id != info.id) {
+      return absl::InternalError(absl::StrFormat("ms_stages slot %u holds program id %u, expected %s (id %u)",
+                                                 stage.slot, installed_id, bpf_program__name(stage.program),
+                                                 info.id));
+    }
+  }
+  return absl::OkStatus();
+}
+
 uint64_t ToNanos(absl::Duration d) { return static_cast<uint64_t>(absl::ToInt64Nanoseconds(d)); }
 
 template <typename Key, typename Value, typename Fn>
@@ -175,6 +211,7 @@ absl::StatusOr<std::unique_ptr<BpfDatapath>> BpfDatapath::LoadAndPin(const Datap
   if (int err = microseg_bpf__load(skel); err != 0) {
     return Errno(-err, "load BPF programs (is this kernel >= 5.10 with BTF, and do we have CAP_BPF?)");
   }
+  if (auto status = FillStages(skel); !status.ok()) return status;
   for (bpf_map* m : fresh) {
     const std::string path = absl::StrCat(maps_dir, "/", bpf_map__name(m));
     if (int err = bpf_map__pin(m, path.c_str()); err != 0) return Errno(-err, absl::StrCat("pin ", path));

@@ -14,6 +14,7 @@ import datetime
 import json
 import random
 import re
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -165,6 +166,7 @@ class Api:
     def __init__(self, saved_state: dict | None = None):
         self.store = Store()
         self.registry = Registry()
+        self.warnings = threading.local()  # per request: what goes out as `Warning: 299` headers
         if saved_state is not None:
             self.store.load(saved_state)
             _, crds = self.store.snapshot(CRDS)
@@ -243,13 +245,16 @@ class Api:
         return obj
 
     def _strict_fields(self, rt: ResourceType, obj: dict, query: dict) -> None:
-        """fieldValidation=Strict: unknown fields are an error instead of
-        being dropped (Warn, the default, and Ignore drop them)."""
-        if query.get("fieldValidation", "") != "Strict":
+        """fieldValidation: Strict makes unknown fields an error; Warn (the
+        default) drops them with a warning; Ignore drops them silently."""
+        mode = query.get("fieldValidation", "") or "Warn"
+        if mode == "Ignore":
             return
         unknown = (schema.unknown_fields(rt.schema, obj) if rt.schema is not None
                    else builtin_types.unknown_top_level_fields(rt, obj))
-        if unknown:
+        if unknown and mode != "Strict":
+            self.warnings.warnings = getattr(self.warnings, "warnings", []) + [f'unknown field "{f}"' for f in unknown]
+        elif unknown:
             raise bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: strict '
                               "decoding error: " + ", ".join(f'unknown field "{f}"' for f in unknown))
 

@@ -145,6 +145,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Audit-Id", str(uuid.uuid4()))
         for key, value in (headers or {}).items():
             self.send_header(key, str(value))
+        for warning in getattr(self.state.api.warnings, "warnings", []):
+            self.send_header("Warning", '299 - "' + warning.replace('"', '\\"') + '"')
+        self.state.api.warnings.warnings = []
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -178,6 +181,7 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, OSError):
             self.close_connection = True
             return
+        self.state.api.warnings.warnings = []
         self.entry = {"time": time.time(), "method": self.command, "path": path, "query": url.query,
                       "watch": is_watch(query), "source": "control" if self.is_control else "api",
                       "userAgent": self.headers.get("User-Agent", ""), "code": None}

@@ -688,6 +688,9 @@ class CustomResources(ApiTestCase):
         strict, _ = self.call_expect(400, "POST", base + "?fieldValidation=Strict",
                                      dict(sp, metadata={"name": "strict"}))
         self.assertIn('strict decoding error: unknown field "spec.unknownField"', strict["message"])
+        _, headers, _ = self.api.request("POST", base, dict(sp, metadata={"name": "warned"}))
+        self.assertEqual(headers.get("Warning"), '299 - "unknown field \\"spec.unknownField\\""')
+        self.call_expect(200, "DELETE", f"{base}/warned")
         index, _ = self.call_expect(200, "GET", "/openapi/v3")
         self.assertIn("apis/microseg.io/v1alpha1", index["paths"])
         doc, _ = self.call_expect(200, "GET", "/" + index["paths"]["apis/microseg.io/v1alpha1"]["serverRelativeURL"]

@@ -29,6 +29,18 @@
 #define MS_PIN_PROG_TO_POD "progs/to_pod"     /* tc egress of the host veth */
 #define MS_PIN_MAPS_DIR "maps"
 
+/*
+ * ---- ms_stages: PROG_ARRAY, the pipeline's tail-call slots (R4) ----
+ * from_pod/to_pod parse and tail-call their direction's tracking stage
+ * (programs from_pod_track/to_pod_track). An empty slot drops the packet
+ * with MS_REASON_DROP_MISSED_TAIL_CALL.
+ */
+enum ms_stage {
+	MS_STAGE_TO_POD_TRACK = 0,
+	MS_STAGE_FROM_POD_TRACK = 1,
+	MS_STAGE_MAX = 2,
+};
+
 /* ---- default capacities (the agent may resize before load) ---- */
 #define MS_DEFAULT_MAX_ENDPOINTS 4096
 #define MS_DEFAULT_MAX_POLICY_EXACT 262144
