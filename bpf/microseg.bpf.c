@@ -377,8 +377,20 @@ static __always_inline int ms_policy_exact_may_match(__u32 endpoint_id, __u32 pe
 	return bpf_map_peek_elem(&ms_policy_bloom, &element) == 0;
 }
 
-/* Exact-match lookup for a peer pod address; only an ALLOW entry admits. */
-static __always_inline int ms_policy_exact_allows(__u32 endpoint_id, __u32 peer, __u8 proto,
+/* The reason a policy map entry gives; -1 when there is none. */
+static __always_inline int ms_policy_value_reason(const struct ms_policy_value *value)
+{
+	if (!value)
+		return -1;
+	if (value->action == MS_ACTION_ALLOW)
+		return MS_REASON_ALLOW_POLICY;
+	if (value->action == MS_ACTION_ALLOW_AUDIT)
+		return MS_REASON_ALLOW_AUDIT;
+	return MS_REASON_DROP_POLICY; /* DENY, and fail closed on anything else */
+}
+
+/* Exact-match lookup for a peer pod address: -1 no entry, else its reason. */
+static __always_inline int ms_policy_exact_reason(__u32 endpoint_id, __u32 peer, __u8 proto,
 						  __u16 port, __u32 dir)
 {
 	struct ms_policy_key key = {
@@ -388,13 +400,12 @@ static __always_inline int ms_policy_exact_allows(__u32 endpoint_id, __u32 peer,
 		.proto = proto,
 		.direction = dir,
 	};
-	struct ms_policy_value *value = bpf_map_lookup_elem(&ms_policy, &key);
-	return value && value->action == MS_ACTION_ALLOW;
+	return ms_policy_value_reason(bpf_map_lookup_elem(&ms_policy, &key));
 }
 
-/* CIDR lookup: -1 no entry, else 1 ALLOW / 0 DENY (an ipBlock `except`). */
-static __always_inline int ms_policy_lpm_decision(__u32 endpoint_id, __u32 peer, __u8 proto,
-						  __u16 port, __u32 dir)
+/* CIDR lookup: -1 no entry, else its reason (an ipBlock `except` denies). */
+static __always_inline int ms_policy_lpm_reason(__u32 endpoint_id, __u32 peer, __u8 proto,
+						__u16 port, __u32 dir)
 {
 	struct ms_lpm_key key = {
 		.prefixlen = MS_LPM_FIXED_BITS + 32,
@@ -404,18 +415,17 @@ static __always_inline int ms_policy_lpm_decision(__u32 endpoint_id, __u32 peer,
 		.port = port,
 		.peer_ipv4 = peer,
 	};
-	struct ms_policy_value *value = bpf_map_lookup_elem(&ms_policy_lpm, &key);
-	if (!value)
-		return -1;
-	return value->action == MS_ACTION_ALLOW;
+	return ms_policy_value_reason(bpf_map_lookup_elem(&ms_policy_lpm, &key));
 }
 
 /*
  * Most specific first: (proto, port), (proto, any port), (any proto, any
- * port). A combination equal to an earlier one is skipped.
+ * port), exact map before LPM; a combination equal to an earlier one is
+ * skipped. The first entry decides (the agent compiled every policy tier
+ * into it); none: the endpoint's default for the direction.
  */
-static __always_inline int ms_policy_allows(const struct ms_flow *flow, __u32 endpoint_id,
-					    __u32 dir)
+static __always_inline __u32 ms_policy_verdict(const struct ms_flow *flow, __u32 endpoint_id,
+					       __u32 dir, int isolated)
 {
 	__u32 peer = dir == MS_DIR_INGRESS ? flow->saddr : flow->daddr;
 	/* ICMP has no ports: its echo id (kept in dport for sessions) is no port. */
@@ -424,21 +434,23 @@ static __always_inline int ms_policy_allows(const struct ms_flow *flow, __u32 en
 	int try_proto_any_port = port != 0;
 	int try_any_proto = proto != 0;
 
+	int reason = -1;
 	if (ms_policy_exact_may_match(endpoint_id, peer, dir)) {
-		if (ms_policy_exact_allows(endpoint_id, peer, proto, port, dir))
-			return 1;
-		if (try_proto_any_port && ms_policy_exact_allows(endpoint_id, peer, proto, 0, dir))
-			return 1;
-		if (try_any_proto && ms_policy_exact_allows(endpoint_id, peer, 0, 0, dir))
-			return 1;
+		reason = ms_policy_exact_reason(endpoint_id, peer, proto, port, dir);
+		if (reason < 0 && try_proto_any_port)
+			reason = ms_policy_exact_reason(endpoint_id, peer, proto, 0, dir);
+		if (reason < 0 && try_any_proto)
+			reason = ms_policy_exact_reason(endpoint_id, peer, 0, 0, dir);
 	}
-
-	int decision = ms_policy_lpm_decision(endpoint_id, peer, proto, port, dir);
-	if (decision < 0 && try_proto_any_port)
-		decision = ms_policy_lpm_decision(endpoint_id, peer, proto, 0, dir);
-	if (decision < 0 && try_any_proto)
-		decision = ms_policy_lpm_decision(endpoint_id, peer, 0, 0, dir);
-	return decision > 0;
+	if (reason < 0)
+		reason = ms_policy_lpm_reason(endpoint_id, peer, proto, port, dir);
+	if (reason < 0 && try_proto_any_port)
+		reason = ms_policy_lpm_reason(endpoint_id, peer, proto, 0, dir);
+	if (reason < 0 && try_any_proto)
+		reason = ms_policy_lpm_reason(endpoint_id, peer, 0, 0, dir);
+	if (reason < 0)
+		return isolated ? MS_REASON_DROP_POLICY : MS_REASON_ALLOW_NOT_ISOLATED;
+	return reason;
 }
 
 /* ---- pipeline stages (R4) ---- */
@@ -542,16 +554,18 @@ static __always_inline __u32 ms_track_stage(struct __sk_buff *skb, __u32 dir)
 	if (flow.trackable && ms_session_match(&flow, endpoint_id, now))
 		return MS_REASON_ALLOW_SESSION;
 
-	if (!isolated) {
+	__u8 lookup_bit = dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
+	if (!isolated && !(state->endpoint_flags & lookup_bit)) {
 		/* Track it anyway: the reply may enter an isolated direction. */
 		ms_session_create(&flow, endpoint_id, policy_rev, dir, now);
 		return MS_REASON_ALLOW_NOT_ISOLATED;
 	}
 
-	if (!ms_policy_allows(&flow, policy_id, dir))
-		return MS_REASON_DROP_POLICY;
+	__u32 verdict = ms_policy_verdict(&flow, policy_id, dir, isolated);
+	if (ms_reason_is_drop(verdict))
+		return verdict;
 	ms_session_create(&flow, endpoint_id, policy_rev, dir, now);
-	return MS_REASON_ALLOW_POLICY;
+	return verdict;
 }
 
 /* Every program leaves through ms_finish: each packet is counted once. */

@@ -72,4 +72,36 @@ std::vector<LpmVerdict> ComputeLpmVerdicts(const std::vector<LpmRuleSpec>& specs
   return verdicts;
 }
 
+std::vector<LpmRegion> ComputeLpmRegions(const std::vector<LpmRuleSpec>& specs) {
+  std::set<PortClass> classes;
+  for (const LpmRuleSpec& spec : specs) classes.emplace(spec.proto, spec.port);
+
+  std::vector<LpmRegion> regions;
+  for (const PortClass& port_class : classes) {
+    std::vector<size_t> covering;
+    std::set<Ipv4Cidr, PrefixLess> keys;
+    for (size_t i = 0; i < specs.size(); ++i) {
+      if (!Covers(specs[i], port_class)) continue;
+      covering.push_back(i);
+      keys.insert(specs[i].cidr);
+      keys.insert(specs[i].except.begin(), specs[i].except.end());
+    }
+    for (const Ipv4Cidr& key : keys) {
+      LpmRegion region{port_class.first, port_class.second, key, {}};
+      // Same argument as DecideRegion: containment of the whole key decides.
+      for (size_t i : covering) {
+        const LpmRuleSpec& spec = specs[i];
+        if (!CidrContains(spec.cidr, key)) continue;
+        if (std::any_of(spec.except.begin(), spec.except.end(),
+                        [&](const Ipv4Cidr& except) { return CidrContains(except, key); })) {
+          continue;
+        }
+        region.matching.push_back(i);
+      }
+      regions.push_back(std::move(region));
+    }
+  }
+  return regions;
+}
+
 }  // namespace microseg

@@ -39,4 +39,16 @@ struct LpmVerdict {
 // distinct (class, prefix).
 std::vector<LpmVerdict> ComputeLpmVerdicts(const std::vector<LpmRuleSpec>& specs);
 
+// The general form, for verdicts other than a union: every (class, prefix)
+// key the trie needs, with the indices (into `specs`) of the specs that
+// cover the class and whose cidr minus excepts contains the key's region.
+// The caller decides each region's verdict from those specs alone.
+struct LpmRegion {
+  uint8_t proto = 0;
+  uint16_t port = 0;
+  Ipv4Cidr prefix;
+  std::vector<size_t> matching;
+};
+std::vector<LpmRegion> ComputeLpmRegions(const std::vector<LpmRuleSpec>& specs);
+
 }  // namespace microseg

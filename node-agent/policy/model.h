@@ -122,6 +122,7 @@ enum class Enforcement : uint8_t { kEnforce, kAudit };
 struct SegmentPolicy {
   NetworkPolicy policy;  // rules carry kAllow or kDeny
   Enforcement enforcement = Enforcement::kEnforce;
+  friend bool operator==(const SegmentPolicy&, const SegmentPolicy&) = default;
 };
 
 // microseg.io/v1alpha1 ClusterSegmentPolicy, cluster-scoped. Evaluated before
@@ -139,6 +140,7 @@ struct ClusterSegmentPolicy {
   bool applies_egress = false;
   std::vector<PolicyRule> ingress;  // actions kAllow, kDeny or kPass
   std::vector<PolicyRule> egress;
+  friend bool operator==(const ClusterSegmentPolicy&, const ClusterSegmentPolicy&) = default;
 };
 
 // Everything the agent knows about the cluster. Keys are "name" for

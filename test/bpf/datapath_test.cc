@@ -163,6 +163,37 @@ std::vector<VerdictCase> single_packet_cases() {
         cidr(MS_DIR_INGRESS, "10.244.2.0", 24, kProtoTcp, 80, MS_ACTION_DENY)},
        Program::kToPod, tcp_to_pod_80, MS_REASON_ALLOW_POLICY},
 
+      // Final verdicts of the policy tiers (cluster Deny, Audit): the first
+      // entry found decides, whatever its action.
+      {"exact DENY decides before a less specific ALLOW", kIngressIsolated,
+       {exact(MS_DIR_INGRESS, kPeer, kProtoTcp, 80, MS_ACTION_DENY),
+        exact(MS_DIR_INGRESS, kPeer, kProtoTcp, 0)},
+       Program::kToPod, tcp_to_pod_80, MS_REASON_DROP_POLICY},
+      {"exact ALLOW_AUDIT allows, counted as audit", kIngressIsolated,
+       {exact(MS_DIR_INGRESS, kPeer, kProtoTcp, 80, MS_ACTION_ALLOW_AUDIT)}, Program::kToPod,
+       tcp_to_pod_80, MS_REASON_ALLOW_AUDIT},
+      {"LPM ALLOW_AUDIT allows, counted as audit", kIngressIsolated,
+       {cidr(MS_DIR_INGRESS, "10.244.2.0", 24, 0, 0, MS_ACTION_ALLOW_AUDIT)}, Program::kToPod,
+       tcp_to_pod_80, MS_REASON_ALLOW_AUDIT},
+      {"unknown action fails closed", kIngressIsolated,
+       {exact(MS_DIR_INGRESS, kPeer, kProtoTcp, 80, static_cast<ms_action>(7))}, Program::kToPod,
+       tcp_to_pod_80, MS_REASON_DROP_POLICY},
+      {"not isolated, no lookup flag: entries are not consulted", 0,
+       {exact(MS_DIR_INGRESS, kPeer, kProtoTcp, 80, MS_ACTION_DENY)}, Program::kToPod, tcp_to_pod_80,
+       MS_REASON_ALLOW_NOT_ISOLATED},
+      {"not isolated with the lookup flag: a DENY entry drops", MS_EP_F_INGRESS_LOOKUP,
+       {exact(MS_DIR_INGRESS, kPeer, kProtoTcp, 80, MS_ACTION_DENY)}, Program::kToPod, tcp_to_pod_80,
+       MS_REASON_DROP_POLICY},
+      {"not isolated with the lookup flag: a miss allows", MS_EP_F_INGRESS_LOOKUP,
+       {exact(MS_DIR_INGRESS, kPeer, kProtoTcp, 80, MS_ACTION_DENY)}, Program::kToPod,
+       tcp_packet(kOtherPeer, 40000, kPod, 80), MS_REASON_ALLOW_NOT_ISOLATED},
+      {"the other direction's lookup flag changes nothing", MS_EP_F_EGRESS_LOOKUP,
+       {cidr(MS_DIR_INGRESS, "0.0.0.0", 0, 0, 0, MS_ACTION_DENY)}, Program::kToPod, tcp_to_pod_80,
+       MS_REASON_ALLOW_NOT_ISOLATED},
+      {"egress lookup flag: an LPM DENY drops", MS_EP_F_EGRESS_LOOKUP,
+       {cidr(MS_DIR_EGRESS, "10.244.2.0", 24, kProtoTcp, 0, MS_ACTION_DENY)}, Program::kFromPod,
+       tcp_packet(kPod, 40000, kPeer, 443), MS_REASON_DROP_POLICY},
+
       // Malformed input is dropped whatever the isolation. Frames whose
       // Ethernet, IPv4 or IPv6 header is cut short are refused by
       // BPF_PROG_TEST_RUN itself on recent kernels (EINVAL); the veth

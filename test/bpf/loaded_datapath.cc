@@ -46,6 +46,7 @@ const char* name_of_reason(std::uint32_t reason) {
     case MS_REASON_DROP_UNSUPPORTED_L3: return "DROP_UNSUPPORTED_L3";
     case MS_REASON_DROP_FRAGMENT: return "DROP_FRAGMENT";
     case MS_REASON_DROP_SPOOFED_SOURCE: return "DROP_SPOOFED_SOURCE";
+    case MS_REASON_ALLOW_AUDIT: return "ALLOW_AUDIT";
     default: return "UNKNOWN_REASON";
   }
 }

@@ -59,7 +59,7 @@ class LoadedDatapath {
   // Verdict counters summed over CPUs.
   StatsSnapshot read_stats() const;
   int program_fd(Program program) const;
-  // fd of the map called `name` in the object (e.g. "ms_policy"), -1 if none.
+  // fd of one of the object's maps by its name ("ms_policy"), -1 if none.
   int map_fd(const char* name) const;
 
  private:

@@ -291,13 +291,32 @@ class NonDefaultRender(unittest.TestCase):
 
 
 class InvalidValues(unittest.TestCase):
+    # values.schema.json refuses these before the templates run; the templates'
+    # own checks (below) guard renders that skip the schema.
     CASES = [
-        ("cni: {failMode: open}", "cni.failMode must be closed or isolate"),
-        ("cni: {timeoutSeconds: 0}", "cni.timeoutSeconds must be within 1..120"),
-        ("cni: {timeoutSeconds: 500}", "cni.timeoutSeconds must be within 1..120"),
-        ("agent: {logLevel: verbose}", "agent.logLevel must be"),
+        ("cni: {failMode: open}", "at '/cni/failMode': value must be one of 'closed', 'isolate'"),
+        ("cni: {timeoutSeconds: 0}", "at '/cni/timeoutSeconds': minimum"),
+        ("cni: {timeoutSeconds: 500}", "at '/cni/timeoutSeconds': maximum"),
+        ("agent: {logLevel: verbose}", "at '/agent/logLevel'"),
+        ("agent: {sessionTimeouts: {tcp: 1hour}}", "at '/agent/sessionTimeouts/tcp'"),
+        ("agent: {metricsPort: 70000}", "at '/agent/metricsPort'"),
+        ("cni: {confDir: etc/cni}", "at '/cni/confDir'"),
         ("metrics: {service: {enabled: false}, serviceMonitor: {enabled: true}}", "needs metrics.service.enabled"),
     ]
+    TEMPLATE_CASES = [
+        ("cni: {failMode: open}", "cni.failMode must be closed or isolate"),
+        ("cni: {timeoutSeconds: 0}", "cni.timeoutSeconds must be within 1..120"),
+        ("agent: {logLevel: verbose}", "agent.logLevel must be"),
+    ]
+
+    def test_templates_check_without_the_schema(self):
+        for values_text, message in self.TEMPLATE_CASES:
+            with self.subTest(values_text), tempfile.NamedTemporaryFile("w", suffix=".yaml") as values:
+                values.write(values_text)
+                values.flush()
+                run = helm("template", "ms", str(CHART), "--skip-schema-validation", "-f", values.name, check=False)
+                self.assertNotEqual(run.returncode, 0)
+                self.assertIn(message, run.stderr)
 
     def test_render_fails_with_the_reason(self):
         for values_text, message in self.CASES:

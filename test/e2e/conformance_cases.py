@@ -89,6 +89,32 @@ def netpol(ns: str, name: str, pod_selector: dict, ingress: list | None = None, 
             "metadata": {"name": name, "namespace": ns}, "spec": spec}
 
 
+def segpol(ns: str, name: str, pod_selector: dict, ingress: list | None = None, egress: list | None = None,
+           enforcement: str | None = None, policy_types: list[str] | None = None) -> dict:
+    """microseg.io SegmentPolicy: a NetworkPolicy whose rules may say action: Deny, optionally audited."""
+    obj = netpol(ns, name, pod_selector, ingress, egress, policy_types)
+    obj["apiVersion"], obj["kind"] = "microseg.io/v1alpha1", "SegmentPolicy"
+    if enforcement is not None:
+        obj["spec"]["enforcement"] = enforcement
+    return obj
+
+
+def csp(name: str, priority: int, subject: dict | None = None, ingress: list | None = None,
+        egress: list | None = None, policy_types: list[str] | None = None) -> dict:
+    """microseg.io ClusterSegmentPolicy (cluster-scoped; every rule has an action)."""
+    spec: dict = {"priority": priority}
+    if subject is not None:
+        spec["subject"] = subject
+    if policy_types is not None:
+        spec["policyTypes"] = policy_types
+    if ingress is not None:
+        spec["ingress"] = ingress
+    if egress is not None:
+        spec["egress"] = egress
+    return {"apiVersion": "microseg.io/v1alpha1", "kind": "ClusterSegmentPolicy",
+            "metadata": {"name": name}, "spec": spec}
+
+
 def labels(**kv: str) -> dict:
     return {"matchLabels": dict(kv)}
 
@@ -247,6 +273,93 @@ def build_cases(ctx: Context) -> list[Case]:
               namespace_labels={"z": {"ns": "y"}, "y": {"ns": "other"}}),
          Step("namespace labels restored",
               lambda s, d, proto, port: d != X_A or s.ns == "y", a_from_ns_y))
+
+    # ---- microseg.io SegmentPolicy and ClusterSegmentPolicy ----
+    case("SegmentPolicy: Deny wins over Allow in the namespace tier",
+         Step("x/a: NetworkPolicy from ns=y; SegmentPolicy Deny from y/b",
+              lambda s, d, proto, port: d != X_A or (s.ns == "y" and s != Y_B),
+              {"netpol-a-from-y.yaml": netpol("x", "a-from-y", labels(pod="a"), ingress=[
+                  {"from": [{"namespaceSelector": labels(ns="y")}]}]),
+               "segpol-a-deny-y-b.yaml": segpol("x", "a-deny-y-b", labels(pod="a"), ingress=[
+                   {"action": "Deny", "from": [{"namespaceSelector": labels(ns="y"), "podSelector": labels(pod="b")}]}])}),
+         Step("the SegmentPolicy alone, Deny pod=b then Allow everyone",
+              lambda s, d, proto, port: d != X_A or s != X_B,
+              {"segpol-a-deny-y-b.yaml": segpol("x", "a-deny-y-b", labels(pod="a"), ingress=[
+                  {"action": "Deny", "from": [{"podSelector": labels(pod="b")}]},
+                  {"action": "Allow", "from": [{"namespaceSelector": {}}]}])}))
+
+    case("SegmentPolicy in Audit mode drops nothing",
+         Step("x: Audit SegmentPolicy denying all ingress and egress",
+              everything,
+              {"segpol-x-audit.yaml": segpol("x", "x-audit", {}, ingress=[{"action": "Deny"}],
+                                             policy_types=["Ingress", "Egress"], enforcement="Audit")}),
+         Step("the same policy switched to Enforce",
+              lambda s, d, proto, port: s.ns != "x" and d.ns != "x",
+              {"segpol-x-audit.yaml": segpol("x", "x-audit", {}, ingress=[{"action": "Deny"}],
+                                             policy_types=["Ingress", "Egress"], enforcement="Enforce")}))
+
+    case("ClusterSegmentPolicy Deny beats a namespace Allow",
+         Step("cluster: pods in ns=x deny ingress from ns=z; x: NetworkPolicy allows everything",
+              lambda s, d, proto, port: d.ns != "x" or s.ns != "z",
+              {"csp-x-deny-z.yaml": csp("x-deny-z", 10, subject={"namespaceSelector": labels(ns="x")}, ingress=[
+                  {"action": "Deny", "from": [{"namespaceSelector": labels(ns="z")}]}]),
+               "netpol-x-allow-all.yaml": netpol("x", "x-allow-all", {}, ingress=[{}])}))
+
+    case("ClusterSegmentPolicy priorities: the lower number decides first, Allow is final",
+         Step("priority 1: x allows pod=c on TCP 80 (any namespace); priority 2: x denies all ingress",
+              lambda s, d, proto, port: d.ns != "x" or (s.name == "c" and (proto, port) == ("tcp", 80)),
+              {"csp-1-allow-c.yaml": csp("allow-c", 1, subject={"namespaceSelector": labels(ns="x")}, ingress=[
+                  {"action": "Allow", "from": [{"podSelector": labels(pod="c")}],
+                   "ports": [{"protocol": "TCP", "port": 80}]}]),
+               "csp-2-deny-x.yaml": csp("deny-x", 2, subject={"namespaceSelector": labels(ns="x")},
+                                        ingress=[{"action": "Deny"}])}),
+         Step("priorities swapped: the Deny comes first",
+              lambda s, d, proto, port: d.ns != "x",
+              {"csp-1-allow-c.yaml": csp("allow-c", 3, subject={"namespaceSelector": labels(ns="x")}, ingress=[
+                  {"action": "Allow", "from": [{"podSelector": labels(pod="c")}],
+                   "ports": [{"protocol": "TCP", "port": 80}]}]),
+               "csp-2-deny-x.yaml": csp("deny-x", 2, subject={"namespaceSelector": labels(ns="x")},
+                                        ingress=[{"action": "Deny"}])}),
+         Step("Deny deleted; a NetworkPolicy default-denies x: the cluster Allow still admits",
+              lambda s, d, proto, port: d.ns != "x" or (s.name == "c" and (proto, port) == ("tcp", 80)),
+              {"csp-1-allow-c.yaml": csp("allow-c", 3, subject={"namespaceSelector": labels(ns="x")}, ingress=[
+                  {"action": "Allow", "from": [{"podSelector": labels(pod="c")}],
+                   "ports": [{"protocol": "TCP", "port": 80}]}]),
+               "netpol-x-deny.yaml": netpol("x", "x-deny", {}, policy_types=["Ingress"])}))
+
+    case("ClusterSegmentPolicy Pass hands the decision to the namespace tier",
+         Step("priority 1: x passes ns=y; priority 2: x denies all; x/a: NetworkPolicy from pod=b (any ns)",
+              lambda s, d, proto, port: d.ns != "x" or (s.ns == "y" and (d != X_A or s.name == "b")),
+              {"csp-pass-y.yaml": csp("pass-y", 1, subject={"namespaceSelector": labels(ns="x")}, ingress=[
+                  {"action": "Pass", "from": [{"namespaceSelector": labels(ns="y")}]}]),
+               "csp-deny-rest.yaml": csp("deny-rest", 2, subject={"namespaceSelector": labels(ns="x")},
+                                         ingress=[{"action": "Deny"}]),
+               "netpol-a-from-b.yaml": netpol("x", "a-from-b", labels(pod="a"), ingress=[
+                   {"from": [{"namespaceSelector": {}, "podSelector": labels(pod="b")}]}])}))
+
+    case("ClusterSegmentPolicy egress: endPort range and named port",
+         Step("pods in ns=y deny egress to ns=z on TCP 80-81",
+              lambda s, d, proto, port: not (s.ns == "y" and d.ns == "z" and proto == "tcp"),
+              {"csp-y-egress.yaml": csp("y-egress", 5, subject={"namespaceSelector": labels(ns="y")}, egress=[
+                  {"action": "Deny", "to": [{"namespaceSelector": labels(ns="z")}],
+                   "ports": [{"protocol": "TCP", "port": 80, "endPort": 81}]}])}),
+         Step("pods in ns=y deny egress to any pod's serve-81-udp",
+              lambda s, d, proto, port: not (s.ns == "y" and (proto, port) == ("udp", 81)),
+              {"csp-y-egress.yaml": csp("y-egress", 5, subject={"namespaceSelector": labels(ns="y")}, egress=[
+                  {"action": "Deny", "to": [{"podSelector": {}}],
+                   "ports": [{"protocol": "UDP", "port": "serve-81-udp"}]}])}))
+
+    protect_a = {"csp-protect-a.yaml": csp("protect-a", 7, subject={"podSelector": labels(pod="a")}, ingress=[
+        {"action": "Deny", "from": [{"namespaceSelector": labels(ns="y")}]}])}
+    case("ClusterSegmentPolicy follows relabelling of subjects and peers",
+         Step("pods pod=a (any namespace) deny ingress from ns=y",
+              lambda s, d, proto, port: not (d.name == "a" and s.ns == "y"), protect_a),
+         Step("x/b relabelled pod=a: it is protected too",
+              lambda s, d, proto, port: not ((d.name == "a" or d == X_B) and s.ns == "y"), protect_a,
+              pod_labels={X_B: {"pod": "a"}}),
+         Step("namespace y relabelled ns=other: its pods are no longer denied",
+              everything, protect_a, namespace_labels={"y": {"ns": "other"}}),
+         Step("labels restored, policy deleted", everything))
 
     case("all policies removed: everything allowed again",
          Step("no policy objects", everything))

@@ -36,7 +36,9 @@ ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_dire
   const auto endpoint = maps.endpoints.find(ifindex);
   if (endpoint == maps.endpoints.end()) return {Decision::kUnknownEndpoint, 0};
   const uint8_t isolation_flag = direction == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
-  if (!(endpoint->second.flags & isolation_flag)) return {Decision::kAllowNotIsolated, 0};
+  const uint8_t lookup_flag = direction == MS_DIR_INGRESS ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
+  const bool isolated = (endpoint->second.flags & isolation_flag) != 0;
+  if (!isolated && !(endpoint->second.flags & lookup_flag)) return {Decision::kAllowNotIsolated, 0};
 
   // The entries of the generation the endpoint's flags name.
   const uint32_t policy_id = ms_policy_id(endpoint->second.endpoint_id, endpoint->second.flags);
@@ -49,17 +51,22 @@ ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_dire
     key.proto = class_proto;
     key.direction = static_cast<uint8_t>(direction);
     const auto found = maps.exact.find(key);
-    if (found != maps.exact.end() && found->second.action == MS_ACTION_ALLOW) {
-      return {Decision::kAllowExact, found->second.rule_id};
-    }
+    if (found == maps.exact.end()) continue;
+    const Decision decision = found->second.action == MS_ACTION_ALLOW         ? Decision::kAllowExact
+                              : found->second.action == MS_ACTION_ALLOW_AUDIT ? Decision::kAuditExact
+                                                                              : Decision::kDenyExact;
+    return {decision, found->second.rule_id};
   }
   for (const auto& [class_proto, class_port] : classes) {
     const std::optional<ms_policy_value> value =
         LongestPrefix(maps, policy_id, direction, peer_ipv4, class_proto, class_port);
     if (!value) continue;
-    return {value->action == MS_ACTION_ALLOW ? Decision::kAllowLpm : Decision::kDenyLpm, value->rule_id};
+    const Decision decision = value->action == MS_ACTION_ALLOW         ? Decision::kAllowLpm
+                              : value->action == MS_ACTION_ALLOW_AUDIT ? Decision::kAuditLpm
+                                                                       : Decision::kDenyLpm;
+    return {decision, value->rule_id};
   }
-  return {Decision::kDenyNoMatch, 0};
+  return {isolated ? Decision::kDenyNoMatch : Decision::kAllowNotIsolated, 0};
 }
 
 }  // namespace microseg::testing

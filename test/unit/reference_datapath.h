@@ -19,6 +19,9 @@ enum class Decision {
   kAllowLpm,
   kDenyLpm,
   kDenyNoMatch,
+  kDenyExact,
+  kAuditExact,  // allowed, reason ALLOW_AUDIT
+  kAuditLpm,
 };
 
 struct ReferenceVerdict {
@@ -26,8 +29,9 @@ struct ReferenceVerdict {
   uint32_t rule_id = 0;
   bool allowed() const {
     return decision == Decision::kAllowNotIsolated || decision == Decision::kAllowExact ||
-           decision == Decision::kAllowLpm;
+           decision == Decision::kAllowLpm || audited();
   }
+  bool audited() const { return decision == Decision::kAuditExact || decision == Decision::kAuditLpm; }
 };
 
 // peer_ipv4 in host order; port 0 for protocols without ports.

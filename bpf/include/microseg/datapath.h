@@ -115,6 +115,13 @@ MS_STATIC_ASSERT(sizeof(struct ms_endpoint_key) == 4, "ms_endpoint_key layout");
 #define MS_EP_F_INGRESS_ISOLATED (1U << 0)
 #define MS_EP_F_EGRESS_ISOLATED (1U << 1)
 /*
+ * The policy maps hold verdicts for this direction although it is not
+ * isolated (cluster-tier Deny, Audit): look them up; a miss still allows.
+ * An isolated direction is always looked up; a miss there drops.
+ */
+#define MS_EP_F_INGRESS_LOOKUP (1U << 2)
+#define MS_EP_F_EGRESS_LOOKUP (1U << 3)
+/*
  * Policy generation (docs/policy-compiler.md, "Atomic updates"): the policy
  * maps hold an endpoint's entries under key id endpoint_id, or endpoint_id |
  * MS_POLICY_GEN_BIT, and this flag says which set is in force. The agent
@@ -122,7 +129,7 @@ MS_STATIC_ASSERT(sizeof(struct ms_endpoint_key) == 4, "ms_endpoint_key layout");
  * update; isolation and generation share this byte, so a program reading
  * `flags` once sees one consistent policy. Endpoint ids stay below the bit.
  */
-#define MS_EP_F_POLICY_GEN (1U << 2)
+#define MS_EP_F_POLICY_GEN (1U << 7)
 #define MS_POLICY_GEN_BIT 0x80000000U
 
 static inline __u32 ms_policy_id(__u32 endpoint_id, __u8 flags)
@@ -142,7 +149,10 @@ MS_STATIC_ASSERT(sizeof(struct ms_endpoint) == 16, "ms_endpoint layout");
 /*
  * ---- ms_policy: HASH, exact peer address (pods matched by selectors) ----
  * port 0 means "any port", proto 0 means "any protocol". The program looks
- * up (proto, port), then (proto, any port), then (any proto, any port).
+ * up (proto, port), then (proto, any port), then (any proto, any port), then
+ * the same three in ms_policy_lpm; the first entry found decides (its action
+ * is the final verdict of all policy tiers), no entry means the endpoint's
+ * default (drop if isolated in that direction, else allow).
  */
 struct ms_policy_key {
 	__u32 endpoint_id; /* host order: ms_policy_id(), i.e. with the generation bit */
@@ -156,10 +166,11 @@ MS_STATIC_ASSERT(sizeof(struct ms_policy_key) == 12, "ms_policy_key layout");
 enum ms_action {
 	MS_ACTION_DENY = 0,
 	MS_ACTION_ALLOW = 1,
+	MS_ACTION_ALLOW_AUDIT = 2, /* allowed, counted as MS_REASON_ALLOW_AUDIT: an Audit policy would drop it */
 };
 
 struct ms_policy_value {
-	__u8 action; /* enum ms_action */
+	__u8 action; /* enum ms_action; unknown values drop (fail closed) */
 	__u8 pad[3];
 	__u32 rule_id; /* host order: agent's id of the rule that produced the entry (flow visibility) */
 };

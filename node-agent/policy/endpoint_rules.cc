@@ -1,0 +1,216 @@
+#include "endpoint_rules.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "ipv4_cidr.h"
+#include "rule_id.h"
+#include "selector.h"
+
+namespace microseg {
+namespace {
+
+struct NamedPort {
+  uint8_t proto = 0;
+  std::string name;
+};
+
+std::vector<uint16_t> ResolveNamedPort(const std::vector<ContainerPort>& ports, uint8_t proto,
+                                       const std::string& name) {
+  std::vector<uint16_t> resolved;
+  for (const ContainerPort& port : ports) {
+    if (port.name == name && static_cast<uint8_t>(port.protocol) == proto) resolved.push_back(port.port);
+  }
+  return resolved;
+}
+
+const Labels& NamespaceLabelsOf(const PolicyContext& context, const std::string& name, Labels& fallback) {
+  if (const auto found = context.namespace_labels.find(name); found != context.namespace_labels.end()) {
+    return found->second;
+  }
+  fallback = {{kNamespaceNameLabel, name}};  // a namespace known only by name
+  return fallback;
+}
+
+class RuleBuilder {
+ public:
+  RuleBuilder(const PolicyContext& context, ms_direction direction, const std::vector<ContainerPort>& local_ports)
+      : context_(context), direction_(direction), local_ports_(local_ports) {}
+
+  // nullopt: the rule can match nothing (only IPv6 peers).
+  // `policy_namespace` nullopt: cluster-scoped (podSelector alone = every namespace).
+  std::optional<VerdictRule> Build(const PolicyRule& rule, const std::optional<std::string>& policy_namespace) const {
+    if (rule.only_ipv6_peers) return std::nullopt;
+    VerdictRule out;
+    out.action = rule.action;
+    std::vector<NamedPort> named_egress;
+    if (rule.ports.empty()) out.ports.push_back({0, 0});
+    for (const PolicyPort& policy_port : rule.ports) {
+      const auto proto = static_cast<uint8_t>(policy_port.protocol);
+      if (!policy_port.port) {
+        out.ports.push_back({proto, 0});
+      } else if (const auto* number = std::get_if<uint16_t>(&*policy_port.port)) {
+        const uint32_t last = policy_port.end_port.value_or(*number);
+        for (uint32_t port = *number; port <= last; ++port) out.ports.push_back({proto, static_cast<uint16_t>(port)});
+      } else if (direction_ == MS_DIR_EGRESS) {
+        named_egress.push_back({proto, std::get<std::string>(*policy_port.port)});  // resolved per peer pod
+      } else {
+        // Ingress: the destination is the local pod. A name it does not define allows nothing.
+        for (uint16_t port : ResolveNamedPort(local_ports_, proto, std::get<std::string>(*policy_port.port))) {
+          out.ports.push_back({proto, port});
+        }
+      }
+    }
+    std::sort(out.ports.begin(), out.ports.end());
+    out.ports.erase(std::unique(out.ports.begin(), out.ports.end()), out.ports.end());
+
+    if (rule.peers.empty()) out.blocks.push_back(IpBlock{Ipv4Cidr{0, 0}, {}});
+    for (const PolicyPeer& peer : rule.peers) {
+      if (peer.ip_block) {
+        out.blocks.push_back(*peer.ip_block);
+        continue;
+      }
+      ForEachSelectedPeer(peer, policy_namespace, [&](const PeerPod& pod) { AddPod(out, pod, named_egress); });
+    }
+    if (!named_egress.empty()) {
+      // A named port means something only on a pod: for CIDR peers it is
+      // resolved on the pods we know inside the block; other addresses of
+      // the block get the rule's numeric ports only.
+      for (const auto& [key, pod] : context_.peers) {
+        if (out.pod_ports.count(pod.ipv4)) continue;
+        const bool inside = std::any_of(out.blocks.begin(), out.blocks.end(), [&](const IpBlock& block) {
+          return CidrContainsAddress(block.cidr, pod.ipv4) &&
+                 std::none_of(block.except.begin(), block.except.end(),
+                              [&](const Ipv4Cidr& except) { return CidrContainsAddress(except, pod.ipv4); });
+        });
+        if (inside && HasNamedResolution(pod, named_egress)) AddPod(out, pod, named_egress);
+      }
+    }
+    return out;
+  }
+
+ private:
+  template <typename Fn>
+  void ForEachSelectedPeer(const PolicyPeer& peer, const std::optional<std::string>& policy_namespace,
+                           Fn&& fn) const {
+    Labels fallback;
+    if (!peer.namespace_selector && policy_namespace) {
+      // podSelector alone selects within the policy's namespace: one contiguous range of peers.
+      const std::string prefix = *policy_namespace + "/";
+      for (auto it = context_.peers.lower_bound(prefix);
+           it != context_.peers.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+        if (!peer.pod_selector || SelectorMatches(*peer.pod_selector, it->second.labels)) fn(it->second);
+      }
+      return;
+    }
+    // Cluster-scoped policies: no namespaceSelector means every namespace.
+    for (const auto& [key, pod] : context_.peers) {
+      if (peer.namespace_selector &&
+          !SelectorMatches(*peer.namespace_selector, NamespaceLabelsOf(context_, pod.namespace_name, fallback))) {
+        continue;
+      }
+      if (!peer.pod_selector || SelectorMatches(*peer.pod_selector, pod.labels)) fn(pod);
+    }
+  }
+
+  static bool HasNamedResolution(const PeerPod& pod, const std::vector<NamedPort>& named) {
+    return std::any_of(named.begin(), named.end(), [&](const NamedPort& port) {
+      return !ResolveNamedPort(pod.container_ports, port.proto, port.name).empty();
+    });
+  }
+
+  static void AddPod(VerdictRule& rule, const PeerPod& pod, const std::vector<NamedPort>& named_egress) {
+    std::vector<PortKey>& keys = rule.pod_ports[pod.ipv4];
+    keys.insert(keys.end(), rule.ports.begin(), rule.ports.end());
+    for (const NamedPort& named : named_egress) {
+      for (uint16_t number : ResolveNamedPort(pod.container_ports, named.proto, named.name)) {
+        keys.push_back({named.proto, number});
+      }
+    }
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    if (keys.empty()) rule.pod_ports.erase(pod.ipv4);
+  }
+
+  const PolicyContext& context_;
+  ms_direction direction_;
+  const std::vector<ContainerPort>& local_ports_;
+};
+
+bool Isolates(const NetworkPolicy& policy, ms_direction direction) {
+  return direction == MS_DIR_INGRESS ? policy.isolates_ingress : policy.isolates_egress;
+}
+
+const std::vector<PolicyRule>& RulesOf(const NetworkPolicy& policy, ms_direction direction) {
+  return direction == MS_DIR_INGRESS ? policy.ingress : policy.egress;
+}
+
+}  // namespace
+
+DirectionRules CollectDirectionRules(const PolicyContext& context, const LocalEndpoint& endpoint,
+                                     const Pod* local_pod, ms_direction direction,
+                                     std::vector<std::string>* policies) {
+  static const Labels kNoLabels;
+  static const std::vector<ContainerPort> kNoPorts;
+  const ClusterState& cluster = *context.cluster;
+  const Labels& labels = local_pod ? local_pod->labels : kNoLabels;
+  const RuleBuilder builder(context, direction, local_pod ? local_pod->container_ports : kNoPorts);
+  DirectionRules out;
+
+  // Cluster tier.
+  Labels fallback;
+  const Labels& namespace_labels = NamespaceLabelsOf(context, endpoint.pod_namespace, fallback);
+  std::vector<const ClusterSegmentPolicy*> cluster_policies;
+  for (const auto& [name, policy] : cluster.cluster_segment_policies) {
+    const bool applies = direction == MS_DIR_INGRESS ? policy.applies_ingress : policy.applies_egress;
+    if (applies && SelectorMatches(policy.subject_namespace_selector, namespace_labels) &&
+        SelectorMatches(policy.subject_pod_selector, labels)) {
+      cluster_policies.push_back(&policy);
+    }
+  }
+  // The map is ordered by name, so a stable sort by priority gives (priority, name).
+  std::stable_sort(cluster_policies.begin(), cluster_policies.end(),
+                   [](const auto* a, const auto* b) { return a->priority < b->priority; });
+  uint32_t order = 0;
+  for (const ClusterSegmentPolicy* policy : cluster_policies) {
+    if (policies) policies->push_back(absl::StrCat("ClusterSegmentPolicy ", policy->name));
+    const std::vector<PolicyRule>& rules = direction == MS_DIR_INGRESS ? policy->ingress : policy->egress;
+    for (size_t i = 0; i < rules.size(); ++i) {
+      const uint32_t position = order++;
+      std::optional<VerdictRule> rule = builder.Build(rules[i], std::nullopt);
+      if (!rule) continue;
+      rule->cluster_tier = true;
+      rule->order = position;
+      rule->rule_id = PolicyRuleId("ClusterSegmentPolicy", policy->name, direction, i);
+      out.rules.push_back(*std::move(rule));
+    }
+  }
+
+  // Namespace tier.
+  const auto add_namespaced = [&](const NetworkPolicy& policy, bool audit, absl::string_view kind) {
+    if (policy.namespace_name != endpoint.pod_namespace || !SelectorMatches(policy.pod_selector, labels)) return;
+    // Rules of a direction the policy does not isolate have no effect in k8s.
+    if (!Isolates(policy, direction)) return;
+    if (policies) policies->push_back(absl::StrCat(kind, policy.namespace_name, "/", policy.name));
+    out.isolated_all = true;
+    if (!audit) out.isolated_enforced = true;
+    const std::vector<PolicyRule>& rules = RulesOf(policy, direction);
+    for (size_t i = 0; i < rules.size(); ++i) {
+      std::optional<VerdictRule> rule = builder.Build(rules[i], policy.namespace_name);
+      if (!rule) continue;
+      rule->audit = audit;
+      // Kind in the id's namespace part: a SegmentPolicy and a NetworkPolicy may share a name.
+      rule->rule_id = kind.empty() ? PolicyRuleId(policy.namespace_name, policy.name, direction, i)
+                                   : PolicyRuleId(absl::StrCat(kind, policy.namespace_name), policy.name, direction, i);
+      out.rules.push_back(*std::move(rule));
+    }
+  };
+  for (const auto& [key, policy] : cluster.network_policies) add_namespaced(policy, false, "");
+  for (const auto& [key, segment] : cluster.segment_policies) {
+    add_namespaced(segment.policy, segment.enforcement == Enforcement::kAudit, "SegmentPolicy ");
+  }
+  return out;
+}
+
+}  // namespace microseg

@@ -1,0 +1,28 @@
+// Which rules of which policies apply to one local endpoint in one
+// direction, with selectors resolved into pod addresses and named ports into
+// numbers: the input of the tiered verdict computation (tiered_verdicts.h).
+//   cluster tier:   ClusterSegmentPolicies whose subject selects the pod and
+//                   whose policyTypes include the direction, in (priority,
+//                   name, rule index) order;
+//   namespace tier: NetworkPolicies and SegmentPolicies of the pod's
+//                   namespace selecting it and isolating the direction.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model.h"
+#include "policy_compiler.h"
+#include "tiered_verdicts.h"
+
+namespace microseg {
+
+// `local_pod` is the endpoint's Pod object (nullptr: unknown, no labels or
+// ports). `policies` (may be nullptr) receives a name for every policy that
+// selects the endpoint in this direction: "ns/name" for NetworkPolicies,
+// "SegmentPolicy ns/name", "ClusterSegmentPolicy name".
+DirectionRules CollectDirectionRules(const PolicyContext& context, const LocalEndpoint& endpoint,
+                                     const Pod* local_pod, ms_direction direction,
+                                     std::vector<std::string>* policies);
+
+}  // namespace microseg

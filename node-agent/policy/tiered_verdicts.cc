@@ -1,0 +1,157 @@
+#include "tiered_verdicts.h"
+
+#include <algorithm>
+#include <optional>
+#include <set>
+
+#include "ipv4_cidr.h"
+#include "lpm_verdicts.h"
+
+namespace microseg {
+namespace {
+
+bool InBlock(const IpBlock& block, uint32_t addr) {
+  return CidrContainsAddress(block.cidr, addr) &&
+         std::none_of(block.except.begin(), block.except.end(),
+                      [&](const Ipv4Cidr& except) { return CidrContainsAddress(except, addr); });
+}
+
+bool InAnyBlock(const VerdictRule& rule, uint32_t addr) {
+  return std::any_of(rule.blocks.begin(), rule.blocks.end(),
+                     [&](const IpBlock& block) { return InBlock(block, addr); });
+}
+
+// The port keys `rule` matches the pod at `addr` on; empty: it does not match it.
+const std::vector<PortKey>* KeysForPod(const VerdictRule& rule, uint32_t addr) {
+  if (const auto found = rule.pod_ports.find(addr); found != rule.pod_ports.end()) return &found->second;
+  if (InAnyBlock(rule, addr)) return &rule.ports;
+  return nullptr;
+}
+
+bool AnyCovers(const std::vector<PortKey>& keys, const PortKey& port_class) {
+  return std::any_of(keys.begin(), keys.end(), [&](const PortKey& key) { return PortKeyCovers(key, port_class); });
+}
+
+ms_policy_value Value(ms_action action, uint32_t rule_id) {
+  ms_policy_value value{};
+  value.action = static_cast<uint8_t>(action);
+  value.rule_id = rule_id;
+  return value;
+}
+
+// Namespace tier over the matching rules, with or without the Audit ones:
+// nullopt = allow; else the deciding Deny rule id (0: isolation default).
+struct NamespaceOutcome {
+  bool allow = true;
+  uint32_t rule_id = 0;
+};
+NamespaceOutcome NamespaceTier(const DirectionRules& direction, const std::vector<const VerdictRule*>& matching,
+                               bool include_audit) {
+  std::optional<uint32_t> deny;
+  std::optional<uint32_t> allow;
+  for (const VerdictRule* rule : matching) {
+    if (rule->cluster_tier || (rule->audit && !include_audit)) continue;
+    std::optional<uint32_t>& slot = rule->action == RuleAction::kDeny ? deny : allow;
+    slot = slot ? std::min(*slot, rule->rule_id) : rule->rule_id;
+  }
+  if (deny) return {false, *deny};
+  if (allow) return {true, *allow};
+  const bool isolated = include_audit ? direction.isolated_all : direction.isolated_enforced;
+  return {!isolated, 0};
+}
+
+}  // namespace
+
+bool PortKeyCovers(const PortKey& outer, const PortKey& inner) {
+  if (outer.proto == 0) return true;
+  return outer.proto == inner.proto && (outer.port == 0 || outer.port == inner.port);
+}
+
+ms_policy_value EvaluateTiers(const DirectionRules& direction, const std::vector<const VerdictRule*>& matching) {
+  const VerdictRule* first_cluster = nullptr;
+  for (const VerdictRule* rule : matching) {
+    if (rule->cluster_tier && (!first_cluster || rule->order < first_cluster->order)) first_cluster = rule;
+  }
+  if (first_cluster && first_cluster->action == RuleAction::kAllow) {
+    return Value(MS_ACTION_ALLOW, first_cluster->rule_id);
+  }
+  if (first_cluster && first_cluster->action == RuleAction::kDeny) {
+    return Value(MS_ACTION_DENY, first_cluster->rule_id);
+  }
+  // No cluster rule matched, or the first one passed.
+  const NamespaceOutcome enforced = NamespaceTier(direction, matching, /*include_audit=*/false);
+  if (!enforced.allow) return Value(MS_ACTION_DENY, enforced.rule_id);
+  const NamespaceOutcome all = NamespaceTier(direction, matching, /*include_audit=*/true);
+  if (!all.allow) return Value(MS_ACTION_ALLOW_AUDIT, all.rule_id);
+  return Value(MS_ACTION_ALLOW, enforced.rule_id);
+}
+
+ms_action DefaultAction(const DirectionRules& direction) {
+  return static_cast<ms_action>(EvaluateTiers(direction, {}).action);
+}
+
+DirectionEntries CompileDirection(const DirectionRules& direction) {
+  DirectionEntries entries;
+  const ms_action default_action = DefaultAction(direction);
+
+  // Exact entries for every address some rule matches as a pod. Its keys are
+  // those of every rule matching it (pod or CIDR), so that each entry's
+  // region (packets whose most specific key it is) sees a uniform rule set;
+  // packets outside all its keys match no rule on it and fall through to the
+  // LPM, which gives the same answer.
+  std::set<uint32_t> pod_addresses;
+  for (const VerdictRule& rule : direction.rules) {
+    for (const auto& [addr, keys] : rule.pod_ports) pod_addresses.insert(addr);
+  }
+  for (uint32_t addr : pod_addresses) {
+    std::set<PortKey> keys;
+    for (const VerdictRule& rule : direction.rules) {
+      if (const std::vector<PortKey>* rule_keys = KeysForPod(rule, addr)) keys.insert(rule_keys->begin(), rule_keys->end());
+    }
+    for (const PortKey& key : keys) {
+      std::vector<const VerdictRule*> matching;
+      for (const VerdictRule& rule : direction.rules) {
+        const std::vector<PortKey>* rule_keys = KeysForPod(rule, addr);
+        if (rule_keys && AnyCovers(*rule_keys, key)) matching.push_back(&rule);
+      }
+      entries.exact.push_back({addr, key, EvaluateTiers(direction, matching)});
+    }
+  }
+
+  // LPM entries from the CIDR view of every rule; spec i is (rule, block, key).
+  std::vector<LpmRuleSpec> specs;
+  std::vector<const VerdictRule*> spec_rules;
+  for (const VerdictRule& rule : direction.rules) {
+    for (const IpBlock& block : rule.blocks) {
+      for (const PortKey& key : rule.ports) {
+        specs.push_back({key.proto, key.port, block.cidr, block.except, rule.rule_id});
+        spec_rules.push_back(&rule);
+      }
+    }
+  }
+  if (default_action == MS_ACTION_ALLOW_AUDIT) {
+    // A catch-all so every lookup finds an entry: the flags cannot say "audit".
+    specs.push_back({0, 0, Ipv4Cidr{0, 0}, {}, 0});
+    spec_rules.push_back(nullptr);
+  }
+  for (const LpmRegion& region : ComputeLpmRegions(specs)) {
+    std::vector<const VerdictRule*> matching;
+    for (size_t i : region.matching) {
+      if (spec_rules[i] && std::find(matching.begin(), matching.end(), spec_rules[i]) == matching.end()) {
+        matching.push_back(spec_rules[i]);
+      }
+    }
+    entries.lpm.push_back({region.prefix, PortKey{region.proto, region.port}, EvaluateTiers(direction, matching)});
+  }
+
+  // Entries that all repeat the default are redundant: a miss gives it too.
+  const bool all_default =
+      std::all_of(entries.exact.begin(), entries.exact.end(),
+                  [&](const ExactVerdict& entry) { return entry.value.action == default_action; }) &&
+      std::all_of(entries.lpm.begin(), entries.lpm.end(),
+                  [&](const LpmVerdictEntry& entry) { return entry.value.action == default_action; });
+  if (all_default && default_action != MS_ACTION_ALLOW_AUDIT) return {};
+  return entries;
+}
+
+}  // namespace microseg

@@ -1,0 +1,85 @@
+// One endpoint and direction: the rules of every policy tier that apply to
+// it, turned into final per-(peer, port class) verdicts for the exact-match
+// hash and the LPM trie. The data plane takes the first entry it finds
+// (exact (proto,port) -> (proto,any) -> (any,any), then LPM in the same
+// order) and otherwise the endpoint's default, so each entry must carry the
+// verdict of all tiers for every packet that reaches it. No cluster
+// knowledge here: the policy compiler resolves selectors and named ports
+// into the addresses and port keys below.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "microseg/datapath.h"
+#include "model.h"
+
+namespace microseg {
+
+// A port class as the maps key it: proto 0 = any protocol (port then 0),
+// port 0 = every port of `proto`.
+struct PortKey {
+  uint8_t proto = 0;
+  uint16_t port = 0;
+  friend auto operator<=>(const PortKey&, const PortKey&) = default;
+};
+
+// True when every packet of class `inner` is in class `outer`.
+bool PortKeyCovers(const PortKey& outer, const PortKey& inner);
+
+struct VerdictRule {
+  bool cluster_tier = false;
+  uint32_t order = 0;  // cluster tier: evaluation position, lower first
+  RuleAction action = RuleAction::kAllow;
+  bool audit = false;  // namespace tier: from a SegmentPolicy in Audit mode
+  uint32_t rule_id = 0;
+  // Port keys that apply to every peer of the rule (numeric ports; on
+  // ingress also the named ports resolved on the local pod).
+  std::vector<PortKey> ports;
+  // CIDR peers ("every peer" is 0.0.0.0/0), matched against any address.
+  std::vector<IpBlock> blocks;
+  // Pod addresses (host order) the rule matches as pods, with the port keys
+  // for that pod: selector peers, and pods inside `blocks` for which a named
+  // egress port resolves. Addresses not listed match through `blocks` only.
+  std::map<uint32_t, std::vector<PortKey>> pod_ports;
+};
+
+struct DirectionRules {
+  std::vector<VerdictRule> rules;
+  // Namespace-tier isolation counting Enforce policies only / all policies.
+  bool isolated_enforced = false;
+  bool isolated_all = false;
+};
+
+struct ExactVerdict {
+  uint32_t peer_ipv4 = 0;  // host order
+  PortKey port;
+  ms_policy_value value{};
+};
+struct LpmVerdictEntry {
+  Ipv4Cidr prefix;
+  PortKey port;
+  ms_policy_value value{};
+};
+
+struct DirectionEntries {
+  std::vector<ExactVerdict> exact;
+  std::vector<LpmVerdictEntry> lpm;
+};
+
+// The verdict of a packet matched by exactly `matching` (all tiers, Audit).
+ms_policy_value EvaluateTiers(const DirectionRules& direction, const std::vector<const VerdictRule*>& matching);
+
+// The endpoint's verdict when no entry matches; ALLOW_AUDIT is not
+// expressible by the endpoint flags, so CompileDirection then adds
+// catch-all LPM entries.
+ms_action DefaultAction(const DirectionRules& direction);
+
+// Entries that, looked up the data plane's way with DefaultAction() on a
+// miss, give EvaluateTiers() of the matching rules for every packet. Empty
+// when every verdict equals the default.
+DirectionEntries CompileDirection(const DirectionRules& direction);
+
+}  // namespace microseg

@@ -1,0 +1,55 @@
+// Random small clusters for property tests: namespaces a/b/c, a few pods
+// with labels, addresses in 10.244.0.0/24 and named container ports, local
+// endpoints, and policies. With `tiers`, also SegmentPolicies (Allow/Deny,
+// Audit) and ClusterSegmentPolicies (priorities with ties, Allow/Deny/Pass),
+// named ports that differ between pods, SCTP and endPort ranges. Seeded:
+// the same seed always gives the same cluster.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "model.h"
+
+namespace microseg::testing {
+
+class RandomCluster {
+ public:
+  explicit RandomCluster(uint32_t seed, bool tiers = false) : rng_(seed), tiers_(tiers) {}
+
+  void Build(ClusterState& cluster, std::vector<LocalEndpoint>& endpoints);
+
+  // Addresses worth probing: every pod, random ones near them, far ones,
+  // both edges of every block and except and the addresses just outside.
+  std::vector<uint32_t> ProbeAddresses(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints);
+
+  // (proto, port) pairs worth probing for the tiered generator.
+  static std::vector<std::pair<uint8_t, uint16_t>> TieredProbePorts();
+
+ private:
+  static constexpr uint32_t kBase = 0x0af40000;  // 10.244.0.0
+
+  int Uniform(int low, int high) { return std::uniform_int_distribution<int>(low, high)(rng_); }
+  bool Chance(double p) { return std::bernoulli_distribution(p)(rng_); }
+  template <typename T>
+  T Pick(std::initializer_list<T> options) {
+    return *(options.begin() + Uniform(0, static_cast<int>(options.size()) - 1));
+  }
+
+  Labels RandomLabels(std::initializer_list<const char*> keys);
+  LabelSelector RandomSelector(std::initializer_list<const char*> keys);
+  Ipv4Cidr RandomCidr(uint8_t min_len);
+  PolicyPeer RandomPeer();
+  PolicyPort RandomPort();
+  PolicyRule RandomRule();
+  NetworkPolicy RandomPolicy(const std::string& name);
+  ClusterSegmentPolicy RandomClusterPolicy(const std::string& name);
+
+  std::mt19937 rng_;
+  bool tiers_;
+};
+
+}  // namespace microseg::testing
