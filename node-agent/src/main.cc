@@ -26,8 +26,12 @@
 #include "agent.h"
 #include "bpf_datapath.h"
 #include "bpf_map_writer.h"
+#include "cluster_source.h"
+#include "directory_source.h"
 #include "endpoint_registry.h"
 #include "grpc_service.h"
+#include "health_endpoints.h"
+#include "kube/kube_cluster_source.h"
 #include "log.h"
 #include "manifest_directory.h"
 #include "metrics.h"
@@ -35,14 +39,33 @@
 #include "tc_attach.h"
 
 ABSL_FLAG(bool, standalone, false,
-          "Take the cluster state from --manifests instead of the Kubernetes API (required in this version).");
+          "Take the cluster state from --manifests instead of the Kubernetes API. Without it the agent watches the "
+          "Kubernetes API: --kubeconfig when given, else the in-cluster service account (KUBERNETES_SERVICE_HOST).");
 ABSL_FLAG(std::string, manifests, "",
           "Directory of Namespace, Pod and NetworkPolicy YAML files (multi-document files and kind: List allowed). "
           "Adding, changing or removing a file takes effect within a second; a file that does not parse is "
           "reported and its last good version stays in force.");
 ABSL_FLAG(std::string, node_name, "",
-          "This node's name as pods' spec.nodeName gives it (default: the hostname); a CNI call for a pod scheduled "
-          "on another node is logged as a misconfiguration.");
+          "This node's name as pods' spec.nodeName gives it (default: $NODE_NAME, else the hostname); a CNI call for "
+          "a pod scheduled on another node is logged as a misconfiguration. Also this agent's Lease identity.");
+// --- Kubernetes mode (node-agent/src/kube, docs/kubernetes.md) ---
+ABSL_FLAG(std::string, kubeconfig, "",
+          "Kubeconfig file for running outside a cluster (server, certificate-authority(-data), token / tokenFile, "
+          "client-certificate/key(-data)). Empty: in-cluster config.");
+ABSL_FLAG(std::string, kube_context, "", "Kubeconfig context to use (default: its current-context).");
+ABSL_FLAG(std::string, kube_namespace, "",
+          "Namespace of the status-writer Lease (default: the service account's / kubeconfig context's namespace).");
+ABSL_FLAG(absl::Duration, kube_watch_timeout, absl::Minutes(5),
+          "Server-side watch duration (timeoutSeconds); each watch takes a random value in [t, 2t).");
+ABSL_FLAG(absl::Duration, kube_watch_idle_timeout, absl::Seconds(90),
+          "A watch that delivers nothing (not even a bookmark) for this long is stalled: reconnect.");
+ABSL_FLAG(absl::Duration, kube_backoff_max, absl::Seconds(30), "Cap of the jittered exponential reconnect backoff.");
+ABSL_FLAG(int64_t, kube_page_size, 500, "LIST page size (limit/continue).");
+ABSL_FLAG(bool, kube_write_status, true,
+          "Take part in the Lease election; the holder writes SegmentPolicy/ClusterSegmentPolicy status conditions "
+          "and Events for rejected policies.");
+ABSL_FLAG(absl::Duration, kube_lease_duration, absl::Seconds(15),
+          "Lease duration; the holder renews every third of it, others take over after it passes unrenewed.");
 ABSL_FLAG(std::string, bpffs_dir, "/sys/fs/bpf/microseg",
           "Directory on a bpf filesystem where programs (progs/) and maps (maps/) are pinned. Pinned maps of an "
           "earlier run are reused, so enforcement survives agent restarts.");
@@ -59,7 +82,7 @@ ABSL_FLAG(absl::Duration, tcp_session_timeout, absl::Hours(1), "Idle time after 
 ABSL_FLAG(absl::Duration, udp_session_timeout, absl::Seconds(60), "Idle time after which a UDP flow is forgotten.");
 ABSL_FLAG(absl::Duration, icmp_session_timeout, absl::Seconds(30),
           "Idle time after which an ICMP echo flow is forgotten.");
-ABSL_FLAG(absl::Duration, manifest_poll_interval, absl::Milliseconds(200), "How often --manifests is rescanned.");
+ABSL_FLAG(absl::Duration, manifest_poll_interval, absl::Milliseconds(200), "How often --manifests is rescanned (Kubernetes mode: how often watched changes are compiled, as one batch).");
 ABSL_FLAG(bool, unpin_on_exit, false,
           "Remove the pinned programs and maps on exit (tests and demos; in production keep them so enforcement "
           "survives restarts).");
@@ -67,29 +90,6 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 
 namespace microseg {
 namespace {
-
-// Errors of the manifest directory, copied for the gRPC and metrics threads.
-class ManifestErrorBoard {
- public:
-  void Publish(std::vector<ManifestError> errors, uint64_t rejected) {
-    std::lock_guard<std::mutex> lock(mu_);
-    errors_ = std::move(errors);
-    rejected_ = rejected;
-  }
-  std::vector<ManifestError> errors() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return errors_;
-  }
-  uint64_t rejected() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return rejected_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<ManifestError> errors_;
-  uint64_t rejected_ = 0;
-};
 
 std::unique_ptr<grpc::Server> StartGrpc(const std::string& socket_path, grpc::Service* service) {
   std::error_code ec;
@@ -153,24 +153,66 @@ bool VethIsGone(const EndpointRecord& record) {
   return if_indextoname(record.host_ifindex, name) == nullptr || record.host_ifname != name;
 }
 
-int Run() {
-  if (!absl::GetFlag(FLAGS_standalone)) {
-    LogError("the Kubernetes API source is not part of this version: run with --standalone --manifests DIR");
-    return 2;
+std::string NodeName() {
+  std::string node_name = absl::GetFlag(FLAGS_node_name);
+  if (node_name.empty()) {
+    if (const char* env = std::getenv("NODE_NAME"); env != nullptr) node_name = env;
   }
-  const std::string manifests = absl::GetFlag(FLAGS_manifests);
-  if (manifests.empty() || !std::filesystem::is_directory(manifests)) {
-    LogError("--manifests must name an existing directory (got '", manifests, "')");
-    return 2;
+  if (node_name.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    node_name = host;
   }
+  return node_name;
+}
 
+// Standalone: the manifest directory; otherwise the Kubernetes API.
+absl::StatusOr<std::unique_ptr<ClusterSource>> MakeClusterSource(const std::string& node_name) {
+  if (absl::GetFlag(FLAGS_standalone)) {
+    const std::string manifests = absl::GetFlag(FLAGS_manifests);
+    if (manifests.empty() || !std::filesystem::is_directory(manifests)) {
+      return absl::InvalidArgumentError(absl::StrCat("--manifests must name an existing directory (got '", manifests, "')"));
+    }
+    return std::make_unique<DirectorySource>(manifests);
+  }
+  if (absl::GetFlag(FLAGS_kubeconfig).empty() && std::getenv("KUBERNETES_SERVICE_HOST") == nullptr) {
+    return absl::InvalidArgumentError(
+        "no cluster state source: run with --standalone --manifests DIR, --kubeconfig FILE, or inside a cluster "
+        "(KUBERNETES_SERVICE_HOST)");
+  }
+  kube::KubeModeOptions options;
+  options.kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
+  options.kube_context = absl::GetFlag(FLAGS_kube_context);
+  options.lease_namespace = absl::GetFlag(FLAGS_kube_namespace);
+  options.source.node_name = node_name;
+  options.source.reflector.watch_timeout = absl::GetFlag(FLAGS_kube_watch_timeout);
+  options.source.reflector.idle_timeout = absl::GetFlag(FLAGS_kube_watch_idle_timeout);
+  options.source.reflector.backoff.max = absl::GetFlag(FLAGS_kube_backoff_max);
+  options.source.reflector.page_size = absl::GetFlag(FLAGS_kube_page_size);
+  options.source.write_status = absl::GetFlag(FLAGS_kube_write_status);
+  options.source.lease.lease_duration = absl::GetFlag(FLAGS_kube_lease_duration);
+  options.source.lease_renew_interval = absl::GetFlag(FLAGS_kube_lease_duration) / 3;
+  auto source = kube::KubeClusterSource::Create(std::move(options));
+  if (!source.ok()) return source.status();
+  return std::unique_ptr<ClusterSource>(std::move(*source));
+}
+
+int Run() {
   // Signals are taken synchronously by the main loop; block them before any
-  // thread (gRPC, exposer) starts so none of those threads receives them.
+  // thread (gRPC, exposer, Kubernetes watches) starts so none of those threads receives them.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  const std::string node_name = NodeName();
+  auto cluster_source = MakeClusterSource(node_name);
+  if (!cluster_source.ok()) {
+    LogError(cluster_source.status().message());
+    return 2;
+  }
+  ClusterSource& source = **cluster_source;
 
   DatapathOptions options;
   options.bpffs_dir = absl::GetFlag(FLAGS_bpffs_dir);
@@ -200,46 +242,54 @@ int Run() {
   }
   BpfMapWriter writer(**datapath);
   const BpfDatapath& dp = **datapath;
-  std::string node_name = absl::GetFlag(FLAGS_node_name);
-  if (node_name.empty()) {
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
-    node_name = host;
-  }
   Agent agent(node_name, writer, registry, std::move(*live),
               [&dp](uint32_t endpoint_id) { return dp.DeleteSessionsOf(endpoint_id); });
 
-  ManifestDirectory source(manifests);
-  ManifestErrorBoard board;
-  source.Poll();
-  board.Publish(source.errors(), source.rejected_versions());
-  if (auto status = agent.Start(source.state()); !status.ok()) {
+  // Metrics, /healthz and /readyz (503 until the initial state is in the
+  // maps) serve while the initial state is still being listed.
+  auto metrics = std::make_shared<AgentMetrics>(
+      dp, agent, [&source] { return source.rejected_versions(); }, [&source] { return source.errors().size(); });
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_metrics_address), 2,
+                                                    HealthEndpointCallbacks());
+  } catch (const std::exception& e) {
+    LogError("cannot serve metrics on ", absl::GetFlag(FLAGS_metrics_address), ": ", e.what());
+    return 1;
+  }
+  exposer->RegisterCollectable(metrics);
+  std::shared_ptr<prometheus::Collectable> source_metrics = source.metrics();
+  if (source_metrics) exposer->RegisterCollectable(source_metrics);
+
+  // Until the initial state is compiled the gRPC socket does not exist, so
+  // a CNI ADD waits (its timeout) and then fails or isolates per failMode.
+  std::optional<ClusterState> initial = source.WaitForInitialState([&stop_signals] {
+    timespec tick = absl::ToTimespec(absl::Milliseconds(100));
+    const int signal = sigtimedwait(&stop_signals, nullptr, &tick);
+    return signal != SIGINT && signal != SIGTERM;
+  });
+  if (!initial) {
+    LogInfo("shutting down before the initial cluster state was complete");
+    if (absl::GetFlag(FLAGS_unpin_on_exit)) (void)dp.Unpin();
+    return 0;
+  }
+  if (auto status = agent.Start(*std::move(initial)); !status.ok()) {
     LogError("initial policy could not be applied: ", status.ToString());
     return 1;
   }
   agent.ForgetEndpointsWhere(VethIsGone);  // pods deleted while the agent was down
   for (const EndpointView& view : agent.ListEndpoints()) AttachCurrentPrograms(view.record, options.bpffs_dir);
 
-  auto metrics = std::make_shared<AgentMetrics>(
-      dp, agent, [&board] { return board.rejected(); }, [&board] { return board.errors().size(); });
-  std::unique_ptr<prometheus::Exposer> exposer;
-  try {
-    exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_metrics_address));
-  } catch (const std::exception& e) {
-    LogError("cannot serve metrics on ", absl::GetFlag(FLAGS_metrics_address), ": ", e.what());
-    return 1;
-  }
-  exposer->RegisterCollectable(metrics);
-
-  AgentService service(agent, {options.bpffs_dir, [&board] { return board.errors(); }});
+  AgentService service(agent, {options.bpffs_dir, [&source] { return source.errors(); }});
   const std::string socket_path = absl::GetFlag(FLAGS_grpc_socket);
   std::unique_ptr<grpc::Server> server = StartGrpc(socket_path, &service);
   if (!server) {
     LogError("cannot listen on unix:", socket_path);
     return 1;
   }
+  SetAgentReady(true);
   LogInfo("microseg-agent ", MICROSEG_VERSION, " ready: gRPC unix:", socket_path, ", metrics http://",
-          absl::GetFlag(FLAGS_metrics_address), "/metrics, manifests ", manifests);
+          absl::GetFlag(FLAGS_metrics_address), "/metrics, ", source.description());
 
   const std::string pending_dir = state_dir + "/pending";
   const absl::Duration poll = absl::GetFlag(FLAGS_manifest_poll_interval);
@@ -251,9 +301,8 @@ int Run() {
       LogInfo("received signal ", signal, ", shutting down");
       break;
     }
-    if (source.Poll()) {
-      board.Publish(source.errors(), source.rejected_versions());
-      if (auto status = agent.SetClusterState(source.state()); !status.ok()) {
+    if (std::optional<ClusterState> changed = source.Poll()) {
+      if (auto status = agent.SetClusterState(*std::move(changed)); !status.ok()) {
         LogError("cluster change not applied: ", status.ToString());
       }
     }
@@ -264,6 +313,7 @@ int Run() {
     }
   }
 
+  SetAgentReady(false);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   ::unlink(socket_path.c_str());
   exposer.reset();
@@ -287,7 +337,8 @@ int main(int argc, char** argv) {
   absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
       "microseg node agent.\n  microseg-agent --standalone --manifests DIR [--bpffs_dir DIR] [--grpc_socket PATH] "
-      "[--metrics_address HOST:PORT] ...");
+      "[--metrics_address HOST:PORT] ...\n  microseg-agent [--kubeconfig FILE] [--node_name NAME] ...   (Kubernetes "
+      "mode; in-cluster without --kubeconfig)");
   absl::ParseCommandLine(argc, argv);
   microseg::LogLevel level;
   if (!microseg::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {

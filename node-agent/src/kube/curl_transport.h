@@ -1,0 +1,41 @@
+// ApiTransport over libcurl: HTTPS (HTTP/1.1) to the API server with the
+// configured CA, bearer token (re-read on rotation, retried once after a
+// 401) or client certificate. One easy handle per call, owned by RAII.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "kube/api_transport.h"
+#include "kube/kube_config.h"
+#include "kube/token_source.h"
+
+namespace microseg::kube {
+
+class CurlTransport final : public ApiTransport {
+ public:
+  explicit CurlTransport(KubeConfig config, absl::Duration request_timeout = absl::Seconds(30));
+
+  absl::StatusOr<HttpResponse> Send(const HttpRequest& request) override;
+  absl::StatusOr<HttpResponse> Stream(const HttpRequest& request, const LineHandler& on_line,
+                                      absl::Duration idle_timeout, const std::atomic<bool>& stop) override;
+
+  // Makes every request in flight, and every later one, fail at once
+  // (shutdown must not wait for a slow API server).
+  void Abort() { aborted_ = true; }
+
+  const KubeConfig& config() const { return config_; }
+  TokenSource& tokens() { return tokens_; }
+
+ private:
+  struct Exchange;
+  absl::StatusOr<HttpResponse> Perform(const HttpRequest& request, Exchange& exchange);
+  absl::StatusOr<HttpResponse> WithTokenRetry(const HttpRequest& request, Exchange& exchange);
+
+  const KubeConfig config_;
+  const absl::Duration request_timeout_;
+  TokenSource tokens_;
+  std::atomic<bool> aborted_{false};
+};
+
+}  // namespace microseg::kube
