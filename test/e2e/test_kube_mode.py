@@ -7,7 +7,7 @@ Proves, step by step:
   - readiness gates CNI ADD: while the initial lists fail, /readyz is 503 and
     an ADD (failMode closed) fails with nothing left attached; once the lists
     succeed the agent is ready and the ADD works;
-  - NetworkPolicies (and SegmentPolicies, when the policy model has them)
+  - NetworkPolicies and SegmentPolicies
     applied through the API take effect;
   - an invalid policy version is rejected with an Event, the last good
     version stays in force;
@@ -152,7 +152,7 @@ class Scenario:
         self.api.patch(*NP, "only-from-y", {"spec": {"ingress": [from_namespace("y")]}}, namespace="x")
         ok("a repeated rejection bumps the Event's count instead of creating another")
 
-        # ---- SegmentPolicy status (and enforcement when the model has it) -------
+        # ---- SegmentPolicy status and enforcement ---------------------------------
         seg = self.api.create({
             "apiVersion": SEGPOL[0], "kind": "SegmentPolicy", "metadata": {"name": "open-b", "namespace": "x"},
             "spec": {"podSelector": {"matchLabels": {"app": "b"}}, "policyTypes": ["Ingress"],
@@ -171,13 +171,9 @@ class Scenario:
         ok(f"SegmentPolicy status written: Accepted={condition['status']} ({condition['reason']}: "
            f"{condition['message']})")
         require(condition["status"] == "True", f"valid SegmentPolicy not accepted: {condition}")
-        if condition["reason"] == "Valid":
-            self.expect(lambda s, d: s.namespace == "y" or (d is b and s.namespace == "x"), "SegmentPolicy x/open-b")
-            ok("SegmentPolicy enforced")
-        else:
-            require(condition["reason"] == "NotEnforcedYet", f"unexpected condition {condition}")
-            print("    NOTE the policy compiler does not compile SegmentPolicy yet: accepted, NotEnforcedYet",
-                  flush=True)
+        require(condition["reason"] == "Valid", f"unexpected condition {condition}")
+        self.expect(lambda s, d: s.namespace == "y" or (d is b and s.namespace == "x"), "SegmentPolicy x/open-b")
+        ok("SegmentPolicy enforced")
         # An invalid one (appProtocol: in the schema, not supported by the agent): False + Event.
         bad = self.api.create({
             "apiVersion": SEGPOL[0], "kind": "SegmentPolicy", "metadata": {"name": "bad-app", "namespace": "x"},

