@@ -157,10 +157,24 @@ fs::path RuntimeConfigFile(const fs::path& conf_dir) {
   });
 }
 
+namespace {
+
+// The conf dir holds what other plugins and operators wrote: a field of an
+// unexpected type reads as absent instead of throwing.
+std::string StringOrEmpty(const ojson& object, const char* key) {
+  if (!object.is_object()) return "";
+  const auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+bool IsOurEntry(const ojson& plugin) { return StringOrEmpty(plugin, "type") == kPluginType; }
+
+}  // namespace
+
 bool HasEntry(const ojson& conflist) {
   if (!conflist.contains("plugins") || !conflist.at("plugins").is_array()) return false;
   for (const auto& plugin : conflist.at("plugins")) {
-    if (plugin.is_object() && plugin.value("type", "") == kPluginType) return true;
+    if (IsOurEntry(plugin)) return true;
   }
   return false;
 }
@@ -170,7 +184,7 @@ ojson WithoutEntry(const ojson& conflist) {
   if (!out.contains("plugins") || !out.at("plugins").is_array()) return out;
   ojson kept = ojson::array();
   for (const auto& plugin : out.at("plugins")) {
-    if (!(plugin.is_object() && plugin.value("type", "") == kPluginType)) kept.push_back(plugin);
+    if (!IsOurEntry(plugin)) kept.push_back(plugin);
   }
   out["plugins"] = std::move(kept);
   return out;
@@ -206,11 +220,11 @@ Outcome Install(const InstallOptions& options) {
   } else {
     if (!conf->contains("type")) return Failed(out, file.string() + " has no plugin \"type\"; not touching it");
     conflist = ojson::object();
-    conflist["cniVersion"] = conf->value("cniVersion", "");
-    conflist["name"] = conf->value("name", "");
+    conflist["cniVersion"] = StringOrEmpty(*conf, "cniVersion");
+    conflist["name"] = StringOrEmpty(*conf, "name");
     conflist["plugins"] = ojson::array({*conf});
   }
-  const std::string version = conflist.value("cniVersion", "");
+  const std::string version = StringOrEmpty(conflist, "cniVersion");
   if (!IsSupportedVersion(version)) {
     if (options.upgrade_cni_version && (version == "0.3.0" || version == "0.3.1")) {
       conflist["cniVersion"] = kUpgradedVersion;

@@ -156,7 +156,9 @@ std::vector<std::string> ResultAddresses(const json& prev_result) {
 std::string ErrorJson(const std::string& cni_version, const CniError& error) {
   json out = {{"cniVersion", cni_version.empty() ? "1.0.0" : cni_version}, {"code", error.code}, {"msg", error.msg}};
   if (!error.details.empty()) out["details"] = error.details;
-  return out.dump();
+  // Messages quote what the runtime passed (CNI_COMMAND, CNI_ARGS), which need
+  // not be UTF-8; the runtime must still get an error it can parse.
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string VersionJson() {

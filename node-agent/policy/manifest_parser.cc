@@ -11,6 +11,7 @@
 #include "ipv4_cidr.h"
 #include "status_macros.h"
 #include "yaml-cpp/yaml.h"
+#include "yaml_documents.h"
 #include "yaml_fields.h"
 
 namespace microseg {
@@ -607,19 +608,16 @@ absl::StatusOr<ClusterObject> ParseClusterObject(absl::string_view kind, const Y
 
 namespace {
 
-absl::StatusOr<std::vector<YAML::Node>> LoadDocuments(std::string_view yaml_text) {
-  try {
-    return YAML::LoadAll(std::string(yaml_text));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid YAML: ", e.what()));
-  }
-}
-
 // One object (a List's items one by one) into `out`, or into `rejected`.
 void ParseObjectKeepingGood(const YAML::Node& object, const std::string& where, PerObjectParse& out) {
   if (object.IsMap()) {
     const YAML::Node kind = Child(object, "kind");
-    if (kind.IsScalar() && kind.Scalar() == "List") {
+    const absl::StatusOr<std::optional<std::string>> api_version =
+        ReadOptionalString(object, "apiVersion", "apiVersion");
+    // A List that is itself invalid is one rejected object, as in ParseManifests.
+    const bool valid_list_header = kind.IsScalar() && kind.Scalar() == "List" && api_version.ok() &&
+                                   *api_version && !(*api_version)->empty();
+    if (valid_list_header) {
       const YAML::Node items = Child(object, "items");
       if (items.IsSequence()) {
         for (size_t i = 0; i < items.size(); ++i) {
@@ -665,7 +663,7 @@ void ParseObjectKeepingGood(const YAML::Node& object, const std::string& where, 
 }  // namespace
 
 absl::StatusOr<PerObjectParse> ParseManifestsPerObject(std::string_view yaml_text) {
-  absl::StatusOr<std::vector<YAML::Node>> documents = LoadDocuments(yaml_text);
+  absl::StatusOr<std::vector<YAML::Node>> documents = LoadYamlDocuments(yaml_text);
   if (!documents.ok()) return documents.status();
   PerObjectParse out;
   for (size_t i = 0; i < documents->size(); ++i) {
@@ -676,12 +674,7 @@ absl::StatusOr<PerObjectParse> ParseManifestsPerObject(std::string_view yaml_tex
 }
 
 absl::StatusOr<ParsedManifests> ParseManifests(std::string_view yaml_text) {
-  std::vector<YAML::Node> documents;
-  try {
-    documents = YAML::LoadAll(std::string(yaml_text));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid YAML: ", e.what()));
-  }
+  MS_ASSIGN_OR_RETURN(std::vector<YAML::Node> documents, LoadYamlDocuments(yaml_text));
   ParsedManifests parsed;
   for (size_t i = 0; i < documents.size(); ++i) {
     if (!IsSet(documents[i])) continue;  // empty document, e.g. a trailing "---"
@@ -694,6 +687,22 @@ absl::StatusOr<ParsedManifests> ParseManifests(std::string_view yaml_text) {
     }
   }
   return parsed;
+}
+
+ClusterState ClusterStateOf(const ParsedManifests& parsed) {
+  ClusterState cluster;
+  for (const Namespace& ns : parsed.namespaces) cluster.namespaces[ns.name] = ns;
+  for (const Pod& pod : parsed.pods) cluster.pods[pod.namespace_name + "/" + pod.name] = pod;
+  for (const NetworkPolicy& policy : parsed.network_policies) {
+    cluster.network_policies[policy.namespace_name + "/" + policy.name] = policy;
+  }
+  for (const SegmentPolicy& segment : parsed.segment_policies) {
+    cluster.segment_policies[segment.policy.namespace_name + "/" + segment.policy.name] = segment;
+  }
+  for (const ClusterSegmentPolicy& policy : parsed.cluster_segment_policies) {
+    cluster.cluster_segment_policies[policy.name] = policy;
+  }
+  return cluster;
 }
 
 }  // namespace microseg

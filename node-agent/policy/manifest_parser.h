@@ -64,4 +64,8 @@ struct PerObjectParse {
 // are kept. Fails only when the text is not YAML at all.
 absl::StatusOr<PerObjectParse> ParseManifestsPerObject(std::string_view yaml_text);
 
+// The objects keyed as ClusterState keys them; of two objects with the same
+// key the later one wins (callers that must refuse duplicates check first).
+ClusterState ClusterStateOf(const ParsedManifests& parsed);
+
 }  // namespace microseg

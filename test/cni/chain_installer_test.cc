@@ -261,7 +261,21 @@ TEST_CASE("what install refuses, leaving the directory as it was") {
     Write(node.conf_dir / "10-old.conflist", R"({"cniVersion":"0.2.0","name":"x","plugins":[{"type":"bridge"}]})");
     CHECK_THAT(Install(InstallIn(node)).error, Catch::Contains("0.2.0"));
   }
+  SECTION("a cniVersion that is not a string (fuzz_conflist found the throw)") {
+    const std::string odd = R"({"cniVersion":1,"name":"x","plugins":[{"type":"bridge"}]})";
+    Write(node.conf_dir / "10-odd.conflist", odd);
+    CHECK_THAT(Install(InstallIn(node)).error, Catch::Contains("has cniVersion \"\""));
+    CHECK(Read(node.conf_dir / "10-odd.conflist") == odd);
+  }
   CHECK(node.ConfFiles().count("10-flannel.conflist.microseg-backup") == 0);
+}
+
+TEST_CASE("plugins whose type is not a string are other plugins, not errors") {
+  const ojson conflist = Parse(R"({"cniVersion":"1.0.0","name":"x","plugins":[{"type":"bridge"},{"type":5},{"type":{}}]})");
+  const ojson with = microseg::cni::WithEntry(conflist, ojson{{"type", "microseg-cni"}});
+  CHECK(microseg::cni::HasEntry(with));
+  CHECK(with.at("plugins").size() == 4);
+  CHECK(microseg::cni::WithoutEntry(with) == conflist);
 }
 
 TEST_CASE("the binary is copied into the CNI bin dir once, executable") {

@@ -153,5 +153,14 @@ TEST_CASE("error and version JSON follow the spec", "[cni]") {
   CHECK(version["supportedVersions"] == json::array({"0.4.0", "1.0.0"}));
 }
 
+TEST_CASE("an error quoting bytes that are not UTF-8 is still printable JSON", "[cni]") {
+  // fuzz_cni_config found ErrorJson throwing on such a CNI_COMMAND.
+  const auto parsed = ParseEnvironment({{"CNI_COMMAND", "AD\xff\xfe" "D"}});
+  REQUIRE_FALSE(parsed.ok());
+  const json error = json::parse(ErrorJson("1.0.0", parsed.error));
+  CHECK(error["code"] == kInvalidEnvironment);
+  CHECK(error["msg"] == "unknown CNI_COMMAND AD\xef\xbf\xbd\xef\xbf\xbd" "D");  // U+FFFD each
+}
+
 }  // namespace
 }  // namespace microseg::cni

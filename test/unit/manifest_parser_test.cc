@@ -352,6 +352,11 @@ TEST_CASE("invalid manifests are rejected with the document, object and field", 
        "document 1 items[1] (Pod a/<unnamed>): metadata.name: is required"},
       {"List items not a list", "apiVersion: v1\nkind: List\nitems: {a: 1}\n", "document 1: items: must be a list"},
       {"YAML syntax error", "apiVersion: v1\nkind: [Pod\n", "invalid YAML"},
+      // yaml-cpp 0.7's LoadAll loops forever on these (fuzz_manifest found it).
+      {"stray comma", ",\n", "invalid YAML: unexpected token at line 1, column 1"},
+      {"stray comma after a document",
+       "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n\"x\",\n",
+       "invalid YAML: unexpected token at line 5"},
   };
   for (const Case& c : cases) {
     INFO(c.name);

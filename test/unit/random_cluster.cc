@@ -95,12 +95,18 @@ std::vector<std::pair<uint8_t, uint16_t>> RandomCluster::TieredProbePorts() {
 
 std::vector<uint32_t> RandomCluster::ProbeAddresses(const ClusterState& cluster,
                                                  const std::vector<LocalEndpoint>& endpoints) {
-  std::vector<uint32_t> addresses = {kBase, kBase + 255, 0x08080808, 0x0a000001, 0xc0a80001};
+  std::vector<uint32_t> addresses = EdgeProbeAddresses(cluster, endpoints);
+  for (int i = 0; i < 12; ++i) addresses.push_back(kBase + static_cast<uint32_t>(Uniform(0, 255)));
+  return addresses;
+}
+
+std::vector<uint32_t> EdgeProbeAddresses(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints) {
+  constexpr uint32_t kPodNetwork = 0x0af40000;  // 10.244.0.0
+  std::vector<uint32_t> addresses = {kPodNetwork, kPodNetwork + 255, 0x08080808, 0x0a000001, 0xc0a80001};
   for (const auto& [key, pod] : cluster.pods) {
     if (pod.ipv4) addresses.push_back(*pod.ipv4);
   }
   for (const LocalEndpoint& endpoint : endpoints) addresses.push_back(endpoint.ipv4);
-  for (int i = 0; i < 12; ++i) addresses.push_back(kBase + static_cast<uint32_t>(Uniform(0, 255)));
   // Both edges of every block and except, and the addresses just outside.
   const auto add_edges = [&](const Ipv4Cidr& cidr) {
     const uint32_t last = cidr.addr | ~PrefixMask(cidr.prefix_len);

@@ -16,14 +16,18 @@
 
 namespace microseg::testing {
 
+// The addresses every probe set needs: every pod and local endpoint, a few
+// fixed far ones, and both edges of every ipBlock and except with the
+// addresses just outside them.
+std::vector<uint32_t> EdgeProbeAddresses(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints);
+
 class RandomCluster {
  public:
   explicit RandomCluster(uint32_t seed, bool tiers = false) : rng_(seed), tiers_(tiers) {}
 
   void Build(ClusterState& cluster, std::vector<LocalEndpoint>& endpoints);
 
-  // Addresses worth probing: every pod, random ones near them, far ones,
-  // both edges of every block and except and the addresses just outside.
+  // EdgeProbeAddresses plus random ones near the pods.
   std::vector<uint32_t> ProbeAddresses(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints);
 
   // (proto, port) pairs worth probing for the tiered generator.

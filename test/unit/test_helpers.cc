@@ -23,19 +23,7 @@ ClusterState ClusterFromYaml(const std::string& yaml) {
   absl::StatusOr<ParsedManifests> parsed = ParseManifests(yaml);
   INFO(parsed.status().ToString());
   REQUIRE(parsed.ok());
-  ClusterState cluster;
-  for (const Namespace& ns : parsed->namespaces) cluster.namespaces[ns.name] = ns;
-  for (const Pod& pod : parsed->pods) cluster.pods[pod.namespace_name + "/" + pod.name] = pod;
-  for (const NetworkPolicy& policy : parsed->network_policies) {
-    cluster.network_policies[policy.namespace_name + "/" + policy.name] = policy;
-  }
-  for (const SegmentPolicy& segment : parsed->segment_policies) {
-    cluster.segment_policies[segment.policy.namespace_name + "/" + segment.policy.name] = segment;
-  }
-  for (const ClusterSegmentPolicy& policy : parsed->cluster_segment_policies) {
-    cluster.cluster_segment_policies[policy.name] = policy;
-  }
-  return cluster;
+  return ClusterStateOf(*parsed);
 }
 
 uint32_t Ip(const std::string& dotted) {
