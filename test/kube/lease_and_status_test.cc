@@ -77,15 +77,20 @@ TEST_CASE("lease: losing the race for an expired lease (409) means not leading")
   CHECK_FALSE(lease.Tick());
 }
 
+// The first agent: no lease yet, it creates one and leads.
+void CreateAndLead(FakeTransport& transport, LeaseElector& lease) {
+  transport.Expect(Answer(404));
+  transport.Expect(Answer(201));
+  REQUIRE(lease.Tick());
+}
+
 TEST_CASE("lease: released on clean shutdown, and a follower takes a released lease at its next tick") {
   FakeTransport transport;
   LeaseElector lease(transport, Options());
   CHECK(lease.Release().ok());  // not holding: nothing to hand back
   CHECK(transport.requests.empty());
 
-  transport.Expect(Answer(404));
-  transport.Expect(Answer(201));
-  REQUIRE(lease.Tick());
+  CreateAndLead(transport, lease);
   transport.Expect(Answer(200, LeaseBody("node-a", 15, "11")));  // GET
   transport.Expect(Answer(200));                                 // PUT
   CHECK(lease.Release().ok());
@@ -112,9 +117,7 @@ TEST_CASE("lease: released on clean shutdown, and a follower takes a released le
 TEST_CASE("lease: a holder that lost the lease meanwhile does not release it") {
   FakeTransport transport;
   LeaseElector lease(transport, Options());
-  transport.Expect(Answer(404));
-  transport.Expect(Answer(201));
-  REQUIRE(lease.Tick());
+  CreateAndLead(transport, lease);
   transport.Expect(Answer(200, LeaseBody("node-b", 15, "20")));
   CHECK(lease.Release().ok());
   CHECK(transport.requests.size() == 3);  // read, no write
