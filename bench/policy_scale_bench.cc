@@ -1,9 +1,12 @@
 // microseg-policy-bench: the policy engine at cluster scale. Generates a
-// synthetic cluster (default 10,000 pods in 1,000 namespaces, 2,000
-// NetworkPolicies mixing pod selectors, namespace selectors, named ports and
+// synthetic cluster (default 10,000 pods in 1,000 namespaces, 2,000 policies
+// of all three kinds: NetworkPolicies, SegmentPolicies (Deny rules, Audit
+// mode) and 20 ClusterSegmentPolicies (Allow/Deny/Pass, priorities), mixing
+// pod selectors, namespace selectors, named ports, endPort ranges and
 // ipBlocks with except; 200 endpoints local), then measures what the agent
-// does per event (PolicyEngine -> CompileEndpointPolicy -> PolicyMapUpdater
-// -> BpfMapWriter into freshly loaded, unpinned BPF maps):
+// does per event (PolicyEngine -> PlanEndpointUpdates (whole endpoints or
+// peer patches) -> PolicyMapUpdater -> BpfMapWriter into freshly loaded,
+// unpinned BPF maps):
 //   - full compile + initial map fill;
 //   - one pod add / label change / delete -> maps updated (p50/p99/max);
 //   - one policy change -> maps updated (p50/p99/max);
@@ -31,6 +34,7 @@
 #include "bpf_map_writer.h"
 #include "map_state.h"
 #include "microseg.skel.h"
+#include "policy_commit.h"
 #include "policy_compiler.h"
 #include "policy_engine.h"
 #include "policy_map_updater.h"
@@ -43,7 +47,9 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   int pods = 10000;
   int namespaces = 1000;
-  int policies = 2000;
+  int policies = 2000;  // all kinds together
+  int cluster_policies = 20;
+  int segment_percent = 30;  // of the namespaced policies
   int local = 200;
   int pod_events = 600;
   int policy_events = 300;
@@ -142,6 +148,88 @@ class ClusterGenerator {
     return policy;
   }
 
+  // SegmentPolicies: Deny rules next to allows, and Audit mode.
+  SegmentPolicy MakeSegmentPolicy(int i, int ns, int variant) {
+    SegmentPolicy segment;
+    NetworkPolicy& policy = segment.policy;
+    policy.namespace_name = Ns(ns);
+    policy.name = absl::StrCat("sp-", i);
+    policy.pod_selector.match_labels = {{"app", kApps[(i + variant) % 4]}};
+    PolicyPort http;
+    http.port = uint16_t{static_cast<uint16_t>(8080 + variant % 3)};
+    if (i % 2 == 0) {
+      // Deny the dev namespaces of one team, allow the same app tier.
+      PolicyPeer dev;
+      dev.namespace_selector = LabelSelector{{{"env", "dev"}, {"team", absl::StrCat("t", (i + variant) % 20)}}, {}};
+      PolicyRule deny{{dev}, {}, RuleAction::kDeny, false};
+      PolicyPeer tier;
+      tier.pod_selector = LabelSelector{{{"tier", "frontend"}}, {}};
+      policy.ingress.push_back(deny);
+      policy.ingress.push_back({{tier}, {http}, RuleAction::kAllow, false});
+    } else {
+      // Audit: would allow only the backend tier of the namespace on egress.
+      segment.enforcement = Enforcement::kAudit;
+      policy.isolates_egress = true;
+      PolicyPeer backend;
+      backend.pod_selector = LabelSelector{{{"tier", "backend"}}, {}};
+      policy.egress.push_back({{backend}, {http}, RuleAction::kAllow, false});
+    }
+    return segment;
+  }
+
+  // Platform policies, evaluated before the namespaces' own.
+  ClusterSegmentPolicy MakeClusterPolicy(int i, int variant) {
+    ClusterSegmentPolicy policy;
+    policy.name = absl::StrCat("csp-", i);
+    policy.priority = 10 * i + variant % 5;
+    const std::string team = absl::StrCat("t", (i + variant) % 20);
+    switch (i % 4) {
+      case 0: {
+        // Prod of one team refuses the dev namespaces of another team.
+        policy.subject_namespace_selector = LabelSelector{{{"env", "prod"}, {"team", team}}, {}};
+        policy.applies_ingress = true;
+        PolicyPeer dev;
+        dev.namespace_selector = LabelSelector{{{"env", "dev"}, {"team", absl::StrCat("t", (i + 7) % 20)}}, {}};
+        policy.ingress.push_back({{dev}, {}, RuleAction::kDeny, false});
+        break;
+      }
+      case 1: {
+        // Monitoring of one team scrapes every prod pod on the named port.
+        policy.subject_namespace_selector = LabelSelector{{{"env", "prod"}}, {}};
+        policy.applies_ingress = true;
+        PolicyPeer monitoring;
+        monitoring.namespace_selector = LabelSelector{{{"team", team}}, {}};
+        monitoring.pod_selector = LabelSelector{{{"app", "monitoring"}}, {}};
+        PolicyPort metrics;
+        metrics.port = std::string("metrics");
+        policy.ingress.push_back({{monitoring}, {metrics}, RuleAction::kAllow, false});
+        break;
+      }
+      case 2: {
+        // Traffic to the corporate range minus the pod range: the namespaces decide.
+        policy.applies_egress = true;
+        PolicyPeer corporate;
+        corporate.ip_block = IpBlock{{0x0a000000u, 8}, {{0x0af40000u, 16}}};
+        policy.egress.push_back({{corporate}, {}, RuleAction::kPass, false});
+        break;
+      }
+      default: {
+        // Nobody reaches the cloud metadata service, and a web range on a port range.
+        policy.applies_egress = true;
+        PolicyPeer metadata;
+        metadata.ip_block = IpBlock{{0xa9fea9feu, 32}, {}};
+        policy.egress.push_back({{metadata}, {}, RuleAction::kDeny, false});
+        PolicyPeer web;
+        web.ip_block = IpBlock{{0xc6336400u + static_cast<uint32_t>(variant % 4) * 256u, 24}, {}};
+        PolicyPort range;
+        range.port = uint16_t{8000};
+        range.end_port = uint16_t{static_cast<uint16_t>(8010 + variant % 3)};
+        policy.egress.push_back({{web}, {range}, RuleAction::kAllow, false});
+      }
+    }
+    return policy;
+  }
+
   ClusterState Build(std::vector<LocalEndpoint>& local) {
     ClusterState cluster;
     for (int i = 0; i < options_.namespaces; ++i) {
@@ -153,9 +241,19 @@ class ClusterGenerator {
       Pod pod = MakePod(i, i / per_ns);
       cluster.pods[pod.namespace_name + "/" + pod.name] = pod;
     }
-    for (int i = 0; i < options_.policies; ++i) {
-      NetworkPolicy policy = MakePolicy(i, i % options_.namespaces, 0);
-      cluster.network_policies[policy.namespace_name + "/" + policy.name] = policy;
+    for (int i = 0; i < options_.cluster_policies; ++i) {
+      ClusterSegmentPolicy policy = MakeClusterPolicy(i, 0);
+      cluster.cluster_segment_policies[policy.name] = policy;
+    }
+    // Namespaced policy i lives in namespace i % namespaces.
+    for (int i = 0; i < options_.policies - options_.cluster_policies; ++i) {
+      if (IsSegment(i)) {
+        SegmentPolicy segment = MakeSegmentPolicy(i, i % options_.namespaces, 0);
+        cluster.segment_policies[segment.policy.namespace_name + "/" + segment.policy.name] = segment;
+      } else {
+        NetworkPolicy policy = MakePolicy(i, i % options_.namespaces, 0);
+        cluster.network_policies[policy.namespace_name + "/" + policy.name] = policy;
+      }
     }
     // Local pods spread evenly over the cluster.
     const int stride = std::max(1, options_.pods / options_.local);
@@ -167,6 +265,8 @@ class ClusterGenerator {
     }
     return cluster;
   }
+
+  bool IsSegment(int i) const { return i % 100 < options_.segment_percent; }
 
  private:
   const Options& options_;
@@ -227,8 +327,10 @@ int Run(const Options& options) {
   ClusterGenerator generator(options);
   std::vector<LocalEndpoint> local;
   const ClusterState cluster = generator.Build(local);
-  std::printf("cluster: %zu namespaces, %zu pods, %zu NetworkPolicies, %zu local endpoints\n",
-              cluster.namespaces.size(), cluster.pods.size(), cluster.network_policies.size(), local.size());
+  std::printf("cluster: %zu namespaces, %zu pods, %zu NetworkPolicies, %zu SegmentPolicies, %zu "
+              "ClusterSegmentPolicies, %zu local endpoints\n",
+              cluster.namespaces.size(), cluster.pods.size(), cluster.network_policies.size(),
+              cluster.segment_policies.size(), cluster.cluster_segment_policies.size(), local.size());
 
   microseg_bpf* skeleton = nullptr;
   std::unique_ptr<MapWriter> writer;
@@ -258,12 +360,7 @@ int Run(const Options& options) {
   PolicyEngine engine;
   PolicyMapUpdater updater(*writer);
   auto commit = [&] {
-    std::vector<EndpointUpdate> updates;
-    for (uint32_t id : engine.TakeDirty()) {
-      EndpointUpdate update{id, std::nullopt};
-      if (engine.endpoints().contains(id)) update.desired = engine.Compile(id);
-      updates.push_back(std::move(update));
-    }
+    std::vector<EndpointUpdate> updates = PlanEndpointUpdates(engine, updater);
     const size_t count = updates.size();
     if (absl::Status status = updater.Apply(std::move(updates)); !status.ok()) {
       std::fprintf(stderr, "apply failed: %s\n", status.ToString().c_str());
@@ -327,7 +424,7 @@ int Run(const Options& options) {
     pod_cpu_ms.push_back(CpuMs() - cpu0);
     (kind == 0 ? add_ms : kind == 1 ? relabel_ms : delete_ms).push_back(Ms(Clock::now() - t0));
   }
-  std::printf("\n## pod events -> maps updated (%d events, %.2f endpoints recompiled per event)\n",
+  std::printf("\n## pod events -> maps updated (%d events, %.2f endpoints updated per event, whole or patched)\n",
               options.pod_events, static_cast<double>(pod_recompiled) / options.pod_events);
   for (const auto& [name, samples] : {std::pair{"add", &add_ms}, {"label change", &relabel_ms}, {"delete", &delete_ms}}) {
     const Percentiles p = Summarize(*samples);
@@ -341,34 +438,52 @@ int Run(const Options& options) {
   const Percentiles pod_cpu = Summarize(pod_cpu_ms);
   std::printf("| pod, all, CPU | p50 %.3f ms | p99 %.3f ms | max %.3f ms |\n", pod_cpu.p50, pod_cpu.p99, pod_cpu.max);
 
-  // 3. Policy events: half of them on policies that select local endpoints.
-  std::vector<double> policy_ms, policy_cpu_ms;
+  // 3. Policy events: half of them in namespaces with local endpoints; the
+  // namespaced kinds in their proportion, and a ClusterSegmentPolicy change
+  // (every local endpoint may be a subject) every `cluster_every` events,
+  // reported on its own as well.
+  std::vector<double> policy_ms, policy_cpu_ms, cluster_policy_ms;
+  const int cluster_every = 50;
   size_t policy_recompiled = 0;
   std::vector<int> local_namespaces;
   for (const LocalEndpoint& endpoint : local) local_namespaces.push_back(std::stoi(endpoint.pod_namespace.substr(3)));
   for (int i = 0; i < options.policy_events; ++i) {
     const int ns = i % 2 == 0 ? local_namespaces[static_cast<size_t>(generator.Uniform(0, static_cast<int>(local_namespaces.size()) - 1))]
                               : generator.Uniform(0, options.namespaces - 1);
-    // Policies of namespace ns are np-(ns + k * namespaces).
-    const int policy_index = ns + options.namespaces * generator.Uniform(0, options.policies / options.namespaces - 1);
-    const NetworkPolicy changed = generator.MakePolicy(policy_index, ns, i + 1);
+    // Namespaced policies of namespace ns are (ns + k * namespaces).
+    const int namespaced = options.policies - options.cluster_policies;
+    const int policy_index =
+        ns + options.namespaces * generator.Uniform(0, std::max(1, namespaced / options.namespaces) - 1);
+    const bool cluster_scoped = options.cluster_policies > 0 && i % cluster_every == cluster_every - 1;
     const auto t0 = Clock::now();
     const double cpu0 = CpuMs();
-    engine.UpsertNetworkPolicy(changed);
+    if (cluster_scoped) {
+      engine.UpsertClusterSegmentPolicy(
+          generator.MakeClusterPolicy(generator.Uniform(0, options.cluster_policies - 1), i + 1));
+    } else if (generator.IsSegment(policy_index)) {
+      engine.UpsertSegmentPolicy(generator.MakeSegmentPolicy(policy_index, ns, i + 1));
+    } else {
+      engine.UpsertNetworkPolicy(generator.MakePolicy(policy_index, ns, i + 1));
+    }
     policy_recompiled += commit();
     policy_ms.push_back(Ms(Clock::now() - t0));
     policy_cpu_ms.push_back(CpuMs() - cpu0);
+    if (cluster_scoped) cluster_policy_ms.push_back(policy_ms.back());
   }
   const Percentiles policy = Summarize(policy_ms);
-  std::printf("\n## policy changes -> maps updated (%d events, %.2f endpoints recompiled per event)\n",
+  std::printf("\n## policy changes -> maps updated (%d events, %.2f endpoints updated per event, whole or patched)\n",
               options.policy_events, static_cast<double>(policy_recompiled) / options.policy_events);
   std::printf("| policy change | p50 %.3f ms | p99 %.3f ms | max %.3f ms |\n", policy.p50, policy.p99, policy.max);
   const Percentiles policy_cpu = Summarize(policy_cpu_ms);
   std::printf("| policy, CPU   | p50 %.3f ms | p99 %.3f ms | max %.3f ms |\n", policy_cpu.p50, policy_cpu.p99,
               policy_cpu.max);
-  std::printf("updater: %lu generation flips, %lu in-place updates, %lu rollbacks\n",
+  const Percentiles cluster_policy = Summarize(cluster_policy_ms);
+  std::printf("| of which ClusterSegmentPolicy (%zu) | p50 %.3f ms | max %.3f ms |\n", cluster_policy_ms.size(),
+              cluster_policy.p50, cluster_policy.max);
+  std::printf("updater: %lu generation flips, %lu in-place updates, %lu peer patches, %lu rollbacks\n",
               static_cast<unsigned long>(updater.counters().generation_flips),
               static_cast<unsigned long>(updater.counters().in_place_updates),
+              static_cast<unsigned long>(updater.counters().peer_patches),
               static_cast<unsigned long>(updater.counters().rollbacks));
 
   std::printf("\n## memory\n");
@@ -404,6 +519,8 @@ int main(int argc, char** argv) {
       options.namespaces = std::atoi(v);
     } else if (const char* v = value("policies")) {
       options.policies = std::atoi(v);
+    } else if (const char* v = value("cluster_policies")) {
+      options.cluster_policies = std::atoi(v);
     } else if (const char* v = value("local")) {
       options.local = std::atoi(v);
     } else if (const char* v = value("pod_events")) {
@@ -412,7 +529,7 @@ int main(int argc, char** argv) {
       options.policy_events = std::atoi(v);
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--no_bpf] [--pods=N] [--namespaces=N] [--policies=N] [--local=N] "
+                   "usage: %s [--no_bpf] [--pods=N] [--namespaces=N] [--policies=N] [--cluster_policies=N] [--local=N] "
                    "[--pod_events=N] [--policy_events=N]\n",
                    argv[0]);
       return 2;

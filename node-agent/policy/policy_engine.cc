@@ -93,7 +93,7 @@ bool PolicyEngine::NamespaceSelects(const LabelSelector& selector, const std::st
 // Conservative: true whenever the peer's presence, labels, address or ports
 // can change the entries these rules give an endpoint.
 bool PolicyEngine::RulesMayReferencePeer(const std::vector<PolicyRule>& rules, bool egress,
-                                         const std::string& policy_namespace, const PeerPod& peer) const {
+                                         const std::string* policy_namespace, const PeerPod& peer) const {
   for (const PolicyRule& rule : rules) {
     if (rule.only_ipv6_peers) continue;
     const bool named_egress = egress && RuleHasNamedPorts(rule);
@@ -108,8 +108,8 @@ bool PolicyEngine::RulesMayReferencePeer(const std::vector<PolicyRule>& rules, b
       }
       if (policy_peer.namespace_selector) {
         if (!NamespaceSelects(*policy_peer.namespace_selector, peer.namespace_name)) continue;
-      } else if (peer.namespace_name != policy_namespace) {
-        continue;
+      } else if (policy_namespace && peer.namespace_name != *policy_namespace) {
+        continue;  // a podSelector alone: the policy's namespace (every one for a cluster policy)
       }
       if (!policy_peer.pod_selector || SelectorMatches(*policy_peer.pod_selector, peer.labels)) return true;
     }
@@ -118,8 +118,8 @@ bool PolicyEngine::RulesMayReferencePeer(const std::vector<PolicyRule>& rules, b
 }
 
 bool PolicyEngine::PolicyMayReferencePeer(const NetworkPolicy& policy, const PeerPod& peer) const {
-  return (policy.isolates_ingress && RulesMayReferencePeer(policy.ingress, false, policy.namespace_name, peer)) ||
-         (policy.isolates_egress && RulesMayReferencePeer(policy.egress, true, policy.namespace_name, peer));
+  return (policy.isolates_ingress && RulesMayReferencePeer(policy.ingress, false, &policy.namespace_name, peer)) ||
+         (policy.isolates_egress && RulesMayReferencePeer(policy.egress, true, &policy.namespace_name, peer));
 }
 
 void PolicyEngine::DirtyNamespaceEndpoints(const std::string& namespace_name) {
@@ -128,29 +128,53 @@ void PolicyEngine::DirtyNamespaceEndpoints(const std::string& namespace_name) {
   }
 }
 
+void PolicyEngine::PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::set<uint32_t>& addresses) {
+  for (uint32_t id : endpoint_ids) peer_dirty_[id].insert(addresses.begin(), addresses.end());
+}
+
+// Only the entries keyed by the pod's old and new addresses can change at
+// the endpoints whose policies reference it: they get a peer patch.
 void PolicyEngine::DirtyPeersOf(const std::optional<PeerPod>& before, const std::optional<PeerPod>& after) {
-  for (const auto& [policy_key, selected] : selected_by_) {
-    const NetworkPolicy& policy = cluster_.network_policies.at(policy_key);
-    if ((before && PolicyMayReferencePeer(policy, *before)) || (after && PolicyMayReferencePeer(policy, *after))) {
-      dirty_.insert(selected.begin(), selected.end());
-    }
+  std::set<uint32_t> addresses;
+  for (const std::optional<PeerPod>* peer : {&before, &after}) {
+    if (*peer) addresses.insert((*peer)->ipv4);
   }
   auto references = [&](const NetworkPolicy& policy) {
     return (before && PolicyMayReferencePeer(policy, *before)) || (after && PolicyMayReferencePeer(policy, *after));
   };
+  for (const auto& [policy_key, selected] : selected_by_) {
+    if (references(cluster_.network_policies.at(policy_key))) PeerDirty(selected, addresses);
+  }
+  static const Labels kNoLabels;
+  auto labels_of = [&](const LocalEndpoint& endpoint) -> const Labels& {
+    const Pod* pod = FindPod(endpoint.pod_namespace, endpoint.pod_name);
+    return pod ? pod->labels : kNoLabels;
+  };
   for (const auto& [key, segment] : cluster_.segment_policies) {
-    if (references(segment.policy)) DirtyNamespaceEndpoints(segment.policy.namespace_name);
+    if (!references(segment.policy)) continue;
+    std::set<uint32_t> selected;
+    for (const auto& [id, endpoint] : endpoints_) {
+      if (PolicySelectsEndpoint(segment.policy, endpoint)) selected.insert(id);
+    }
+    PeerDirty(selected, addresses);
   }
   for (const auto& [name, csp] : cluster_.cluster_segment_policies) {
+    bool referenced = false;
     for (const std::optional<PeerPod>* peer : {&before, &after}) {
-      if (!*peer) continue;
-      // Peers of cluster policies select in every namespace ("" matches none
-      // of them without a namespaceSelector, which the parser always sets).
-      if ((csp.applies_ingress && RulesMayReferencePeer(csp.ingress, false, "", **peer)) ||
-          (csp.applies_egress && RulesMayReferencePeer(csp.egress, true, "", **peer))) {
-        MarkAllDirty();
+      if (*peer && ((csp.applies_ingress && RulesMayReferencePeer(csp.ingress, false, nullptr, **peer)) ||
+                    (csp.applies_egress && RulesMayReferencePeer(csp.egress, true, nullptr, **peer)))) {
+        referenced = true;
       }
     }
+    if (!referenced) continue;
+    std::set<uint32_t> subjects;
+    for (const auto& [id, endpoint] : endpoints_) {
+      if (NamespaceSelects(csp.subject_namespace_selector, endpoint.pod_namespace) &&
+          SelectorMatches(csp.subject_pod_selector, labels_of(endpoint))) {
+        subjects.insert(id);
+      }
+    }
+    PeerDirty(subjects, addresses);
   }
 }
 
@@ -186,6 +210,12 @@ void PolicyEngine::RefreshPeer(const std::string& pod_key) {
   } else {
     context_.peers.erase(pod_key);
   }
+  if (before) {
+    auto keys = context_.peers_by_address.find(before->ipv4);
+    keys->second.erase(pod_key);
+    if (keys->second.empty()) context_.peers_by_address.erase(keys);
+  }
+  if (after) context_.peers_by_address[after->ipv4].insert(pod_key);
   DirtyPeersOf(before, after);
 }
 
@@ -398,7 +428,17 @@ void PolicyEngine::SetClusterState(const ClusterState& cluster) {
   for (const auto& [name, policy] : cluster.cluster_segment_policies) UpsertClusterSegmentPolicy(policy);
 }
 
-std::set<uint32_t> PolicyEngine::TakeDirty() { return std::exchange(dirty_, {}); }
+std::set<uint32_t> PolicyEngine::TakeDirty() {
+  Work work = TakeWork();
+  for (const auto& [id, addresses] : work.peers) work.whole.insert(id);
+  return work.whole;
+}
+
+PolicyEngine::Work PolicyEngine::TakeWork() {
+  Work work{std::exchange(dirty_, {}), std::exchange(peer_dirty_, {})};
+  std::erase_if(work.peers, [&](const auto& entry) { return work.whole.contains(entry.first); });
+  return work;
+}
 
 void PolicyEngine::MarkAllDirty() {
   for (const auto& [id, endpoint] : endpoints_) dirty_.insert(id);
@@ -407,6 +447,10 @@ void PolicyEngine::MarkAllDirty() {
 EndpointPolicy PolicyEngine::Compile(uint32_t endpoint_id) {
   ++compiled_endpoints_;
   return CompileEndpointPolicy(context_, endpoints_.at(endpoint_id));
+}
+
+PeerEntries PolicyEngine::CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses) const {
+  return CompileEndpointPeers(context_, endpoints_.at(endpoint_id), addresses);
 }
 
 }  // namespace microseg

@@ -10,10 +10,12 @@
 //    version selects, nothing else.
 //  - pods (and a local endpoint's address, which stands in for its pod's):
 //    the pod's own local endpoints (labels decide selection, container ports
-//    resolve ingress named ports), plus the endpoints of every policy whose
-//    peers select the old or the new version of the pod (pod/namespace
-//    selectors, and ipBlocks when a rule's named egress ports must be
-//    resolved on the pods inside the block).
+//    resolve ingress named ports) are recompiled whole; the endpoints of
+//    every policy (of any kind) whose peers select the old or the new
+//    version of the pod (pod/namespace selectors, and ipBlocks when a rule's
+//    named egress ports must be resolved on the pods inside the block) only
+//    need the entries keyed by the pod's old and new addresses
+//    (PeerEntries): they are "peer-dirty" with those addresses.
 //  - namespaces: the endpoints of every policy with a namespaceSelector peer
 //    that the old or the new labels satisfy, if the namespace has pods.
 // Only policies selecting at least one local endpoint are consulted, so the
@@ -46,10 +48,10 @@ class PolicyEngine {
   void DeletePod(const std::string& key);
   void UpsertNetworkPolicy(const NetworkPolicy& policy);
   void DeleteNetworkPolicy(const std::string& key);
-  // Our CRDs. Indexed coarsely for now: a SegmentPolicy event dirties the
-  // local endpoints of its namespace, a ClusterSegmentPolicy event (rare,
-  // platform-owned) every local endpoint; pod and namespace events consult
-  // their rules like a NetworkPolicy's.
+  // Our CRDs. Indexed coarsely: a SegmentPolicy event dirties the local
+  // endpoints of its namespace, a ClusterSegmentPolicy event (rare,
+  // platform-owned) every local endpoint; pod events peer-dirty the
+  // endpoints they select like a NetworkPolicy's.
   void UpsertSegmentPolicy(const SegmentPolicy& policy);
   void DeleteSegmentPolicy(const std::string& key);
   void UpsertClusterSegmentPolicy(const ClusterSegmentPolicy& policy);
@@ -67,7 +69,15 @@ class PolicyEngine {
 
   // Endpoint ids whose entries may have changed since the last call; ids of
   // deleted endpoints are included (they are no longer in endpoints()).
+  // Peer-dirty endpoints are in it too (to be compiled whole).
   std::set<uint32_t> TakeDirty();
+  // The same work, split: endpoints to compile whole, and endpoints whose
+  // entries changed only for some peer addresses (CompilePeers).
+  struct Work {
+    std::set<uint32_t> whole;
+    std::map<uint32_t, std::set<uint32_t>> peers;  // endpoint id -> addresses (host order)
+  };
+  Work TakeWork();
   // Marks every endpoint dirty (a full rebuild: restart, forced resync).
   void MarkAllDirty();
   // Marks one endpoint dirty (a retry: its last update did not fit).
@@ -76,6 +86,8 @@ class PolicyEngine {
   // The endpoint's desired entries now. Counted in compiled_endpoints().
   EndpointPolicy Compile(uint32_t endpoint_id);
   uint64_t compiled_endpoints() const { return compiled_endpoints_; }
+  // The endpoint's entries for these peer addresses now. Not counted above.
+  PeerEntries CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses) const;
 
  private:
   static std::string KeyOf(const Pod& pod);
@@ -89,8 +101,10 @@ class PolicyEngine {
   // Dirties the endpoints of policies whose peers select `before` or `after`.
   void DirtyPeersOf(const std::optional<PeerPod>& before, const std::optional<PeerPod>& after);
   bool PolicyMayReferencePeer(const NetworkPolicy& policy, const PeerPod& peer) const;
-  bool RulesMayReferencePeer(const std::vector<PolicyRule>& rules, bool egress, const std::string& policy_namespace,
+  // `policy_namespace` nullptr: a cluster-scoped policy.
+  bool RulesMayReferencePeer(const std::vector<PolicyRule>& rules, bool egress, const std::string* policy_namespace,
                              const PeerPod& peer) const;
+  void PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::set<uint32_t>& addresses);
   void DirtyNamespaceEndpoints(const std::string& namespace_name);
   bool NamespaceSelects(const LabelSelector& selector, const std::string& namespace_name) const;
   void RefreshPeer(const std::string& pod_key);
@@ -103,6 +117,7 @@ class PolicyEngine {
   // policy key -> local endpoint ids it selects (only non-empty sets kept).
   std::map<std::string, std::set<uint32_t>> selected_by_;
   std::set<uint32_t> dirty_;
+  std::map<uint32_t, std::set<uint32_t>> peer_dirty_;
   uint64_t compiled_endpoints_ = 0;
 };
 

@@ -1,5 +1,8 @@
 #include "policy_map_updater.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
 #include <set>
 #include <utility>
 
@@ -26,22 +29,40 @@ bool SameEntries(const Map& a, const Map& b) {
   return true;
 }
 
-// The exact entries that differ between two versions, all of them ALLOW
-// before and after? Then adding them before the flip and removing them
-// after it never yields a verdict outside {old, new}: a lookup that hits an
-// added allow gets what the new policy gives, one that hits a kept entry
-// gets what both give, a miss falls through to the unchanged CIDR entries.
-bool OnlyAllowsDiffer(const MapState::ExactMap& before, const MapState::ExactMap& after) {
-  for (const auto& [key, value] : after) {
-    auto found = before.find(key);
-    if (found != before.end() && BytewiseEqual(found->second, value)) continue;
-    if (value.action != MS_ACTION_ALLOW) return false;
-    if (found != before.end() && found->second.action != MS_ACTION_ALLOW) return false;
-  }
-  for (const auto& [key, value] : before) {
-    if (!after.contains(key) && value.action != MS_ACTION_ALLOW) return false;
-  }
-  return true;
+// Position of a key in the data path's lookup chain for one peer:
+// (proto,port) first, then (proto,any), then (any,any).
+int ChainPosition(const ms_policy_key& key) { return key.port != 0 ? 0 : key.proto != 0 ? 1 : 2; }
+
+using ExactChange = std::pair<ms_policy_key, ms_policy_value>;
+
+// Upserts most specific first, deletes least specific first: the order the
+// in-place path needs (header comment).
+void SortForLookupOrder(std::vector<ExactChange>& upserts, std::vector<ExactChange>& deletes) {
+  std::stable_sort(upserts.begin(), upserts.end(), [](const ExactChange& a, const ExactChange& b) {
+    return ChainPosition(a.first) < ChainPosition(b.first);
+  });
+  std::stable_sort(deletes.begin(), deletes.end(), [](const ExactChange& a, const ExactChange& b) {
+    return ChainPosition(a.first) > ChainPosition(b.first);
+  });
+}
+
+// The installed entries keyed by one peer address, in either direction
+// (keys are compared bytewise: endpoint id, then peer, then the rest).
+std::pair<MapState::ExactMap::const_iterator, MapState::ExactMap::const_iterator> PeerRange(
+    const MapState::ExactMap& exact, uint32_t endpoint_id, uint32_t peer_host_order) {
+  ms_policy_key low{};
+  low.endpoint_id = endpoint_id;
+  low.peer_ipv4 = htonl(peer_host_order);
+  ms_policy_key high = low;
+  high.port = 0xffff;
+  high.proto = 0xff;
+  high.direction = 0xff;
+  return {exact.lower_bound(low), exact.upper_bound(high)};
+}
+
+bool SameValue(const MapState::ExactMap& map, const ms_policy_key& key, const ms_policy_value& value) {
+  const auto found = map.find(key);
+  return found != map.end() && BytewiseEqual(found->second, value);
 }
 
 // One undoable write.
@@ -62,6 +83,13 @@ struct PolicyMapUpdater::Plan {
   Kind kind = Kind::kUnchanged;
   const InstalledEndpoint* old = nullptr;
   std::optional<EndpointPolicy> desired;  // stamped: flags carry the generation, policy_rev set
+  // kInPlace: the exact changes (keys without the generation bit; deletes
+  // carry the value they remove). `patch` set: they come from PeerEntries
+  // and `desired` is empty; `endpoint` is the stamped ms_endpoints value.
+  std::vector<ExactChange> upserts;
+  std::vector<ExactChange> deletes;
+  bool patch = false;
+  ms_endpoint endpoint{};
 };
 
 void PolicyMapUpdater::Adopt(const MapState& live) {
@@ -147,10 +175,40 @@ absl::Status PolicyMapUpdater::DeleteStrays() {
   return absl::OkStatus();
 }
 
+bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) const {
+  const InstalledEndpoint* installed = Find(endpoint_id);
+  if (installed == nullptr || (installed->policy.endpoint.flags & MS_EP_F_LOCKDOWN) != 0) return false;
+  const EndpointPolicy& policy = installed->policy;
+  for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
+    const ms_action fallback = peers.default_action[direction];
+    // An audit default always has a catch-all LPM entry: never trimmed.
+    if (fallback == MS_ACTION_ALLOW_AUDIT) continue;
+    auto in_direction = [&](const auto& entry) { return entry.first.direction == direction; };
+    auto not_default = [&](const auto& entry) { return in_direction(entry) && entry.second.action != fallback; };
+    const bool new_entries_matter = std::any_of(peers.exact.begin(), peers.exact.end(), not_default);
+    const bool has_entries = std::any_of(policy.exact.begin(), policy.exact.end(), in_direction) ||
+                             std::any_of(policy.lpm.begin(), policy.lpm.end(), in_direction);
+    if (!has_entries) {
+      if (new_entries_matter) return false;  // the direction stops being trimmed
+      continue;
+    }
+    if (new_entries_matter || std::any_of(policy.lpm.begin(), policy.lpm.end(), not_default)) continue;
+    const bool others_matter = std::any_of(policy.exact.begin(), policy.exact.end(), [&](const auto& entry) {
+      return not_default(entry) && !peers.addresses.contains(ntohl(entry.first.peer_ipv4));
+    });
+    if (!others_matter) return false;  // every entry would repeat the default: a whole compile trims them
+  }
+  return true;
+}
+
 absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
   for (const EndpointUpdate& update : updates) {
     if ((update.endpoint_id & MS_POLICY_GEN_BIT) != 0 || update.endpoint_id == 0) {
       return absl::InvalidArgumentError(absl::StrCat("endpoint id ", update.endpoint_id, " is out of range"));
+    }
+    if (update.peers && (update.desired || !CanPatch(update.endpoint_id, *update.peers))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("endpoint ", update.endpoint_id, ": peer entries cannot be spliced in (see CanPatch)"));
     }
   }
   if (absl::Status status = DeleteStrays(); !status.ok()) {
@@ -167,10 +225,21 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
   for (const auto& [id, installed] : installed_) {
     if (!updated_ids.contains(id)) claimed_ifindexes.insert(installed.policy.ifindex);
   }
+  auto next_revision = [](uint32_t revision) {
+    // 0 is what a fresh session would compare against: never hand it out.
+    return revision + 1 == 0 ? 1 : revision + 1;
+  };
   for (EndpointUpdate& update : updates) {
     Plan plan;
     plan.endpoint_id = update.endpoint_id;
     plan.old = Find(update.endpoint_id);
+    if (update.peers) {
+      PlanPatch(*update.peers, plan);
+      if (plan.kind == Plan::Kind::kInPlace) plan.endpoint.policy_rev = next_revision(plan.endpoint.policy_rev);
+      claimed_ifindexes.insert(plan.old->policy.ifindex);
+      plans.push_back(std::move(plan));
+      continue;
+    }
     if (!update.desired) {
       plan.kind = plan.old ? Plan::Kind::kRemove : Plan::Kind::kUnchanged;
       plans.push_back(std::move(plan));
@@ -184,28 +253,33 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       plan.kind = Plan::Kind::kNew;
     } else {
       const EndpointPolicy& old = plan.old->policy;
-      const bool entries_same = SameEntries(old.exact, desired.exact) && SameEntries(old.lpm, desired.lpm);
-      const bool verdicts_same = entries_same && VerdictFlags(old.endpoint) == desired.endpoint.flags &&
-                                 old.endpoint.ipv4 == desired.endpoint.ipv4;
-      desired.endpoint.policy_rev = old.endpoint.policy_rev;
-      if (!verdicts_same) {
-        // 0 is what a fresh session would compare against: never hand it out.
-        desired.endpoint.policy_rev = old.endpoint.policy_rev + 1 == 0 ? 1 : old.endpoint.policy_rev + 1;
-      }
+      const bool same_flags = VerdictFlags(old.endpoint) == desired.endpoint.flags &&
+                              old.endpoint.ipv4 == desired.endpoint.ipv4 && old.ifindex == desired.ifindex;
+      const bool same_lpm = SameEntries(old.lpm, desired.lpm);
+      const bool verdicts_same = same_flags && same_lpm && SameEntries(old.exact, desired.exact);
+      desired.endpoint.policy_rev = verdicts_same ? old.endpoint.policy_rev : next_revision(old.endpoint.policy_rev);
       // A lockdown (docs/map-pressure.md) keeps the revision: its sessions
       // go on instead of being re-judged against a policy that is not there.
       if ((desired.endpoint.flags & MS_EP_F_LOCKDOWN) != 0) desired.endpoint.policy_rev = old.endpoint.policy_rev;
       bool generation = plan.old->generation();
-      if (verdicts_same && old.ifindex == desired.ifindex) {
+      if (verdicts_same) {
         plan.kind = Plan::Kind::kUnchanged;
-      } else if (SameEntries(old.lpm, desired.lpm) && OnlyAllowsDiffer(old.exact, desired.exact)) {
+      } else if (same_flags && same_lpm) {
         plan.kind = Plan::Kind::kInPlace;
+        for (const auto& [key, value] : desired.exact) {
+          if (!SameValue(old.exact, key, value)) plan.upserts.emplace_back(key, value);
+        }
+        for (const auto& [key, value] : old.exact) {
+          if (!desired.exact.contains(key)) plan.deletes.emplace_back(key, value);
+        }
+        SortForLookupOrder(plan.upserts, plan.deletes);
       } else {
         plan.kind = Plan::Kind::kFlip;
         generation = !generation;
       }
       if (generation) desired.endpoint.flags |= MS_EP_F_POLICY_GEN;
     }
+    plan.endpoint = desired.endpoint;
     plan.desired = std::move(desired);
     plans.push_back(std::move(plan));
   }
@@ -248,7 +322,8 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
     return status;
   };
 
-  // Phase A: stage.
+  // Phase A: stage; in place, upserts (most specific first) then deletes
+  // (least specific first), all before the endpoint's new policy_rev.
   for (const Plan& plan : plans) {
     if (plan.kind == Plan::Kind::kNew || plan.kind == Plan::Kind::kFlip) {
       const bool generation = (plan.desired->endpoint.flags & MS_EP_F_POLICY_GEN) != 0;
@@ -262,13 +337,21 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       }
     } else if (plan.kind == Plan::Kind::kInPlace) {
       const bool generation = plan.old->generation();
-      for (const auto& [key, value] : plan.desired->exact) {
-        auto found = plan.old->policy.exact.find(key);
-        if (found != plan.old->policy.exact.end() && BytewiseEqual(found->second, value)) continue;
+      const EndpointPolicy& old = plan.old->policy;
+      for (const auto& [key, value] : plan.upserts) {
         std::optional<ms_policy_value> previous;
-        if (found != plan.old->policy.exact.end()) previous = found->second;
+        if (auto found = old.exact.find(key); found != old.exact.end()) previous = found->second;
         if (absl::Status s = put_exact(KernelKey(key, generation), value, previous); !s.ok()) return roll_back(s);
       }
+    }
+  }
+  for (const Plan& plan : plans) {
+    if (plan.kind != Plan::Kind::kInPlace) continue;
+    const bool generation = plan.old->generation();
+    for (const auto& [key, value] : plan.deletes) {
+      const ms_policy_key kernel_key = KernelKey(key, generation);
+      if (absl::Status s = writer_.DeleteExact(kernel_key); !s.ok()) return roll_back(s);
+      undo.push_back({Undo::Map::kExact, kernel_key, {}, 0, value, {}});
     }
   }
 
@@ -283,27 +366,21 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
     undo.push_back({Undo::Map::kEndpoint, {}, {}, ifindex, std::nullopt, plan.old->policy.endpoint});
   }
   for (const Plan& plan : plans) {
-    if (!plan.desired) continue;
+    if (plan.kind == Plan::Kind::kRemove) continue;
     if (plan.kind == Plan::Kind::kUnchanged &&
-        BytewiseEqual(plan.old->policy.endpoint, plan.desired->endpoint)) {
+        (!plan.desired || BytewiseEqual(plan.old->policy.endpoint, plan.desired->endpoint))) {
       continue;
     }
+    const uint32_t ifindex = plan.patch ? plan.old->policy.ifindex : plan.desired->ifindex;
     std::optional<ms_endpoint> previous;
-    if (plan.old && plan.old->policy.ifindex == plan.desired->ifindex) previous = plan.old->policy.endpoint;
-    if (absl::Status s = writer_.UpsertEndpoint(plan.desired->ifindex, plan.desired->endpoint); !s.ok()) {
-      return roll_back(s);
-    }
-    undo.push_back({Undo::Map::kEndpoint, {}, {}, plan.desired->ifindex, std::nullopt, previous});
+    if (plan.old && plan.old->policy.ifindex == ifindex) previous = plan.old->policy.endpoint;
+    if (absl::Status s = writer_.UpsertEndpoint(ifindex, plan.endpoint); !s.ok()) return roll_back(s);
+    undo.push_back({Undo::Map::kEndpoint, {}, {}, ifindex, std::nullopt, previous});
   }
 
   // Phase C: clean up what no packet can reach any more. A failed delete
-  // leaves an unreachable stray (retried by the next Apply), except for an
-  // in-place removed allow, which stays installed so the next diff retries.
+  // leaves an unreachable stray (retried by the next Apply).
   for (Plan& plan : plans) {
-    if (plan.kind == Plan::Kind::kUnchanged) {
-      if (plan.desired) installed_[plan.endpoint_id].policy = std::move(*plan.desired);
-      continue;
-    }
     if (plan.old && (plan.kind == Plan::Kind::kFlip || plan.kind == Plan::Kind::kRemove)) {
       const bool generation = plan.old->generation();
       for (const auto& [key, value] : plan.old->policy.exact) {
@@ -321,16 +398,6 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
         }
       }
     }
-    if (plan.kind == Plan::Kind::kInPlace) {
-      const bool generation = plan.old->generation();
-      for (const auto& [key, value] : plan.old->policy.exact) {
-        if (plan.desired->exact.contains(key)) continue;
-        if (!writer_.DeleteExact(KernelKey(key, generation)).ok()) {
-          ++counters_.cleanup_failures;
-          plan.desired->exact.emplace(key, value);  // still live: keep it on record
-        }
-      }
-    }
     if (plan.old && plan.desired && plan.old->policy.ifindex != plan.desired->ifindex &&
         !claimed_ifindexes.contains(plan.old->policy.ifindex)) {
       if (!writer_.DeleteEndpoint(plan.old->policy.ifindex).ok()) ++counters_.cleanup_failures;
@@ -340,18 +407,52 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
         ++counters_.generation_flips;
         break;
       case Plan::Kind::kInPlace:
-        ++counters_.in_place_updates;
+        ++(plan.patch ? counters_.peer_patches : counters_.in_place_updates);
         break;
       default:
         break;
     }
-    if (plan.desired) {
-      installed_[plan.endpoint_id].policy = std::move(*plan.desired);
-    } else {
+    if (plan.kind == Plan::Kind::kRemove) {
       installed_.erase(plan.endpoint_id);
+    } else if (plan.patch) {
+      if (plan.kind == Plan::Kind::kUnchanged) continue;
+      EndpointPolicy& policy = installed_[plan.endpoint_id].policy;
+      for (const auto& [key, value] : plan.deletes) policy.exact.erase(key);
+      for (const auto& [key, value] : plan.upserts) policy.exact[key] = value;
+      policy.endpoint = plan.endpoint;
+      policy.summary.exact_entries = static_cast<uint32_t>(policy.exact.size());
+    } else if (plan.desired) {
+      installed_[plan.endpoint_id].policy = std::move(*plan.desired);
     }
   }
   return absl::OkStatus();
+}
+
+// The exact changes that splice `peers` into the endpoint's installed policy
+// (CanPatch holds). A direction whose new entries all repeat its default
+// while it has no entries stays without (the whole compile trims it too).
+void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
+  const EndpointPolicy& old = plan.old->policy;
+  plan.patch = true;
+  plan.endpoint = old.endpoint;
+  std::array<bool, MS_DIR_MAX> trimmed{};
+  for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
+    auto in_direction = [&](const auto& entry) { return entry.first.direction == direction; };
+    trimmed[direction] = peers.default_action[direction] != MS_ACTION_ALLOW_AUDIT &&
+                         std::none_of(old.exact.begin(), old.exact.end(), in_direction) &&
+                         std::none_of(old.lpm.begin(), old.lpm.end(), in_direction);
+  }
+  for (const auto& [key, value] : peers.exact) {
+    if (!trimmed[key.direction] && !SameValue(old.exact, key, value)) plan.upserts.emplace_back(key, value);
+  }
+  for (uint32_t address : peers.addresses) {
+    const auto [begin, end] = PeerRange(old.exact, plan.endpoint_id, address);
+    for (auto it = begin; it != end; ++it) {
+      if (!peers.exact.contains(it->first)) plan.deletes.emplace_back(it->first, it->second);
+    }
+  }
+  SortForLookupOrder(plan.upserts, plan.deletes);
+  plan.kind = plan.upserts.empty() && plan.deletes.empty() ? Plan::Kind::kUnchanged : Plan::Kind::kInPlace;
 }
 
 // Deliberately wrong (tests only): every old entry out, the endpoint

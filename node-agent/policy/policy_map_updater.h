@@ -7,17 +7,25 @@
 // flag in its ms_endpoints entry says which one the data plane reads. An
 // update of a batch of endpoints runs in three phases:
 //   A. stage: write every new entry without touching anything a packet can
-//      reach (the other generation), or, when every changed entry is an
-//      exact ALLOW and the CIDR entries are unchanged, add the new allows to
-//      the live generation (an allow that only the new policy has gives a
-//      verdict the new policy gives);
+//      reach (the other generation); or, when only exact entries change
+//      (same flags, same CIDR entries: pod churn), change them in the live
+//      generation in lookup order: upserts most specific key first
+//      ((proto,port), (proto,any), (any,any)), then deletes least specific
+//      first. Each packet's lookup chain then always finds either its old
+//      first entry or its new one (proof in docs/policy-compiler.md);
 //   B. flip: one ms_endpoints update per endpoint switches isolation flags,
-//      generation and policy_rev together (one byte holds flags+generation);
-//   C. clean: delete the old generation (or the removed allows).
+//      generation and policy_rev together (one byte holds flags+generation).
+//      Everything the new policy_rev stands for is in place before it, so
+//      a session re-checked under it sees the new policy only;
+//   C. clean: delete the old generation (no packet can reach it).
 // A failure in A or B (a full map) undoes what the batch wrote and returns
 // the error: the maps hold the old policy, as if nothing happened. Cost:
-// while staging, the batch's endpoints hold up to two copies of their
-// entries (the in-place path adds only the new allows).
+// while staging, a flipping endpoint holds two copies of its entries; an
+// in-place one only its changed entries.
+//
+// Pod churn does not even need the endpoint's whole policy: an update may
+// carry PeerEntries (the entries of a few peer addresses) instead, which the
+// updater splices into what it installed (see CanPatch).
 #pragma once
 
 #include <cstdint>
@@ -38,7 +46,9 @@ inline uint8_t VerdictFlags(const ms_endpoint& endpoint) {
 
 struct EndpointUpdate {
   uint32_t endpoint_id = 0;
-  std::optional<EndpointPolicy> desired;  // nullopt: the endpoint is gone
+  std::optional<EndpointPolicy> desired;  // nullopt and no `peers`: the endpoint is gone
+  // Instead of `desired`: replace the entries of these peer addresses only.
+  std::optional<PeerEntries> peers;
 };
 
 // What the maps hold for one endpoint (keys as the compiler writes them,
@@ -50,7 +60,8 @@ struct InstalledEndpoint {
 
 struct UpdaterCounters {
   uint64_t generation_flips = 0;  // endpoints moved by staging a new generation
-  uint64_t in_place_updates = 0;  // endpoints updated by adding/removing exact allows
+  uint64_t in_place_updates = 0;  // endpoints whose exact entries changed in place (whole policy given)
+  uint64_t peer_patches = 0;      // endpoints whose entries of a few peer addresses were spliced in
   uint64_t rollbacks = 0;         // batches undone after a failed write
   uint64_t cleanup_failures = 0;  // entries that could not be deleted (kept as strays, retried)
 };
@@ -72,6 +83,13 @@ class PolicyMapUpdater {
   // Applies the batch (see the header comment). On error nothing changed.
   [[nodiscard]] absl::Status Apply(std::vector<EndpointUpdate> updates);
 
+  // Whether `peers` can be spliced into what endpoint_id has installed and
+  // give exactly what a whole compile would: the endpoint is installed and
+  // not locked down, and no direction changes between "all its entries
+  // repeat the default, so it has none" and not (that changes its flags).
+  // When false, the caller compiles the endpoint whole.
+  bool CanPatch(uint32_t endpoint_id, const PeerEntries& peers) const;
+
   const std::map<uint32_t, InstalledEndpoint>& installed() const { return installed_; }
   const InstalledEndpoint* Find(uint32_t endpoint_id) const;
   size_t exact_entries() const;
@@ -83,6 +101,7 @@ class PolicyMapUpdater {
 
  private:
   struct Plan;
+  void PlanPatch(const PeerEntries& peers, Plan& plan) const;
   absl::Status DeleteStrays();
   absl::Status ApplyNaive(std::vector<EndpointUpdate>& updates);
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "log.h"
+#include "policy_commit.h"
 
 namespace microseg {
 
@@ -150,26 +151,20 @@ void Agent::SyncEndpointsLocked() {
 
 absl::Status Agent::CommitLocked(const std::function<void()>& undo) {
   const auto started = std::chrono::steady_clock::now();
-  std::set<uint32_t> dirty = engine_.TakeDirty();
   // Endpoints in the maps the engine does not know (left while we were down).
+  std::set<uint32_t> gone;
   for (const auto& [id, installed] : updater_.installed()) {
-    if (!engine_.endpoints().contains(id)) dirty.insert(id);
+    if (!engine_.endpoints().contains(id)) gone.insert(id);
   }
-  std::vector<EndpointUpdate> updates;
-  updates.reserve(dirty.size());
-  for (uint32_t id : dirty) {
-    EndpointUpdate update{id, std::nullopt};
-    if (engine_.endpoints().contains(id)) update.desired = engine_.Compile(id);
-    updates.push_back(std::move(update));
-  }
+  std::vector<EndpointUpdate> updates = PlanEndpointUpdates(engine_, updater_, gone);
   const size_t endpoints_touched = updates.size();
-  // Kept for the endpoint-by-endpoint pass; the updater consumes its copy.
-  std::vector<EndpointUpdate> batch = updates;
+  std::set<uint32_t> batch;
+  for (const EndpointUpdate& update : updates) batch.insert(update.endpoint_id);
   absl::Status status = updater_.Apply(std::move(updates));
   if (status.code() == absl::StatusCode::kResourceExhausted) {
     // The updater rolled the batch back: every endpoint gets all of its
     // policy or a lockdown, and the event stays applied.
-    status = ApplyWithLockdownsLocked(std::move(batch), undo);
+    status = ApplyWithLockdownsLocked(batch, undo);
     if (!status.ok()) {
       ++counters_.reconcile_failures;
       return status;
@@ -181,7 +176,7 @@ absl::Status Agent::CommitLocked(const std::function<void()>& undo) {
     return status;
   } else {
     Lockdowns still = lockdowns_;
-    for (const EndpointUpdate& update : batch) still.erase(update.endpoint_id);
+    for (uint32_t id : batch) still.erase(id);
     SetLockdownsLocked(std::move(still));
   }
   ++counters_.generation;
@@ -194,10 +189,14 @@ absl::Status Agent::CommitLocked(const std::function<void()>& undo) {
   return absl::OkStatus();
 }
 
-absl::Status Agent::ApplyWithLockdownsLocked(std::vector<EndpointUpdate> updates,
-                                             const std::function<void()>& undo) {
-  std::set<uint32_t> ids;
-  for (const EndpointUpdate& update : updates) ids.insert(update.endpoint_id);
+absl::Status Agent::ApplyWithLockdownsLocked(const std::set<uint32_t>& ids, const std::function<void()>& undo) {
+  // Whole policies (a lockdown needs them, a patch is not enough).
+  std::vector<EndpointUpdate> updates;
+  for (uint32_t id : ids) {
+    EndpointUpdate update{id, std::nullopt, std::nullopt};
+    if (engine_.endpoints().contains(id)) update.desired = engine_.Compile(id);
+    updates.push_back(std::move(update));
+  }
   auto locked = ApplyEndpointByEndpoint(updater_, std::move(updates));
   if (!locked.ok()) {
     // Some endpoints may already have their new policy: restore the inputs

@@ -14,6 +14,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -107,7 +108,8 @@ class Agent {
   // dirt it leaves, since the maps kept the previous policy.
   [[nodiscard]] absl::Status CommitLocked(const std::function<void()>& undo);
   // A policy map is full: the batch endpoint by endpoint, with lockdowns.
-  [[nodiscard]] absl::Status ApplyWithLockdownsLocked(std::vector<EndpointUpdate> updates,
+  // `ids`: the endpoints of the batch that did not fit, compiled whole again.
+  [[nodiscard]] absl::Status ApplyWithLockdownsLocked(const std::set<uint32_t>& ids,
                                                       const std::function<void()>& undo);
   void SetLockdownsLocked(Lockdowns now);
   void SyncEndpointsLocked();

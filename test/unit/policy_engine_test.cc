@@ -5,9 +5,13 @@
 #include "policy_engine.h"
 
 #include <catch2/catch.hpp>
+#include <functional>
 #include <random>
 #include <string>
 
+#include "fake_map_writer.h"
+#include "policy_commit.h"
+#include "policy_map_updater.h"
 #include "test_helpers.h"
 
 namespace microseg {
@@ -20,6 +24,28 @@ bool SameEntries(const Map& a, const Map& b) {
     if (!BytewiseEqual(x->first, y->first) || !BytewiseEqual(x->second, y->second)) return false;
   }
   return true;
+}
+
+// Every endpoint of the engine, as `actual_of` gives it (nullptr: missing),
+// must equal a from-scratch compilation of the engine's inputs.
+void CheckAgainstFullCompile(const PolicyEngine& engine,
+                             const std::function<const EndpointPolicy*(uint32_t)>& actual_of) {
+  std::vector<LocalEndpoint> endpoints;
+  for (const auto& [id, endpoint] : engine.endpoints()) endpoints.push_back(endpoint);
+  const ClusterState cluster = engine.cluster();
+  const PolicyContext full_context = BuildPolicyContext(cluster, endpoints);
+  for (const LocalEndpoint& endpoint : endpoints) {
+    const EndpointPolicy expected = CompileEndpointPolicy(full_context, endpoint);
+    const EndpointPolicy* actual = actual_of(endpoint.endpoint_id);
+    INFO("endpoint " << endpoint.pod_namespace << "/" << endpoint.pod_name);
+    REQUIRE(actual != nullptr);
+    CHECK(SameEntries(actual->exact, expected.exact));
+    CHECK(SameEntries(actual->lpm, expected.lpm));
+    CHECK(actual->endpoint.endpoint_id == expected.endpoint.endpoint_id);
+    CHECK(actual->endpoint.ipv4 == expected.endpoint.ipv4);
+    CHECK(VerdictFlags(actual->endpoint) == expected.endpoint.flags);  // the generation bit is the updater's
+    CHECK(actual->summary == expected.summary);
+  }
 }
 
 // The engine's endpoints' policies, kept current from TakeDirty like the agent does.
@@ -37,21 +63,12 @@ class Mirror {
   }
   // Compares with a from-scratch compilation of the same inputs.
   void CheckAgainstFullCompile(const std::string& context) {
-    std::vector<LocalEndpoint> endpoints;
-    for (const auto& [id, endpoint] : engine_.endpoints()) endpoints.push_back(endpoint);
-    const ClusterState cluster = engine_.cluster();
-    const PolicyContext full_context = BuildPolicyContext(cluster, endpoints);
     INFO(context);
-    REQUIRE(current_.size() == endpoints.size());
-    for (const LocalEndpoint& endpoint : endpoints) {
-      const EndpointPolicy expected = CompileEndpointPolicy(full_context, endpoint);
-      const EndpointPolicy& actual = current_.at(endpoint.endpoint_id);
-      INFO("endpoint " << endpoint.pod_namespace << "/" << endpoint.pod_name);
-      CHECK(SameEntries(actual.exact, expected.exact));
-      CHECK(SameEntries(actual.lpm, expected.lpm));
-      CHECK(BytewiseEqual(actual.endpoint, expected.endpoint));
-      CHECK(actual.summary == expected.summary);
-    }
+    REQUIRE(current_.size() == engine_.endpoints().size());
+    microseg::CheckAgainstFullCompile(engine_, [&](uint32_t id) -> const EndpointPolicy* {
+      auto found = current_.find(id);
+      return found == current_.end() ? nullptr : &found->second;
+    });
   }
 
  private:
@@ -63,8 +80,10 @@ class RandomEvents {
  public:
   explicit RandomEvents(uint32_t seed) : rng_(seed) {}
 
-  // Applies one random event to the engine and returns what it was.
-  std::string Step(PolicyEngine& engine) {
+  // Applies one random event to the engine and returns what it was; with
+  // `crds`, SegmentPolicy and ClusterSegmentPolicy events too.
+  std::string Step(PolicyEngine& engine, bool crds = false) {
+    if (crds && Chance(0.2)) return CrdStep(engine);
     switch (Uniform(0, 9)) {
       case 0: {
         Namespace ns{Pick(kNamespaces), Labels{}};
@@ -117,6 +136,55 @@ class RandomEvents {
  private:
   inline static const std::vector<std::string> kNamespaces = {"a", "b", "c"};
   inline static const std::vector<std::string> kValues = {"x", "y"};
+
+  std::string CrdStep(PolicyEngine& engine) {
+    switch (Uniform(0, 3)) {
+      case 0: {
+        SegmentPolicy segment;
+        segment.policy = RandomPolicy();
+        segment.policy.name = "sp" + std::to_string(Uniform(0, 1));
+        for (auto* rules : {&segment.policy.ingress, &segment.policy.egress}) {
+          for (PolicyRule& rule : *rules) rule.action = Chance(0.5) ? RuleAction::kDeny : RuleAction::kAllow;
+        }
+        if (Chance(0.3)) segment.enforcement = Enforcement::kAudit;
+        engine.UpsertSegmentPolicy(segment);
+        return "upsert segment policy " + segment.policy.namespace_name + "/" + segment.policy.name;
+      }
+      case 1: {
+        const std::string key = Pick(kNamespaces) + "/sp" + std::to_string(Uniform(0, 1));
+        engine.DeleteSegmentPolicy(key);
+        return "delete segment policy " + key;
+      }
+      case 2: {
+        ClusterSegmentPolicy policy;
+        policy.name = "csp" + std::to_string(Uniform(0, 1));
+        policy.priority = Uniform(0, 3);
+        if (Chance(0.5)) policy.subject_namespace_selector.match_labels["team"] = Pick(kValues);
+        if (Chance(0.5)) policy.subject_pod_selector = RandomSelector();
+        policy.applies_ingress = Chance(0.7);
+        policy.applies_egress = Chance(0.5);
+        for (auto* rules : {&policy.ingress, &policy.egress}) {
+          for (int i = Uniform(0, 2); i > 0; --i) {
+            PolicyRule rule = RandomRule();
+            const int action = Uniform(0, 2);
+            rule.action = action == 0 ? RuleAction::kAllow : action == 1 ? RuleAction::kDeny : RuleAction::kPass;
+            // The parser gives every cluster-scoped pod selector peer a namespace selector.
+            for (PolicyPeer& peer : rule.peers) {
+              if (peer.pod_selector && !peer.namespace_selector) peer.namespace_selector = LabelSelector{};
+            }
+            rules->push_back(rule);
+          }
+        }
+        engine.UpsertClusterSegmentPolicy(policy);
+        return "upsert cluster segment policy " + policy.name;
+      }
+      default: {
+        const std::string name = "csp" + std::to_string(Uniform(0, 1));
+        engine.DeleteClusterSegmentPolicy(name);
+        return "delete cluster segment policy " + name;
+      }
+    }
+  }
 
   int Uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
   bool Chance(double p) { return std::bernoulli_distribution(p)(rng_); }
@@ -212,6 +280,34 @@ TEST_CASE("incremental recompilation equals a full compile after every event", "
       mirror.CheckAgainstFullCompile("seed " + std::to_string(seed) + " step " + std::to_string(step) + ": " + what);
     }
   }
+}
+
+// The agent's path: PlanEndpointUpdates (whole endpoints, or peer patches
+// spliced into what is installed) through a real updater. After every event
+// each installed endpoint must be exactly what a full compile gives.
+TEST_CASE("peer patches and whole recompiles together equal a full compile after every event",
+          "[engine][updater][random]") {
+  uint64_t patches = 0;
+  for (uint32_t seed = 1; seed <= 60; ++seed) {
+    PolicyEngine engine;
+    testing::FakeMapWriter writer;
+    PolicyMapUpdater updater(writer);
+    RandomEvents events(seed);
+    for (int step = 0; step < 80; ++step) {
+      const std::string what = events.Step(engine, /*crds=*/true);
+      REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+
+      INFO("seed " << seed << " step " << step << ": " << what);
+      REQUIRE(updater.installed().size() == engine.endpoints().size());
+      CheckAgainstFullCompile(engine, [&](uint32_t id) -> const EndpointPolicy* {
+        const InstalledEndpoint* installed = updater.Find(id);
+        return installed ? &installed->policy : nullptr;
+      });
+      CHECK(testing::SameMapState(writer.maps, updater.Snapshot()));
+    }
+    patches += updater.counters().peer_patches;
+  }
+  CHECK(patches > 100);  // the patch path is what most pod events take
 }
 
 // Three namespaces, one local endpoint per pod; x/web accepts pods labelled

@@ -7,8 +7,10 @@
 
 #include <catch2/catch.hpp>
 #include <functional>
+#include <random>
 
 #include "fake_map_writer.h"
+#include "policy_commit.h"
 #include "policy_engine.h"
 #include "reference_datapath.h"
 #include "test_helpers.h"
@@ -74,6 +76,18 @@ std::vector<bool> Verdicts(const MapState& maps, const std::vector<Probe>& probe
   std::vector<bool> out;
   for (const Probe& p : probes) out.push_back(ReferenceLookup(maps, p.ifindex, p.direction, p.peer, p.proto, p.port).allowed());
   return out;
+}
+
+// Verdicts observed between `before` and `after` that are neither.
+int CountOutside(const std::vector<bool>& before, const std::vector<std::vector<bool>>& observed,
+                 const std::vector<bool>& after) {
+  int outside = 0;
+  for (const std::vector<bool>& verdicts : observed) {
+    for (size_t i = 0; i < verdicts.size(); ++i) {
+      if (verdicts[i] != before[i] && verdicts[i] != after[i]) ++outside;
+    }
+  }
+  return outside;
 }
 
 // A sequence of policies for namespace x with two local endpoints, mixing
@@ -171,12 +185,7 @@ int CountMixedVerdicts(PolicyMapUpdater::Mode mode) {
     writer.after_each = [&] { observed.push_back(Verdicts(writer.inner.maps, probes)); };
     REQUIRE(updater.Apply(std::move(updates)).ok());
     writer.after_each = nullptr;
-    const std::vector<bool> after = Verdicts(writer.inner.maps, probes);
-    for (const std::vector<bool>& verdicts : observed) {
-      for (size_t i = 0; i < probes.size(); ++i) {
-        if (verdicts[i] != before[i] && verdicts[i] != after[i]) ++mixed;
-      }
-    }
+    mixed += CountOutside(before, observed, Verdicts(writer.inner.maps, probes));
   }
   return mixed;
 }
@@ -187,6 +196,77 @@ TEST_CASE("no probe ever sees a verdict outside {old, new} during an update", "[
 
 TEST_CASE("the same check catches a writer that deletes before it adds", "[updater]") {
   CHECK(CountMixedVerdicts(PolicyMapUpdater::Mode::kNaiveForTests) > 0);
+}
+
+// Pod churn under Deny and Allow rules of every tier: the agent's path
+// (PlanEndpointUpdates: peer patches where possible) changes exact entries
+// in place, and after every single map operation every probe still gets
+// the old or the new verdict.
+TEST_CASE("peer patches in place never show a verdict outside {old, new}", "[updater]") {
+  ObservedWriter writer;
+  PolicyMapUpdater updater(writer);
+  PolicyEngine engine;
+  SetUpCluster(engine);
+  PolicyPeer db;
+  db.pod_selector = LabelSelector{{{"app", "db"}}, {}};
+  PolicyPeer clients;
+  clients.pod_selector = LabelSelector{{{"app", "client"}}, {}};
+  PolicyPort http;
+  http.port = uint16_t{80};
+  SegmentPolicy segment;
+  segment.policy.namespace_name = "x";
+  segment.policy.name = "s";
+  segment.policy.pod_selector.match_labels = {{"app", "web"}};
+  segment.policy.ingress.push_back({{db}, {http}, RuleAction::kDeny, false});
+  segment.policy.ingress.push_back({{clients, db}, {}, RuleAction::kAllow, false});
+  segment.policy.isolates_egress = true;
+  segment.policy.egress.push_back({{clients}, {http}, RuleAction::kAllow, false});
+  engine.UpsertSegmentPolicy(segment);
+  ClusterSegmentPolicy cluster;
+  cluster.name = "c";
+  cluster.applies_ingress = true;
+  PolicyPeer role_admin;
+  role_admin.namespace_selector = LabelSelector{};
+  role_admin.pod_selector = LabelSelector{{{"role", "admin"}}, {}};
+  cluster.ingress.push_back({{role_admin}, {}, RuleAction::kAllow, false});
+  PolicyPeer role_bad;
+  role_bad.namespace_selector = LabelSelector{};
+  role_bad.pod_selector = LabelSelector{{{"role", "bad"}}, {}};
+  cluster.ingress.push_back({{role_bad}, {http}, RuleAction::kDeny, false});
+  engine.UpsertClusterSegmentPolicy(cluster);
+  const std::vector<Probe> probes = Probes({11, 12});
+  REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+
+  // Peer pods p2..p12 change role, app, address, or go away and come back.
+  std::mt19937 rng(7);
+  const std::vector<Labels> label_sets = {{{"app", "db"}},
+                                          {{"app", "client"}},
+                                          {{"app", "db"}, {"role", "admin"}},
+                                          {{"app", "client"}, {"role", "bad"}},
+                                          {{"role", "bad"}},
+                                          {}};
+  int mixed = 0;
+  for (int round = 0; round < 120; ++round) {
+    const std::vector<bool> before = Verdicts(writer.inner.maps, probes);
+    const uint32_t host = 2 + std::uniform_int_distribution<uint32_t>(0, 10)(rng);
+    if (host == 4) continue;  // local endpoint 2's own pod
+    const std::string name = "p" + std::to_string(host);
+    if (std::uniform_int_distribution<int>(0, 5)(rng) == 0) {
+      engine.DeletePod("x/" + name);
+    } else {
+      Pod pod{"x", name, label_sets[std::uniform_int_distribution<size_t>(0, label_sets.size() - 1)(rng)], "node-1",
+              0x0af40100u + host, {}};
+      engine.UpsertPod(pod);
+    }
+    std::vector<std::vector<bool>> observed;
+    writer.after_each = [&] { observed.push_back(Verdicts(writer.inner.maps, probes)); };
+    REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+    writer.after_each = nullptr;
+    mixed += CountOutside(before, observed, Verdicts(writer.inner.maps, probes));
+  }
+  CHECK(mixed == 0);
+  CHECK(updater.counters().peer_patches > 20);
+  CHECK(updater.counters().generation_flips == 0);  // no flag or CIDR change: never a second copy
 }
 
 TEST_CASE("CIDR changes flip the generation, pod churn updates allows in place", "[updater]") {
