@@ -114,6 +114,17 @@ TEST_CASE("lease: released on clean shutdown, and a follower takes a released le
   CHECK(nlohmann::json::parse(transport.requests.back().body)["spec"]["holderIdentity"] == "node-b");
 }
 
+TEST_CASE("lease: a fractional duration counts in the whole seconds followers read") {
+  FakeTransport transport;
+  LeaseOptions options = Options();
+  options.lease_duration = absl::Milliseconds(7500);
+  LeaseElector lease(transport, options);
+  CreateAndLead(transport, lease);
+  CHECK(nlohmann::json::parse(transport.requests[1].body)["spec"]["leaseDurationSeconds"] == 7);
+  CHECK(lease.term() == absl::Seconds(7));  // not 7.5 s: a follower takes over after 7
+  CHECK(transport.requests[1].timeout == absl::Seconds(7) / 3);
+}
+
 TEST_CASE("lease: a holder that lost the lease meanwhile does not release it") {
   FakeTransport transport;
   LeaseElector lease(transport, Options());
