@@ -229,6 +229,43 @@ TEST_CASE("status writer: the leader patches /status and creates one Event per r
   CHECK(restarted.stats().events_bumped == 1);
 }
 
+TEST_CASE("status writer: a new leader does not repeat the Event of a rejection already in the status") {
+  FakeTransport transport;
+  LeaseElector lease(transport, Options());
+  PolicyStatusWriter writer(transport, lease, "node-a", absl::Seconds(5));
+  PolicyVerdict reported = Verdict("False", "bad", 3);
+  reported.current_condition = DesiredCondition(reported);  // written by the previous leader
+  writer.Report(reported);
+  transport.Expect(Answer(200, LeaseBody("node-a", 15, "1")));
+  transport.Expect(Answer(200));
+  writer.RunOnce();
+  CHECK(transport.requests.size() == 2);  // lease read and renewal only
+  CHECK(writer.stats().events_created + writer.stats().events_bumped == 0);
+}
+
+TEST_CASE("status writer: an Event that failed after this term's status patch is retried") {
+  FakeTransport transport;
+  LeaseElector lease(transport, Options());
+  PolicyStatusWriter writer(transport, lease, "node-a", absl::Seconds(5));
+  writer.Report(Verdict("False", "bad", 1));
+  transport.Expect(Answer(200, LeaseBody("node-a", 15, "1")));
+  transport.Expect(Answer(200));  // renew
+  transport.Expect(Answer(200));  // PATCH status
+  transport.Expect(Answer(500));  // POST event fails
+  writer.RunOnce();
+  // The patched condition comes back through the watch before the retry.
+  PolicyVerdict echoed = Verdict("False", "bad", 1);
+  echoed.current_condition = nlohmann::json::parse(transport.requests[2].body)["status"]["conditions"][0];
+  writer.Report(echoed);
+  transport.Expect(Answer(200, LeaseBody("node-a", 15, "2")));
+  transport.Expect(Answer(200));
+  transport.Expect(Answer(201));  // POST event again
+  writer.RunOnce();
+  REQUIRE(transport.requests.size() == 7);
+  CHECK(transport.requests[6].path == "/api/v1/namespaces/x/events");
+  CHECK(writer.stats().events_created == 1);
+}
+
 TEST_CASE("status writer: a follower writes nothing") {
   FakeTransport transport;
   LeaseElector lease(transport, Options());
