@@ -20,7 +20,7 @@ std::string LeasesPath(const LeaseOptions& options) {
 
 bool LeaseElector::leading() const {
   return holding_ &&
-         Clock::now() - renewed_at_.load() < absl::ToChronoNanoseconds(options_.lease_duration - request_timeout());
+         Clock::now() - renewed_at_.load() < absl::ToChronoNanoseconds(term() - request_timeout());
 }
 
 absl::Status LeaseElector::Create() {
@@ -30,7 +30,7 @@ absl::Status LeaseElector::Create() {
       {"metadata", {{"name", options_.name}, {"namespace", options_.namespace_name}}},
       {"spec",
        {{"holderIdentity", options_.identity},
-        {"leaseDurationSeconds", absl::ToInt64Seconds(options_.lease_duration)},
+        {"leaseDurationSeconds", absl::ToInt64Seconds(term())},
         {"acquireTime", MicroTimeNow()},
         {"renewTime", MicroTimeNow()},
         {"leaseTransitions", 0}}}};
@@ -57,7 +57,7 @@ absl::Status LeaseElector::Update(nlohmann::json lease, bool take_over) {
     spec["leaseTransitions"] = transitions + 1;
   }
   spec["renewTime"] = now;
-  spec["leaseDurationSeconds"] = absl::ToInt64Seconds(options_.lease_duration);
+  spec["leaseDurationSeconds"] = absl::ToInt64Seconds(term());
   // metadata.resourceVersion stays: a concurrent writer makes this a 409.
   return Put(lease);
 }
@@ -137,7 +137,7 @@ bool LeaseElector::Tick() {
       }
     } else {
       holding_ = false;
-      int64_t duration_seconds = absl::ToInt64Seconds(options_.lease_duration);
+      int64_t duration_seconds = absl::ToInt64Seconds(term());
       if (spec.contains("leaseDurationSeconds") && spec["leaseDurationSeconds"].is_number_integer()) {
         duration_seconds = spec["leaseDurationSeconds"].get<int64_t>();
       }

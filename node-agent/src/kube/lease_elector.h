@@ -14,6 +14,7 @@
 // expired.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -50,7 +51,12 @@ class LeaseElector {
   // Tick instead of after the lease duration. Leading ends here either way.
   absl::Status Release();
   // Cap for every request of the holder (lease and status writes).
-  absl::Duration request_timeout() const { return options_.lease_duration / 3; }
+  absl::Duration request_timeout() const { return term() / 3; }
+  // The lease duration as written to the Lease (whole seconds, at least
+  // one), which is what followers wait for: the holder's term is never longer.
+  absl::Duration term() const {
+    return absl::Seconds(std::max<int64_t>(1, absl::ToInt64Seconds(options_.lease_duration)));
+  }
   const LeaseOptions& options() const { return options_; }
 
  private:
