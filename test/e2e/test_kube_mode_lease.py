@@ -3,8 +3,10 @@
 
 Two agents of different nodes (their own node name, bpffs, gRPC socket,
 state dir and metrics port) watch the same test API server
-(test/apiserver); A authenticates with a bearer token file, B with an x509
-client certificate from its kubeconfig. Proves, step by step:
+(test/apiserver); A authenticates with a bearer token file from its
+kubeconfig (after its restart: the in-cluster config, KUBERNETES_SERVICE_HOST
+/PORT and a service-account dir with token, ca.crt and namespace), B with an
+x509 client certificate from its kubeconfig. Proves, step by step:
   - one of them holds kube-system/microseg-status-writer and writes the
     Accepted conditions; the other writes nothing;
   - a clean shutdown (SIGTERM) of the holder releases the Lease (empty
@@ -14,6 +16,8 @@ client certificate from its kubeconfig. Proves, step by step:
   - a holder that dies without releasing (SIGKILL) is replaced once its
     Lease has not been renewed for the lease duration; the new holder
     writes the status of the policies applied from then on;
+  - a new leader does not repeat the Events of rejections whose condition
+    is already in the status;
   - from the API server's request log: every status or Event write was made
     by the agent whose Lease write the server had accepted last (never two
     writers at once, never a write after its writer released the Lease).
@@ -121,8 +125,14 @@ class Scenario:
         ok("B writes the status of new policies (x/bad-2 Accepted=False, x/good-2 Accepted=True)")
 
         # ---- crash: not released, taken over after the lease duration ----------
+        node.in_cluster = True  # A comes back as a pod would see the cluster: environment + service-account dir
         node.restart_agent()
         require(self.holder() == b.node_name, "the restarted A took the Lease from a live B")
+        require(re.search(r"Kubernetes API https://127\.0\.0\.1:\d+ \(in-cluster\), auth: token file "
+                          r"\S+/serviceaccount/token, status lease kube-system/", node.agent_log_tail(400)),
+                "the restarted A does not use the in-cluster config")
+        ok("A restarted with the in-cluster config (KUBERNETES_SERVICE_HOST/PORT, service-account token, ca.crt, "
+           "namespace kube-system for the Lease) and follows B")
         killed_at = time.time()
         node.stop_peer_agent(b, kill=True)
         took = self.wait_holder(a_name, "A to take over the Lease of the killed B")
@@ -133,9 +143,11 @@ class Scenario:
                     and r["path"].endswith(f"/{LEASE_NAME}") and r["time"] >= killed_at]
         require(takeover and user_agent_of(a_name) in takeover[0]["userAgent"], f"lease writes after the kill: "
                 f"{[(r['userAgent'], r['code']) for r in takeover]}")
-        waited = takeover[0]["time"] - killed_at
-        ok(f"SIGKILL of B: A took over the unreleased Lease {waited:.1f} s after the kill "
-           f"(lease duration {LEASE_SECONDS} s, renewed every {LEASE_SECONDS // 3} s)")
+        last_renewal = max(r["time"] for r in self.api.requests() if r["method"] == "PUT" and r["code"] == 200
+                           and r["path"].endswith(f"/{LEASE_NAME}") and user_agent_of(b.node_name) in r["userAgent"])
+        ok(f"SIGKILL of B: A took over the unreleased Lease {takeover[0]['time'] - last_renewal:.1f} s after B's "
+           f"last renewal, {takeover[0]['time'] - killed_at:.1f} s after the kill (lease duration {LEASE_SECONDS} s, "
+           f"renewed every {LEASE_SECONDS // 3} s)")
         patched = self.api.patch(*SEGPOL, "good-2", {"spec": {"ingress": [{"ports": [
             {"protocol": "TCP", "port": 80, "appProtocol": "http"}]}]}}, namespace="x")
         generation = patched["metadata"]["generation"]
@@ -148,6 +160,9 @@ class Scenario:
         ok(f"A writes the status of new and changed policies (x/bad-3, x/good-2 generation {generation} "
            f"Accepted=False)")
 
+        counts = {e["involvedObject"]["name"]: e.get("count", 1) for e in self.api.events("x")}
+        require(counts.get("bad-1") == 1 and counts.get("bad-2") == 1, f"Event counts after two new leaders: {counts}")
+        ok("new leaders did not repeat the Events of rejections already in the status (x/bad-1, x/bad-2: count 1)")
         b_requests = [r for r in self.api.requests() if user_agent_of(b.node_name) in r["userAgent"]]
         require(b_requests and all(r.get("user") == f"system:node:{b.node_name}" for r in b_requests),
                 f"B's requests not all authenticated by its client certificate: "
