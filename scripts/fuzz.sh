@@ -17,8 +17,14 @@ seconds="${1:-300}"
 only="${2:-.}"
 sanitizers="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 
+# clang 16 is the first to capture structured bindings in lambdas (C++20),
+# which the policy code does; Debian 12's default clang is 14.
+if ! command -v clang++-16 >/dev/null || [ ! -d /usr/lib/llvm-16/lib/clang/16/lib/linux ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang-16 libclang-rt-16-dev
+fi
+
 cmake -S "${repo_root}" -B "${build_dir}" -G Ninja \
-  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DCMAKE_C_COMPILER=clang-16 -DCMAKE_CXX_COMPILER=clang++-16 \
   -DCMAKE_C_FLAGS="${sanitizers}" -DCMAKE_CXX_FLAGS="${sanitizers} -fsanitize=fuzzer-no-link" \
   -DCMAKE_EXE_LINKER_FLAGS="${sanitizers}" \
   -DMICROSEG_LIBFUZZER=ON -DMICROSEG_FUZZ_SECONDS="${seconds}" >/dev/null

@@ -64,26 +64,12 @@ std::vector<std::pair<uint8_t, uint16_t>> ProbePorts(const ClusterState& cluster
       if (near >= 1 && near <= 65535) ports.insert({static_cast<uint8_t>(protocol), static_cast<uint16_t>(near)});
     }
   };
-  const auto add_rules = [&](const std::vector<microseg::PolicyRule>& rules) {
-    for (const microseg::PolicyRule& rule : rules) {
-      for (const microseg::PolicyPort& port : rule.ports) {
-        if (port.port && std::holds_alternative<uint16_t>(*port.port)) add(port.protocol, std::get<uint16_t>(*port.port));
-        if (port.end_port) add(port.protocol, *port.end_port);
-      }
+  microseg::testing::ForEachRule(cluster, [&](const microseg::PolicyRule& rule) {
+    for (const microseg::PolicyPort& port : rule.ports) {
+      if (port.port && std::holds_alternative<uint16_t>(*port.port)) add(port.protocol, std::get<uint16_t>(*port.port));
+      if (port.end_port) add(port.protocol, *port.end_port);
     }
-  };
-  for (const auto& [key, policy] : cluster.network_policies) {
-    add_rules(policy.ingress);
-    add_rules(policy.egress);
-  }
-  for (const auto& [key, segment] : cluster.segment_policies) {
-    add_rules(segment.policy.ingress);
-    add_rules(segment.policy.egress);
-  }
-  for (const auto& [key, policy] : cluster.cluster_segment_policies) {
-    add_rules(policy.ingress);
-    add_rules(policy.egress);
-  }
+  });
   for (const auto& [key, pod] : cluster.pods) {
     for (const microseg::ContainerPort& port : pod.container_ports) add(port.protocol, port.port);
   }

@@ -100,6 +100,24 @@ std::vector<uint32_t> RandomCluster::ProbeAddresses(const ClusterState& cluster,
   return addresses;
 }
 
+void ForEachRule(const ClusterState& cluster, const std::function<void(const PolicyRule&)>& visit) {
+  const auto visit_all = [&](const std::vector<PolicyRule>& rules) {
+    for (const PolicyRule& rule : rules) visit(rule);
+  };
+  for (const auto& [key, policy] : cluster.network_policies) {
+    visit_all(policy.ingress);
+    visit_all(policy.egress);
+  }
+  for (const auto& [key, segment] : cluster.segment_policies) {
+    visit_all(segment.policy.ingress);
+    visit_all(segment.policy.egress);
+  }
+  for (const auto& [key, policy] : cluster.cluster_segment_policies) {
+    visit_all(policy.ingress);
+    visit_all(policy.egress);
+  }
+}
+
 std::vector<uint32_t> EdgeProbeAddresses(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints) {
   constexpr uint32_t kPodNetwork = 0x0af40000;  // 10.244.0.0
   std::vector<uint32_t> addresses = {kPodNetwork, kPodNetwork + 255, 0x08080808, 0x0a000001, 0xc0a80001};
@@ -112,27 +130,13 @@ std::vector<uint32_t> EdgeProbeAddresses(const ClusterState& cluster, const std:
     const uint32_t last = cidr.addr | ~PrefixMask(cidr.prefix_len);
     for (uint32_t address : {cidr.addr, last, cidr.addr - 1, last + 1}) addresses.push_back(address);
   };
-  const auto add_rules = [&](const std::vector<PolicyRule>& rules) {
-    for (const PolicyRule& rule : rules) {
-      for (const PolicyPeer& peer : rule.peers) {
-        if (!peer.ip_block) continue;
-        add_edges(peer.ip_block->cidr);
-        for (const Ipv4Cidr& except : peer.ip_block->except) add_edges(except);
-      }
+  ForEachRule(cluster, [&](const PolicyRule& rule) {
+    for (const PolicyPeer& peer : rule.peers) {
+      if (!peer.ip_block) continue;
+      add_edges(peer.ip_block->cidr);
+      for (const Ipv4Cidr& except : peer.ip_block->except) add_edges(except);
     }
-  };
-  for (const auto& [key, policy] : cluster.network_policies) {
-    add_rules(policy.ingress);
-    add_rules(policy.egress);
-  }
-  for (const auto& [key, segment] : cluster.segment_policies) {
-    add_rules(segment.policy.ingress);
-    add_rules(segment.policy.egress);
-  }
-  for (const auto& [key, policy] : cluster.cluster_segment_policies) {
-    add_rules(policy.ingress);
-    add_rules(policy.egress);
-  }
+  });
   return addresses;
 }
 

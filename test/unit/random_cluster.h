@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <random>
 #include <string>
@@ -15,6 +16,9 @@
 #include "model.h"
 
 namespace microseg::testing {
+
+// Every ingress and egress rule of every policy of all three kinds.
+void ForEachRule(const ClusterState& cluster, const std::function<void(const PolicyRule&)>& visit);
 
 // The addresses every probe set needs: every pod and local endpoint, a few
 // fixed far ones, and both edges of every ipBlock and except with the
