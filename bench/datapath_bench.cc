@@ -103,7 +103,7 @@ absl::Status errno_status(const std::string& what, int error) {
 
 std::uint64_t monotonic_ns() {
   timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);  // the clock bpf_ktime_get_ns() reads
+  clock_gettime(CLOCK_MONOTONIC, &now);  // the data path's coarse clock trails it by a tick at most
   return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull +
          static_cast<std::uint64_t>(now.tv_nsec);
 }
