@@ -3,41 +3,13 @@
 #include <string>
 
 #include "log.h"
-#include "prometheus/client_metric.h"
-#include "prometheus/metric_family.h"
-#include "prometheus/metric_type.h"
+#include "metric_family.h"
 #include "reason_names.h"
 
 namespace microseg {
-namespace {
-
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
-
-MetricFamily Family(std::string name, std::string help, MetricType type) {
-  MetricFamily family;
-  family.name = std::move(name);
-  family.help = std::move(help);
-  family.type = type;
-  return family;
-}
-
-void AddGauge(MetricFamily& family, double value, std::vector<ClientMetric::Label> labels = {}) {
-  ClientMetric metric;
-  metric.label = std::move(labels);
-  metric.gauge.value = value;
-  family.metric.push_back(std::move(metric));
-}
-
-void AddCounter(MetricFamily& family, double value, std::vector<ClientMetric::Label> labels = {}) {
-  ClientMetric metric;
-  metric.label = std::move(labels);
-  metric.counter.value = value;
-  family.metric.push_back(std::move(metric));
-}
-
-}  // namespace
 
 std::vector<MetricFamily> AgentMetrics::Collect() const {
   std::vector<MetricFamily> out;

@@ -4,13 +4,14 @@
 
 #include <catch2/catch.hpp>
 
-#include "fake_map_writer.h"
-#include "temp_dir.h"
+#include "agent_fixture.h"
 
 namespace microseg {
 namespace {
 
+using testing::AllowIngressFrom;
 using testing::FakeMapWriter;
+using testing::PodRecord;
 
 bool SameMaps(const MapState& a, const MapState& b) {
   auto same_endpoints = a.endpoints.size() == b.endpoints.size() &&
@@ -29,48 +30,17 @@ bool SameMaps(const MapState& a, const MapState& b) {
   return same_endpoints && same_exact && same_lpm;
 }
 
-EndpointRecord PodRecord(const std::string& name, uint32_t ifindex, const std::string& ip) {
-  EndpointRecord r;
-  r.container_id = "cid-" + name;
-  r.ifname = "eth0";
-  r.pod_namespace = "x";
-  r.pod_name = name;
-  r.host_ifname = "veth-" + name;
-  r.host_ifindex = ifindex;
-  r.ips = {ip + "/24"};
-  return r;
-}
-
 // x/b accepts TCP 80 from pods labelled pod=a; nothing else.
 ClusterState AllowAToB() {
   ClusterState cluster;
   cluster.namespaces["x"] = {"x", {{"ns", "x"}}};
   cluster.pods["x/a"] = {"x", "a", {{"pod", "a"}}, "node-1", 0x0af40102u, {}};
   cluster.pods["x/b"] = {"x", "b", {{"pod", "b"}}, "node-1", 0x0af40103u, {}};
-  NetworkPolicy policy;
-  policy.namespace_name = "x";
-  policy.name = "allow-a";
-  policy.pod_selector.match_labels = {{"pod", "b"}};
-  PolicyPeer peer;
-  peer.pod_selector = LabelSelector{{{"pod", "a"}}, {}};
-  PolicyPort port;
-  port.port = uint16_t{80};
-  policy.ingress.push_back({{peer}, {port}});
-  cluster.network_policies["x/allow-a"] = policy;
+  cluster.network_policies["x/allow-a"] = AllowIngressFrom("allow-a", "pod", "b", "a", 80);
   return cluster;
 }
 
-struct Fixture {
-  TempDir dir;
-  FakeMapWriter writer;
-  EndpointRegistry registry{dir.path()};
-  std::vector<uint32_t> purged;
-  Agent agent{"node-1", writer, registry, MapState{}, [this](uint32_t id) {
-                purged.push_back(id);
-                return absl::OkStatus();
-              }};
-  Fixture() { REQUIRE(registry.Load().ok()); }
-};
+using Fixture = testing::AgentFixture;
 
 TEST_CASE("an endpoint's policy is in the maps when AddEndpoint returns", "[agent]") {
   Fixture f;

@@ -5,26 +5,13 @@
 
 #include <catch2/catch.hpp>
 
-#include "agent.h"
-#include "fake_map_writer.h"
-#include "temp_dir.h"
+#include "agent_fixture.h"
 
 namespace microseg {
 namespace {
 
-using testing::FakeMapWriter;
-
-EndpointRecord Pod(const std::string& name, uint32_t ifindex, const std::string& ip) {
-  EndpointRecord r;
-  r.container_id = "cid-" + name;
-  r.ifname = "eth0";
-  r.pod_namespace = "x";
-  r.pod_name = name;
-  r.host_ifname = "veth-" + name;
-  r.host_ifindex = ifindex;
-  r.ips = {ip + "/24"};
-  return r;
-}
+using testing::AllowIngressFrom;
+using testing::PodRecord;
 
 // x/server accepts TCP 80 from every pod labelled role=client: one exact
 // entry per client pod. x/other accepts TCP 22 from x/admin: one entry.
@@ -38,20 +25,9 @@ ClusterState WithClients(int clients) {
     const std::string name = "client-" + std::to_string(i);
     cluster.pods["x/" + name] = {"x", name, {{"role", "client"}}, "node-2", 0x0af40210u + i, {}};
   }
-  auto allow = [&](const std::string& name, const std::string& target, const std::string& from, uint16_t port) {
-    NetworkPolicy policy;
-    policy.namespace_name = "x";
-    policy.name = name;
-    policy.pod_selector.match_labels = {{"role", target}};
-    PolicyPeer peer;
-    peer.pod_selector = LabelSelector{{{"role", from}}, {}};
-    PolicyPort p;
-    p.port = port;
-    policy.ingress.push_back({{peer}, {p}});
-    cluster.network_policies["x/" + name] = policy;
-  };
-  allow("server-from-clients", "server", "client", 80);
-  allow("other-from-admin", "other", "admin", 22);
+  cluster.network_policies["x/server-from-clients"] =
+      AllowIngressFrom("server-from-clients", "role", "server", "client", 80);
+  cluster.network_policies["x/other-from-admin"] = AllowIngressFrom("other-from-admin", "role", "other", "admin", 22);
   return cluster;
 }
 
@@ -61,20 +37,15 @@ size_t ExactEntriesOf(const MapState& maps, uint32_t endpoint_id) {
   return n;
 }
 
-struct Fixture {
-  TempDir dir;
-  FakeMapWriter writer;
-  EndpointRegistry registry{dir.path()};
-  Agent agent{"node-1", writer, registry, MapState{}, [](uint32_t) { return absl::OkStatus(); }};
+struct Fixture : testing::AgentFixture {
   uint32_t server_id = 0;
   uint32_t other_id = 0;
 
   Fixture() {
-    REQUIRE(registry.Load().ok());
     writer.exact_capacity = 4;
     REQUIRE(agent.Start(WithClients(2)).ok());
-    auto server = agent.AddEndpoint(Pod("server", 7, "10.244.1.2"));
-    auto other = agent.AddEndpoint(Pod("other", 8, "10.244.1.3"));
+    auto server = agent.AddEndpoint(PodRecord("server", 7, "10.244.1.2"));
+    auto other = agent.AddEndpoint(PodRecord("other", 8, "10.244.1.3"));
     REQUIRE(server.ok());
     REQUIRE(other.ok());
     server_id = server->record.endpoint_id;
@@ -165,7 +136,7 @@ TEST_CASE("a new pod whose policy does not fit is registered locked down", "[age
   ClusterState cluster = WithClients(2);
   cluster.pods["x/second-server"] = {"x", "second-server", {{"role", "server"}}, "node-1", 0x0af40104u, {}};
   REQUIRE(f.agent.SetClusterState(cluster).ok());
-  auto second = f.agent.AddEndpoint(Pod("second-server", 9, "10.244.1.4"));
+  auto second = f.agent.AddEndpoint(PodRecord("second-server", 9, "10.244.1.4"));
   REQUIRE(second.ok());
   CHECK(second->locked_down);
   CHECK(ExactEntriesOf(f.writer.maps, second->record.endpoint_id) == 0);
@@ -176,7 +147,7 @@ TEST_CASE("a new pod whose policy does not fit is registered locked down", "[age
 TEST_CASE("a full endpoint map is an error, not a lockdown", "[agent][lockdown]") {
   Fixture f;
   f.writer.endpoint_capacity = 2;
-  auto third = f.agent.AddEndpoint(Pod("third", 9, "10.244.1.4"));
+  auto third = f.agent.AddEndpoint(PodRecord("third", 9, "10.244.1.4"));
   REQUIRE_FALSE(third.ok());
   CHECK(third.status().code() == absl::StatusCode::kResourceExhausted);
   CHECK(f.writer.maps.endpoints.size() == 2);

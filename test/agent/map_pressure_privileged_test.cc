@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "agent.h"
+#include "agent_fixture.h"
 #include "bpf_datapath.h"
 #include "bpf_map_writer.h"
 #include "map_pressure_monitor.h"
@@ -25,6 +26,9 @@
 
 namespace microseg {
 namespace {
+
+using testing::AllowIngressFrom;
+using testing::PodRecord;
 
 // A bpffs mounted on a fresh temporary directory, unmounted at the end.
 class PrivateBpffs {
@@ -46,18 +50,6 @@ class PrivateBpffs {
   int error_ = 0;
 };
 
-EndpointRecord Pod(const std::string& name, uint32_t ifindex, const std::string& ip) {
-  EndpointRecord r;
-  r.container_id = "cid-" + name;
-  r.ifname = "eth0";
-  r.pod_namespace = "x";
-  r.pod_name = name;
-  r.host_ifname = "veth-" + name;
-  r.host_ifindex = ifindex;
-  r.ips = {ip + "/24"};
-  return r;
-}
-
 // x/server accepts TCP 80 from `clients` pods: one exact entry each.
 ClusterState ServerWithClients(int clients) {
   ClusterState cluster;
@@ -67,16 +59,7 @@ ClusterState ServerWithClients(int clients) {
     const std::string name = "client-" + std::to_string(i);
     cluster.pods["x/" + name] = {"x", name, {{"role", "client"}}, "node-2", 0x0af40210u + i, {}};
   }
-  NetworkPolicy policy;
-  policy.namespace_name = "x";
-  policy.name = "server";
-  policy.pod_selector.match_labels = {{"role", "server"}};
-  PolicyPeer peer;
-  peer.pod_selector = LabelSelector{{{"role", "client"}}, {}};
-  PolicyPort port;
-  port.port = uint16_t{80};
-  policy.ingress.push_back({{peer}, {port}});
-  cluster.network_policies["x/server"] = policy;
+  cluster.network_policies["x/server"] = AllowIngressFrom("server", "role", "server", "client", 80);
   return cluster;
 }
 
@@ -134,7 +117,7 @@ TEST_CASE("a full policy map locks the endpoint down in the kernel, in its statu
   BpfMapWriter writer(datapath);
   Agent agent("node-1", writer, registry, MapState{}, [&](uint32_t id) { return datapath.DeleteSessionsOf(id); });
   REQUIRE(agent.Start(ServerWithClients(6)).ok());
-  auto server = agent.AddEndpoint(Pod("server", 4242, "10.244.1.2"));
+  auto server = agent.AddEndpoint(PodRecord("server", 4242, "10.244.1.2"));
   REQUIRE(server.ok());
   const uint32_t server_id = server->record.endpoint_id;
 

@@ -1,5 +1,5 @@
-"""A throw-away CA and serving certificate per run, made with the openssl CLI
-(Python's stdlib cannot create certificates)."""
+"""A throw-away CA, serving certificate and client certificates per run,
+made with the openssl CLI (Python's stdlib cannot create certificates)."""
 
 from __future__ import annotations
 
@@ -56,4 +56,25 @@ def generate(cert_dir: str, extra_sans: list[str] | None = None) -> dict[str, st
              "-out", "server.crt", "-days", "7", "-extfile", "server.ext", cwd=cert_dir)
     for path in (paths["ca.key"], paths["server.key"]):
         os.chmod(path, 0o600)
+    return paths
+
+
+def generate_client(cert_dir: str, user: str, groups: tuple[str, ...] = ()) -> dict[str, str]:
+    """A client certificate signed by the run's CA (generate() first), as
+    kube-apiserver's x509 authenticator reads it: CN = user name, O = groups.
+    Returns the paths of <user>.crt and <user>.key."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in user)
+    paths = {"crt": os.path.join(cert_dir, f"client-{safe}.crt"), "key": os.path.join(cert_dir, f"client-{safe}.key")}
+    if all(os.path.exists(p) for p in paths.values()):
+        return paths
+    subject = f"/CN={user}" + "".join(f"/O={group}" for group in groups)
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", paths["key"], "-out", f"client-{safe}.csr", "-subj", subject, cwd=cert_dir)
+    with open(os.path.join(cert_dir, "client.ext"), "w") as f:
+        f.write("basicConstraints=CA:FALSE\n"
+                "keyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=clientAuth\n")
+    _openssl("x509", "-req", "-in", f"client-{safe}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", paths["crt"], "-days", "7", "-extfile", "client.ext", cwd=cert_dir)
+    os.chmod(paths["key"], 0o600)
     return paths

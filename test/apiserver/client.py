@@ -30,6 +30,10 @@ import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, "server.py")
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import certs  # noqa: E402  (test/apiserver/certs.py)
 
 # Core resources the fixture can address by kind without asking discovery.
 _BUILTIN_PLURALS = {
@@ -302,8 +306,19 @@ class TestApiServer:
         with open(self.ca_file, "rb") as f:
             return base64.b64encode(f.read()).decode()
 
-    def kubeconfig(self, namespace: str = "default", use_token_file: bool = False) -> dict:
+    def client_certificate(self, user: str) -> dict[str, str]:
+        """Paths ("crt", "key") of a client certificate for `user`, signed by the run's CA."""
+        return certs.generate_client(self.cert_dir, user)
+
+    def kubeconfig(self, namespace: str = "default", use_token_file: bool = False,
+                   client_certificate_user: str | None = None) -> dict:
+        """With client_certificate_user: x509 auth, the certificate and key inline (*-data), no token."""
         user = {"tokenFile": self.token_file} if use_token_file else {"token": self.token}
+        if client_certificate_user:
+            paths = self.client_certificate(client_certificate_user)
+            with open(paths["crt"], "rb") as crt, open(paths["key"], "rb") as key:
+                user = {"client-certificate-data": base64.b64encode(crt.read()).decode(),
+                        "client-key-data": base64.b64encode(key.read()).decode()}
         return {"apiVersion": "v1", "kind": "Config",
                 "clusters": [{"name": "microseg-test", "cluster": {"server": self.url,
                                                                    "certificate-authority-data": self.ca_data()}}],
@@ -312,11 +327,12 @@ class TestApiServer:
                                                                    "user": "microseg-test", "namespace": namespace}}],
                 "current-context": "microseg-test", "preferences": {}}
 
-    def write_kubeconfig(self, path: str, namespace: str = "default", use_token_file: bool = False) -> str:
+    def write_kubeconfig(self, path: str, namespace: str = "default", use_token_file: bool = False,
+                         client_certificate_user: str | None = None) -> str:
         """A kubeconfig (JSON, which is YAML) with the CA data and the token
-        (inline, or as tokenFile so token rotation is picked up)."""
+        (inline, or as tokenFile so token rotation is picked up) or a client certificate."""
         with open(path, "w") as f:
-            json.dump(self.kubeconfig(namespace, use_token_file), f, indent=2)
+            json.dump(self.kubeconfig(namespace, use_token_file, client_certificate_user), f, indent=2)
         os.chmod(path, 0o600)
         return path
 

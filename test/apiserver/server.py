@@ -194,7 +194,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.admin(path, query, body)
             if not self.is_control:
                 token = self.bearer()
-                if token != self.state.token and not (token is None and path in PUBLIC_PATHS):
+                user = self.client_certificate_user()
+                if user:
+                    self.entry["user"] = user
+                elif token != self.state.token and not (token is None and path in PUBLIC_PATHS):
                     raise ApiError(401, "Unauthorized", "Unauthorized")
                 fault = self.state.take_fault(self.command, url.path + ("?" + url.query if url.query else ""),
                                               is_watch(query))
@@ -210,6 +213,17 @@ class Handler(BaseHTTPRequestHandler):
             traceback.print_exc()
             if self.entry.get("code") is None:
                 self.send_error_status(ApiError(500, "InternalError", f"Internal error occurred: {e!r}"))
+
+    def client_certificate_user(self) -> str | None:
+        """CN of a client certificate the TLS handshake verified against the run's CA."""
+        if not isinstance(self.request, ssl.SSLSocket):
+            return None
+        certificate = self.request.getpeercert() or {}
+        for rdn in certificate.get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return value
+        return None
 
     def bearer(self) -> str | None:
         header = self.headers.get("Authorization", "")
@@ -624,6 +638,10 @@ def main(argv: list[str] | None = None) -> int:
     paths = certs.generate(args.cert_dir, [host] + args.san)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(paths["server.crt"], paths["server.key"])
+    # x509 client certificates signed by the run's CA authenticate, like
+    # kube-apiserver's --client-ca-file; a client without one uses a token.
+    tls.load_verify_locations(paths["ca.crt"])
+    tls.verify_mode = ssl.CERT_OPTIONAL
     tls.set_alpn_protocols(["http/1.1"])
 
     saved = None

@@ -157,6 +157,21 @@ class Auth(ApiTestCase):
         status, _, _ = KubeHttp(self.srv.url, self.srv.ca_file, None).request("GET", "/version")
         self.assertEqual(status, 200)
 
+    def test_client_certificate_authenticates(self):
+        paths = self.srv.client_certificate("system:node:node-1")
+        context = ssl.create_default_context(cafile=self.srv.ca_file)
+        context.load_cert_chain(paths["crt"], paths["key"])
+        conn = http.client.HTTPSConnection("127.0.0.1", self.srv.port, context=context, timeout=10)
+        try:
+            conn.request("GET", "/api/v1/pods", headers={"User-Agent": "client-cert-test"})
+            response = conn.getresponse()
+            response.read()
+        finally:
+            conn.close()
+        self.assertEqual(response.status, 200)
+        (entry,) = [e for e in self.srv.requests() if e["userAgent"] == "client-cert-test"]
+        self.assertEqual(entry["user"], "system:node:node-1")
+
     def test_tls_verifies_with_the_ca_only(self):
         for host in ("127.0.0.1", "localhost"):
             context = ssl.create_default_context(cafile=self.srv.ca_file)

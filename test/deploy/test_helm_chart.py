@@ -212,20 +212,24 @@ class DefaultRender(unittest.TestCase):
                 for resource in rule["resources"]:
                     granted[(group, resource)] = set(rule["verbs"])
                     self.assertNotIn("*", rule["verbs"])
-        read = {"get", "list", "watch"}
+        read = {"list", "watch"}  # the agent lists and watches; it never gets one object
         self.assertEqual(granted, {
             ("", "pods"): read, ("", "namespaces"): read,
             ("networking.k8s.io", "networkpolicies"): read,
             ("microseg.io", "segmentpolicies"): read, ("microseg.io", "clustersegmentpolicies"): read,
-            ("microseg.io", "segmentpolicies/status"): {"update", "patch"},
-            ("microseg.io", "clustersegmentpolicies/status"): {"update", "patch"},
+            ("microseg.io", "segmentpolicies/status"): {"patch"},
+            ("microseg.io", "clustersegmentpolicies/status"): {"patch"},
             ("", "events"): {"create", "patch"}, ("events.k8s.io", "events"): {"create", "patch"},
         })
         (ns_role,) = self.kinds["Role"]
-        rules = {(r["apiGroups"][0], r["resources"][0]): r for r in ns_role["rules"]}
-        self.assertEqual(set(rules[("coordination.k8s.io", "leases")]["verbs"]), {"get", "create", "update"})
-        self.assertEqual(rules[("apps", "daemonsets")]["verbs"], ["get"])
-        self.assertEqual(rules[("apps", "daemonsets")]["resourceNames"], ["ms-microseg"])
+        rules = {(r["apiGroups"][0], r["resources"][0], tuple(r.get("resourceNames", ()))): set(r["verbs"])
+                 for r in ns_role["rules"]}
+        self.assertEqual(rules, {
+            ("coordination.k8s.io", "leases", ()): {"create"},
+            # The agent's Lease only (kube/lease_elector.h), never another component's.
+            ("coordination.k8s.io", "leases", ("microseg-status-writer",)): {"get", "update"},
+            ("apps", "daemonsets", ("ms-microseg",)): {"get"},
+        })
         for binding in self.kinds["ClusterRoleBinding"] + self.kinds["RoleBinding"]:
             self.assertEqual(binding["subjects"],
                              [{"kind": "ServiceAccount", "name": "ms-microseg", "namespace": "microseg-system"}])

@@ -1,4 +1,4 @@
-"""Reachability expectations over a Node's pods, shared by the e2e tests and the demo."""
+"""Expectations of the e2e tests and the demo: reachability over a Node's pods, checks, metric sums."""
 
 from __future__ import annotations
 
@@ -13,6 +13,31 @@ Expectation = Callable[[Pod, Pod, str, int], bool]
 
 class ExpectationFailed(AssertionError):
     pass
+
+
+def require(condition: bool, message: str) -> None:
+    """A test step's check: fails the test (AssertionError) with `message`."""
+    if not condition:
+        raise AssertionError(message)
+
+
+def step(title: str) -> None:
+    print(f"\n=== {title}", flush=True)
+
+
+def ok(message: str) -> None:
+    print(f"    PASS {message}", flush=True)
+
+
+def metric_sum(samples: dict[str, float], name: str, **labels: str) -> float:
+    """Sum of every sample of `name` (Node.metrics()) whose labels include `labels`."""
+    total = 0.0
+    for series, value in samples.items():
+        if series != name and not series.startswith(name + "{"):
+            continue
+        if all(f'{key}="{val}"' in series for key, val in labels.items()):
+            total += value
+    return total
 
 
 def all_probes(node: Node) -> list[tuple[Pod, Pod, str, int]]:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-import time
+from dataclasses import dataclass
 
-from node import METRICS_ADDRESS, Node, NodeOptions, SetupError, run
+from node import METRICS_ADDRESS, Node, NodeOptions, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -28,6 +29,41 @@ def import_test_apiserver(directory: str | None = None):
     return client
 
 
+def accepted_condition(api, resource: tuple[str, str], name: str, namespace: str | None,
+                       generation: int) -> dict | None:
+    """status.conditions[type=Accepted] of the object once it speaks of `generation`, else None."""
+    obj = api.get(*resource, name, namespace=namespace)
+    for condition in (obj or {}).get("status", {}).get("conditions", []):
+        if condition["type"] == "Accepted" and condition.get("observedGeneration") == generation:
+            return condition
+    return None
+
+
+@dataclass
+class PeerAgent:
+    node_name: str
+    dir: str
+    metrics_address: str
+    process: subprocess.Popen | None = None
+    mounted: bool = False
+
+    @property
+    def log(self) -> str:
+        return os.path.join(self.dir, "agent.log")
+
+    def log_text(self) -> str:
+        with open(self.log, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+
+def tail(path: str, lines: int = 40) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
 class KubeNode(Node):
     def __init__(self, options: NodeOptions, apiserver_dir: str | None = None, cni_timeout_seconds: int = 10):
         super().__init__(options)
@@ -36,6 +72,7 @@ class KubeNode(Node):
         self.kubeconfig = os.path.join(self.run_dir, "kubeconfig")
         self.cni_timeout_seconds = cni_timeout_seconds
         self.wait_ready_on_start = True
+        self.peers: list[PeerAgent] = []
 
     # The API server starts with the node netns, before the first agent.
     def _start_agent(self) -> None:
@@ -46,40 +83,82 @@ class KubeNode(Node):
             self.apiserver.write_kubeconfig(self.kubeconfig, namespace="kube-system", use_token_file=True)
             self.log(f"[kube] test API server {self.apiserver.url} in {self.node_netns}")
             self.on_apiserver_started()
+        self.agent = self._spawn_agent(self.node_name, self.kubeconfig, self.bpffs, self.socket, self.state_dir,
+                                       METRICS_ADDRESS, self.agent_log)
+        if self.wait_ready_on_start:
+            self.wait_ready()
+
+    def _spawn_agent(self, node_name: str, kubeconfig: str, bpffs: str, socket: str, state_dir: str,
+                     metrics_address: str, log_path: str) -> subprocess.Popen:
         cmd = self.in_node() + [
-            self.agent_bin, "--kubeconfig", self.kubeconfig, "--node_name", self.node_name,
-            "--bpffs_dir", self.bpffs, "--grpc_socket", self.socket, "--state_dir", self.state_dir,
-            "--metrics_address", METRICS_ADDRESS, "--unpin_on_exit",
+            self.agent_bin, "--kubeconfig", kubeconfig, "--node_name", node_name,
+            "--bpffs_dir", bpffs, "--grpc_socket", socket, "--state_dir", state_dir,
+            "--metrics_address", metrics_address, "--unpin_on_exit",
             # Short enough for a test run of a few minutes; production keeps the defaults.
             "--kube_watch_idle_timeout", "4s", "--kube_backoff_max", "2s", "--kube_lease_duration", "6s",
             "--kube_page_size", "3", "--log_level", "debug",
         ] + self.options.agent_args
-        log_file = open(self.agent_log, "ab")
-        self.agent = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                                      start_new_session=True)
-        log_file.close()
-        if self.wait_ready_on_start:
-            self.wait_ready()
+        with open(log_path, "ab") as log_file:
+            # Own session: a terminal Ctrl-C reaches only us, and we stop the agents in order.
+            return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                                    start_new_session=True)
+
+    def start_peer_agent(self, suffix: str, client_certificate: bool = False) -> "PeerAgent":
+        """The agent of another node on the same API server (same netns): its own node
+        name, bpffs, socket, state dir and metrics port, so it shares nothing with ours.
+        client_certificate: it authenticates with an x509 client certificate
+        (CN system:node:<name>, inline in its kubeconfig) instead of the token."""
+        peer = PeerAgent(node_name=f"{self.node_name}-{suffix}", dir=os.path.join(self.run_dir, f"peer-{suffix}"),
+                         metrics_address=f"127.0.0.1:{9465 + len(self.peers)}")
+        os.makedirs(os.path.join(peer.dir, "bpffs"), mode=0o700)
+        os.makedirs(os.path.join(peer.dir, "state"), mode=0o700)
+        kubeconfig = os.path.join(peer.dir, "kubeconfig")
+        self.apiserver.write_kubeconfig(kubeconfig, namespace="kube-system", use_token_file=True,
+                                        client_certificate_user=f"system:node:{peer.node_name}"
+                                        if client_certificate else None)
+        self.peers.append(peer)  # from here on, clean-up knows about it
+        run(["mount", "-t", "bpf", "bpf", os.path.join(peer.dir, "bpffs")])
+        peer.mounted = True
+        peer.process = self._spawn_agent(peer.node_name, kubeconfig, os.path.join(peer.dir, "bpffs"),
+                                         os.path.join(peer.dir, "agent.sock"), os.path.join(peer.dir, "state"),
+                                         peer.metrics_address, peer.log)
+        self.wait_until_agent_ready(peer.process, lambda: self.readyz(peer.metrics_address)[0] == 200,
+                                    lambda: tail(peer.log))
+        self.log(f"[kube] peer agent {peer.node_name} ready (pid {peer.process.pid})")
+        return peer
+
+    def stop_peer_agent(self, peer: "PeerAgent", kill: bool = False) -> int:
+        """SIGTERM (a clean shutdown) or SIGKILL (a crash); returns the exit code."""
+        if peer.process is not None and peer.process.poll() is None:
+            if kill:
+                peer.process.kill()
+            else:
+                peer.process.send_signal(signal.SIGTERM)
+            try:
+                peer.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                peer.process.kill()
+                peer.process.wait(timeout=10)
+        return peer.process.returncode if peer.process is not None else 0
 
     def on_apiserver_started(self) -> None:
         """Hook: objects that must exist before the first agent starts."""
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.agent.poll() is not None:
-                raise SetupError(f"microseg-agent exited with {self.agent.returncode}:\n" + self.agent_log_tail())
-            if self.readyz()[0] == 200 and self.ctl("status", check=False).returncode == 0:
-                self.log(f"[node] agent ready (pid {self.agent.pid})")
-                return
-            time.sleep(0.1)
-        raise SetupError("microseg-agent not ready after 30 s:\n" + self.agent_log_tail())
+        self.wait_agent_ready(lambda: self.readyz()[0] == 200 and self.ctl("status", check=False).returncode == 0,
+                              timeout)
 
-    def readyz(self) -> tuple[int, str]:
+    def readyz(self, metrics_address: str = METRICS_ADDRESS) -> tuple[int, str]:
         proc = run(self.in_node() + ["curl", "-sS", "--max-time", "5", "-o", "-", "-w", "\n%{http_code}",
-                                     f"http://{METRICS_ADDRESS}/readyz"], check=False)
+                                     f"http://{metrics_address}/readyz"], check=False)
         body, _, code = proc.stdout.rpartition("\n")
         return (int(code) if code.isdigit() else 0), body
+
+    def leftovers(self) -> list[str]:
+        problems = super().leftovers()
+        problems += [f"peer agent {peer.node_name} (pid {peer.process.pid}) still running" for peer in self.peers
+                     if peer.process is not None and peer.process.poll() is None]
+        return problems
 
     def attached_filters(self) -> list[str]:
         """Host-side links of the node netns that carry a TC filter."""
@@ -101,6 +180,16 @@ class KubeNode(Node):
         return conflist
 
     def _cleanup(self) -> None:
+        for peer in self.peers:
+            try:
+                self.stop_peer_agent(peer)
+            except Exception as error:  # keep going, like Node's clean-up
+                self.log(f"[node] cleanup: stop peer agent {peer.node_name}: {error}")
+            if peer.mounted and run(["umount", os.path.join(peer.dir, "bpffs")], check=False).returncode == 0:
+                peer.mounted = False
+            elif peer.mounted:
+                run(["umount", "-l", os.path.join(peer.dir, "bpffs")], check=False)
+                peer.mounted = False
         super()._cleanup()  # stops the agent first
         if self.apiserver is not None:
             try:

@@ -52,6 +52,25 @@ def run(cmd: list[str], check: bool = True, timeout: float = 30.0, **kwargs) -> 
     return proc
 
 
+class WaitTimeout(AssertionError):
+    pass
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
+    """Polls `predicate` until it returns something truthy (returned) or `timeout` seconds pass.
+
+    The predicate may raise to give up early (e.g. the agent exited).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
 def skip_reason_if_unprivileged() -> str | None:
     """Why this machine cannot run the e2e suite, or None."""
     if os.geteuid() != 0:
@@ -209,16 +228,24 @@ class Node:
         self.agent = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                                       start_new_session=True)
         log_file.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.agent.poll() is not None:
-                raise SetupError(f"microseg-agent exited with {self.agent.returncode} during start-up:\n"
-                                 + self.agent_log_tail())
-            if self.ctl("status", check=False).returncode == 0:
-                self.log(f"[node] agent ready (pid {self.agent.pid})")
-                return
-            time.sleep(0.1)
-        raise SetupError("microseg-agent not ready after 30 s:\n" + self.agent_log_tail())
+        self.wait_agent_ready(lambda: self.ctl("status", check=False).returncode == 0)
+
+    def wait_agent_ready(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+        self.wait_until_agent_ready(self.agent, ready, self.agent_log_tail, timeout)
+        self.log(f"[node] agent ready (pid {self.agent.pid})")
+
+    @staticmethod
+    def wait_until_agent_ready(agent: subprocess.Popen, ready: Callable[[], bool], log_tail: Callable[[], str],
+                               timeout: float = 30.0) -> None:
+        """Waits until `ready()`; fails at once, with the log, when the agent exits meanwhile."""
+        def check() -> bool:
+            if agent.poll() is not None:
+                raise SetupError(f"microseg-agent exited with {agent.returncode} during start-up:\n" + log_tail())
+            return ready()
+        try:
+            wait_until(check, timeout, "the agent to be ready")
+        except WaitTimeout:
+            raise SetupError(f"microseg-agent not ready after {timeout:g} s:\n" + log_tail()) from None
 
     def agent_log_tail(self, lines: int = 40) -> str:
         try:
@@ -355,9 +382,12 @@ class Node:
         # JSON is YAML, and keeps this harness free of non-stdlib modules.
         self.write_manifest(f"namespace-{name}.yaml", json.dumps(manifest, indent=2) + "\n")
 
+    def _container_ports(self, pod: Pod) -> list[dict]:
+        return [{"containerPort": p, "protocol": "TCP"} for p in pod.tcp_ports] + \
+            [{"containerPort": p, "protocol": "UDP"} for p in pod.udp_ports]
+
     def _pod_manifest(self, pod: Pod) -> str:
-        ports = [{"containerPort": p, "protocol": "TCP"} for p in pod.tcp_ports]
-        ports += [{"containerPort": p, "protocol": "UDP"} for p in pod.udp_ports]
+        ports = self._container_ports(pod)
         manifest = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -490,14 +520,15 @@ class Node:
         return json.loads(self.ctl("--json", *args).stdout)
 
     def wait_for_status(self, predicate: Callable[[dict], bool], what: str, timeout: float = 5.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.ctl_json("status")
-            if predicate(status):
-                return status
-            if time.monotonic() >= deadline:
-                raise SetupError(f"timed out after {timeout} s waiting for {what}; last status: {status}")
-            time.sleep(0.05)
+        last = {}
+
+        def matches():
+            last["status"] = self.ctl_json("status")
+            return last["status"] if predicate(last["status"]) else None
+        try:
+            return wait_until(matches, timeout, what, interval=0.05)
+        except WaitTimeout as timed_out:
+            raise SetupError(f"{timed_out}; last status: {last.get('status')}") from None
 
     def metrics_text(self) -> str:
         return run(self.in_node() + ["curl", "-sS", "--max-time", "5", f"http://{METRICS_ADDRESS}/metrics"]).stdout

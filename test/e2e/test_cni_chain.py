@@ -8,40 +8,20 @@ checked with real TCP and UDP probes at every step. Exit 0 = pass, 1 = fail,
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import stat
 import sys
-import time
-import traceback
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from expect import expect_reachability  # noqa: E402
-from node import Node, NodeOptions, Pod, skip_reason_if_unprivileged  # noqa: E402
+from e2e_main import arguments, run_e2e  # noqa: E402
+from expect import expect_reachability, metric_sum, ok, require, step  # noqa: E402
+from node import Node, NodeOptions, Pod  # noqa: E402
 
-SKIP = 77
 TCP_PORT = 8080
 UDP_PORT = 5353
-
-
-class Failed(AssertionError):
-    pass
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise Failed(message)
-
-
-def step(title: str) -> None:
-    print(f"\n=== {title}", flush=True)
-
-
-def ok(message: str) -> None:
-    print(f"    PASS {message}", flush=True)
 
 
 def policy(namespace: str, name: str, pod_labels: dict, policy_types: list[str], ingress=None, egress=None) -> str:
@@ -52,17 +32,6 @@ def policy(namespace: str, name: str, pod_labels: dict, policy_types: list[str],
         spec["egress"] = egress
     return json.dumps({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                        "metadata": {"name": name, "namespace": namespace}, "spec": spec}, indent=2) + "\n"
-
-
-def metric_sum(samples: dict[str, float], name: str, **labels: str) -> float:
-    """Sum of every sample of `name` whose labels include `labels`."""
-    total = 0.0
-    for series, value in samples.items():
-        if series != name and not series.startswith(name + "{"):
-            continue
-        if all(f'{key}="{val}"' in series for key, val in labels.items()):
-            total += value
-    return total
 
 
 def run_test(node: Node) -> None:
@@ -226,50 +195,10 @@ def run_test(node: Node) -> None:
     ok("agent exited 0 on SIGTERM")
 
 
-def verify_nothing_left(node: Node) -> None:
-    step("nothing of the run is left on the host")
-    require(node.agent is not None, "the agent never started")
-    problems = node.leftovers()
-    require(not problems, "\n".join(problems))
-    ok("no netns, no bpffs mount, no run dir, no agent process")
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--build-dir", required=True)
-    parser.add_argument("--logs-dir", help="where to keep the run's logs when the test fails")
-    args = parser.parse_args()
-
-    reason = skip_reason_if_unprivileged()
-    if reason:
-        print(f"SKIPPED: {reason}")
-        return SKIP
-
-    node = Node(NodeOptions(build_dir=args.build_dir))
-    try:
-        with node:
-            try:
-                run_test(node)
-            except BaseException:
-                print("\n--- agent log (tail) ---\n" + node.agent_log_tail(60), file=sys.stderr)
-                node.options.keep_logs_dir = args.logs_dir
-                raise
-        verify_nothing_left(node)
-    except AssertionError as failure:
-        print(f"\nFAIL: {failure}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted; cleaned up", file=sys.stderr)
-        return 130
-    except Exception:
-        traceback.print_exc()
-        return 1
-    print("\ne2e_cni_chain: all steps passed")
-    return 0
+    args = arguments(__doc__).parse_args()
+    return run_e2e("e2e_cni_chain", args.logs_dir, lambda: Node(NodeOptions(build_dir=args.build_dir)), run_test)
 
 
 if __name__ == "__main__":
-    start = time.monotonic()
-    code = main()
-    print(f"({time.monotonic() - start:.1f} s)")
-    sys.exit(code)
+    sys.exit(main())

@@ -24,21 +24,20 @@ Exit 0 = pass, 1 = fail, 77 = skipped (not root).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
-import traceback
 
 sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from conformance_cases import (ALL_PODS, PORTS, PROTOCOLS, Case, Context, PodId, Step,  # noqa: E402
                                build_cases, container_port_name, model_namespace_labels, model_pod_labels)
-from node import Node, NodeOptions, Pod, skip_reason_if_unprivileged  # noqa: E402
+from e2e_main import arguments, run_e2e  # noqa: E402
+from expect import require  # noqa: E402
+from node import Node, NodeOptions, Pod  # noqa: E402
 
-SKIP = 77
 PROBE_TIMEOUT = 0.5
 RETRY_PAUSE = 0.5
 
@@ -51,24 +50,13 @@ class ConformanceNode(Node):
     """A Node whose Pod manifests name their container ports (serve-80-tcp, ...).
 
     node.Node writes unnamed container ports; named-port policies need the
-    names, so the manifest is built here (same shape otherwise).
+    names (same manifest otherwise).
     """
 
-    def _pod_manifest(self, pod: Pod) -> str:
-        ports = [{"name": container_port_name(p, "tcp"), "containerPort": p, "protocol": "TCP"}
-                 for p in pod.tcp_ports]
-        ports += [{"name": container_port_name(p, "udp"), "containerPort": p, "protocol": "UDP"}
-                  for p in pod.udp_ports]
-        manifest = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": pod.labels},
-            "spec": {"nodeName": self.node_name,
-                     "containers": [{"name": "app", "image": "probe", "ports": ports}]},
-        }
-        if pod.ip:
-            manifest["status"] = {"podIP": pod.ip}
-        return json.dumps(manifest, indent=2) + "\n"
+    def _container_ports(self, pod: Pod) -> list[dict]:
+        return [{"name": container_port_name(p, "tcp"), "containerPort": p, "protocol": "TCP"}
+                for p in pod.tcp_ports] + \
+            [{"name": container_port_name(p, "udp"), "containerPort": p, "protocol": "UDP"} for p in pod.udp_ports]
 
     def relabel_pod(self, pod: Pod, labels: dict) -> None:
         pod.labels = dict(labels)
@@ -219,45 +207,16 @@ def run_cases(node: ConformanceNode, only: str | None) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--build-dir", required=True)
-    parser.add_argument("--logs-dir", help="where to keep the run's logs when the test fails")
+    parser = arguments(__doc__)
     parser.add_argument("--only", help="run only cases whose name contains this text")
     args = parser.parse_args()
 
-    reason = skip_reason_if_unprivileged()
-    if reason:
-        print(f"SKIPPED: {reason}")
-        return SKIP
-
-    node = ConformanceNode(NodeOptions(build_dir=args.build_dir))
-    try:
-        with node:
-            try:
-                failures = run_cases(node, args.only)
-            except BaseException:
-                print("\n--- agent log (tail) ---\n" + node.agent_log_tail(60), file=sys.stderr)
-                node.options.keep_logs_dir = args.logs_dir
-                raise
-            if failures:
-                print("\n--- agent log (tail) ---\n" + node.agent_log_tail(60), file=sys.stderr)
-                node.options.keep_logs_dir = args.logs_dir
-        failures.extend(f"run {node.run_id}: {problem}" for problem in node.leftovers())
-    except KeyboardInterrupt:
-        print("\ninterrupted; cleaned up", file=sys.stderr)
-        return 130
-    except Exception:
-        traceback.print_exc()
-        return 1
-    if failures:
-        print(f"\nFAIL: {len(failures)} case step(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
-        return 1
-    print("\ne2e_conformance: all cases passed")
-    return 0
+    def scenario(node: ConformanceNode) -> None:
+        failures = run_cases(node, args.only)
+        require(not failures, f"{len(failures)} case step(s) failed:\n  " + "\n  ".join(failures))
+    return run_e2e("e2e_conformance", args.logs_dir, lambda: ConformanceNode(NodeOptions(build_dir=args.build_dir)),
+                   scenario)
 
 
 if __name__ == "__main__":
-    start = time.monotonic()
-    code = main()
-    print(f"({time.monotonic() - start:.1f} s)")
-    sys.exit(code)
+    sys.exit(main())

@@ -10,30 +10,18 @@ Exit 0 = pass, 1 = fail, 77 = skipped (not root).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import time
-import traceback
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from expect import expect_reachability  # noqa: E402
-from node import Node, NodeOptions, skip_reason_if_unprivileged  # noqa: E402
+from e2e_main import arguments, run_e2e  # noqa: E402
+from expect import expect_reachability, ok, require  # noqa: E402
+from node import Node, NodeOptions, wait_until  # noqa: E402
 
-SKIP = 77
 TCP_PORT = 8080
 UDP_PORT = 5353
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise AssertionError(message)
-
-
-def ok(message: str) -> None:
-    print(f"    PASS {message}", flush=True)
 
 
 def run_test(node: Node) -> None:
@@ -53,13 +41,9 @@ def run_test(node: Node) -> None:
     ok("the new pod is cut off both ways while the agent is down; the old pod still works")
 
     node.restart_agent()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        names = {(e["pod_namespace"], e["pod_name"]) for e in node.ctl_json("endpoints").get("endpoints", [])}
-        if ("x", "b") in names:
-            break
-        time.sleep(0.1)
-    require(("x", "b") in names, f"the restarted agent did not adopt x/b: {names}")
+    wait_until(lambda: ("x", "b") in {(e["pod_namespace"], e["pod_name"])
+                                      for e in node.ctl_json("endpoints").get("endpoints", [])},
+               5, "the restarted agent to adopt x/b")
     require(os.listdir(pending_dir) == [], f"pending registrations left: {os.listdir(pending_dir)}")
     took = expect_reachability(node, lambda s, d, proto, port: True, what="after adoption")
     ok(f"restarted agent adopted the pending registration; both pods reachable ({took:.1f} s)")
@@ -73,33 +57,9 @@ def run_test(node: Node) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--build-dir", required=True)
-    parser.add_argument("--logs-dir")
-    args = parser.parse_args()
-    reason = skip_reason_if_unprivileged()
-    if reason:
-        print(f"SKIPPED: {reason}")
-        return SKIP
-    node = Node(NodeOptions(build_dir=args.build_dir, fail_mode="isolate"))
-    try:
-        with node:
-            try:
-                run_test(node)
-            except BaseException:
-                print("\n--- agent log (tail) ---\n" + node.agent_log_tail(60), file=sys.stderr)
-                node.options.keep_logs_dir = args.logs_dir
-                raise
-        problems = node.leftovers()
-        require(not problems, "\n".join(problems))
-    except AssertionError as failure:
-        print(f"\nFAIL: {failure}", file=sys.stderr)
-        return 1
-    except Exception:
-        traceback.print_exc()
-        return 1
-    print("\ne2e_isolate_mode: all steps passed")
-    return 0
+    args = arguments(__doc__).parse_args()
+    return run_e2e("e2e_isolate_mode", args.logs_dir,
+                   lambda: Node(NodeOptions(build_dir=args.build_dir, fail_mode="isolate")), run_test)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,15 @@ Proves, step by step:
   - readiness gates CNI ADD: while the initial lists fail, /readyz is 503 and
     an ADD (failMode closed) fails with nothing left attached; once the lists
     succeed the agent is ready and the ADD works;
-  - NetworkPolicies (and SegmentPolicies, when the policy model has them)
-    applied through the API take effect;
+  - NetworkPolicies, SegmentPolicies (Allow and Deny rules) and
+    ClusterSegmentPolicies (priority order, Deny, Pass to the namespace tier,
+    a priority changed through the API) applied through the API take effect
+    on real traffic;
   - an invalid policy version is rejected with an Event, the last good
     version stays in force;
-  - the Accepted status condition is written on SegmentPolicies by the Lease
-    holder, which is this agent;
+  - the Accepted status condition (with observedGeneration) is written on
+    SegmentPolicies and ClusterSegmentPolicies by the Lease holder, which is
+    this agent;
   - every injected fault is survived with the right verdicts and no lost
     update: dropped watch, stalled watch, 500/429 with Retry-After, expired
     resourceVersion (410 -> relist with a minimal diff), token rotation.
@@ -21,37 +24,26 @@ Exit 0 = pass, 1 = fail, 77 = skipped (not root).
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
-import time
-import traceback
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cni_chain import CniError  # noqa: E402
-from expect import expect_reachability  # noqa: E402
-from kube_node import REPO, KubeNode  # noqa: E402
-from node import NodeOptions, skip_reason_if_unprivileged  # noqa: E402
+from e2e_main import arguments, run_e2e  # noqa: E402
+from expect import expect_reachability, ok, require  # noqa: E402
+from kube_node import REPO, KubeNode, accepted_condition  # noqa: E402
+from node import NodeOptions  # noqa: E402
 
-SKIP = 77
 PORT = 80
 NP = ("networking.k8s.io/v1", "networkpolicies")
 SEGPOL = ("microseg.io/v1alpha1", "segmentpolicies")
+CSP = ("microseg.io/v1alpha1", "clustersegmentpolicies")
 # Within this many seconds a change must be enforced, faults included
 # (idle timeout 4 s + backoff cap 2 s + Retry-After 1-2 s + compile).
 CONVERGE = 15.0
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise AssertionError(message)
-
-
-def ok(message: str) -> None:
-    print(f"    PASS {message}", flush=True)
 
 
 def network_policy(name: str, namespace: str, ingress: list, pod_selector: dict | None = None) -> dict:
@@ -59,11 +51,26 @@ def network_policy(name: str, namespace: str, ingress: list, pod_selector: dict 
             "spec": {"podSelector": pod_selector or {}, "policyTypes": ["Ingress"], "ingress": ingress}}
 
 
-def from_namespace(ns: str, port: int = PORT, end_port: int | None = None) -> dict:
+def from_namespace(ns: str, port: int = PORT, end_port: int | None = None, pod_labels: dict | None = None) -> dict:
     p = {"protocol": "TCP", "port": port}
     if end_port:
         p["endPort"] = end_port
-    return {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}], "ports": [p]}
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+    if pod_labels:
+        peer["podSelector"] = {"matchLabels": pod_labels}
+    return {"from": [peer], "ports": [p]}
+
+
+def segment_policy(name: str, pod_labels: dict, action: str, rule: dict) -> dict:
+    return {"apiVersion": SEGPOL[0], "kind": "SegmentPolicy", "metadata": {"name": name, "namespace": "x"},
+            "spec": {"podSelector": {"matchLabels": pod_labels}, "policyTypes": ["Ingress"],
+                     "ingress": [dict(rule, action=action)]}}
+
+
+def cluster_policy(name: str, priority: int, subject: dict, action: str, rule: dict) -> dict:
+    return {"apiVersion": CSP[0], "kind": "ClusterSegmentPolicy", "metadata": {"name": name},
+            "spec": {"priority": priority, "subject": subject, "policyTypes": ["Ingress"],
+                     "ingress": [dict(rule, action=action)]}}
 
 
 class Scenario:
@@ -76,6 +83,12 @@ class Scenario:
         def expected(s, d, proto, port):
             return d.namespace != "x" or allowed_into_x(s, d)
         return expect_reachability(self.node, expected, within=within, what=what)
+
+    def wait_accepted(self, resource: tuple[str, str], name: str, namespace: str | None, written: dict) -> dict:
+        """The Accepted condition once it is written for the generation `written` has."""
+        return self.api.wait_for(
+            lambda: accepted_condition(self.api, resource, name, namespace, written["metadata"]["generation"]),
+            timeout=CONVERGE, what=f"Accepted condition on {resource[1]} {namespace or ''}/{name}")
 
     def agent_log(self) -> str:
         with open(self.node.agent_log, encoding="utf-8", errors="replace") as f:
@@ -152,57 +165,69 @@ class Scenario:
         self.api.patch(*NP, "only-from-y", {"spec": {"ingress": [from_namespace("y")]}}, namespace="x")
         ok("a repeated rejection bumps the Event's count instead of creating another")
 
-        # ---- SegmentPolicy status (and enforcement when the model has it) -------
-        seg = self.api.create({
-            "apiVersion": SEGPOL[0], "kind": "SegmentPolicy", "metadata": {"name": "open-b", "namespace": "x"},
-            "spec": {"podSelector": {"matchLabels": {"app": "b"}}, "policyTypes": ["Ingress"],
-                     "ingress": [{"action": "Allow",
-                                  "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "x"}}}],
-                                  "ports": [{"protocol": "TCP", "port": PORT}]}]}})
-        generation = seg["metadata"]["generation"]
-
-        def accepted():
-            obj = self.api.get(*SEGPOL, "open-b", namespace="x")
-            for condition in (obj or {}).get("status", {}).get("conditions", []):
-                if condition["type"] == "Accepted" and condition.get("observedGeneration") == generation:
-                    return condition
-            return None
-        condition = self.api.wait_for(accepted, timeout=CONVERGE, what="Accepted condition on x/open-b")
+        # ---- SegmentPolicy: Allow and Deny rules, status --------------------------
+        seg = self.api.create(segment_policy("open-b", {"app": "b"}, "Allow", from_namespace("x")))
+        condition = self.wait_accepted(SEGPOL, "open-b", "x", seg)
         ok(f"SegmentPolicy status written: Accepted={condition['status']} ({condition['reason']}: "
            f"{condition['message']})")
-        require(condition["status"] == "True", f"valid SegmentPolicy not accepted: {condition}")
-        if condition["reason"] == "Valid":
-            self.expect(lambda s, d: s.namespace == "y" or (d is b and s.namespace == "x"), "SegmentPolicy x/open-b")
-            ok("SegmentPolicy enforced")
-        else:
-            require(condition["reason"] == "NotEnforcedYet", f"unexpected condition {condition}")
-            print("    NOTE the policy compiler does not compile SegmentPolicy yet: accepted, NotEnforcedYet",
-                  flush=True)
+        require(condition["status"] == "True" and condition["reason"] == "Valid",
+                f"valid SegmentPolicy not accepted as Valid: {condition}")
+        took = self.expect(lambda s, d: s.namespace == "y" or (d is b and s.namespace == "x"),
+                           "SegmentPolicy x/open-b (Allow)")
+        ok(f"SegmentPolicy Allow rule enforced: x/a reaches x/b ({took:.1f} s)")
+        self.api.delete(*SEGPOL, "open-b", namespace="x")
+        base = lambda s, d: s.namespace == "y"  # noqa: E731
+        self.expect(base, "after deleting the SegmentPolicy")
+
+        # A Deny rule wins over the NetworkPolicy that allows y -> x.
+        deny = self.api.create(segment_policy("deny-c-to-b", {"app": "b"}, "Deny",
+                                              from_namespace("y", pod_labels={"app": "c"})))
+        require(self.wait_accepted(SEGPOL, "deny-c-to-b", "x", deny)["reason"] == "Valid", "Deny policy not Valid")
+        took = self.expect(lambda s, d: s.namespace == "y" and d is not b, "SegmentPolicy x/deny-c-to-b (Deny)")
+        ok(f"SegmentPolicy Deny rule enforced over the NetworkPolicy's Allow: y/c -> x/b dropped, "
+           f"y/c -> x/a still allowed ({took:.1f} s)")
+        self.api.delete(*SEGPOL, "deny-c-to-b", namespace="x")
+        self.expect(base, "after deleting the Deny SegmentPolicy")
+
         # An invalid one (appProtocol: in the schema, not supported by the agent): False + Event.
         bad = self.api.create({
             "apiVersion": SEGPOL[0], "kind": "SegmentPolicy", "metadata": {"name": "bad-app", "namespace": "x"},
             "spec": {"podSelector": {}, "ingress": [{"ports": [{"protocol": "TCP", "port": PORT,
                                                                  "appProtocol": "http"}]}]}})
-
-        def rejected():
-            obj = self.api.get(*SEGPOL, "bad-app", namespace="x")
-            for cond in (obj or {}).get("status", {}).get("conditions", []):
-                if cond["type"] == "Accepted" and cond["status"] == "False" and \
-                        cond.get("observedGeneration") == bad["metadata"]["generation"]:
-                    return cond
-            return None
-        cond = self.api.wait_for(rejected, timeout=CONVERGE, what="Accepted=False on x/bad-app")
-        require("appProtocol" in cond["message"], f"rejection message: {cond['message']}")
+        cond = self.wait_accepted(SEGPOL, "bad-app", "x", bad)
+        require(cond["status"] == "False" and "appProtocol" in cond["message"], f"rejection: {cond}")
         self.api.wait_for(lambda: any(e["involvedObject"]["name"] == "bad-app" for e in self.api.events("x")),
                           timeout=CONVERGE, what="Event for x/bad-app")
         ok(f"invalid SegmentPolicy: Accepted=False ({cond['message']}) and a Warning Event")
         self.api.delete(*SEGPOL, "bad-app", namespace="x")
+        self.expect(base, "after deleting the invalid SegmentPolicy", within=0)
+
+        # ---- ClusterSegmentPolicy: cluster tier first, by priority; Pass --------
+        in_x = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "x"}}}
+        deny_y = self.api.create(cluster_policy("deny-y-into-x", 20, in_x, "Deny", from_namespace("y")))
+        require(self.wait_accepted(CSP, "deny-y-into-x", None, deny_y)["reason"] == "Valid", "CSP not Valid")
+        took = self.expect(lambda s, d: False, "ClusterSegmentPolicy deny-y-into-x (priority 20, Deny)")
+        ok(f"ClusterSegmentPolicy Deny enforced before the namespace tier: nothing reaches x ({took:.1f} s)")
+        b_in_x = dict(in_x, podSelector={"matchLabels": {"app": "b"}})
+        pass_c = self.api.create(cluster_policy("pass-c-to-b", 10, b_in_x, "Pass",
+                                                from_namespace("y", pod_labels={"app": "c"})))
+        self.wait_accepted(CSP, "pass-c-to-b", None, pass_c)
+        c_to_b = lambda s, d: s is c and d is b  # noqa: E731
+        took = self.expect(c_to_b, "ClusterSegmentPolicy pass-c-to-b (priority 10, Pass)")
+        ok(f"Pass at priority 10 skips the Deny at priority 20: the NetworkPolicy allows y/c -> x/b again; "
+           f"y/c -> x/a still denied ({took:.1f} s)")
+        moved = self.api.patch(*CSP, "pass-c-to-b", {"spec": {"priority": 30}})
+        condition = self.wait_accepted(CSP, "pass-c-to-b", None, moved)
+        require(condition["status"] == "True" and condition["observedGeneration"] == 2, f"after the patch: {condition}")
+        took = self.expect(lambda s, d: False, "pass-c-to-b moved behind the Deny (priority 30)")
+        ok(f"priority changed through the API: the Deny (20) now comes first, y/c -> x/b denied; "
+           f"Accepted observedGeneration 2 ({took:.1f} s)")
+        for name in ("pass-c-to-b", "deny-y-into-x"):
+            self.api.delete(*CSP, name)
+        self.expect(base, "after deleting the ClusterSegmentPolicies")
         lease = self.api.get("coordination.k8s.io/v1", "leases", "microseg-status-writer", namespace="kube-system")
         require(lease and lease["spec"]["holderIdentity"] == node.node_name, f"lease: {lease}")
         ok(f"Lease kube-system/microseg-status-writer held by this agent ({node.node_name})")
-        self.api.delete(*SEGPOL, "open-b", namespace="x")
-        base = lambda s, d: s.namespace == "y"  # noqa: E731
-        self.expect(base, "after deleting the SegmentPolicy")
 
         # ---- faults ------------------------------------------------------------
         # Dropped watch, with a change right behind it.
@@ -305,37 +330,17 @@ class ScenarioNode(KubeNode):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--build-dir", required=True)
-    parser.add_argument("--logs-dir")
+    parser = arguments(__doc__)
     parser.add_argument("--apiserver-dir", help="test/apiserver of another checkout (development)")
     args = parser.parse_args()
-    reason = skip_reason_if_unprivileged()
-    if reason:
-        print(f"SKIPPED: {reason}")
-        return SKIP
-    node = ScenarioNode(NodeOptions(build_dir=args.build_dir, fail_mode="closed"), args.apiserver_dir,
-                        cni_timeout_seconds=3)
-    try:
-        with node:
-            try:
-                Scenario(node).run()
-            except BaseException:
-                print("\n--- agent log (tail) ---\n" + node.agent_log_tail(80), file=sys.stderr)
-                if node.apiserver is not None:
-                    print("\n--- apiserver log (tail) ---\n" + node.apiserver.log_tail(30), file=sys.stderr)
-                node.options.keep_logs_dir = args.logs_dir
-                raise
-        problems = node.leftovers()
-        require(not problems, "\n".join(problems))
-    except AssertionError as failure:
-        print(f"\nFAIL: {failure}", file=sys.stderr)
-        return 1
-    except Exception:
-        traceback.print_exc()
-        return 1
-    print("\ne2e_kube_mode: all steps passed")
-    return 0
+
+    def apiserver_log(node: ScenarioNode) -> None:
+        if node.apiserver is not None:
+            print("\n--- apiserver log (tail) ---\n" + node.apiserver.log_tail(30), file=sys.stderr)
+    return run_e2e("e2e_kube_mode", args.logs_dir,
+                   lambda: ScenarioNode(NodeOptions(build_dir=args.build_dir, fail_mode="closed"),
+                                        args.apiserver_dir, cni_timeout_seconds=3),
+                   lambda node: Scenario(node).run(), on_failure=apiserver_log)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Exit 0 = pass, 1 = fail, 77 = skipped (not root, or hping3 missing).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -24,14 +23,14 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from node import Node, NodeOptions, Pod, run, skip_reason_if_unprivileged  # noqa: E402
+from e2e_main import arguments, run_e2e  # noqa: E402
+from expect import metric_sum, ok, require  # noqa: E402
+from node import Node, NodeOptions, Pod, run, wait_until  # noqa: E402
 
-SKIP = 77
 HERE = os.path.dirname(os.path.abspath(__file__))
 ECHO_CLIENT = os.path.join(HERE, "echo_client.py")
 TCP_PORT = 8080
@@ -40,31 +39,12 @@ FLOOD_SYNS = 3000
 MS_SESSION_F_HALF_OPEN = 1
 
 
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise AssertionError(message)
-
-
-def ok(message: str) -> None:
-    print(f"    PASS {message}", flush=True)
-
-
 def policy(name: str, pod_labels: dict, from_labels: list[dict], ports: list[int]) -> str:
     spec = {"podSelector": {"matchLabels": pod_labels}, "policyTypes": ["Ingress"],
             "ingress": [{"from": [{"podSelector": {"matchLabels": labels}} for labels in from_labels],
                          "ports": [{"protocol": "TCP", "port": port} for port in ports]}]}
     return json.dumps({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                        "metadata": {"name": name, "namespace": "x"}, "spec": spec}, indent=2) + "\n"
-
-
-def metric_sum(samples: dict[str, float], name: str, **labels: str) -> float:
-    total = 0.0
-    for series, value in samples.items():
-        if series != name and not series.startswith(name + "{"):
-            continue
-        if all(f'{key}="{val}"' in series for key, val in labels.items()):
-            total += value
-    return total
 
 
 class EchoClient:
@@ -98,12 +78,11 @@ class EchoClient:
             return max((line["t"] for line in self.lines if line["ok"]), default=0.0)
 
     def wait_for_successes(self, count: int, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while self.successes() < count:
+        def enough() -> bool:
             failure = self.failure()
             require(failure is None, f"{what}: the connection broke: {failure}")
-            require(time.monotonic() < deadline, f"{what}: only {self.successes()} round trips after {timeout} s")
-            time.sleep(0.05)
+            return self.successes() >= count
+        wait_until(enough, timeout, f"{what}: {count} round trips", interval=0.05)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -197,11 +176,7 @@ def run_test(node: Node) -> None:
         # 3. A change that denies a -> b stops the connection.
         revoked_before = metric_sum(node.metrics(), "microseg_packets_total", reason="policy_revoked")
         applied_at = apply(node, "10-b.yaml", policy("b-ingress", {"app": "b"}, [{"app": "d"}], [TCP_PORT]), 3)
-        deadline = time.monotonic() + 5
-        while client.failure() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        failure = client.failure()
-        require(failure is not None, "the connection kept working after the policy denied it")
+        failure = wait_until(client.failure, 5, "the connection to break after the policy denied it", interval=0.05)
         stopped_after = client.last_success_time() - applied_at
         require(stopped_after <= 1.0,
                 f"the last round trip succeeded {stopped_after:.2f} s after the agent applied the denying policy")
@@ -218,39 +193,19 @@ def run_test(node: Node) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--build-dir", required=True)
-    parser.add_argument("--logs-dir")
-    args = parser.parse_args()
-    reason = skip_reason_if_unprivileged()
-    if reason is None and shutil.which("hping3") is None:
-        reason = "needs hping3 (scripts/setup.sh installs it)"
-    if reason is None and shutil.which("bpftool") is None:
-        reason = "needs bpftool"
-    if reason:
-        print(f"SKIPPED: {reason}")
-        return SKIP
-    node = Node(NodeOptions(build_dir=args.build_dir,
-                            agent_args=["--max_half_open_per_endpoint", str(HALF_OPEN_CAP),
-                                        "--session_sweep_interval", "1s"]))
-    try:
-        with node:
-            try:
-                run_test(node)
-            except BaseException:
-                print("\n--- agent log (tail) ---\n" + node.agent_log_tail(60), file=sys.stderr)
-                node.options.keep_logs_dir = args.logs_dir
-                raise
-        problems = node.leftovers()
-        require(not problems, "\n".join(problems))
-    except AssertionError as failure:
-        print(f"\nFAIL: {failure}", file=sys.stderr)
-        return 1
-    except Exception:
-        traceback.print_exc()
-        return 1
-    print("\ne2e_sessions: all steps passed")
-    return 0
+    args = arguments(__doc__).parse_args()
+
+    def skip_reason() -> str | None:
+        if shutil.which("hping3") is None:
+            return "needs hping3 (scripts/setup.sh installs it)"
+        if shutil.which("bpftool") is None:
+            return "needs bpftool"
+        return None
+    return run_e2e("e2e_sessions", args.logs_dir,
+                   lambda: Node(NodeOptions(build_dir=args.build_dir,
+                                            agent_args=["--max_half_open_per_endpoint", str(HALF_OPEN_CAP),
+                                                        "--session_sweep_interval", "1s"])),
+                   run_test, skip_reason=skip_reason)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,64 @@ TEST_CASE("lease: losing the race for an expired lease (409) means not leading")
   CHECK_FALSE(lease.Tick());
 }
 
+// The first agent: no lease yet, it creates one and leads.
+void CreateAndLead(FakeTransport& transport, LeaseElector& lease) {
+  transport.Expect(Answer(404));
+  transport.Expect(Answer(201));
+  REQUIRE(lease.Tick());
+}
+
+TEST_CASE("lease: released on clean shutdown, and a follower takes a released lease at its next tick") {
+  FakeTransport transport;
+  LeaseElector lease(transport, Options());
+  CHECK(lease.Release().ok());  // not holding: nothing to hand back
+  CHECK(transport.requests.empty());
+
+  CreateAndLead(transport, lease);
+  transport.Expect(Answer(200, LeaseBody("node-a", 15, "11")));  // GET
+  transport.Expect(Answer(200));                                 // PUT
+  CHECK(lease.Release().ok());
+  CHECK_FALSE(lease.leading());
+  REQUIRE(transport.requests.size() == 4);
+  CHECK(transport.requests[3].method == "PUT");
+  auto released = nlohmann::json::parse(transport.requests[3].body);
+  CHECK(released["spec"]["holderIdentity"] == "");
+  CHECK(released["spec"]["leaseDurationSeconds"] == 1);
+  CHECK(released["metadata"]["resourceVersion"] == "11");  // a take-over meanwhile wins (409)
+  for (const HttpRequest& request : transport.requests) {
+    CHECK(request.timeout == absl::Seconds(5));  // a third of the 15 s lease: ends within the term
+  }
+
+  LeaseOptions other = Options();
+  other.identity = "node-b";
+  LeaseElector follower(transport, other);
+  transport.Expect(Answer(200, LeaseBody("", 1, "12")));
+  transport.Expect(Answer(200));
+  CHECK(follower.Tick());  // no waiting for the lease duration
+  CHECK(nlohmann::json::parse(transport.requests.back().body)["spec"]["holderIdentity"] == "node-b");
+}
+
+TEST_CASE("lease: a fractional duration counts in the whole seconds followers read") {
+  FakeTransport transport;
+  LeaseOptions options = Options();
+  options.lease_duration = absl::Milliseconds(7500);
+  LeaseElector lease(transport, options);
+  CreateAndLead(transport, lease);
+  CHECK(nlohmann::json::parse(transport.requests[1].body)["spec"]["leaseDurationSeconds"] == 7);
+  CHECK(lease.term() == absl::Seconds(7));  // not 7.5 s: a follower takes over after 7
+  CHECK(transport.requests[1].timeout == absl::Seconds(7) / 3);
+}
+
+TEST_CASE("lease: a holder that lost the lease meanwhile does not release it") {
+  FakeTransport transport;
+  LeaseElector lease(transport, Options());
+  CreateAndLead(transport, lease);
+  transport.Expect(Answer(200, LeaseBody("node-b", 15, "20")));
+  CHECK(lease.Release().ok());
+  CHECK(transport.requests.size() == 3);  // read, no write
+  CHECK_FALSE(lease.leading());
+}
+
 PolicyVerdict Verdict(const std::string& status, const std::string& message, int64_t generation) {
   PolicyVerdict v;
   v.type = SegmentPoliciesResource();

@@ -19,6 +19,9 @@ struct HttpRequest {
   std::string path;  // absolute path with query, e.g. "/api/v1/pods?limit=500"
   std::string body;
   std::string content_type = "application/json";
+  // Cap on the whole exchange, below the transport's default (leader
+  // election must know a write has ended before its term could end).
+  std::optional<absl::Duration> timeout;
 };
 
 struct HttpResponse {

@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 
@@ -114,8 +115,12 @@ struct CurlTransport::Exchange {
   }
 };
 
-CurlTransport::CurlTransport(KubeConfig config, absl::Duration request_timeout)
-    : config_(std::move(config)), request_timeout_(request_timeout), tokens_(config_.token, config_.token_file) {
+CurlTransport::CurlTransport(KubeConfig config, std::string client_name, absl::Duration request_timeout)
+    : config_(std::move(config)),
+      user_agent_(client_name.empty() ? "microseg-agent/" MICROSEG_VERSION
+                                      : absl::StrCat("microseg-agent/" MICROSEG_VERSION " (", client_name, ")")),
+      request_timeout_(request_timeout),
+      tokens_(config_.token, config_.token_file) {
   GlobalInitOnce();
 }
 
@@ -140,7 +145,7 @@ absl::StatusOr<HttpResponse> CurlTransport::Perform(const HttpRequest& request, 
 
   HeaderList headers;
   AppendHeader(headers, "Accept: application/json");
-  AppendHeader(headers, "User-Agent: microseg-agent/" MICROSEG_VERSION);
+  AppendHeader(headers, "User-Agent: " + user_agent_);
   if (!request.body.empty()) AppendHeader(headers, "Content-Type: " + request.content_type);
   if (const std::string token = tokens_.Token(); !token.empty()) {
     AppendHeader(headers, "Authorization: Bearer " + token);
@@ -186,7 +191,8 @@ absl::StatusOr<HttpResponse> CurlTransport::Perform(const HttpRequest& request, 
   curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &Exchange::OnProgress);
   curl_easy_setopt(h, CURLOPT_XFERINFODATA, &exchange);
   if (exchange.on_line == nullptr) {
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(request_timeout_)));
+    const absl::Duration timeout = request.timeout ? std::min(*request.timeout, request_timeout_) : request_timeout_;
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, std::max(1L, static_cast<long>(absl::ToInt64Milliseconds(timeout))));
   }
 
   char error_text[CURL_ERROR_SIZE] = {};

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 
 #include "kube/api_transport.h"
 #include "kube/kube_config.h"
@@ -14,7 +15,10 @@ namespace microseg::kube {
 
 class CurlTransport final : public ApiTransport {
  public:
-  explicit CurlTransport(KubeConfig config, absl::Duration request_timeout = absl::Seconds(30));
+  // `client_name` goes into the User-Agent ("microseg-agent/VERSION (NAME)"),
+  // so the API server's audit log tells the agents of different nodes apart.
+  explicit CurlTransport(KubeConfig config, std::string client_name = "",
+                         absl::Duration request_timeout = absl::Seconds(30));
 
   absl::StatusOr<HttpResponse> Send(const HttpRequest& request) override;
   absl::StatusOr<HttpResponse> Stream(const HttpRequest& request, const LineHandler& on_line,
@@ -33,6 +37,7 @@ class CurlTransport final : public ApiTransport {
   absl::StatusOr<HttpResponse> WithTokenRetry(const HttpRequest& request, Exchange& exchange);
 
   const KubeConfig config_;
+  const std::string user_agent_;
   const absl::Duration request_timeout_;
   TokenSource tokens_;
   std::atomic<bool> aborted_{false};

@@ -24,7 +24,7 @@ absl::StatusOr<std::unique_ptr<KubeClusterSource>> KubeClusterSource::Create(Kub
           : !config->client_certificate.empty() ? std::string("client certificate")
                                                 : std::string("none"),
           ", status lease ", options.source.lease.namespace_name, "/", options.source.lease.name);
-  auto transport = std::make_unique<CurlTransport>(*std::move(config));
+  auto transport = std::make_unique<CurlTransport>(*std::move(config), options.source.node_name);
   return std::unique_ptr<KubeClusterSource>(new KubeClusterSource(std::move(transport), std::move(options.source)));
 }
 
@@ -34,6 +34,9 @@ KubeClusterSource::KubeClusterSource(std::unique_ptr<CurlTransport> transport, K
 }
 
 KubeClusterSource::~KubeClusterSource() {
+  // The Lease first, while the transport still works: the next agent takes
+  // over at its next tick instead of after the lease duration.
+  source_->StopStatusWriter();
   transport_->Abort();
   source_->Stop();
 }

@@ -54,11 +54,18 @@ void KubeSource::Start() {
   for (auto& reflector : reflectors_) {
     threads_.emplace_back([this, r = reflector.get()] { r->Run(stop_); });
   }
-  if (status_writer_) threads_.emplace_back([this] { status_writer_->Run(stop_); });
+  if (status_writer_) status_thread_ = std::thread([this] { status_writer_->Run(stop_); });
+}
+
+void KubeSource::StopStatusWriter() {
+  stop_.Stop();
+  if (!status_thread_.joinable()) return;
+  status_thread_.join();
+  status_writer_->Release();
 }
 
 void KubeSource::Stop() {
-  stop_.Stop();
+  StopStatusWriter();
   for (std::thread& thread : threads_) {
     if (thread.joinable()) thread.join();
   }
@@ -160,22 +167,12 @@ void KubeSource::ApplyUpsertLocked(const ResourceType& type, const ObjectChange&
       },
       *std::move(parsed));
   changed_ = true;
-  if (KindEnforced(type.kind)) {
-    ReportVerdict(type, change.object, "True", "Valid", "the policy is valid and enforced");
-  } else {
-    if (!not_enforced_logged_[error_key]) {
-      LogWarning(error_key, ": valid, but this agent version does not compile ", type.kind, " into the maps yet");
-      not_enforced_logged_[error_key] = true;
-    }
-    ReportVerdict(type, change.object, "True", "NotEnforcedYet",
-                  absl::StrCat("the policy is valid; this agent version does not enforce ", type.kind, " yet"));
-  }
+  ReportVerdict(type, change.object, "True", "Valid", "the policy is valid and enforced");
 }
 
 void KubeSource::ApplyDeleteLocked(const ResourceType& type, const ObjectChange& change) {
   const std::string error_key = ErrorKey(type, change.key);
   errors_.erase(error_key);
-  not_enforced_logged_.erase(error_key);
   if (type.kind == "Namespace") state_.namespaces.erase(change.key);
   else if (type.kind == "Pod") state_.pods.erase(change.key);
   else if (type.kind == "NetworkPolicy") state_.network_policies.erase(change.key);

@@ -46,6 +46,9 @@ class KubeSource {
   ~KubeSource();
 
   void Start();
+  // Stops the status writer and hands its Lease back; the reflectors stop
+  // with Stop(). Call while the transport still works (clean shutdown).
+  void StopStatusWriter();
   void Stop();
 
   // Every watched resource has been listed once.
@@ -71,7 +74,8 @@ class KubeSource {
   const KubeSourceOptions options_;
   StopSignal stop_;
   std::vector<std::unique_ptr<Reflector>> reflectors_;
-  std::vector<std::thread> threads_;
+  std::vector<std::thread> threads_;  // the reflectors
+  std::thread status_thread_;
   std::unique_ptr<LeaseElector> lease_;
   std::unique_ptr<PolicyStatusWriter> status_writer_;
 
@@ -79,7 +83,6 @@ class KubeSource {
   ClusterState state_;
   bool changed_ = false;
   std::map<std::string, std::string> errors_;  // "Kind key" -> reason
-  std::map<std::string, bool> not_enforced_logged_;
   uint64_t rejected_versions_ = 0;
 };
 

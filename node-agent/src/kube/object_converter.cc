@@ -63,10 +63,4 @@ absl::StatusOr<ClusterObject> ConvertObject(const nlohmann::json& object) {
   return ParseClusterObject(kind, node);
 }
 
-bool KindEnforced(const std::string& kind) {
-  // SegmentPolicy / ClusterSegmentPolicy: parsed and validated (policy
-  // model), compiled once the policy compiler has the tiers; flip then.
-  return kind == "Namespace" || kind == "Pod" || kind == "NetworkPolicy";
-}
-
 }  // namespace microseg::kube

@@ -18,9 +18,4 @@ namespace microseg::kube {
 // none is taken from it.
 absl::StatusOr<ClusterObject> ConvertObject(const nlohmann::json& object);
 
-// Whether the policy compiler of this version turns objects of `kind` into
-// map entries. A valid object of a kind that is parsed but not compiled yet
-// is Accepted with reason NotEnforcedYet, so nobody mistakes it for enforced.
-bool KindEnforced(const std::string& kind);
-
 }  // namespace microseg::kube

@@ -90,7 +90,7 @@ bool PolicyStatusWriter::WriteStatus(const PolicyVerdict& verdict) {
   // only condition these kinds have, and it is ours.
   const nlohmann::json patch = {{"status", {{"conditions", nlohmann::json::array({desired})}}}};
   const std::string path = ObjectPath(verdict.type, verdict.namespace_name, verdict.name) + "/status";
-  auto response = transport_.Send({"PATCH", path, patch.dump(), "application/merge-patch+json"});
+  auto response = Write({"PATCH", path, patch.dump(), "application/merge-patch+json"});
   if (response.ok() && response->status == 404) return true;  // deleted meanwhile
   if (!response.ok() || response->status != 200) {
     LogWarning("status of ", verdict.type.kind, " ", ObjectKeyOf(verdict), " not written: ",
@@ -134,7 +134,7 @@ bool PolicyStatusWriter::EmitEvent(const PolicyVerdict& verdict) {
                           {"source", {{"component", "microseg-agent"}, {"host", node_name_}}},
                           {"reportingComponent", "microseg-agent"},
                           {"reportingInstance", node_name_}};
-  auto created = transport_.Send({"POST", collection, event.dump()});
+  auto created = Write({"POST", collection, event.dump()});
   bool ok = false;
   bool bumped = false;
   if (created.ok() && (created->status == 201 || created->status == 200)) {
@@ -145,7 +145,7 @@ bool PolicyStatusWriter::EmitEvent(const PolicyVerdict& verdict) {
     // RBAC grants create and patch on Events, not get: a first patch
     // (lastTimestamp) returns the Event with its count, a second bumps it.
     const nlohmann::json touch = {{"lastTimestamp", now}};
-    auto existing = transport_.Send(
+    auto existing = Write(
         {"PATCH", absl::StrCat(collection, "/", name), touch.dump(), "application/merge-patch+json"});
     if (existing.ok() && existing->status == 200) {
       nlohmann::json current = nlohmann::json::parse(existing->body, nullptr, false);
@@ -154,7 +154,7 @@ bool PolicyStatusWriter::EmitEvent(const PolicyVerdict& verdict) {
         count = current["count"].get<int64_t>();
       }
       const nlohmann::json patch = {{"count", count + 1}, {"lastTimestamp", now}};
-      auto patched = transport_.Send(
+      auto patched = Write(
           {"PATCH", absl::StrCat(collection, "/", name), patch.dump(), "application/merge-patch+json"});
       ok = bumped = patched.ok() && patched->status == 200;
     }
@@ -170,6 +170,11 @@ bool PolicyStatusWriter::EmitEvent(const PolicyVerdict& verdict) {
   return true;
 }
 
+absl::StatusOr<HttpResponse> PolicyStatusWriter::Write(HttpRequest request) {
+  request.timeout = lease_.request_timeout();
+  return transport_.Send(request);
+}
+
 void PolicyStatusWriter::Flush() {
   std::vector<PolicyVerdict> pending;
   {
@@ -179,6 +184,7 @@ void PolicyStatusWriter::Flush() {
     }
   }
   for (const PolicyVerdict& verdict : pending) {
+    if (!lease_.leading()) return;  // the term ran out mid-round: the next leader writes the rest
     const bool done = WriteStatus(verdict) && EmitEvent(verdict);
     if (!done) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -210,7 +216,15 @@ void PolicyStatusWriter::TickLease() {
 
 void PolicyStatusWriter::RunOnce() {
   TickLease();
-  if (was_leading_) Flush();
+  if (lease_.leading()) Flush();
+}
+
+void PolicyStatusWriter::Release() {
+  if (absl::Status released = lease_.Release(); !released.ok()) {
+    LogWarning("lease ", lease_.options().name, " not released (the next agent takes over when it expires): ",
+               released.message());
+  }
+  was_leading_ = false;
 }
 
 void PolicyStatusWriter::Run(StopSignal& stop) {
@@ -220,7 +234,7 @@ void PolicyStatusWriter::Run(StopSignal& stop) {
       TickLease();
       next_tick = absl::Now() + renew_interval_;
     }
-    if (was_leading_) Flush();
+    if (lease_.leading()) Flush();
     if (stop.WaitFor(absl::Milliseconds(250))) break;
   }
 }

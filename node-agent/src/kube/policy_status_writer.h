@@ -56,6 +56,8 @@ class PolicyStatusWriter {
   void Run(StopSignal& stop);
   // One lease round then, when leading, one write round (Run's body; tests).
   void RunOnce();
+  // After Run has returned: hand the Lease back (clean shutdown).
+  void Release();
   StatusWriterStats stats() const;
   bool leading() const { return lease_.leading(); }
 
@@ -65,6 +67,8 @@ class PolicyStatusWriter {
     bool dirty = true;
   };
   void Flush();
+  // Every write of the holder: cut off in time to end within its term.
+  absl::StatusOr<HttpResponse> Write(HttpRequest request);
   void TickLease();
   bool was_leading_ = false;
   // true when written (or nothing to write); false to retry later.
