@@ -14,6 +14,8 @@ client certificate from its kubeconfig. Proves, step by step:
   - a holder that dies without releasing (SIGKILL) is replaced once its
     Lease has not been renewed for the lease duration; the new holder
     writes the status of the policies applied from then on;
+  - a new leader does not repeat the Events of rejections whose condition
+    is already in the status;
   - from the API server's request log: every status or Event write was made
     by the agent whose Lease write the server had accepted last (never two
     writers at once, never a write after its writer released the Lease).
@@ -133,9 +135,11 @@ class Scenario:
                     and r["path"].endswith(f"/{LEASE_NAME}") and r["time"] >= killed_at]
         require(takeover and user_agent_of(a_name) in takeover[0]["userAgent"], f"lease writes after the kill: "
                 f"{[(r['userAgent'], r['code']) for r in takeover]}")
-        waited = takeover[0]["time"] - killed_at
-        ok(f"SIGKILL of B: A took over the unreleased Lease {waited:.1f} s after the kill "
-           f"(lease duration {LEASE_SECONDS} s, renewed every {LEASE_SECONDS // 3} s)")
+        last_renewal = max(r["time"] for r in self.api.requests() if r["method"] == "PUT" and r["code"] == 200
+                           and r["path"].endswith(f"/{LEASE_NAME}") and user_agent_of(b.node_name) in r["userAgent"])
+        ok(f"SIGKILL of B: A took over the unreleased Lease {takeover[0]['time'] - last_renewal:.1f} s after B's "
+           f"last renewal, {takeover[0]['time'] - killed_at:.1f} s after the kill (lease duration {LEASE_SECONDS} s, "
+           f"renewed every {LEASE_SECONDS // 3} s)")
         patched = self.api.patch(*SEGPOL, "good-2", {"spec": {"ingress": [{"ports": [
             {"protocol": "TCP", "port": 80, "appProtocol": "http"}]}]}}, namespace="x")
         generation = patched["metadata"]["generation"]
@@ -148,6 +152,9 @@ class Scenario:
         ok(f"A writes the status of new and changed policies (x/bad-3, x/good-2 generation {generation} "
            f"Accepted=False)")
 
+        counts = {e["involvedObject"]["name"]: e.get("count", 1) for e in self.api.events("x")}
+        require(counts.get("bad-1") == 1 and counts.get("bad-2") == 1, f"Event counts after two new leaders: {counts}")
+        ok("new leaders did not repeat the Events of rejections already in the status (x/bad-1, x/bad-2: count 1)")
         b_requests = [r for r in self.api.requests() if user_agent_of(b.node_name) in r["userAgent"]]
         require(b_requests and all(r.get("user") == f"system:node:{b.node_name}" for r in b_requests),
                 f"B's requests not all authenticated by its client certificate: "

@@ -177,14 +177,25 @@ TEST_CASE("Event names: stable per object and message, different per message") {
 namespace microseg::kube {
 namespace {
 
-TEST_CASE("status writer: the leader patches /status and creates one Event per rejected version") {
+// A status writer of node-a on a scripted transport.
+struct WriterFixture {
   FakeTransport transport;
-  LeaseElector lease(transport, Options());
-  PolicyStatusWriter writer(transport, lease, "node-a", absl::Seconds(5));
+  LeaseElector lease{transport, Options()};
+  PolicyStatusWriter writer{transport, lease, "node-a", absl::Seconds(5)};
+  // The next round reads the lease (held by node-a) and renews it.
+  void ExpectRenewal(const std::string& resource_version) {
+    transport.Expect(Answer(200, LeaseBody("node-a", 15, resource_version)));
+    transport.Expect(Answer(200));
+  }
+};
+
+TEST_CASE("status writer: the leader patches /status and creates one Event per rejected version") {
+  WriterFixture f;
+  FakeTransport& transport = f.transport;
+  PolicyStatusWriter& writer = f.writer;
   writer.Report(Verdict("False", "spec.ingress[0]: bad", 1));
 
-  transport.Expect(Answer(200, LeaseBody("node-a", 15, "1")));  // GET lease
-  transport.Expect(Answer(200));                                // renew
+  f.ExpectRenewal("1");
   transport.Expect(Answer(200));                                // PATCH status
   transport.Expect(Answer(201));                                // POST event
   writer.RunOnce();
@@ -205,19 +216,17 @@ TEST_CASE("status writer: the leader patches /status and creates one Event per r
   PolicyVerdict echoed = Verdict("False", "spec.ingress[0]: bad", 1);
   echoed.current_condition = patch["status"]["conditions"][0];
   writer.Report(echoed);
-  transport.Expect(Answer(200, LeaseBody("node-a", 15, "2")));
-  transport.Expect(Answer(200));
+  f.ExpectRenewal("2");
   writer.RunOnce();
   CHECK(transport.requests.size() == 6);
 
   // The same problem again in a new generation (after an agent restart the
   // Event exists already): the count goes up on the same Event.
-  PolicyStatusWriter restarted(transport, lease, "node-a", absl::Seconds(5));
+  PolicyStatusWriter restarted(transport, f.lease, "node-a", absl::Seconds(5));
   PolicyVerdict again = Verdict("False", "spec.ingress[0]: bad", 2);
   again.current_condition = echoed.current_condition;
   restarted.Report(again);
-  transport.Expect(Answer(200, LeaseBody("node-a", 15, "3")));
-  transport.Expect(Answer(200));
+  f.ExpectRenewal("3");
   transport.Expect(Answer(200));                  // PATCH status (observedGeneration 2)
   transport.Expect(Answer(409));                  // POST event: exists
   transport.Expect(Answer(200, R"({"count": 4})"));  // PATCH lastTimestamp returns the Event
@@ -229,10 +238,44 @@ TEST_CASE("status writer: the leader patches /status and creates one Event per r
   CHECK(restarted.stats().events_bumped == 1);
 }
 
+TEST_CASE("status writer: a new leader does not repeat the Event of a rejection already in the status") {
+  WriterFixture f;
+  FakeTransport& transport = f.transport;
+  PolicyStatusWriter& writer = f.writer;
+  PolicyVerdict reported = Verdict("False", "bad", 3);
+  reported.current_condition = DesiredCondition(reported);  // written by the previous leader
+  writer.Report(reported);
+  f.ExpectRenewal("1");
+  writer.RunOnce();
+  CHECK(transport.requests.size() == 2);  // lease read and renewal only
+  CHECK(writer.stats().events_created + writer.stats().events_bumped == 0);
+}
+
+TEST_CASE("status writer: an Event that failed after this term's status patch is retried") {
+  WriterFixture f;
+  FakeTransport& transport = f.transport;
+  PolicyStatusWriter& writer = f.writer;
+  writer.Report(Verdict("False", "bad", 1));
+  f.ExpectRenewal("1");
+  transport.Expect(Answer(200));  // PATCH status
+  transport.Expect(Answer(500));  // POST event fails
+  writer.RunOnce();
+  // The patched condition comes back through the watch before the retry.
+  PolicyVerdict echoed = Verdict("False", "bad", 1);
+  echoed.current_condition = nlohmann::json::parse(transport.requests[2].body)["status"]["conditions"][0];
+  writer.Report(echoed);
+  f.ExpectRenewal("2");
+  transport.Expect(Answer(201));  // POST event again
+  writer.RunOnce();
+  REQUIRE(transport.requests.size() == 7);
+  CHECK(transport.requests[6].path == "/api/v1/namespaces/x/events");
+  CHECK(writer.stats().events_created == 1);
+}
+
 TEST_CASE("status writer: a follower writes nothing") {
-  FakeTransport transport;
-  LeaseElector lease(transport, Options());
-  PolicyStatusWriter writer(transport, lease, "node-a", absl::Seconds(5));
+  WriterFixture f;
+  FakeTransport& transport = f.transport;
+  PolicyStatusWriter& writer = f.writer;
   writer.Report(Verdict("False", "bad", 1));
   transport.Expect(Answer(200, LeaseBody("node-b", 3600, "1")));
   writer.RunOnce();

@@ -175,6 +175,15 @@ absl::StatusOr<HttpResponse> PolicyStatusWriter::Write(HttpRequest request) {
   return transport_.Send(request);
 }
 
+bool PolicyStatusWriter::ReportedInEarlierTerm(const PolicyVerdict& verdict) const {
+  if (!verdict.type.owns_status || !verdict.current_condition ||
+      !ConditionMatches(*verdict.current_condition, DesiredCondition(verdict))) {
+    return false;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_written_.count(EntryKey(verdict.type, ObjectKeyOf(verdict))) == 0;
+}
+
 void PolicyStatusWriter::Flush() {
   std::vector<PolicyVerdict> pending;
   {
@@ -185,7 +194,7 @@ void PolicyStatusWriter::Flush() {
   }
   for (const PolicyVerdict& verdict : pending) {
     if (!lease_.leading()) return;  // the term ran out mid-round: the next leader writes the rest
-    const bool done = WriteStatus(verdict) && EmitEvent(verdict);
+    const bool done = WriteStatus(verdict) && (ReportedInEarlierTerm(verdict) || EmitEvent(verdict));
     if (!done) {
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.write_failures;

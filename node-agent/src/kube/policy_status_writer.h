@@ -74,6 +74,11 @@ class PolicyStatusWriter {
   // true when written (or nothing to write); false to retry later.
   bool WriteStatus(const PolicyVerdict& verdict);
   bool EmitEvent(const PolicyVerdict& verdict);
+  // The object already carries this verdict's condition and this term did
+  // not write it: an earlier leader (or this agent before a restart) wrote
+  // it, and the Event with it. A new leader does not repeat those Events.
+  // (NetworkPolicies carry no condition: their Events are repeated.)
+  bool ReportedInEarlierTerm(const PolicyVerdict& verdict) const;
 
   ApiTransport& transport_;
   LeaseElector& lease_;
