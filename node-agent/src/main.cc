@@ -58,6 +58,8 @@ ABSL_FLAG(std::string, kubeconfig, "",
           "Kubeconfig file for running outside a cluster (server, certificate-authority(-data), token / tokenFile, "
           "client-certificate/key(-data)). Empty: in-cluster config.");
 ABSL_FLAG(std::string, kube_context, "", "Kubeconfig context to use (default: its current-context).");
+ABSL_FLAG(std::string, kube_service_account_dir, microseg::kube::kInClusterServiceAccountDir,
+          "In-cluster config: where the service account's token, ca.crt and namespace are mounted.");
 ABSL_FLAG(std::string, kube_namespace, "",
           "Namespace of the status-writer Lease (default: the service account's / kubeconfig context's namespace).");
 ABSL_FLAG(absl::Duration, kube_watch_timeout, absl::Minutes(5),
@@ -267,6 +269,7 @@ absl::StatusOr<std::unique_ptr<ClusterSource>> MakeClusterSource(const std::stri
   options.kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
   options.kube_context = absl::GetFlag(FLAGS_kube_context);
   options.lease_namespace = absl::GetFlag(FLAGS_kube_namespace);
+  options.service_account_dir = absl::GetFlag(FLAGS_kube_service_account_dir);
   options.source.node_name = node_name;
   options.source.reflector.watch_timeout = absl::GetFlag(FLAGS_kube_watch_timeout);
   options.source.reflector.idle_timeout = absl::GetFlag(FLAGS_kube_watch_idle_timeout);

@@ -33,6 +33,7 @@ agent:
   metricsPort: 9999
   maps: {maxEndpoints: 512, maxPolicyEntries: 1000, maxLpmEntries: 2000, maxSessions: 3000}
   sessionTimeouts: {tcp: 30m, udp: 45s, icmp: 5s}
+  kube: {leaseDuration: 20s, watchTimeout: 10m, watchIdleTimeout: 2m, backoffMax: 1m}
   extraCapabilities: [SYS_RESOURCE]
   extraArgs: [--manifest_poll_interval=1s]
 cni:
@@ -266,6 +267,8 @@ class NonDefaultRender(unittest.TestCase):
                          ("512", "1000", "2000", "3000"))
         self.assertEqual((f["tcp_session_timeout"], f["udp_session_timeout"], f["icmp_session_timeout"]),
                          ("30m", "45s", "5s"))
+        self.assertEqual((f["kube_lease_duration"], f["kube_watch_timeout"], f["kube_watch_idle_timeout"],
+                          f["kube_backoff_max"]), ("20s", "10m", "2m", "1m"))
         self.assertEqual(f["manifest_poll_interval"], "1s")
         self.assertEqual(f["bpffs_dir"], "/run/bpffs/microseg")
         self.assertEqual(f["grpc_socket"], "/var/run/ms/agent.sock")
@@ -303,6 +306,7 @@ class InvalidValues(unittest.TestCase):
         ("cni: {timeoutSeconds: 500}", "at '/cni/timeoutSeconds': maximum"),
         ("agent: {logLevel: verbose}", "at '/agent/logLevel'"),
         ("agent: {sessionTimeouts: {tcp: 1hour}}", "at '/agent/sessionTimeouts/tcp'"),
+        ("agent: {kube: {leaseDuration: 15}}", "at '/agent/kube/leaseDuration'"),
         ("agent: {metricsPort: 70000}", "at '/agent/metricsPort'"),
         ("cni: {confDir: etc/cni}", "at '/cni/confDir'"),
         ("metrics: {service: {enabled: false}, serviceMonitor: {enabled: true}}", "needs metrics.service.enabled"),

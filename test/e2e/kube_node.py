@@ -73,6 +73,7 @@ class KubeNode(Node):
         self.cni_timeout_seconds = cni_timeout_seconds
         self.wait_ready_on_start = True
         self.peers: list[PeerAgent] = []
+        self.in_cluster = False  # the next agent start uses the in-cluster config instead of the kubeconfig
 
     # The API server starts with the node netns, before the first agent.
     def _start_agent(self) -> None:
@@ -83,15 +84,23 @@ class KubeNode(Node):
             self.apiserver.write_kubeconfig(self.kubeconfig, namespace="kube-system", use_token_file=True)
             self.log(f"[kube] test API server {self.apiserver.url} in {self.node_netns}")
             self.on_apiserver_started()
-        self.agent = self._spawn_agent(self.node_name, self.kubeconfig, self.bpffs, self.socket, self.state_dir,
-                                       METRICS_ADDRESS, self.agent_log)
+        self.agent = self._spawn_agent(self.node_name, None if self.in_cluster else self.kubeconfig, self.bpffs,
+                                       self.socket, self.state_dir, METRICS_ADDRESS, self.agent_log)
         if self.wait_ready_on_start:
             self.wait_ready()
 
-    def _spawn_agent(self, node_name: str, kubeconfig: str, bpffs: str, socket: str, state_dir: str,
+    def _spawn_agent(self, node_name: str, kubeconfig: str | None, bpffs: str, socket: str, state_dir: str,
                      metrics_address: str, log_path: str) -> subprocess.Popen:
+        """kubeconfig None: in-cluster config, as a pod sees it (environment and a service-account dir)."""
+        env = None
+        if kubeconfig is None:
+            env = dict(os.environ, KUBERNETES_SERVICE_HOST="127.0.0.1",
+                       KUBERNETES_SERVICE_PORT=str(self.apiserver.port))
+            source = ["--kube_service_account_dir", self._service_account_dir()]
+        else:
+            source = ["--kubeconfig", kubeconfig]
         cmd = self.in_node() + [
-            self.agent_bin, "--kubeconfig", kubeconfig, "--node_name", node_name,
+            self.agent_bin, *source, "--node_name", node_name,
             "--bpffs_dir", bpffs, "--grpc_socket", socket, "--state_dir", state_dir,
             "--metrics_address", metrics_address, "--unpin_on_exit",
             # Short enough for a test run of a few minutes; production keeps the defaults.
@@ -101,7 +110,18 @@ class KubeNode(Node):
         with open(log_path, "ab") as log_file:
             # Own session: a terminal Ctrl-C reaches only us, and we stop the agents in order.
             return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                                    start_new_session=True)
+                                    start_new_session=True, env=env)
+
+    def _service_account_dir(self) -> str:
+        """What the kubelet mounts: token (the API server's token file, so rotation is seen), ca.crt, namespace."""
+        directory = os.path.join(self.run_dir, "serviceaccount")
+        if not os.path.isdir(directory):
+            os.makedirs(directory, mode=0o700)
+            os.symlink(self.apiserver.token_file, os.path.join(directory, "token"))
+            os.symlink(self.apiserver.ca_file, os.path.join(directory, "ca.crt"))
+            with open(os.path.join(directory, "namespace"), "w", encoding="utf-8") as f:
+                f.write("kube-system")
+        return directory
 
     def start_peer_agent(self, suffix: str, client_certificate: bool = False) -> "PeerAgent":
         """The agent of another node on the same API server (same netns): its own node

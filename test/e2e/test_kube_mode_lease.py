@@ -3,8 +3,10 @@
 
 Two agents of different nodes (their own node name, bpffs, gRPC socket,
 state dir and metrics port) watch the same test API server
-(test/apiserver); A authenticates with a bearer token file, B with an x509
-client certificate from its kubeconfig. Proves, step by step:
+(test/apiserver); A authenticates with a bearer token file from its
+kubeconfig (after its restart: the in-cluster config, KUBERNETES_SERVICE_HOST
+/PORT and a service-account dir with token, ca.crt and namespace), B with an
+x509 client certificate from its kubeconfig. Proves, step by step:
   - one of them holds kube-system/microseg-status-writer and writes the
     Accepted conditions; the other writes nothing;
   - a clean shutdown (SIGTERM) of the holder releases the Lease (empty
@@ -123,8 +125,14 @@ class Scenario:
         ok("B writes the status of new policies (x/bad-2 Accepted=False, x/good-2 Accepted=True)")
 
         # ---- crash: not released, taken over after the lease duration ----------
+        node.in_cluster = True  # A comes back as a pod would see the cluster: environment + service-account dir
         node.restart_agent()
         require(self.holder() == b.node_name, "the restarted A took the Lease from a live B")
+        require(re.search(r"Kubernetes API https://127\.0\.0\.1:\d+ \(in-cluster\), auth: token file "
+                          r"\S+/serviceaccount/token, status lease kube-system/", node.agent_log_tail(400)),
+                "the restarted A does not use the in-cluster config")
+        ok("A restarted with the in-cluster config (KUBERNETES_SERVICE_HOST/PORT, service-account token, ca.crt, "
+           "namespace kube-system for the Lease) and follows B")
         killed_at = time.time()
         node.stop_peer_agent(b, kill=True)
         took = self.wait_holder(a_name, "A to take over the Lease of the killed B")

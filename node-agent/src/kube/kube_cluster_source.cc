@@ -11,7 +11,7 @@ namespace microseg::kube {
 
 absl::StatusOr<std::unique_ptr<KubeClusterSource>> KubeClusterSource::Create(KubeModeOptions options) {
   absl::StatusOr<KubeConfig> config = options.kubeconfig.empty()
-                                          ? LoadInClusterConfig()
+                                          ? LoadInClusterConfig(ProcessEnv, options.service_account_dir)
                                           : LoadKubeconfig(options.kubeconfig, options.kube_context);
   if (!config.ok()) return config.status();
   options.source.lease.namespace_name =

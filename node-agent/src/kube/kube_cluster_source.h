@@ -6,6 +6,7 @@
 
 #include "cluster_source.h"
 #include "kube/curl_transport.h"
+#include "kube/kube_config.h"
 #include "kube/kube_source.h"
 
 namespace microseg::kube {
@@ -13,6 +14,7 @@ namespace microseg::kube {
 struct KubeModeOptions {
   std::string kubeconfig;  // empty: in-cluster
   std::string kube_context;
+  std::string service_account_dir = kInClusterServiceAccountDir;  // in-cluster: token, ca.crt, namespace
   std::string lease_namespace;  // empty: the config's namespace
   KubeSourceOptions source;
 };

@@ -35,11 +35,13 @@ using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 // The process environment.
 std::optional<std::string> ProcessEnv(const std::string& name);
 
+// Where the kubelet mounts a pod's service account.
+inline constexpr char kInClusterServiceAccountDir[] = "/var/run/secrets/kubernetes.io/serviceaccount";
+
 // In-cluster config: KUBERNETES_SERVICE_HOST/PORT and the files under
 // `service_account_dir` (token, ca.crt, namespace). An IPv6 host is bracketed.
-absl::StatusOr<KubeConfig> LoadInClusterConfig(
-    const EnvLookup& env = ProcessEnv,
-    const std::string& service_account_dir = "/var/run/secrets/kubernetes.io/serviceaccount");
+absl::StatusOr<KubeConfig> LoadInClusterConfig(const EnvLookup& env = ProcessEnv,
+                                               const std::string& service_account_dir = kInClusterServiceAccountDir);
 
 // A kubeconfig file (YAML): the current context (or `context` when given),
 // its cluster (server, certificate-authority(-data), insecure-skip-tls-verify)
