@@ -388,7 +388,8 @@ static __always_inline __u32 ms_flow_verdict(const struct ms_flow *flow, __u32 e
 	/* Not isolated: allowed, and tracked: the reply may enter an isolated direction. */
 	if (!isolated && !(endpoint_flags & lookup_bit))
 		return MS_REASON_ALLOW_NOT_ISOLATED;
-	return ms_policy_verdict(flow, endpoint_id, dir, isolated);
+	/* The policy generation the entry's one read of the flags named. */
+	return ms_policy_verdict(flow, ms_policy_id(endpoint_id, endpoint_flags), dir, isolated);
 }
 
 /* ---- session tracking: what a packet of a trackable flow does ---- */
@@ -612,9 +613,11 @@ static __always_inline __u32 ms_entry(struct __sk_buff *skb, __u32 dir, __u32 st
 	struct ms_endpoint *endpoint = bpf_map_lookup_elem(&ms_endpoints, &endpoint_key);
 	if (!endpoint)
 		return MS_REASON_DROP_UNKNOWN_ENDPOINT;
+	/* One read: isolation and policy generation must come from the same update. */
+	__u8 flags = *(volatile __u8 *)&endpoint->flags;
 	__u8 isolation_bit =
 		dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
-	int isolated = (endpoint->flags & isolation_bit) != 0;
+	int isolated = (flags & isolation_bit) != 0;
 
 	__u32 zero = 0;
 	struct ms_stage_state *state = bpf_map_lookup_elem(&ms_scratch, &zero);
@@ -627,7 +630,7 @@ static __always_inline __u32 ms_entry(struct __sk_buff *skb, __u32 dir, __u32 st
 	state->ifindex = skb->ifindex;
 	state->endpoint_id = endpoint->endpoint_id;
 	state->policy_rev = endpoint->policy_rev;
-	state->endpoint_flags = endpoint->flags;
+	state->endpoint_flags = flags;
 
 	bpf_tail_call(skb, &ms_stages, stage);
 	/* Reached only when the slot is empty: fail closed, counted by our exit. */

@@ -35,8 +35,9 @@ const Labels& NamespaceLabelsOf(const PolicyContext& context, const std::string&
 
 class RuleBuilder {
  public:
-  RuleBuilder(const PolicyContext& context, ms_direction direction, const std::vector<ContainerPort>& local_ports)
-      : context_(context), direction_(direction), local_ports_(local_ports) {}
+  RuleBuilder(const PolicyContext& context, ms_direction direction, const std::vector<ContainerPort>& local_ports,
+              const std::vector<const PeerPod*>* scope)
+      : context_(context), direction_(direction), local_ports_(local_ports), scope_(scope) {}
 
   // nullopt: the rule can match nothing (only IPv6 peers).
   // `policy_namespace` nullopt: cluster-scoped (podSelector alone = every namespace).
@@ -52,6 +53,13 @@ class RuleBuilder {
         out.ports.push_back({proto, 0});
       } else if (const auto* number = std::get_if<uint16_t>(&*policy_port.port)) {
         const uint32_t last = policy_port.end_port.value_or(*number);
+        if (*number == 1 && last == 65535) {
+          // Every port: one "any port of proto" key instead of 65,535 (it
+          // also matches a destination port 0, which no connection uses).
+          out.ports.push_back({proto, 0});
+          continue;
+        }
+        // One key per port: the maps match ports exactly (docs/policy-compiler.md, "Port ranges").
         for (uint32_t port = *number; port <= last; ++port) out.ports.push_back({proto, static_cast<uint16_t>(port)});
       } else if (direction_ == MS_DIR_EGRESS) {
         named_egress.push_back({proto, std::get<std::string>(*policy_port.port)});  // resolved per peer pod
@@ -77,24 +85,46 @@ class RuleBuilder {
       // A named port means something only on a pod: for CIDR peers it is
       // resolved on the pods we know inside the block; other addresses of
       // the block get the rule's numeric ports only.
-      for (const auto& [key, pod] : context_.peers) {
-        if (out.pod_ports.count(pod.ipv4)) continue;
+      ForEachPodInScope([&](const PeerPod& pod) {
+        if (out.pod_ports.count(pod.ipv4)) return;
         const bool inside = std::any_of(out.blocks.begin(), out.blocks.end(), [&](const IpBlock& block) {
           return CidrContainsAddress(block.cidr, pod.ipv4) &&
                  std::none_of(block.except.begin(), block.except.end(),
                               [&](const Ipv4Cidr& except) { return CidrContainsAddress(except, pod.ipv4); });
         });
         if (inside && HasNamedResolution(pod, named_egress)) AddPod(out, pod, named_egress);
-      }
+      });
     }
     return out;
   }
 
  private:
   template <typename Fn>
+  void ForEachPodInScope(Fn&& fn) const {
+    if (scope_) {
+      for (const PeerPod* pod : *scope_) fn(*pod);
+      return;
+    }
+    for (const auto& [key, pod] : context_.peers) fn(pod);
+  }
+
+  template <typename Fn>
   void ForEachSelectedPeer(const PolicyPeer& peer, const std::optional<std::string>& policy_namespace,
                            Fn&& fn) const {
     Labels fallback;
+    if (scope_) {
+      for (const PeerPod* pod : *scope_) {
+        if (!peer.namespace_selector && policy_namespace) {
+          if (pod->namespace_name != *policy_namespace) continue;
+        } else if (peer.namespace_selector &&
+                   !SelectorMatches(*peer.namespace_selector,
+                                    NamespaceLabelsOf(context_, pod->namespace_name, fallback))) {
+          continue;
+        }
+        if (!peer.pod_selector || SelectorMatches(*peer.pod_selector, pod->labels)) fn(*pod);
+      }
+      return;
+    }
     if (!peer.namespace_selector && policy_namespace) {
       // podSelector alone selects within the policy's namespace: one contiguous range of peers.
       const std::string prefix = *policy_namespace + "/";
@@ -104,13 +134,21 @@ class RuleBuilder {
       }
       return;
     }
-    // Cluster-scoped policies: no namespaceSelector means every namespace.
-    for (const auto& [key, pod] : context_.peers) {
+    // Namespace by namespace (keys are "namespace/name"): the namespace
+    // selector is evaluated once per namespace and a namespace it rejects is
+    // skipped whole ('0' sorts right after '/'). Cluster-scoped policies: no
+    // namespaceSelector means every namespace.
+    for (auto it = context_.peers.begin(); it != context_.peers.end();) {
+      const std::string namespace_name = it->second.namespace_name;
       if (peer.namespace_selector &&
-          !SelectorMatches(*peer.namespace_selector, NamespaceLabelsOf(context_, pod.namespace_name, fallback))) {
+          !SelectorMatches(*peer.namespace_selector, NamespaceLabelsOf(context_, namespace_name, fallback))) {
+        it = context_.peers.lower_bound(namespace_name + "0");
         continue;
       }
-      if (!peer.pod_selector || SelectorMatches(*peer.pod_selector, pod.labels)) fn(pod);
+      const std::string prefix = namespace_name + "/";
+      for (; it != context_.peers.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+        if (!peer.pod_selector || SelectorMatches(*peer.pod_selector, it->second.labels)) fn(it->second);
+      }
     }
   }
 
@@ -136,6 +174,7 @@ class RuleBuilder {
   const PolicyContext& context_;
   ms_direction direction_;
   const std::vector<ContainerPort>& local_ports_;
+  const std::vector<const PeerPod*>* scope_;
 };
 
 bool Isolates(const NetworkPolicy& policy, ms_direction direction) {
@@ -150,12 +189,13 @@ const std::vector<PolicyRule>& RulesOf(const NetworkPolicy& policy, ms_direction
 
 DirectionRules CollectDirectionRules(const PolicyContext& context, const LocalEndpoint& endpoint,
                                      const Pod* local_pod, ms_direction direction,
-                                     std::vector<std::string>* policies) {
+                                     std::vector<std::string>* policies,
+                                     const std::vector<const PeerPod*>* scope) {
   static const Labels kNoLabels;
   static const std::vector<ContainerPort> kNoPorts;
   const ClusterState& cluster = *context.cluster;
   const Labels& labels = local_pod ? local_pod->labels : kNoLabels;
-  const RuleBuilder builder(context, direction, local_pod ? local_pod->container_ports : kNoPorts);
+  const RuleBuilder builder(context, direction, local_pod ? local_pod->container_ports : kNoPorts, scope);
   DirectionRules out;
 
   // Cluster tier.
@@ -206,9 +246,15 @@ DirectionRules CollectDirectionRules(const PolicyContext& context, const LocalEn
       out.rules.push_back(*std::move(rule));
     }
   };
-  for (const auto& [key, policy] : cluster.network_policies) add_namespaced(policy, false, "");
-  for (const auto& [key, segment] : cluster.segment_policies) {
-    add_namespaced(segment.policy, segment.enforcement == Enforcement::kAudit, "SegmentPolicy ");
+  // Keys are "namespace/name": the endpoint's namespace is one range.
+  const std::string prefix = endpoint.pod_namespace + "/";
+  for (auto it = cluster.network_policies.lower_bound(prefix);
+       it != cluster.network_policies.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+    add_namespaced(it->second, false, "");
+  }
+  for (auto it = cluster.segment_policies.lower_bound(prefix);
+       it != cluster.segment_policies.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+    add_namespaced(it->second.policy, it->second.enforcement == Enforcement::kAudit, "SegmentPolicy ");
   }
   return out;
 }

@@ -21,8 +21,12 @@ namespace microseg {
 // ports). `policies` (may be nullptr) receives a name for every policy that
 // selects the endpoint in this direction: "ns/name" for NetworkPolicies,
 // "SegmentPolicy ns/name", "ClusterSegmentPolicy name".
+// `scope` (nullptr: every pod of the context) limits the peer pods selectors
+// are resolved against: each rule's pod_ports then covers only those, which
+// is all a patch for their addresses needs (CompileEndpointPeers).
 DirectionRules CollectDirectionRules(const PolicyContext& context, const LocalEndpoint& endpoint,
                                      const Pod* local_pod, ms_direction direction,
-                                     std::vector<std::string>* policies);
+                                     std::vector<std::string>* policies,
+                                     const std::vector<const PeerPod*>* scope = nullptr);
 
 }  // namespace microseg

@@ -269,11 +269,14 @@ absl::StatusOr<PolicyPort> ParsePolicyPort(const YAML::Node& node, const std::st
     if (end_port < start) {
       return FieldError(end_port_path, absl::StrCat(end_port, " is less than port ", start));
     }
-    if (int64_t{end_port} - start + 1 > kMaxEndPortRange) {
+    // Every port (1-65535) is one "any port" class (docs/policy-compiler.md,
+    // "Port ranges"); other ranges cost one map entry per port and peer.
+    const bool every_port = start == 1 && end_port == 65535;
+    if (!every_port && int64_t{end_port} - start + 1 > kMaxEndPortRange) {
       return FieldError(end_port_path,
                         absl::StrCat("endPort ranges wider than ", kMaxEndPortRange,
-                                     " ports are not supported yet (", start, "-", end_port, " is ",
-                                     int64_t{end_port} - start + 1, " ports)"));
+                                     " ports are not supported yet, except 1-65535 (", start, "-", end_port,
+                                     " is ", int64_t{end_port} - start + 1, " ports)"));
     }
     port.end_port = end_port;
   }

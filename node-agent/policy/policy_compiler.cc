@@ -89,6 +89,7 @@ PolicyContext BuildPolicyContext(const ClusterState& cluster, const std::vector<
   context.cluster = &cluster;
   context.namespace_labels = CollectNamespaceLabels(cluster, endpoints);
   context.peers = CollectPeerPods(cluster, endpoints);
+  for (const auto& [key, peer] : context.peers) context.peers_by_address[peer.ipv4].insert(key);
   return context;
 }
 
@@ -118,6 +119,29 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
   out.endpoint.endpoint_id = endpoint.endpoint_id;
   out.endpoint.ipv4 = htonl(endpoint.ipv4);
   out.endpoint.flags = flags;
+  return out;
+}
+
+PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoint& endpoint,
+                                 const std::set<uint32_t>& addresses) {
+  std::vector<const PeerPod*> scope;
+  for (uint32_t address : addresses) {
+    const auto keys = context.peers_by_address.find(address);
+    if (keys == context.peers_by_address.end()) continue;
+    for (const std::string& key : keys->second) scope.push_back(&context.peers.at(key));
+  }
+  const Pod* pod = FindPod(*context.cluster, endpoint);
+  PeerEntries out;
+  out.addresses = addresses;
+  EndpointPolicy exact_only;
+  for (ms_direction direction : {MS_DIR_INGRESS, MS_DIR_EGRESS}) {
+    const DirectionRules rules = CollectDirectionRules(context, endpoint, pod, direction, nullptr, &scope);
+    out.default_action[direction] = DefaultAction(rules);
+    DirectionEntries entries;
+    entries.exact = CompileExactVerdicts(rules, addresses);
+    AddDirectionEntries(entries, endpoint.endpoint_id, direction, exact_only);
+  }
+  out.exact = std::move(exact_only.exact);
   return out;
 }
 

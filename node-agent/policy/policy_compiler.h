@@ -6,11 +6,15 @@
 //    PolicyContext (the cluster plus facts derived from it once for all
 //    endpoints). The incremental engine calls it for just the endpoints an
 //    event touches.
+//  - CompileEndpointPeers: one local endpoint's exact entries for a few peer
+//    addresses only (a pod event patches just those, see PeerEntries).
 //  - CompilePolicy: every local endpoint, built on the former.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,6 +57,8 @@ struct PolicyContext {
   // A local endpoint's address (the one the CNI assigned) wins over the
   // manifest's; pods without any address are absent.
   std::map<std::string, PeerPod> peers;
+  // The keys in `peers` by address (host order): several pods may share one.
+  std::map<uint32_t, std::set<std::string>> peers_by_address;
 };
 
 PolicyContext BuildPolicyContext(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints);
@@ -68,6 +74,22 @@ struct EndpointPolicy {
 };
 
 EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEndpoint& endpoint);
+
+// What a peer pod's change does to one endpoint: the exact entries keyed by
+// the pod's old and new addresses are the only ones that can change (its
+// rules, their CIDRs and ports, its isolation and its LPM entries do not
+// depend on peer pods). `exact` is what CompileEndpointPolicy would give for
+// those addresses before its final trimming (a direction whose entries all
+// repeat the direction's default is left empty); `default_action` per
+// direction lets the updater tell whether that trimming changes.
+struct PeerEntries {
+  std::set<uint32_t> addresses;  // host order
+  MapState::ExactMap exact;      // keyed by the endpoint_id, like EndpointPolicy
+  std::array<ms_action, MS_DIR_MAX> default_action{};
+};
+
+PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoint& endpoint,
+                                 const std::set<uint32_t>& addresses);
 
 struct CompiledPolicy {
   MapState maps;  // ms_endpoint.policy_rev is left 0: see StampPolicyRevisions

@@ -60,6 +60,35 @@ NamespaceOutcome NamespaceTier(const DirectionRules& direction, const std::vecto
   return {!isolated, 0};
 }
 
+// The exact entries for one address some rule matches as a pod. Its keys are
+// those of every rule matching it (pod or CIDR), so that each entry's region
+// (packets whose most specific key it is) sees a uniform rule set; packets
+// outside all its keys match no rule on it and fall through to the LPM,
+// which gives the same answer.
+void AppendExactVerdicts(const DirectionRules& direction, uint32_t addr, std::vector<ExactVerdict>& out) {
+  std::set<PortKey> keys;
+  for (const VerdictRule& rule : direction.rules) {
+    if (const std::vector<PortKey>* rule_keys = KeysForPod(rule, addr)) keys.insert(rule_keys->begin(), rule_keys->end());
+  }
+  for (const PortKey& key : keys) {
+    std::vector<const VerdictRule*> matching;
+    for (const VerdictRule& rule : direction.rules) {
+      const std::vector<PortKey>* rule_keys = KeysForPod(rule, addr);
+      if (rule_keys && AnyCovers(*rule_keys, key)) matching.push_back(&rule);
+    }
+    out.push_back({addr, key, EvaluateTiers(direction, matching)});
+  }
+}
+
+// Every address some rule matches as a pod.
+std::set<uint32_t> PodAddresses(const DirectionRules& direction) {
+  std::set<uint32_t> addresses;
+  for (const VerdictRule& rule : direction.rules) {
+    for (const auto& [addr, keys] : rule.pod_ports) addresses.insert(addr);
+  }
+  return addresses;
+}
+
 }  // namespace
 
 bool PortKeyCovers(const PortKey& outer, const PortKey& inner) {
@@ -94,29 +123,7 @@ DirectionEntries CompileDirection(const DirectionRules& direction) {
   DirectionEntries entries;
   const ms_action default_action = DefaultAction(direction);
 
-  // Exact entries for every address some rule matches as a pod. Its keys are
-  // those of every rule matching it (pod or CIDR), so that each entry's
-  // region (packets whose most specific key it is) sees a uniform rule set;
-  // packets outside all its keys match no rule on it and fall through to the
-  // LPM, which gives the same answer.
-  std::set<uint32_t> pod_addresses;
-  for (const VerdictRule& rule : direction.rules) {
-    for (const auto& [addr, keys] : rule.pod_ports) pod_addresses.insert(addr);
-  }
-  for (uint32_t addr : pod_addresses) {
-    std::set<PortKey> keys;
-    for (const VerdictRule& rule : direction.rules) {
-      if (const std::vector<PortKey>* rule_keys = KeysForPod(rule, addr)) keys.insert(rule_keys->begin(), rule_keys->end());
-    }
-    for (const PortKey& key : keys) {
-      std::vector<const VerdictRule*> matching;
-      for (const VerdictRule& rule : direction.rules) {
-        const std::vector<PortKey>* rule_keys = KeysForPod(rule, addr);
-        if (rule_keys && AnyCovers(*rule_keys, key)) matching.push_back(&rule);
-      }
-      entries.exact.push_back({addr, key, EvaluateTiers(direction, matching)});
-    }
-  }
+  for (uint32_t addr : PodAddresses(direction)) AppendExactVerdicts(direction, addr, entries.exact);
 
   // LPM entries from the CIDR view of every rule; spec i is (rule, block, key).
   std::vector<LpmRuleSpec> specs;
@@ -152,6 +159,15 @@ DirectionEntries CompileDirection(const DirectionRules& direction) {
                   [&](const LpmVerdictEntry& entry) { return entry.value.action == default_action; });
   if (all_default && default_action != MS_ACTION_ALLOW_AUDIT) return {};
   return entries;
+}
+
+std::vector<ExactVerdict> CompileExactVerdicts(const DirectionRules& direction, const std::set<uint32_t>& addresses) {
+  std::vector<ExactVerdict> out;
+  const std::set<uint32_t> pods = PodAddresses(direction);
+  for (uint32_t addr : addresses) {
+    if (pods.contains(addr)) AppendExactVerdicts(direction, addr, out);
+  }
+  return out;
 }
 
 }  // namespace microseg

@@ -11,6 +11,7 @@
 #include <compare>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "microseg/datapath.h"
@@ -81,5 +82,9 @@ ms_action DefaultAction(const DirectionRules& direction);
 // miss, give EvaluateTiers() of the matching rules for every packet. Empty
 // when every verdict equals the default.
 DirectionEntries CompileDirection(const DirectionRules& direction);
+
+// CompileDirection's exact entries for `addresses` only, before its
+// all-default trimming (see PeerEntries in policy_compiler.h).
+std::vector<ExactVerdict> CompileExactVerdicts(const DirectionRules& direction, const std::set<uint32_t>& addresses);
 
 }  // namespace microseg

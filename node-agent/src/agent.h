@@ -1,13 +1,20 @@
 // The agent's core: holds the cluster state and this node's endpoints, and
 // keeps the BPF maps equal to what the compiler derives from them. Every
-// change goes compile -> diff -> apply under one lock; a failed apply is
-// rolled back so the maps hold the last good policy, never half of a new one.
+// change is an event (or a whole state diffed into events) that the
+// PolicyEngine turns into the few endpoints it touches; those are compiled
+// and handed to the PolicyMapUpdater, which moves each atomically from the
+// old to the new policy, all under one lock. A failed update is rolled back
+// and the event undone, so the maps hold the last good policy, never half of
+// a new one. When a policy map is full, the update goes endpoint by
+// endpoint and an endpoint whose policy does not fit is locked down
+// (endpoint_lockdown.h) instead of failing the whole event.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +24,8 @@
 #include "map_state.h"
 #include "model.h"
 #include "policy_compiler.h"
+#include "policy_engine.h"
+#include "policy_map_updater.h"
 
 namespace microseg {
 
@@ -36,12 +45,16 @@ struct AgentCounters {
   uint32_t namespaces = 0;
   uint32_t pods = 0;
   uint32_t network_policies = 0;
+  uint32_t segment_policies = 0;
+  uint32_t cluster_segment_policies = 0;
   size_t endpoint_entries = 0;  // ms_endpoints entries the agent keeps
   size_t exact_entries = 0;
   size_t lpm_entries = 0;
   double last_reconcile_seconds = 0;
   uint32_t locked_down_endpoints = 0;
   uint64_t lockdowns_total = 0;  // endpoints that went into lockdown since start
+  uint64_t compiled_endpoints = 0;  // endpoint compilations since start (incrementality)
+  UpdaterCounters updater;
 };
 
 class Agent {
@@ -57,7 +70,21 @@ class Agent {
 
   // Compiles the initial state into the maps.
   [[nodiscard]] absl::Status Start(ClusterState cluster);
+  // Standalone mode: a whole new state, diffed into events.
   [[nodiscard]] absl::Status SetClusterState(ClusterState cluster);
+
+  // One object at a time (the Kubernetes watch). Each returns once the maps
+  // reflect the event; on error the event is not applied at all.
+  [[nodiscard]] absl::Status UpsertNamespace(const Namespace& ns);
+  [[nodiscard]] absl::Status DeleteNamespace(const std::string& name);
+  [[nodiscard]] absl::Status UpsertPod(const Pod& pod);
+  [[nodiscard]] absl::Status DeletePod(const std::string& namespace_name, const std::string& name);
+  [[nodiscard]] absl::Status UpsertNetworkPolicy(const NetworkPolicy& policy);
+  [[nodiscard]] absl::Status DeleteNetworkPolicy(const std::string& namespace_name, const std::string& name);
+  [[nodiscard]] absl::Status UpsertSegmentPolicy(const SegmentPolicy& policy);
+  [[nodiscard]] absl::Status DeleteSegmentPolicy(const std::string& namespace_name, const std::string& name);
+  [[nodiscard]] absl::Status UpsertClusterSegmentPolicy(const ClusterSegmentPolicy& policy);
+  [[nodiscard]] absl::Status DeleteClusterSegmentPolicy(const std::string& name);
 
   // Returns once the endpoint's policy is in the maps.
   [[nodiscard]] absl::StatusOr<EndpointView> AddEndpoint(EndpointRecord record);
@@ -76,20 +103,26 @@ class Agent {
   [[nodiscard]] absl::Status RetryLockdowns();
 
  private:
-  [[nodiscard]] absl::Status ReconcileLocked();
+  // Compiles the engine's dirty endpoints and applies them; on failure runs
+  // `undo` (which must restore the engine's previous inputs) and drops the
+  // dirt it leaves, since the maps kept the previous policy.
+  [[nodiscard]] absl::Status CommitLocked(const std::function<void()>& undo);
+  // A policy map is full: the batch endpoint by endpoint, with lockdowns.
+  // `ids`: the endpoints of the batch that did not fit, compiled whole again.
+  [[nodiscard]] absl::Status ApplyWithLockdownsLocked(const std::set<uint32_t>& ids,
+                                                      const std::function<void()>& undo);
+  void SetLockdownsLocked(Lockdowns now);
+  void SyncEndpointsLocked();
   EndpointView ViewLocked(const EndpointRecord& record) const;
   void PurgeSessionsLocked(uint32_t endpoint_id);
-  [[nodiscard]] absl::Status ApplyWithLockdownsLocked(const MapState& desired);
-  void SetLockdownsLocked(Lockdowns now);
 
   mutable std::mutex mu_;
   const std::string node_name_;
   MapWriter& writer_;
   EndpointRegistry& registry_;
-  MapState live_;
   SessionPurger purge_sessions_;
-  ClusterState cluster_;
-  std::map<uint32_t, EndpointPolicySummary> summaries_;
+  PolicyEngine engine_;
+  PolicyMapUpdater updater_;
   AgentCounters counters_;
   Lockdowns lockdowns_;
 };

@@ -32,29 +32,29 @@ absl::Status Delete(int fd, const void* key, const char* map) {
 absl::Status BpfMapWriter::UpsertEndpoint(uint32_t ifindex, const ms_endpoint& value) {
   ms_endpoint_key key{};
   key.ifindex = ifindex;
-  return Update(datapath_.endpoints_fd(), &key, &value, "ms_endpoints", MS_PMAP_ENDPOINTS);
+  return Update(endpoints_fd_, &key, &value, "ms_endpoints", MS_PMAP_ENDPOINTS);
 }
 
 absl::Status BpfMapWriter::DeleteEndpoint(uint32_t ifindex) {
   ms_endpoint_key key{};
   key.ifindex = ifindex;
-  return Delete(datapath_.endpoints_fd(), &key, "ms_endpoints");
+  return Delete(endpoints_fd_, &key, "ms_endpoints");
 }
 
 absl::Status BpfMapWriter::UpsertExact(const ms_policy_key& key, const ms_policy_value& value) {
-  return Update(datapath_.policy_fd(), &key, &value, "ms_policy", MS_PMAP_POLICY);
+  return Update(policy_fd_, &key, &value, "ms_policy", MS_PMAP_POLICY);
 }
 
 absl::Status BpfMapWriter::DeleteExact(const ms_policy_key& key) {
-  return Delete(datapath_.policy_fd(), &key, "ms_policy");
+  return Delete(policy_fd_, &key, "ms_policy");
 }
 
 absl::Status BpfMapWriter::UpsertLpm(const ms_lpm_key& key, const ms_policy_value& value) {
-  return Update(datapath_.policy_lpm_fd(), &key, &value, "ms_policy_lpm", MS_PMAP_POLICY_LPM);
+  return Update(policy_lpm_fd_, &key, &value, "ms_policy_lpm", MS_PMAP_POLICY_LPM);
 }
 
 absl::Status BpfMapWriter::DeleteLpm(const ms_lpm_key& key) {
-  return Delete(datapath_.policy_lpm_fd(), &key, "ms_policy_lpm");
+  return Delete(policy_lpm_fd_, &key, "ms_policy_lpm");
 }
 
 }  // namespace microseg

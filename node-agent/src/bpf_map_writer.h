@@ -11,7 +11,11 @@ namespace microseg {
 
 class BpfMapWriter final : public MapWriter {
  public:
-  explicit BpfMapWriter(const BpfDatapath& datapath) : datapath_(datapath) {}
+  explicit BpfMapWriter(const BpfDatapath& datapath)
+      : BpfMapWriter(datapath.endpoints_fd(), datapath.policy_fd(), datapath.policy_lpm_fd()) {}
+  // The maps by fd (tests load the object without pinning it).
+  BpfMapWriter(int endpoints_fd, int policy_fd, int policy_lpm_fd)
+      : endpoints_fd_(endpoints_fd), policy_fd_(policy_fd), policy_lpm_fd_(policy_lpm_fd) {}
 
   absl::Status UpsertEndpoint(uint32_t ifindex, const ms_endpoint& value) override;
   absl::Status DeleteEndpoint(uint32_t ifindex) override;
@@ -26,7 +30,9 @@ class BpfMapWriter final : public MapWriter {
  private:
   absl::Status Update(int fd, const void* key, const void* value, const char* name, unsigned map);
 
-  const BpfDatapath& datapath_;
+  int endpoints_fd_;
+  int policy_fd_;
+  int policy_lpm_fd_;
   std::array<std::atomic<uint64_t>, MS_PMAP_MAX> insert_failures_{};
 };
 

@@ -83,6 +83,8 @@ grpc::Status AgentService::GetStatus(grpc::ServerContext*, const v1::GetStatusRe
   response->set_namespaces(c.namespaces);
   response->set_pods(c.pods);
   response->set_network_policies(c.network_policies);
+  response->set_segment_policies(c.segment_policies);
+  response->set_cluster_segment_policies(c.cluster_segment_policies);
   if (extras_.manifest_errors) {
     for (const ManifestError& e : extras_.manifest_errors()) {
       auto* out = response->add_manifest_errors();

@@ -45,6 +45,8 @@ std::vector<MetricFamily> AgentMetrics::Collect() const {
   AddGauge(objects, c.namespaces, {{"kind", "Namespace"}});
   AddGauge(objects, c.pods, {{"kind", "Pod"}});
   AddGauge(objects, c.network_policies, {{"kind", "NetworkPolicy"}});
+  AddGauge(objects, c.segment_policies, {{"kind", "SegmentPolicy"}});
+  AddGauge(objects, c.cluster_segment_policies, {{"kind", "ClusterSegmentPolicy"}});
   out.push_back(std::move(objects));
 
   auto generation = Family("microseg_policy_generation", "Successful policy compilations into the maps.",

@@ -52,6 +52,8 @@ int Status(microseg::v1::Agent::Stub& stub, grpc::ClientContext& context) {
             << "namespaces:       " << response.namespaces() << "\n"
             << "pods:             " << response.pods() << "\n"
             << "networkpolicies:  " << response.network_policies() << "\n"
+            << "segmentpolicies:  " << response.segment_policies() << "\n"
+            << "clustersegmentpolicies: " << response.cluster_segment_policies() << "\n"
             << "manifest errors:  " << response.manifest_errors_size() << "\n";
   for (const auto& e : response.manifest_errors()) std::cout << "  " << e.file() << ": " << e.message() << "\n";
   return 0;

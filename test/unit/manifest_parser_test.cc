@@ -227,6 +227,9 @@ TEST_CASE("the largest allowed endPort range parses", "[parser]") {
   const NetworkPolicy policy =
       ParseOnePolicy(PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{port: 1000, endPort: 2023}]\n"));
   CHECK(policy.ingress[0].ports[0].end_port == std::optional<uint16_t>(2023));
+  const NetworkPolicy every_port =
+      ParseOnePolicy(PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{port: 1, endPort: 65535}]\n"));
+  CHECK(every_port.ingress[0].ports[0].end_port == std::optional<uint16_t>(65535));
 }
 
 // Every validation error: the whole text fails, and the message names the
@@ -253,7 +256,9 @@ TEST_CASE("invalid manifests are rejected with the document, object and field", 
       {"endPort out of range", PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{port: 80, endPort: 70000}]\n"),
        "endPort: 70000 is out of range 1-65535"},
       {"endPort range too wide", PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{port: 1000, endPort: 2024}]\n"),
-       "endPort ranges wider than 1024 ports are not supported yet"},
+       "endPort ranges wider than 1024 ports are not supported yet, except 1-65535"},
+      {"endPort range almost every port", PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{port: 2, endPort: 65535}]\n"),
+       "(2-65535 is 65534 ports)"},
       {"unknown protocol", PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{protocol: ICMP}]\n"),
        "spec.ingress[0].ports[0].protocol: unknown protocol \"ICMP\" (expected TCP, UDP or SCTP)"},
       {"lowercase protocol", PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{protocol: tcp, port: 1}]\n"),

@@ -359,6 +359,29 @@ spec:
   CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kTcp, 8004));
 }
 
+TEST_CASE("port 1 endPort 65535 is every port of the protocol: one entry, not 65,535", "[compiler]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {role: client}}}, {ipBlock: {cidr: 192.168.0.0/16}}]
+    ports: [{port: 1, endPort: 65535}]
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
+  CHECK(compiled.maps.exact.size() == 1);  // a/client: (tcp, any port)
+  CHECK(compiled.maps.lpm.size() <= 2);
+  for (uint16_t port : {uint16_t{1}, uint16_t{80}, uint16_t{40000}, uint16_t{65535}}) {
+    CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kTcp, port));
+    CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "192.168.7.7", kTcp, port));
+    CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kUdp, port));  // TCP only
+    CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.1.13", kTcp, port));  // not a peer
+  }
+}
+
 TEST_CASE("rules of a direction the policy does not isolate have no effect", "[compiler]") {
   const ClusterState cluster = ClusterWith(R"(
 ---

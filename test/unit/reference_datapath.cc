@@ -40,10 +40,12 @@ ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_dire
   const bool isolated = (endpoint->second.flags & isolation_flag) != 0;
   if (!isolated && !(endpoint->second.flags & lookup_flag)) return {Decision::kAllowNotIsolated, 0};
 
+  // The entries of the generation the endpoint's flags name.
+  const uint32_t policy_id = ms_policy_id(endpoint->second.endpoint_id, endpoint->second.flags);
   const std::pair<uint8_t, uint16_t> classes[] = {{proto, port}, {proto, 0}, {0, 0}};
   for (const auto& [class_proto, class_port] : classes) {
     ms_policy_key key{};
-    key.endpoint_id = endpoint->second.endpoint_id;
+    key.endpoint_id = policy_id;
     key.peer_ipv4 = htonl(peer_ipv4);
     key.port = class_port;
     key.proto = class_proto;
@@ -57,7 +59,7 @@ ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_dire
   }
   for (const auto& [class_proto, class_port] : classes) {
     const std::optional<ms_policy_value> value =
-        LongestPrefix(maps, endpoint->second.endpoint_id, direction, peer_ipv4, class_proto, class_port);
+        LongestPrefix(maps, policy_id, direction, peer_ipv4, class_proto, class_port);
     if (!value) continue;
     const Decision decision = value->action == MS_ACTION_ALLOW         ? Decision::kAllowLpm
                               : value->action == MS_ACTION_ALLOW_AUDIT ? Decision::kAuditLpm

@@ -129,6 +129,21 @@ MS_STATIC_ASSERT(sizeof(struct ms_endpoint_key) == 4, "ms_endpoint_key layout");
  * Cleared once the whole policy fits again. See docs/map-pressure.md.
  */
 #define MS_EP_F_LOCKDOWN (1U << 4)
+/*
+ * Policy generation (docs/policy-compiler.md, "Atomic updates"): the policy
+ * maps hold an endpoint's entries under key id endpoint_id, or endpoint_id |
+ * MS_POLICY_GEN_BIT, and this flag says which set is in force. The agent
+ * stages a new set under the other id and flips the flag with one map
+ * update; isolation and generation share this byte, so a program reading
+ * `flags` once sees one consistent policy. Endpoint ids stay below the bit.
+ */
+#define MS_EP_F_POLICY_GEN (1U << 7)
+#define MS_POLICY_GEN_BIT 0x80000000U
+
+static inline __u32 ms_policy_id(__u32 endpoint_id, __u8 flags)
+{
+	return (flags & MS_EP_F_POLICY_GEN) ? (endpoint_id | MS_POLICY_GEN_BIT) : endpoint_id;
+}
 
 struct ms_endpoint {
 	__u32 endpoint_id; /* host order: agent-assigned, never 0, keys the policy maps */
@@ -148,7 +163,7 @@ MS_STATIC_ASSERT(sizeof(struct ms_endpoint) == 16, "ms_endpoint layout");
  * default (drop if isolated in that direction, else allow).
  */
 struct ms_policy_key {
-	__u32 endpoint_id; /* host order */
+	__u32 endpoint_id; /* host order: ms_policy_id(), i.e. with the generation bit */
 	__u32 peer_ipv4;   /* net */
 	__u16 port;        /* host order: destination port of the flow; 0 = any */
 	__u8 proto;        /* IPPROTO_*; 0 = any */
@@ -177,7 +192,7 @@ MS_STATIC_ASSERT(sizeof(struct ms_policy_value) == 8, "ms_policy_value layout");
  */
 struct ms_lpm_key {
 	__u32 prefixlen;   /* host order, required first by LPM_TRIE */
-	__u32 endpoint_id; /* host order */
+	__u32 endpoint_id; /* host order: ms_policy_id(), i.e. with the generation bit */
 	__u8 direction;    /* enum ms_direction */
 	__u8 proto;        /* IPPROTO_*; 0 = any */
 	__u16 port;        /* host order; 0 = any */

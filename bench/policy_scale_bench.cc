@@ -1,0 +1,539 @@
+// microseg-policy-bench: the policy engine at cluster scale. Generates a
+// synthetic cluster (default 10,000 pods in 1,000 namespaces, 2,000 policies
+// of all three kinds: NetworkPolicies, SegmentPolicies (Deny rules, Audit
+// mode) and 20 ClusterSegmentPolicies (Allow/Deny/Pass, priorities), mixing
+// pod selectors, namespace selectors, named ports, endPort ranges and
+// ipBlocks with except; 200 endpoints local), then measures what the agent
+// does per event (PolicyEngine -> PlanEndpointUpdates (whole endpoints or
+// peer patches) -> PolicyMapUpdater -> BpfMapWriter into freshly loaded,
+// unpinned BPF maps):
+//   - full compile + initial map fill;
+//   - one pod add / label change / delete -> maps updated (p50/p99/max);
+//   - one policy change -> maps updated (p50/p99/max);
+//   - the baseline in the same run: a full CompilePolicy of the same state;
+//   - RSS (VmRSS/VmHWM) and each BPF map's memory (fdinfo memlock).
+// A tool, not a test: nothing here asserts on timing. Needs root for the BPF
+// maps; with --no_bpf it writes into an in-memory map instead.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "bpf_map_writer.h"
+#include "map_state.h"
+#include "microseg.skel.h"
+#include "policy_commit.h"
+#include "policy_compiler.h"
+#include "policy_engine.h"
+#include "policy_map_updater.h"
+
+namespace microseg {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  int pods = 10000;
+  int namespaces = 1000;
+  int policies = 2000;  // all kinds together
+  int cluster_policies = 20;
+  int segment_percent = 30;  // of the namespaced policies
+  int local = 200;
+  int pod_events = 600;
+  int policy_events = 300;
+  bool bpf = true;
+  uint32_t seed = 42;
+};
+
+// In-memory writer for --no_bpf runs (no privilege).
+class MemoryWriter : public MapWriter {
+ public:
+  MapState maps;
+  absl::Status UpsertEndpoint(uint32_t i, const ms_endpoint& v) override { maps.endpoints[i] = v; return absl::OkStatus(); }
+  absl::Status DeleteEndpoint(uint32_t i) override { maps.endpoints.erase(i); return absl::OkStatus(); }
+  absl::Status UpsertExact(const ms_policy_key& k, const ms_policy_value& v) override { maps.exact[k] = v; return absl::OkStatus(); }
+  absl::Status DeleteExact(const ms_policy_key& k) override { maps.exact.erase(k); return absl::OkStatus(); }
+  absl::Status UpsertLpm(const ms_lpm_key& k, const ms_policy_value& v) override { maps.lpm[k] = v; return absl::OkStatus(); }
+  absl::Status DeleteLpm(const ms_lpm_key& k) override { maps.lpm.erase(k); return absl::OkStatus(); }
+};
+
+std::string Ns(int i) { return absl::StrCat("ns-", i); }
+const char* kApps[] = {"web", "api", "db", "cache", "monitoring"};
+
+class ClusterGenerator {
+ public:
+  explicit ClusterGenerator(const Options& options) : options_(options), rng_(options.seed) {}
+
+  int Uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
+
+  Namespace MakeNamespace(int i) {
+    return Namespace{Ns(i), {{"team", absl::StrCat("t", i % 20)}, {"env", i % 2 == 0 ? "prod" : "dev"}}};
+  }
+
+  Pod MakePod(int i, int ns) {
+    Pod pod;
+    pod.namespace_name = Ns(ns);
+    pod.name = absl::StrCat("pod-", i);
+    pod.labels = {{"app", kApps[Uniform(0, 4)]}, {"tier", Uniform(0, 1) ? "frontend" : "backend"}};
+    pod.node_name = "node-x";
+    pod.ipv4 = 0x0af40000u + static_cast<uint32_t>(i) + 1;  // 10.244.0.0/16
+    pod.container_ports = {{"http", 8080, Protocol::kTcp}, {"metrics", 9090, Protocol::kTcp}};
+    return pod;
+  }
+
+  // Three shapes, in proportion 2:1:1.
+  NetworkPolicy MakePolicy(int i, int ns, int variant) {
+    NetworkPolicy policy;
+    policy.namespace_name = Ns(ns);
+    policy.name = absl::StrCat("np-", i);
+    PolicyPort http;
+    http.port = uint16_t{static_cast<uint16_t>(8080 + variant % 3)};
+    PolicyPort metrics;
+    metrics.port = std::string("metrics");
+    switch (i % 4) {
+      case 0:
+      case 1: {
+        // app=X accepts app=Y of its namespace on 8080, and monitoring pods
+        // of the namespaces of one team on the named port "metrics".
+        policy.pod_selector.match_labels = {{"app", kApps[(i + variant) % 4]}};
+        PolicyPeer same_ns;
+        same_ns.pod_selector = LabelSelector{{{"app", kApps[(i + 1 + variant) % 4]}}, {}};
+        PolicyPeer monitoring;
+        monitoring.namespace_selector = LabelSelector{{{"team", absl::StrCat("t", (i + variant) % 20)}}, {}};
+        monitoring.pod_selector = LabelSelector{{{"app", "monitoring"}}, {}};
+        policy.ingress.push_back({{same_ns}, {http}});
+        policy.ingress.push_back({{monitoring}, {metrics}});
+        break;
+      }
+      case 2: {
+        // Default deny both ways for the namespace, egress to the backend
+        // tier of its own namespace and to 10.0.0.0/8 outside the pod range.
+        policy.isolates_egress = true;
+        PolicyPeer backend;
+        backend.pod_selector = LabelSelector{{}, {{"tier", LabelRequirement::Operator::kIn, {"backend"}}}};
+        PolicyPeer outside;
+        outside.ip_block = IpBlock{{0x0a000000u, 8}, {{0x0af40000u, 16}}};
+        PolicyPort https;
+        https.port = uint16_t{static_cast<uint16_t>(443 + variant % 2)};
+        policy.egress.push_back({{backend}, {}});
+        policy.egress.push_back({{outside}, {https}});
+        break;
+      }
+      default: {
+        // Frontends accept an office range (minus two subnets) and every pod
+        // of prod namespaces of one team on 80-81.
+        policy.pod_selector.match_labels = {{"tier", "frontend"}};
+        PolicyPeer office;
+        office.ip_block = IpBlock{{0xc0a80000u, 16}, {{0xc0a80100u, 24}, {0xc0a80200u + (variant % 4) * 256u, 24}}};
+        PolicyPeer prod;
+        prod.namespace_selector = LabelSelector{{{"env", "prod"}, {"team", absl::StrCat("t", (i * 7 + variant) % 20)}}, {}};
+        PolicyPort web;
+        web.port = uint16_t{80};
+        web.end_port = uint16_t{81};
+        policy.ingress.push_back({{office, prod}, {web}});
+      }
+    }
+    return policy;
+  }
+
+  // SegmentPolicies: Deny rules next to allows, and Audit mode.
+  SegmentPolicy MakeSegmentPolicy(int i, int ns, int variant) {
+    SegmentPolicy segment;
+    NetworkPolicy& policy = segment.policy;
+    policy.namespace_name = Ns(ns);
+    policy.name = absl::StrCat("sp-", i);
+    policy.pod_selector.match_labels = {{"app", kApps[(i + variant) % 4]}};
+    PolicyPort http;
+    http.port = uint16_t{static_cast<uint16_t>(8080 + variant % 3)};
+    if (i % 2 == 0) {
+      // Deny the dev namespaces of one team, allow the same app tier.
+      PolicyPeer dev;
+      dev.namespace_selector = LabelSelector{{{"env", "dev"}, {"team", absl::StrCat("t", (i + variant) % 20)}}, {}};
+      PolicyRule deny{{dev}, {}, RuleAction::kDeny, false};
+      PolicyPeer tier;
+      tier.pod_selector = LabelSelector{{{"tier", "frontend"}}, {}};
+      policy.ingress.push_back(deny);
+      policy.ingress.push_back({{tier}, {http}, RuleAction::kAllow, false});
+    } else {
+      // Audit: would allow only the backend tier of the namespace on egress.
+      segment.enforcement = Enforcement::kAudit;
+      policy.isolates_egress = true;
+      PolicyPeer backend;
+      backend.pod_selector = LabelSelector{{{"tier", "backend"}}, {}};
+      policy.egress.push_back({{backend}, {http}, RuleAction::kAllow, false});
+    }
+    return segment;
+  }
+
+  // Platform policies, evaluated before the namespaces' own.
+  ClusterSegmentPolicy MakeClusterPolicy(int i, int variant) {
+    ClusterSegmentPolicy policy;
+    policy.name = absl::StrCat("csp-", i);
+    policy.priority = 10 * i + variant % 5;
+    const std::string team = absl::StrCat("t", (i + variant) % 20);
+    switch (i % 4) {
+      case 0: {
+        // Prod of one team refuses the dev namespaces of another team.
+        policy.subject_namespace_selector = LabelSelector{{{"env", "prod"}, {"team", team}}, {}};
+        policy.applies_ingress = true;
+        PolicyPeer dev;
+        dev.namespace_selector = LabelSelector{{{"env", "dev"}, {"team", absl::StrCat("t", (i + 7) % 20)}}, {}};
+        policy.ingress.push_back({{dev}, {}, RuleAction::kDeny, false});
+        break;
+      }
+      case 1: {
+        // Monitoring of one team scrapes every prod pod on the named port.
+        policy.subject_namespace_selector = LabelSelector{{{"env", "prod"}}, {}};
+        policy.applies_ingress = true;
+        PolicyPeer monitoring;
+        monitoring.namespace_selector = LabelSelector{{{"team", team}}, {}};
+        monitoring.pod_selector = LabelSelector{{{"app", "monitoring"}}, {}};
+        PolicyPort metrics;
+        metrics.port = std::string("metrics");
+        policy.ingress.push_back({{monitoring}, {metrics}, RuleAction::kAllow, false});
+        break;
+      }
+      case 2: {
+        // Traffic to the corporate range minus the pod range: the namespaces decide.
+        policy.applies_egress = true;
+        PolicyPeer corporate;
+        corporate.ip_block = IpBlock{{0x0a000000u, 8}, {{0x0af40000u, 16}}};
+        policy.egress.push_back({{corporate}, {}, RuleAction::kPass, false});
+        break;
+      }
+      default: {
+        // Nobody reaches the cloud metadata service, and a web range on a port range.
+        policy.applies_egress = true;
+        PolicyPeer metadata;
+        metadata.ip_block = IpBlock{{0xa9fea9feu, 32}, {}};
+        policy.egress.push_back({{metadata}, {}, RuleAction::kDeny, false});
+        PolicyPeer web;
+        web.ip_block = IpBlock{{0xc6336400u + static_cast<uint32_t>(variant % 4) * 256u, 24}, {}};
+        PolicyPort range;
+        range.port = uint16_t{8000};
+        range.end_port = uint16_t{static_cast<uint16_t>(8010 + variant % 3)};
+        policy.egress.push_back({{web}, {range}, RuleAction::kAllow, false});
+      }
+    }
+    return policy;
+  }
+
+  ClusterState Build(std::vector<LocalEndpoint>& local) {
+    ClusterState cluster;
+    for (int i = 0; i < options_.namespaces; ++i) {
+      Namespace ns = MakeNamespace(i);
+      cluster.namespaces[ns.name] = ns;
+    }
+    const int per_ns = options_.pods / options_.namespaces;
+    for (int i = 0; i < options_.pods; ++i) {
+      Pod pod = MakePod(i, i / per_ns);
+      cluster.pods[pod.namespace_name + "/" + pod.name] = pod;
+    }
+    for (int i = 0; i < options_.cluster_policies; ++i) {
+      ClusterSegmentPolicy policy = MakeClusterPolicy(i, 0);
+      cluster.cluster_segment_policies[policy.name] = policy;
+    }
+    // Namespaced policy i lives in namespace i % namespaces.
+    for (int i = 0; i < options_.policies - options_.cluster_policies; ++i) {
+      if (IsSegment(i)) {
+        SegmentPolicy segment = MakeSegmentPolicy(i, i % options_.namespaces, 0);
+        cluster.segment_policies[segment.policy.namespace_name + "/" + segment.policy.name] = segment;
+      } else {
+        NetworkPolicy policy = MakePolicy(i, i % options_.namespaces, 0);
+        cluster.network_policies[policy.namespace_name + "/" + policy.name] = policy;
+      }
+    }
+    // Local pods spread evenly over the cluster.
+    const int stride = std::max(1, options_.pods / options_.local);
+    uint32_t id = 1;
+    for (int i = 0; i < options_.pods && static_cast<int>(local.size()) < options_.local; i += stride) {
+      const Pod& pod = cluster.pods.at(absl::StrCat(Ns(i / per_ns), "/pod-", i));
+      local.push_back({id, 1000 + id, pod.namespace_name, pod.name, *pod.ipv4});
+      ++id;
+    }
+    return cluster;
+  }
+
+  bool IsSegment(int i) const { return i % 100 < options_.segment_percent; }
+
+ private:
+  const Options& options_;
+  std::mt19937 rng_;
+};
+
+struct Percentiles {
+  double p50 = 0, p99 = 0, max = 0;
+};
+Percentiles Summarize(std::vector<double> ms) {
+  Percentiles p;
+  if (ms.empty()) return p;
+  std::sort(ms.begin(), ms.end());
+  p.p50 = ms[ms.size() / 2];
+  p.p99 = ms[std::min(ms.size() - 1, static_cast<size_t>(static_cast<double>(ms.size()) * 0.99))];
+  p.max = ms.back();
+  return p;
+}
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+// CPU time of this thread (user + system, BPF syscalls included): on a
+// loaded machine wall time also counts waiting for a core.
+double CpuMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+std::string ProcStatus(const char* field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field, 0) == 0) {
+      std::string value = line.substr(std::strlen(field));
+      value.erase(0, value.find_first_not_of(" \t"));
+      return value;
+    }
+  }
+  return "?";
+}
+
+std::string MemlockOf(int fd) {
+  std::ifstream in(absl::StrCat("/proc/self/fdinfo/", fd));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("memlock:", 0) == 0) {
+      std::istringstream fields(line.substr(8));
+      uint64_t bytes = 0;
+      fields >> bytes;
+      return absl::StrCat(bytes / 1024, " KiB");
+    }
+  }
+  return "?";
+}
+
+int Run(const Options& options) {
+  ClusterGenerator generator(options);
+  std::vector<LocalEndpoint> local;
+  const ClusterState cluster = generator.Build(local);
+  std::printf("cluster: %zu namespaces, %zu pods, %zu NetworkPolicies, %zu SegmentPolicies, %zu "
+              "ClusterSegmentPolicies, %zu local endpoints\n",
+              cluster.namespaces.size(), cluster.pods.size(), cluster.network_policies.size(),
+              cluster.segment_policies.size(), cluster.cluster_segment_policies.size(), local.size());
+
+  microseg_bpf* skeleton = nullptr;
+  std::unique_ptr<MapWriter> writer;
+  if (options.bpf) {
+    skeleton = microseg_bpf__open();
+    if (skeleton == nullptr) {
+      std::fprintf(stderr, "cannot open the BPF skeleton: %s\n", std::strerror(errno));
+      return 1;
+    }
+    // Room for the whole policy plus staging headroom.
+    bpf_map__set_max_entries(skeleton->maps.ms_policy, 1u << 20);
+    bpf_map__set_max_entries(skeleton->maps.ms_policy_lpm, 1u << 17);
+    bpf_map__set_max_entries(skeleton->maps.ms_sessions, 1024);
+    if (int error = microseg_bpf__load(skeleton); error != 0) {
+      std::fprintf(stderr, "loading the BPF object failed (needs root; or run with --no_bpf): %s\n",
+                   std::strerror(-error));
+      return 1;
+    }
+    writer = std::make_unique<BpfMapWriter>(bpf_map__fd(skeleton->maps.ms_endpoints),
+                                            bpf_map__fd(skeleton->maps.ms_policy),
+                                            bpf_map__fd(skeleton->maps.ms_policy_lpm));
+  } else {
+    writer = std::make_unique<MemoryWriter>();
+  }
+  std::printf("RSS before the engine: %s\n", ProcStatus("VmRSS:").c_str());
+
+  PolicyEngine engine;
+  PolicyMapUpdater updater(*writer);
+  auto commit = [&] {
+    std::vector<EndpointUpdate> updates = PlanEndpointUpdates(engine, updater);
+    const size_t count = updates.size();
+    if (absl::Status status = updater.Apply(std::move(updates)); !status.ok()) {
+      std::fprintf(stderr, "apply failed: %s\n", status.ToString().c_str());
+      std::exit(1);
+    }
+    return count;
+  };
+
+  // 1. Full compile + initial fill.
+  auto started = Clock::now();
+  const double fill_cpu0 = CpuMs();
+  engine.SetClusterState(cluster);
+  for (const LocalEndpoint& endpoint : local) engine.UpsertEndpoint(endpoint);
+  const auto loaded = Clock::now();
+  commit();
+  const auto filled = Clock::now();
+  std::printf("\n## full compile + initial map fill\n");
+  std::printf("state load %.1f ms, compile+fill %.1f ms, total %.1f ms (CPU %.1f ms); %zu exact + %zu LPM entries\n",
+              Ms(loaded - started), Ms(filled - loaded), Ms(filled - started), CpuMs() - fill_cpu0,
+              updater.exact_entries(), updater.lpm_entries());
+
+  // Baseline: the whole-state compiler the agent used before (one full
+  // CompilePolicy per change).
+  std::vector<double> baseline;
+  for (int i = 0; i < 3; ++i) {
+    const auto t0 = Clock::now();
+    const CompiledPolicy full = CompilePolicy(engine.cluster(), local);
+    baseline.push_back(Ms(Clock::now() - t0));
+    if (i == 0 && full.maps.exact.size() != updater.exact_entries()) {
+      std::fprintf(stderr, "mismatch: full compile has %zu exact entries, incremental %zu\n", full.maps.exact.size(),
+                   updater.exact_entries());
+      return 1;
+    }
+  }
+  std::printf("baseline, full CompilePolicy (no map writes): median of 3 = %.1f ms\n", Summarize(baseline).p50);
+
+  // 2. Pod events.
+  std::vector<double> add_ms, relabel_ms, delete_ms, pod_cpu_ms;
+  size_t pod_recompiled = 0;
+  const int per_ns = options.pods / options.namespaces;
+  std::string last_added;
+  for (int i = 0; i < options.pod_events; ++i) {
+    const int kind = i % 3;
+    const int ns = generator.Uniform(0, options.namespaces - 1);
+    const auto t0 = Clock::now();
+    const double cpu0 = CpuMs();
+    if (kind == 0) {
+      Pod pod = generator.MakePod(options.pods + i, ns);
+      last_added = pod.namespace_name + "/" + pod.name;
+      engine.UpsertPod(pod);
+    } else if (kind == 1) {
+      const int index = ns * per_ns + generator.Uniform(0, per_ns - 1);
+      Pod pod = engine.cluster().pods.at(absl::StrCat(Ns(ns), "/pod-", index));
+      pod.labels["app"] = kApps[generator.Uniform(0, 4)];
+      pod.labels["tier"] = pod.labels["tier"] == "frontend" ? "backend" : "frontend";
+      engine.UpsertPod(pod);
+    } else {
+      engine.DeletePod(last_added);  // the pod added two events ago
+    }
+    pod_recompiled += commit();
+    pod_cpu_ms.push_back(CpuMs() - cpu0);
+    (kind == 0 ? add_ms : kind == 1 ? relabel_ms : delete_ms).push_back(Ms(Clock::now() - t0));
+  }
+  std::printf("\n## pod events -> maps updated (%d events, %.2f endpoints updated per event, whole or patched)\n",
+              options.pod_events, static_cast<double>(pod_recompiled) / options.pod_events);
+  for (const auto& [name, samples] : {std::pair{"add", &add_ms}, {"label change", &relabel_ms}, {"delete", &delete_ms}}) {
+    const Percentiles p = Summarize(*samples);
+    std::printf("| pod %-12s | p50 %.3f ms | p99 %.3f ms | max %.3f ms |\n", name, p.p50, p.p99, p.max);
+  }
+  std::vector<double> all_pod = add_ms;
+  all_pod.insert(all_pod.end(), relabel_ms.begin(), relabel_ms.end());
+  all_pod.insert(all_pod.end(), delete_ms.begin(), delete_ms.end());
+  const Percentiles pod_all = Summarize(all_pod);
+  std::printf("| pod, all      | p50 %.3f ms | p99 %.3f ms | max %.3f ms |\n", pod_all.p50, pod_all.p99, pod_all.max);
+  const Percentiles pod_cpu = Summarize(pod_cpu_ms);
+  std::printf("| pod, all, CPU | p50 %.3f ms | p99 %.3f ms | max %.3f ms |\n", pod_cpu.p50, pod_cpu.p99, pod_cpu.max);
+
+  // 3. Policy events: half of them in namespaces with local endpoints; the
+  // namespaced kinds in their proportion, and a ClusterSegmentPolicy change
+  // (every local endpoint may be a subject) every `cluster_every` events,
+  // reported on its own as well.
+  std::vector<double> policy_ms, policy_cpu_ms, cluster_policy_ms;
+  const int cluster_every = 50;
+  size_t policy_recompiled = 0;
+  std::vector<int> local_namespaces;
+  for (const LocalEndpoint& endpoint : local) local_namespaces.push_back(std::stoi(endpoint.pod_namespace.substr(3)));
+  for (int i = 0; i < options.policy_events; ++i) {
+    const int ns = i % 2 == 0 ? local_namespaces[static_cast<size_t>(generator.Uniform(0, static_cast<int>(local_namespaces.size()) - 1))]
+                              : generator.Uniform(0, options.namespaces - 1);
+    // Namespaced policies of namespace ns are (ns + k * namespaces).
+    const int namespaced = options.policies - options.cluster_policies;
+    const int policy_index =
+        ns + options.namespaces * generator.Uniform(0, std::max(1, namespaced / options.namespaces) - 1);
+    const bool cluster_scoped = options.cluster_policies > 0 && i % cluster_every == cluster_every - 1;
+    const auto t0 = Clock::now();
+    const double cpu0 = CpuMs();
+    if (cluster_scoped) {
+      engine.UpsertClusterSegmentPolicy(
+          generator.MakeClusterPolicy(generator.Uniform(0, options.cluster_policies - 1), i + 1));
+    } else if (generator.IsSegment(policy_index)) {
+      engine.UpsertSegmentPolicy(generator.MakeSegmentPolicy(policy_index, ns, i + 1));
+    } else {
+      engine.UpsertNetworkPolicy(generator.MakePolicy(policy_index, ns, i + 1));
+    }
+    policy_recompiled += commit();
+    policy_ms.push_back(Ms(Clock::now() - t0));
+    policy_cpu_ms.push_back(CpuMs() - cpu0);
+    if (cluster_scoped) cluster_policy_ms.push_back(policy_ms.back());
+  }
+  const Percentiles policy = Summarize(policy_ms);
+  std::printf("\n## policy changes -> maps updated (%d events, %.2f endpoints updated per event, whole or patched)\n",
+              options.policy_events, static_cast<double>(policy_recompiled) / options.policy_events);
+  std::printf("| policy change | p50 %.3f ms | p99 %.3f ms | max %.3f ms |\n", policy.p50, policy.p99, policy.max);
+  const Percentiles policy_cpu = Summarize(policy_cpu_ms);
+  std::printf("| policy, CPU   | p50 %.3f ms | p99 %.3f ms | max %.3f ms |\n", policy_cpu.p50, policy_cpu.p99,
+              policy_cpu.max);
+  const Percentiles cluster_policy = Summarize(cluster_policy_ms);
+  std::printf("| of which ClusterSegmentPolicy (%zu) | p50 %.3f ms | max %.3f ms |\n", cluster_policy_ms.size(),
+              cluster_policy.p50, cluster_policy.max);
+  std::printf("updater: %lu generation flips, %lu in-place updates, %lu peer patches, %lu rollbacks\n",
+              static_cast<unsigned long>(updater.counters().generation_flips),
+              static_cast<unsigned long>(updater.counters().in_place_updates),
+              static_cast<unsigned long>(updater.counters().peer_patches),
+              static_cast<unsigned long>(updater.counters().rollbacks));
+
+  std::printf("\n## memory\n");
+  std::printf("RSS %s (peak %s); %zu exact + %zu LPM entries\n", ProcStatus("VmRSS:").c_str(),
+              ProcStatus("VmHWM:").c_str(), updater.exact_entries(), updater.lpm_entries());
+  if (skeleton != nullptr) {
+    for (bpf_map* map : {skeleton->maps.ms_endpoints, skeleton->maps.ms_policy, skeleton->maps.ms_policy_lpm}) {
+      std::printf("| %-14s | max_entries %8u | key %2u B | value %2u B | memlock %s |\n", bpf_map__name(map),
+                  bpf_map__max_entries(map), bpf_map__key_size(map), bpf_map__value_size(map),
+                  MemlockOf(bpf_map__fd(map)).c_str());
+    }
+    microseg_bpf__destroy(skeleton);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace microseg
+
+int main(int argc, char** argv) {
+  microseg::Options options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&](const char* name) -> const char* {
+      const std::string prefix = std::string("--") + name + "=";
+      return arg.rfind(prefix, 0) == 0 ? argv[i] + prefix.size() : nullptr;
+    };
+    if (arg == "--no_bpf") {
+      options.bpf = false;
+    } else if (const char* v = value("pods")) {
+      options.pods = std::atoi(v);
+    } else if (const char* v = value("namespaces")) {
+      options.namespaces = std::atoi(v);
+    } else if (const char* v = value("policies")) {
+      options.policies = std::atoi(v);
+    } else if (const char* v = value("cluster_policies")) {
+      options.cluster_policies = std::atoi(v);
+    } else if (const char* v = value("local")) {
+      options.local = std::atoi(v);
+    } else if (const char* v = value("pod_events")) {
+      options.pod_events = std::atoi(v);
+    } else if (const char* v = value("policy_events")) {
+      options.policy_events = std::atoi(v);
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--no_bpf] [--pods=N] [--namespaces=N] [--policies=N] [--cluster_policies=N] [--local=N] "
+                   "[--pod_events=N] [--policy_events=N]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  return microseg::Run(options);
+}

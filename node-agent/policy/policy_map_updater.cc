@@ -1,0 +1,487 @@
+#include "policy_map_updater.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace microseg {
+namespace {
+
+ms_policy_key KernelKey(ms_policy_key key, bool generation) {
+  if (generation) key.endpoint_id |= MS_POLICY_GEN_BIT;
+  return key;
+}
+ms_lpm_key KernelKey(ms_lpm_key key, bool generation) {
+  if (generation) key.endpoint_id |= MS_POLICY_GEN_BIT;
+  return key;
+}
+
+template <typename Map>
+bool SameEntries(const Map& a, const Map& b) {
+  if (a.size() != b.size()) return false;
+  for (auto x = a.begin(), y = b.begin(); x != a.end(); ++x, ++y) {
+    if (!BytewiseEqual(x->first, y->first) || !BytewiseEqual(x->second, y->second)) return false;
+  }
+  return true;
+}
+
+// Position of a key in the data path's lookup chain for one peer:
+// (proto,port) first, then (proto,any), then (any,any).
+int ChainPosition(const ms_policy_key& key) { return key.port != 0 ? 0 : key.proto != 0 ? 1 : 2; }
+
+using ExactChange = std::pair<ms_policy_key, ms_policy_value>;
+
+// Upserts most specific first, deletes least specific first: the order the
+// in-place path needs (header comment).
+void SortForLookupOrder(std::vector<ExactChange>& upserts, std::vector<ExactChange>& deletes) {
+  std::stable_sort(upserts.begin(), upserts.end(), [](const ExactChange& a, const ExactChange& b) {
+    return ChainPosition(a.first) < ChainPosition(b.first);
+  });
+  std::stable_sort(deletes.begin(), deletes.end(), [](const ExactChange& a, const ExactChange& b) {
+    return ChainPosition(a.first) > ChainPosition(b.first);
+  });
+}
+
+// The installed entries keyed by one peer address, in either direction
+// (keys are compared bytewise: endpoint id, then peer, then the rest).
+std::pair<MapState::ExactMap::const_iterator, MapState::ExactMap::const_iterator> PeerRange(
+    const MapState::ExactMap& exact, uint32_t endpoint_id, uint32_t peer_host_order) {
+  ms_policy_key low{};
+  low.endpoint_id = endpoint_id;
+  low.peer_ipv4 = htonl(peer_host_order);
+  ms_policy_key high = low;
+  high.port = 0xffff;
+  high.proto = 0xff;
+  high.direction = 0xff;
+  return {exact.lower_bound(low), exact.upper_bound(high)};
+}
+
+bool SameValue(const MapState::ExactMap& map, const ms_policy_key& key, const ms_policy_value& value) {
+  const auto found = map.find(key);
+  return found != map.end() && BytewiseEqual(found->second, value);
+}
+
+// One undoable write.
+struct Undo {
+  enum class Map { kExact, kLpm, kEndpoint } map;
+  ms_policy_key exact_key{};
+  ms_lpm_key lpm_key{};
+  uint32_t ifindex = 0;
+  std::optional<ms_policy_value> previous_value;  // exact/lpm: value before, nullopt: was absent
+  std::optional<ms_endpoint> previous_endpoint;
+};
+
+}  // namespace
+
+struct PolicyMapUpdater::Plan {
+  enum class Kind { kNew, kInPlace, kFlip, kRemove, kUnchanged };
+  uint32_t endpoint_id = 0;
+  Kind kind = Kind::kUnchanged;
+  const InstalledEndpoint* old = nullptr;
+  std::optional<EndpointPolicy> desired;  // stamped: flags carry the generation, policy_rev set
+  // kInPlace: the exact changes (keys without the generation bit; deletes
+  // carry the value they remove). `patch` set: they come from PeerEntries
+  // and `desired` is empty; `endpoint` is the stamped ms_endpoints value.
+  std::vector<ExactChange> upserts;
+  std::vector<ExactChange> deletes;
+  bool patch = false;
+  ms_endpoint endpoint{};
+};
+
+void PolicyMapUpdater::Adopt(const MapState& live) {
+  installed_.clear();
+  stray_exact_ = live.exact;
+  stray_lpm_ = live.lpm;
+  stray_endpoints_.clear();
+  for (const auto& [ifindex, endpoint] : live.endpoints) {
+    if ((endpoint.endpoint_id & MS_POLICY_GEN_BIT) != 0 || installed_.contains(endpoint.endpoint_id)) {
+      stray_endpoints_.push_back(ifindex);  // not something this agent writes
+      continue;
+    }
+    InstalledEndpoint& installed = installed_[endpoint.endpoint_id];
+    installed.policy.ifindex = ifindex;
+    installed.policy.endpoint = endpoint;
+    const uint32_t policy_id = ms_policy_id(endpoint.endpoint_id, endpoint.flags);
+    for (auto it = stray_exact_.begin(); it != stray_exact_.end();) {
+      if (it->first.endpoint_id != policy_id) {
+        ++it;
+        continue;
+      }
+      ms_policy_key key = it->first;
+      key.endpoint_id = endpoint.endpoint_id;
+      installed.policy.exact.emplace(key, it->second);
+      it = stray_exact_.erase(it);
+    }
+    for (auto it = stray_lpm_.begin(); it != stray_lpm_.end();) {
+      if (it->first.endpoint_id != policy_id) {
+        ++it;
+        continue;
+      }
+      ms_lpm_key key = it->first;
+      key.endpoint_id = endpoint.endpoint_id;
+      installed.policy.lpm.emplace(key, it->second);
+      it = stray_lpm_.erase(it);
+    }
+    installed.policy.summary.exact_entries = static_cast<uint32_t>(installed.policy.exact.size());
+    installed.policy.summary.lpm_entries = static_cast<uint32_t>(installed.policy.lpm.size());
+  }
+}
+
+const InstalledEndpoint* PolicyMapUpdater::Find(uint32_t endpoint_id) const {
+  auto found = installed_.find(endpoint_id);
+  return found == installed_.end() ? nullptr : &found->second;
+}
+
+size_t PolicyMapUpdater::exact_entries() const {
+  size_t total = stray_exact_.size();
+  for (const auto& [id, installed] : installed_) total += installed.policy.exact.size();
+  return total;
+}
+
+size_t PolicyMapUpdater::lpm_entries() const {
+  size_t total = stray_lpm_.size();
+  for (const auto& [id, installed] : installed_) total += installed.policy.lpm.size();
+  return total;
+}
+
+MapState PolicyMapUpdater::Snapshot() const {
+  MapState state;
+  state.exact = stray_exact_;
+  state.lpm = stray_lpm_;
+  for (const auto& [id, installed] : installed_) {
+    const bool generation = installed.generation();
+    state.endpoints[installed.policy.ifindex] = installed.policy.endpoint;
+    for (const auto& [key, value] : installed.policy.exact) state.exact[KernelKey(key, generation)] = value;
+    for (const auto& [key, value] : installed.policy.lpm) state.lpm[KernelKey(key, generation)] = value;
+  }
+  return state;
+}
+
+// Strays are unreachable (no ms_endpoints entry names their generation), so
+// deleting them first is invisible to packets and frees room for staging.
+absl::Status PolicyMapUpdater::DeleteStrays() {
+  for (auto it = stray_exact_.begin(); it != stray_exact_.end();) {
+    if (absl::Status status = writer_.DeleteExact(it->first); !status.ok()) return status;
+    it = stray_exact_.erase(it);
+  }
+  for (auto it = stray_lpm_.begin(); it != stray_lpm_.end();) {
+    if (absl::Status status = writer_.DeleteLpm(it->first); !status.ok()) return status;
+    it = stray_lpm_.erase(it);
+  }
+  return absl::OkStatus();
+}
+
+bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) const {
+  const InstalledEndpoint* installed = Find(endpoint_id);
+  if (installed == nullptr || (installed->policy.endpoint.flags & MS_EP_F_LOCKDOWN) != 0) return false;
+  const EndpointPolicy& policy = installed->policy;
+  for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
+    const ms_action fallback = peers.default_action[direction];
+    // An audit default always has a catch-all LPM entry: never trimmed.
+    if (fallback == MS_ACTION_ALLOW_AUDIT) continue;
+    auto in_direction = [&](const auto& entry) { return entry.first.direction == direction; };
+    auto not_default = [&](const auto& entry) { return in_direction(entry) && entry.second.action != fallback; };
+    const bool new_entries_matter = std::any_of(peers.exact.begin(), peers.exact.end(), not_default);
+    const bool has_entries = std::any_of(policy.exact.begin(), policy.exact.end(), in_direction) ||
+                             std::any_of(policy.lpm.begin(), policy.lpm.end(), in_direction);
+    if (!has_entries) {
+      if (new_entries_matter) return false;  // the direction stops being trimmed
+      continue;
+    }
+    if (new_entries_matter || std::any_of(policy.lpm.begin(), policy.lpm.end(), not_default)) continue;
+    const bool others_matter = std::any_of(policy.exact.begin(), policy.exact.end(), [&](const auto& entry) {
+      return not_default(entry) && !peers.addresses.contains(ntohl(entry.first.peer_ipv4));
+    });
+    if (!others_matter) return false;  // every entry would repeat the default: a whole compile trims them
+  }
+  return true;
+}
+
+absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
+  for (const EndpointUpdate& update : updates) {
+    if ((update.endpoint_id & MS_POLICY_GEN_BIT) != 0 || update.endpoint_id == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("endpoint id ", update.endpoint_id, " is out of range"));
+    }
+    if (update.peers && (update.desired || !CanPatch(update.endpoint_id, *update.peers))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("endpoint ", update.endpoint_id, ": peer entries cannot be spliced in (see CanPatch)"));
+    }
+  }
+  if (absl::Status status = DeleteStrays(); !status.ok()) {
+    ++counters_.cleanup_failures;
+    return absl::Status(status.code(), absl::StrCat("deleting stale policy entries: ", status.message()));
+  }
+  if (mode_ == Mode::kNaiveForTests) return ApplyNaive(updates);
+
+  // Plan every endpoint: which path, and its stamped ms_endpoints value.
+  std::vector<Plan> plans;
+  std::set<uint32_t> claimed_ifindexes;  // ifindexes some endpoint holds after the batch
+  std::set<uint32_t> updated_ids;
+  for (const EndpointUpdate& update : updates) updated_ids.insert(update.endpoint_id);
+  for (const auto& [id, installed] : installed_) {
+    if (!updated_ids.contains(id)) claimed_ifindexes.insert(installed.policy.ifindex);
+  }
+  auto next_revision = [](uint32_t revision) {
+    // 0 is what a fresh session would compare against: never hand it out.
+    return revision + 1 == 0 ? 1 : revision + 1;
+  };
+  for (EndpointUpdate& update : updates) {
+    Plan plan;
+    plan.endpoint_id = update.endpoint_id;
+    plan.old = Find(update.endpoint_id);
+    if (update.peers) {
+      PlanPatch(*update.peers, plan);
+      if (plan.kind == Plan::Kind::kInPlace) plan.endpoint.policy_rev = next_revision(plan.endpoint.policy_rev);
+      claimed_ifindexes.insert(plan.old->policy.ifindex);
+      plans.push_back(std::move(plan));
+      continue;
+    }
+    if (!update.desired) {
+      plan.kind = plan.old ? Plan::Kind::kRemove : Plan::Kind::kUnchanged;
+      plans.push_back(std::move(plan));
+      continue;
+    }
+    EndpointPolicy desired = std::move(*update.desired);
+    desired.endpoint.flags &= static_cast<uint8_t>(~MS_EP_F_POLICY_GEN);
+    desired.endpoint.policy_rev = 1;
+    claimed_ifindexes.insert(desired.ifindex);
+    if (!plan.old) {
+      plan.kind = Plan::Kind::kNew;
+    } else {
+      const EndpointPolicy& old = plan.old->policy;
+      const bool same_flags = VerdictFlags(old.endpoint) == desired.endpoint.flags &&
+                              old.endpoint.ipv4 == desired.endpoint.ipv4 && old.ifindex == desired.ifindex;
+      const bool same_lpm = SameEntries(old.lpm, desired.lpm);
+      const bool verdicts_same = same_flags && same_lpm && SameEntries(old.exact, desired.exact);
+      desired.endpoint.policy_rev = verdicts_same ? old.endpoint.policy_rev : next_revision(old.endpoint.policy_rev);
+      // A lockdown (docs/map-pressure.md) keeps the revision: its sessions
+      // go on instead of being re-judged against a policy that is not there.
+      if ((desired.endpoint.flags & MS_EP_F_LOCKDOWN) != 0) desired.endpoint.policy_rev = old.endpoint.policy_rev;
+      bool generation = plan.old->generation();
+      if (verdicts_same) {
+        plan.kind = Plan::Kind::kUnchanged;
+      } else if (same_flags && same_lpm) {
+        plan.kind = Plan::Kind::kInPlace;
+        for (const auto& [key, value] : desired.exact) {
+          if (!SameValue(old.exact, key, value)) plan.upserts.emplace_back(key, value);
+        }
+        for (const auto& [key, value] : old.exact) {
+          if (!desired.exact.contains(key)) plan.deletes.emplace_back(key, value);
+        }
+        SortForLookupOrder(plan.upserts, plan.deletes);
+      } else {
+        plan.kind = Plan::Kind::kFlip;
+        generation = !generation;
+      }
+      if (generation) desired.endpoint.flags |= MS_EP_F_POLICY_GEN;
+    }
+    plan.endpoint = desired.endpoint;
+    plan.desired = std::move(desired);
+    plans.push_back(std::move(plan));
+  }
+
+  std::vector<Undo> undo;
+  auto roll_back = [&](const absl::Status& cause) {
+    ++counters_.rollbacks;
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+      absl::Status status;
+      switch (it->map) {
+        case Undo::Map::kExact:
+          status = it->previous_value ? writer_.UpsertExact(it->exact_key, *it->previous_value)
+                                      : writer_.DeleteExact(it->exact_key);
+          if (!status.ok() && !it->previous_value) stray_exact_.emplace(it->exact_key, ms_policy_value{});
+          break;
+        case Undo::Map::kLpm:
+          status = it->previous_value ? writer_.UpsertLpm(it->lpm_key, *it->previous_value)
+                                      : writer_.DeleteLpm(it->lpm_key);
+          if (!status.ok() && !it->previous_value) stray_lpm_.emplace(it->lpm_key, ms_policy_value{});
+          break;
+        case Undo::Map::kEndpoint:
+          status = it->previous_endpoint ? writer_.UpsertEndpoint(it->ifindex, *it->previous_endpoint)
+                                         : writer_.DeleteEndpoint(it->ifindex);
+          break;
+      }
+      if (!status.ok()) ++counters_.cleanup_failures;
+    }
+    return absl::Status(cause.code(),
+                        absl::StrCat("policy update rolled back, previous policy kept: ", cause.message()));
+  };
+  auto put_exact = [&](const ms_policy_key& key, const ms_policy_value& value,
+                       std::optional<ms_policy_value> previous) {
+    absl::Status status = writer_.UpsertExact(key, value);
+    if (status.ok()) undo.push_back({Undo::Map::kExact, key, {}, 0, previous, {}});
+    return status;
+  };
+  auto put_lpm = [&](const ms_lpm_key& key, const ms_policy_value& value) {
+    absl::Status status = writer_.UpsertLpm(key, value);
+    if (status.ok()) undo.push_back({Undo::Map::kLpm, {}, key, 0, std::nullopt, {}});
+    return status;
+  };
+
+  // Phase A: stage; in place, upserts (most specific first) then deletes
+  // (least specific first), all before the endpoint's new policy_rev.
+  for (const Plan& plan : plans) {
+    if (plan.kind == Plan::Kind::kNew || plan.kind == Plan::Kind::kFlip) {
+      const bool generation = (plan.desired->endpoint.flags & MS_EP_F_POLICY_GEN) != 0;
+      for (const auto& [key, value] : plan.desired->exact) {
+        if (absl::Status s = put_exact(KernelKey(key, generation), value, std::nullopt); !s.ok()) {
+          return roll_back(s);
+        }
+      }
+      for (const auto& [key, value] : plan.desired->lpm) {
+        if (absl::Status s = put_lpm(KernelKey(key, generation), value); !s.ok()) return roll_back(s);
+      }
+    } else if (plan.kind == Plan::Kind::kInPlace) {
+      const bool generation = plan.old->generation();
+      const EndpointPolicy& old = plan.old->policy;
+      for (const auto& [key, value] : plan.upserts) {
+        std::optional<ms_policy_value> previous;
+        if (auto found = old.exact.find(key); found != old.exact.end()) previous = found->second;
+        if (absl::Status s = put_exact(KernelKey(key, generation), value, previous); !s.ok()) return roll_back(s);
+      }
+    }
+  }
+  for (const Plan& plan : plans) {
+    if (plan.kind != Plan::Kind::kInPlace) continue;
+    const bool generation = plan.old->generation();
+    for (const auto& [key, value] : plan.deletes) {
+      const ms_policy_key kernel_key = KernelKey(key, generation);
+      if (absl::Status s = writer_.DeleteExact(kernel_key); !s.ok()) return roll_back(s);
+      undo.push_back({Undo::Map::kExact, kernel_key, {}, 0, value, {}});
+    }
+  }
+
+  // Phase B: flip. Removals first, so an ifindex handed to another endpoint
+  // is overwritten rather than deleted and re-added (no moment without an
+  // endpoint on that veth).
+  for (const Plan& plan : plans) {
+    if (plan.kind != Plan::Kind::kRemove) continue;
+    const uint32_t ifindex = plan.old->policy.ifindex;
+    if (claimed_ifindexes.contains(ifindex)) continue;
+    if (absl::Status s = writer_.DeleteEndpoint(ifindex); !s.ok()) return roll_back(s);
+    undo.push_back({Undo::Map::kEndpoint, {}, {}, ifindex, std::nullopt, plan.old->policy.endpoint});
+  }
+  for (const Plan& plan : plans) {
+    if (plan.kind == Plan::Kind::kRemove) continue;
+    if (plan.kind == Plan::Kind::kUnchanged &&
+        (!plan.desired || BytewiseEqual(plan.old->policy.endpoint, plan.desired->endpoint))) {
+      continue;
+    }
+    const uint32_t ifindex = plan.patch ? plan.old->policy.ifindex : plan.desired->ifindex;
+    std::optional<ms_endpoint> previous;
+    if (plan.old && plan.old->policy.ifindex == ifindex) previous = plan.old->policy.endpoint;
+    if (absl::Status s = writer_.UpsertEndpoint(ifindex, plan.endpoint); !s.ok()) return roll_back(s);
+    undo.push_back({Undo::Map::kEndpoint, {}, {}, ifindex, std::nullopt, previous});
+  }
+
+  // Phase C: clean up what no packet can reach any more. A failed delete
+  // leaves an unreachable stray (retried by the next Apply).
+  for (Plan& plan : plans) {
+    if (plan.old && (plan.kind == Plan::Kind::kFlip || plan.kind == Plan::Kind::kRemove)) {
+      const bool generation = plan.old->generation();
+      for (const auto& [key, value] : plan.old->policy.exact) {
+        const ms_policy_key kernel_key = KernelKey(key, generation);
+        if (!writer_.DeleteExact(kernel_key).ok()) {
+          ++counters_.cleanup_failures;
+          stray_exact_.emplace(kernel_key, value);
+        }
+      }
+      for (const auto& [key, value] : plan.old->policy.lpm) {
+        const ms_lpm_key kernel_key = KernelKey(key, generation);
+        if (!writer_.DeleteLpm(kernel_key).ok()) {
+          ++counters_.cleanup_failures;
+          stray_lpm_.emplace(kernel_key, value);
+        }
+      }
+    }
+    if (plan.old && plan.desired && plan.old->policy.ifindex != plan.desired->ifindex &&
+        !claimed_ifindexes.contains(plan.old->policy.ifindex)) {
+      if (!writer_.DeleteEndpoint(plan.old->policy.ifindex).ok()) ++counters_.cleanup_failures;
+    }
+    switch (plan.kind) {
+      case Plan::Kind::kFlip:
+        ++counters_.generation_flips;
+        break;
+      case Plan::Kind::kInPlace:
+        ++(plan.patch ? counters_.peer_patches : counters_.in_place_updates);
+        break;
+      default:
+        break;
+    }
+    if (plan.kind == Plan::Kind::kRemove) {
+      installed_.erase(plan.endpoint_id);
+    } else if (plan.patch) {
+      if (plan.kind == Plan::Kind::kUnchanged) continue;
+      EndpointPolicy& policy = installed_[plan.endpoint_id].policy;
+      for (const auto& [key, value] : plan.deletes) policy.exact.erase(key);
+      for (const auto& [key, value] : plan.upserts) policy.exact[key] = value;
+      policy.endpoint = plan.endpoint;
+      policy.summary.exact_entries = static_cast<uint32_t>(policy.exact.size());
+    } else if (plan.desired) {
+      installed_[plan.endpoint_id].policy = std::move(*plan.desired);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The exact changes that splice `peers` into the endpoint's installed policy
+// (CanPatch holds). A direction whose new entries all repeat its default
+// while it has no entries stays without (the whole compile trims it too).
+void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
+  const EndpointPolicy& old = plan.old->policy;
+  plan.patch = true;
+  plan.endpoint = old.endpoint;
+  std::array<bool, MS_DIR_MAX> trimmed{};
+  for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
+    auto in_direction = [&](const auto& entry) { return entry.first.direction == direction; };
+    trimmed[direction] = peers.default_action[direction] != MS_ACTION_ALLOW_AUDIT &&
+                         std::none_of(old.exact.begin(), old.exact.end(), in_direction) &&
+                         std::none_of(old.lpm.begin(), old.lpm.end(), in_direction);
+  }
+  for (const auto& [key, value] : peers.exact) {
+    if (!trimmed[key.direction] && !SameValue(old.exact, key, value)) plan.upserts.emplace_back(key, value);
+  }
+  for (uint32_t address : peers.addresses) {
+    const auto [begin, end] = PeerRange(old.exact, plan.endpoint_id, address);
+    for (auto it = begin; it != end; ++it) {
+      if (!peers.exact.contains(it->first)) plan.deletes.emplace_back(it->first, it->second);
+    }
+  }
+  SortForLookupOrder(plan.upserts, plan.deletes);
+  plan.kind = plan.upserts.empty() && plan.deletes.empty() ? Plan::Kind::kUnchanged : Plan::Kind::kInPlace;
+}
+
+// Deliberately wrong (tests only): every old entry out, the endpoint
+// rewritten, every new entry in, all in generation 0.
+absl::Status PolicyMapUpdater::ApplyNaive(std::vector<EndpointUpdate>& updates) {
+  for (EndpointUpdate& update : updates) {
+    if (const InstalledEndpoint* old = Find(update.endpoint_id)) {
+      for (const auto& [key, value] : old->policy.exact) (void)writer_.DeleteExact(key);
+      for (const auto& [key, value] : old->policy.lpm) (void)writer_.DeleteLpm(key);
+      if (!update.desired) (void)writer_.DeleteEndpoint(old->policy.ifindex);
+    }
+    if (!update.desired) {
+      installed_.erase(update.endpoint_id);
+      continue;
+    }
+    EndpointPolicy desired = std::move(*update.desired);
+    if (const InstalledEndpoint* old = Find(update.endpoint_id)) {
+      desired.endpoint.policy_rev = old->policy.endpoint.policy_rev + 1;
+    }
+    if (absl::Status s = writer_.UpsertEndpoint(desired.ifindex, desired.endpoint); !s.ok()) return s;
+    for (const auto& [key, value] : desired.exact) {
+      if (absl::Status s = writer_.UpsertExact(key, value); !s.ok()) return s;
+    }
+    for (const auto& [key, value] : desired.lpm) {
+      if (absl::Status s = writer_.UpsertLpm(key, value); !s.ok()) return s;
+    }
+    installed_[update.endpoint_id].policy = std::move(desired);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace microseg

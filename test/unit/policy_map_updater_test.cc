@@ -1,0 +1,355 @@
+// PolicyMapUpdater: after every single map operation of an update, every
+// probe packet's verdict (through the reference data path lookup) must be
+// the old policy's or the new one's; a failed write leaves the maps exactly
+// as they were. The same check run against the deliberately naive writer
+// must catch it, or the check proves nothing.
+#include "policy_map_updater.h"
+
+#include <catch2/catch.hpp>
+#include <functional>
+#include <random>
+
+#include "fake_map_writer.h"
+#include "policy_commit.h"
+#include "policy_engine.h"
+#include "reference_datapath.h"
+#include "test_helpers.h"
+
+namespace microseg {
+namespace {
+
+using testing::FakeMapWriter;
+using testing::ReferenceLookup;
+
+// Forwards to a FakeMapWriter and calls `after_each` after every successful
+// operation; upserts fail once `upserts_left` reaches 0 (a full map).
+class ObservedWriter : public MapWriter {
+ public:
+  FakeMapWriter inner;
+  std::function<void()> after_each;
+  int upserts_left = 1 << 30;
+
+  absl::Status UpsertEndpoint(uint32_t i, const ms_endpoint& v) override { return Upsert([&] { return inner.UpsertEndpoint(i, v); }); }
+  absl::Status DeleteEndpoint(uint32_t i) override { return Observe(inner.DeleteEndpoint(i)); }
+  absl::Status UpsertExact(const ms_policy_key& k, const ms_policy_value& v) override { return Upsert([&] { return inner.UpsertExact(k, v); }); }
+  absl::Status DeleteExact(const ms_policy_key& k) override { return Observe(inner.DeleteExact(k)); }
+  absl::Status UpsertLpm(const ms_lpm_key& k, const ms_policy_value& v) override { return Upsert([&] { return inner.UpsertLpm(k, v); }); }
+  absl::Status DeleteLpm(const ms_lpm_key& k) override { return Observe(inner.DeleteLpm(k)); }
+
+ private:
+  absl::Status Upsert(const std::function<absl::Status()>& op) {
+    if (upserts_left <= 0) return absl::ResourceExhaustedError("map full (injected)");
+    --upserts_left;
+    return Observe(op());
+  }
+  absl::Status Observe(absl::Status status) {
+    if (status.ok() && after_each) after_each();
+    return status;
+  }
+};
+
+struct Probe {
+  uint32_t ifindex;
+  ms_direction direction;
+  uint32_t peer;
+  uint8_t proto;
+  uint16_t port;
+};
+
+std::vector<Probe> Probes(const std::vector<uint32_t>& ifindexes) {
+  std::vector<Probe> probes;
+  for (uint32_t ifindex : ifindexes) {
+    for (ms_direction direction : {MS_DIR_INGRESS, MS_DIR_EGRESS}) {
+      for (uint32_t host = 1; host <= 12; ++host) {
+        for (uint16_t port : {uint16_t{80}, uint16_t{443}}) {
+          probes.push_back({ifindex, direction, 0x0af40100u + host, 6, port});
+        }
+        probes.push_back({ifindex, direction, 0x0af40100u + host, 17, 53});
+      }
+      probes.push_back({ifindex, direction, 0x08080808u, 6, 443});
+    }
+  }
+  return probes;
+}
+
+std::vector<bool> Verdicts(const MapState& maps, const std::vector<Probe>& probes) {
+  std::vector<bool> out;
+  for (const Probe& p : probes) out.push_back(ReferenceLookup(maps, p.ifindex, p.direction, p.peer, p.proto, p.port).allowed());
+  return out;
+}
+
+// Verdicts observed between `before` and `after` that are neither.
+int CountOutside(const std::vector<bool>& before, const std::vector<std::vector<bool>>& observed,
+                 const std::vector<bool>& after) {
+  int outside = 0;
+  for (const std::vector<bool>& verdicts : observed) {
+    for (size_t i = 0; i < verdicts.size(); ++i) {
+      if (verdicts[i] != before[i] && verdicts[i] != after[i]) ++outside;
+    }
+  }
+  return outside;
+}
+
+// A sequence of policies for namespace x with two local endpoints, mixing
+// exact allows, ipBlocks with except, isolation on and off.
+std::vector<NetworkPolicy> PolicyVersions() {
+  std::vector<NetworkPolicy> versions;
+  auto base = [] {
+    NetworkPolicy p;
+    p.namespace_name = "x";
+    p.name = "p";
+    p.pod_selector.match_labels = {{"app", "web"}};
+    return p;
+  };
+  PolicyPeer clients;
+  clients.pod_selector = LabelSelector{{{"app", "client"}}, {}};
+  PolicyPeer block;
+  block.ip_block = IpBlock{{0x0af40100u, 28}, {{0x0af40104u, 30}}};
+  PolicyPeer wide;
+  wide.ip_block = IpBlock{{0, 0}, {{0x0af40100u, 24}}};
+  PolicyPort http;
+  http.port = uint16_t{80};
+  {
+    NetworkPolicy p = base();
+    p.ingress.push_back({{clients}, {http}});
+    versions.push_back(p);
+  }
+  {
+    NetworkPolicy p = base();
+    p.ingress.push_back({{block}, {}});
+    versions.push_back(p);
+  }
+  {
+    NetworkPolicy p = base();
+    p.ingress.push_back({{block}, {http}});
+    p.ingress.push_back({{clients}, {}});
+    p.isolates_egress = true;
+    p.egress.push_back({{wide}, {}});
+    versions.push_back(p);
+  }
+  {
+    NetworkPolicy p = base();
+    p.isolates_ingress = false;
+    p.isolates_egress = true;
+    p.egress.push_back({{clients, block}, {http}});
+    versions.push_back(p);
+  }
+  {
+    NetworkPolicy p = base();  // deny all ingress
+    versions.push_back(p);
+  }
+  return versions;
+}
+
+void SetUpCluster(PolicyEngine& engine) {
+  engine.UpsertNamespace({"x", {}});
+  for (uint32_t host = 1; host <= 12; ++host) {
+    const char* app = host % 3 == 0 ? "client" : host % 3 == 1 ? "web" : "db";
+    engine.UpsertPod({"x", "p" + std::to_string(host), {{"app", app}}, "node-1", 0x0af40100u + host, {}});
+  }
+  engine.UpsertEndpoint({1, 11, "x", "p1", 0x0af40101u});  // web
+  engine.UpsertEndpoint({2, 12, "x", "p4", 0x0af40104u});  // web
+}
+
+std::vector<EndpointUpdate> DirtyUpdates(PolicyEngine& engine) {
+  std::vector<EndpointUpdate> updates;
+  for (uint32_t id : engine.TakeDirty()) {
+    EndpointUpdate update{id, std::nullopt};
+    if (engine.endpoints().contains(id)) update.desired = engine.Compile(id);
+    updates.push_back(std::move(update));
+  }
+  return updates;
+}
+
+// Runs every version transition and counts probe verdicts outside {old, new}
+// observed after single map operations.
+int CountMixedVerdicts(PolicyMapUpdater::Mode mode) {
+  ObservedWriter writer;
+  PolicyMapUpdater updater(writer, mode);
+  PolicyEngine engine;
+  SetUpCluster(engine);
+  const std::vector<Probe> probes = Probes({11, 12});
+  REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+
+  int mixed = 0;
+  const std::vector<NetworkPolicy> versions = PolicyVersions();
+  for (size_t round = 0; round < 2 * versions.size() + 1; ++round) {
+    const std::vector<bool> before = Verdicts(writer.inner.maps, probes);
+    if (round == 2 * versions.size()) {
+      engine.DeleteNetworkPolicy("x/p");
+    } else {
+      engine.UpsertNetworkPolicy(versions[round % versions.size()]);
+    }
+    std::vector<EndpointUpdate> updates = DirtyUpdates(engine);
+    std::vector<std::vector<bool>> observed;
+    writer.after_each = [&] { observed.push_back(Verdicts(writer.inner.maps, probes)); };
+    REQUIRE(updater.Apply(std::move(updates)).ok());
+    writer.after_each = nullptr;
+    mixed += CountOutside(before, observed, Verdicts(writer.inner.maps, probes));
+  }
+  return mixed;
+}
+
+TEST_CASE("no probe ever sees a verdict outside {old, new} during an update", "[updater]") {
+  CHECK(CountMixedVerdicts(PolicyMapUpdater::Mode::kAtomic) == 0);
+}
+
+TEST_CASE("the same check catches a writer that deletes before it adds", "[updater]") {
+  CHECK(CountMixedVerdicts(PolicyMapUpdater::Mode::kNaiveForTests) > 0);
+}
+
+// Pod churn under Deny and Allow rules of every tier: the agent's path
+// (PlanEndpointUpdates: peer patches where possible) changes exact entries
+// in place, and after every single map operation every probe still gets
+// the old or the new verdict.
+TEST_CASE("peer patches in place never show a verdict outside {old, new}", "[updater]") {
+  ObservedWriter writer;
+  PolicyMapUpdater updater(writer);
+  PolicyEngine engine;
+  SetUpCluster(engine);
+  PolicyPeer db;
+  db.pod_selector = LabelSelector{{{"app", "db"}}, {}};
+  PolicyPeer clients;
+  clients.pod_selector = LabelSelector{{{"app", "client"}}, {}};
+  PolicyPort http;
+  http.port = uint16_t{80};
+  SegmentPolicy segment;
+  segment.policy.namespace_name = "x";
+  segment.policy.name = "s";
+  segment.policy.pod_selector.match_labels = {{"app", "web"}};
+  segment.policy.ingress.push_back({{db}, {http}, RuleAction::kDeny, false});
+  segment.policy.ingress.push_back({{clients, db}, {}, RuleAction::kAllow, false});
+  segment.policy.isolates_egress = true;
+  segment.policy.egress.push_back({{clients}, {http}, RuleAction::kAllow, false});
+  engine.UpsertSegmentPolicy(segment);
+  ClusterSegmentPolicy cluster;
+  cluster.name = "c";
+  cluster.applies_ingress = true;
+  PolicyPeer role_admin;
+  role_admin.namespace_selector = LabelSelector{};
+  role_admin.pod_selector = LabelSelector{{{"role", "admin"}}, {}};
+  cluster.ingress.push_back({{role_admin}, {}, RuleAction::kAllow, false});
+  PolicyPeer role_bad;
+  role_bad.namespace_selector = LabelSelector{};
+  role_bad.pod_selector = LabelSelector{{{"role", "bad"}}, {}};
+  cluster.ingress.push_back({{role_bad}, {http}, RuleAction::kDeny, false});
+  engine.UpsertClusterSegmentPolicy(cluster);
+  const std::vector<Probe> probes = Probes({11, 12});
+  REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+
+  // Peer pods p2..p12 change role, app, address, or go away and come back.
+  std::mt19937 rng(7);
+  const std::vector<Labels> label_sets = {{{"app", "db"}},
+                                          {{"app", "client"}},
+                                          {{"app", "db"}, {"role", "admin"}},
+                                          {{"app", "client"}, {"role", "bad"}},
+                                          {{"role", "bad"}},
+                                          {}};
+  int mixed = 0;
+  for (int round = 0; round < 120; ++round) {
+    const std::vector<bool> before = Verdicts(writer.inner.maps, probes);
+    const uint32_t host = 2 + std::uniform_int_distribution<uint32_t>(0, 10)(rng);
+    if (host == 4) continue;  // local endpoint 2's own pod
+    const std::string name = "p" + std::to_string(host);
+    if (std::uniform_int_distribution<int>(0, 5)(rng) == 0) {
+      engine.DeletePod("x/" + name);
+    } else {
+      Pod pod{"x", name, label_sets[std::uniform_int_distribution<size_t>(0, label_sets.size() - 1)(rng)], "node-1",
+              0x0af40100u + host, {}};
+      engine.UpsertPod(pod);
+    }
+    std::vector<std::vector<bool>> observed;
+    writer.after_each = [&] { observed.push_back(Verdicts(writer.inner.maps, probes)); };
+    REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+    writer.after_each = nullptr;
+    mixed += CountOutside(before, observed, Verdicts(writer.inner.maps, probes));
+  }
+  CHECK(mixed == 0);
+  CHECK(updater.counters().peer_patches > 20);
+  CHECK(updater.counters().generation_flips == 0);  // no flag or CIDR change: never a second copy
+}
+
+TEST_CASE("CIDR changes flip the generation, pod churn updates allows in place", "[updater]") {
+  ObservedWriter writer;
+  PolicyMapUpdater updater(writer);
+  PolicyEngine engine;
+  SetUpCluster(engine);
+  const std::vector<NetworkPolicy> versions = PolicyVersions();
+  engine.UpsertNetworkPolicy(versions[0]);
+  REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+  REQUIRE(updater.Find(1) != nullptr);
+  CHECK_FALSE(updater.Find(1)->generation());
+  const uint32_t rev = updater.Find(1)->policy.endpoint.policy_rev;
+
+  // A new client pod: only exact allows are added, same generation.
+  engine.UpsertPod({"x", "new-client", {{"app", "client"}}, "node-1", 0x0af40120u, {}});
+  REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+  CHECK_FALSE(updater.Find(1)->generation());
+  CHECK(updater.counters().in_place_updates == 2);
+  CHECK(updater.Find(1)->policy.endpoint.policy_rev == rev + 1);
+
+  // An ipBlock: staged in generation 1, generation 0 entries gone.
+  engine.UpsertNetworkPolicy(versions[1]);
+  REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+  CHECK(updater.Find(1)->generation());
+  CHECK(updater.counters().generation_flips == 2);
+  for (const auto& [key, value] : writer.inner.maps.exact) CHECK((key.endpoint_id & MS_POLICY_GEN_BIT) != 0);
+  for (const auto& [key, value] : writer.inner.maps.lpm) CHECK((key.endpoint_id & MS_POLICY_GEN_BIT) != 0);
+  CHECK(testing::SameMapState(writer.inner.maps, updater.Snapshot()));
+}
+
+TEST_CASE("a map filling up mid-stage leaves the old policy in force, untouched", "[updater]") {
+  for (int upserts_allowed = 0; upserts_allowed < 12; ++upserts_allowed) {
+    INFO("upserts allowed: " << upserts_allowed);
+    ObservedWriter writer;
+    PolicyMapUpdater updater(writer);
+    PolicyEngine engine;
+    SetUpCluster(engine);
+    const std::vector<NetworkPolicy> versions = PolicyVersions();
+    engine.UpsertNetworkPolicy(versions[0]);
+    REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+    const MapState before = writer.inner.maps;
+
+    engine.UpsertNetworkPolicy(versions[2]);
+    writer.upserts_left = upserts_allowed;
+    const absl::Status status = updater.Apply(DirtyUpdates(engine));
+    REQUIRE_FALSE(status.ok());
+    CHECK(status.code() == absl::StatusCode::kResourceExhausted);
+    CHECK(testing::SameMapState(writer.inner.maps, before));
+    CHECK(testing::SameMapState(updater.Snapshot(), before));
+    CHECK(updater.counters().rollbacks == 1);
+  }
+}
+
+TEST_CASE("adopting the maps after a restart keeps the live generation and drops strays", "[updater]") {
+  ObservedWriter writer;
+  PolicyEngine engine;
+  SetUpCluster(engine);
+  const std::vector<NetworkPolicy> versions = PolicyVersions();
+  {
+    PolicyMapUpdater first(writer);
+    engine.UpsertNetworkPolicy(versions[1]);
+    REQUIRE(first.Apply(DirtyUpdates(engine)).ok());
+    engine.UpsertNetworkPolicy(versions[2]);
+    REQUIRE(first.Apply(DirtyUpdates(engine)).ok());
+    REQUIRE(first.Find(1)->generation());
+  }
+  // A stray of an endpoint that no longer exists, in the other generation.
+  ms_policy_key stray{};
+  stray.endpoint_id = 1;
+  stray.peer_ipv4 = 0x01020304;
+  writer.inner.maps.exact[stray] = ms_policy_value{MS_ACTION_ALLOW, {}, 7};
+
+  PolicyMapUpdater second(writer);
+  second.Adopt(writer.inner.maps);
+  REQUIRE(second.Find(1) != nullptr);
+  CHECK(second.Find(1)->generation());
+  engine.MarkAllDirty();
+  REQUIRE(second.Apply(DirtyUpdates(engine)).ok());
+  CHECK(writer.inner.maps.exact.count(stray) == 0);
+  CHECK(second.counters().generation_flips == 0);  // nothing changed: nothing rewritten
+  CHECK(testing::SameMapState(writer.inner.maps, second.Snapshot()));
+}
+
+}  // namespace
+}  // namespace microseg
