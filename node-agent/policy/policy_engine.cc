@@ -145,11 +145,6 @@ void PolicyEngine::DirtyPeersOf(const std::optional<PeerPod>& before, const std:
   for (const auto& [policy_key, selected] : selected_by_) {
     if (references(cluster_.network_policies.at(policy_key))) PeerDirty(selected, addresses);
   }
-  static const Labels kNoLabels;
-  auto labels_of = [&](const LocalEndpoint& endpoint) -> const Labels& {
-    const Pod* pod = FindPod(endpoint.pod_namespace, endpoint.pod_name);
-    return pod ? pod->labels : kNoLabels;
-  };
   for (const auto& [key, segment] : cluster_.segment_policies) {
     if (!references(segment.policy)) continue;
     std::set<uint32_t> selected;
@@ -166,15 +161,7 @@ void PolicyEngine::DirtyPeersOf(const std::optional<PeerPod>& before, const std:
         referenced = true;
       }
     }
-    if (!referenced) continue;
-    std::set<uint32_t> subjects;
-    for (const auto& [id, endpoint] : endpoints_) {
-      if (NamespaceSelects(csp.subject_namespace_selector, endpoint.pod_namespace) &&
-          SelectorMatches(csp.subject_pod_selector, labels_of(endpoint))) {
-        subjects.insert(id);
-      }
-    }
-    PeerDirty(subjects, addresses);
+    if (referenced) PeerDirty(SubjectsOf(csp), addresses);
   }
 }
 
@@ -354,12 +341,35 @@ void PolicyEngine::UpsertClusterSegmentPolicy(const ClusterSegmentPolicy& policy
       return;
     }
   }
+  // The endpoints the old or the new version has as subjects.
+  if (found != cluster_.cluster_segment_policies.end()) DirtySubjectsOf(found->second);
   cluster_.cluster_segment_policies[policy.name] = policy;
-  MarkAllDirty();
+  DirtySubjectsOf(policy);
 }
 
 void PolicyEngine::DeleteClusterSegmentPolicy(const std::string& name) {
-  if (cluster_.cluster_segment_policies.erase(name) > 0) MarkAllDirty();
+  auto found = cluster_.cluster_segment_policies.find(name);
+  if (found == cluster_.cluster_segment_policies.end()) return;
+  DirtySubjectsOf(found->second);
+  cluster_.cluster_segment_policies.erase(found);
+}
+
+std::set<uint32_t> PolicyEngine::SubjectsOf(const ClusterSegmentPolicy& policy) const {
+  static const Labels kNoLabels;
+  std::set<uint32_t> subjects;
+  for (const auto& [id, endpoint] : endpoints_) {
+    const Pod* pod = FindPod(endpoint.pod_namespace, endpoint.pod_name);
+    if (NamespaceSelects(policy.subject_namespace_selector, endpoint.pod_namespace) &&
+        SelectorMatches(policy.subject_pod_selector, pod ? pod->labels : kNoLabels)) {
+      subjects.insert(id);
+    }
+  }
+  return subjects;
+}
+
+void PolicyEngine::DirtySubjectsOf(const ClusterSegmentPolicy& policy) {
+  const std::set<uint32_t> subjects = SubjectsOf(policy);
+  dirty_.insert(subjects.begin(), subjects.end());
 }
 
 void PolicyEngine::UpsertEndpoint(const LocalEndpoint& endpoint) {

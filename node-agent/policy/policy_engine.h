@@ -48,10 +48,10 @@ class PolicyEngine {
   void DeletePod(const std::string& key);
   void UpsertNetworkPolicy(const NetworkPolicy& policy);
   void DeleteNetworkPolicy(const std::string& key);
-  // Our CRDs. Indexed coarsely: a SegmentPolicy event dirties the local
-  // endpoints of its namespace, a ClusterSegmentPolicy event (rare,
-  // platform-owned) every local endpoint; pod events peer-dirty the
-  // endpoints they select like a NetworkPolicy's.
+  // Our CRDs. A SegmentPolicy event dirties the local endpoints of its
+  // namespace, a ClusterSegmentPolicy event the endpoints its old or new
+  // subject selectors choose; pod events peer-dirty the endpoints they
+  // select like a NetworkPolicy's.
   void UpsertSegmentPolicy(const SegmentPolicy& policy);
   void DeleteSegmentPolicy(const std::string& key);
   void UpsertClusterSegmentPolicy(const ClusterSegmentPolicy& policy);
@@ -105,6 +105,9 @@ class PolicyEngine {
   bool RulesMayReferencePeer(const std::vector<PolicyRule>& rules, bool egress, const std::string* policy_namespace,
                              const PeerPod& peer) const;
   void PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::set<uint32_t>& addresses);
+  // Local endpoints the policy's subject selectors choose (either direction).
+  std::set<uint32_t> SubjectsOf(const ClusterSegmentPolicy& policy) const;
+  void DirtySubjectsOf(const ClusterSegmentPolicy& policy);
   void DirtyNamespaceEndpoints(const std::string& namespace_name);
   bool NamespaceSelects(const LabelSelector& selector, const std::string& namespace_name) const;
   void RefreshPeer(const std::string& pod_key);
