@@ -20,15 +20,6 @@ ms_lpm_key KernelKey(ms_lpm_key key, bool generation) {
   return key;
 }
 
-template <typename Map>
-bool SameEntries(const Map& a, const Map& b) {
-  if (a.size() != b.size()) return false;
-  for (auto x = a.begin(), y = b.begin(); x != a.end(); ++x, ++y) {
-    if (!BytewiseEqual(x->first, y->first) || !BytewiseEqual(x->second, y->second)) return false;
-  }
-  return true;
-}
-
 // Position of a key in the data path's lookup chain for one peer:
 // (proto,port) first, then (proto,any), then (any,any).
 int ChainPosition(const ms_policy_key& key) { return key.port != 0 ? 0 : key.proto != 0 ? 1 : 2; }

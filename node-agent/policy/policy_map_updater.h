@@ -39,6 +39,16 @@
 
 namespace microseg {
 
+// Same keys and values, byte for byte (exact or LPM maps of MapState).
+template <typename Map>
+bool SameEntries(const Map& a, const Map& b) {
+  if (a.size() != b.size()) return false;
+  for (auto x = a.begin(), y = b.begin(); x != a.end(); ++x, ++y) {
+    if (!BytewiseEqual(x->first, y->first) || !BytewiseEqual(x->second, y->second)) return false;
+  }
+  return true;
+}
+
 // An endpoint's flags without the generation bit: what decides verdicts.
 inline uint8_t VerdictFlags(const ms_endpoint& endpoint) {
   return endpoint.flags & static_cast<uint8_t>(~MS_EP_F_POLICY_GEN);

@@ -17,15 +17,6 @@
 namespace microseg {
 namespace {
 
-template <typename Map>
-bool SameEntries(const Map& a, const Map& b) {
-  if (a.size() != b.size()) return false;
-  for (auto x = a.begin(), y = b.begin(); x != a.end(); ++x, ++y) {
-    if (!BytewiseEqual(x->first, y->first) || !BytewiseEqual(x->second, y->second)) return false;
-  }
-  return true;
-}
-
 // Every endpoint of the engine, as `actual_of` gives it (nullptr: missing),
 // must equal a from-scratch compilation of the engine's inputs.
 void CheckAgainstFullCompile(const PolicyEngine& engine,
