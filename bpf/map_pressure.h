@@ -4,8 +4,8 @@
  * map is, what happens when it is "full", the ring-buffer alert at the alert
  * threshold, and the endpoint lockdown the agent sets when a policy map is
  * full. Included once by microseg.bpf.c after ms_sessions is defined; the
- * rest of the pipeline calls ms_pressure_session_admit() before the one
- * session insert, ms_pressure_session_inserted()/_deleted() from session.h's
+ * rest of the pipeline calls ms_pressure_session_admit_in() before the one
+ * session insert, ms_pressure_session_inserted_in()/_deleted_in() from session.h's
  * insert and delete, and ms_endpoint_locked_down().
  *
  * Why counters instead of asking the map: an LRU map has no entry count a
@@ -52,6 +52,15 @@ struct {
 	__type(value, __u8);
 } ms_sess_allow SEC(".maps");
 
+/* The IPv6 allow-list, same rules (docs/ipv6.md). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, struct ms_allow6_key);
+	__type(value, __u8);
+} ms_sess_allow6 SEC(".maps");
+
 /* Lockdown: new flows of this endpoint are refused in both directions. */
 static __always_inline int ms_endpoint_locked_down(__u8 endpoint_flags)
 {
@@ -72,6 +81,22 @@ static __always_inline int ms_session_allow_listed(__u32 peer_ipv4, __u8 proto, 
 		return 0;
 	key.port = 0;
 	return bpf_map_lookup_elem(&ms_sess_allow, &key) != 0;
+}
+
+static __always_inline int ms_session_allow_listed6(const __u32 *peer_ipv6, __u8 proto, __u16 port)
+{
+	struct ms_allow6_key key = {
+		.prefixlen = MS_ALLOW_FIXED_BITS + 128,
+		.proto = proto,
+		.port = port,
+	};
+	__builtin_memcpy(key.peer_ipv6, peer_ipv6, sizeof(key.peer_ipv6));
+	if (bpf_map_lookup_elem(&ms_sess_allow6, &key))
+		return 1;
+	if (port == 0)
+		return 0;
+	key.port = 0;
+	return bpf_map_lookup_elem(&ms_sess_allow6, &key) != 0;
 }
 
 /*
@@ -104,9 +129,9 @@ static __always_inline void ms_pressure_alert(__u32 map, struct ms_pressure_coun
 	__sync_fetch_and_add(&counters->alerts, 1);
 }
 
-static __always_inline struct ms_pressure_counters *ms_pressure_session_counters(void)
+/* `slot`: MS_PMAP_SESSIONS or MS_PMAP_SESSIONS6, each session map is accounted on its own. */
+static __always_inline struct ms_pressure_counters *ms_pressure_session_counters(__u32 slot)
 {
-	__u32 slot = MS_PMAP_SESSIONS;
 	return bpf_map_lookup_elem(&ms_pressure, &slot);
 }
 
@@ -120,8 +145,9 @@ static __always_inline __u64 ms_pressure_session_estimate(const struct ms_pressu
 
 /*
  * May a new session be created? Called right before the one session insert
- * (session.h's ms_session_insert) with the flow's remote address (net),
- * protocol and destination port (host order, 0 for port-less protocols).
+ * (session.h's ms_session_insert) with the flow's family, remote address
+ * (net; IPv4 or IPv6 per `v6`), protocol and destination port (host order, 0
+ * for port-less protocols). Each family's session map has its own slot.
  * Returns MS_REASON_MAX ("go on") or MS_REASON_DROP_MAP_FULL.
  *
  * "Full" for the LRU map is `estimate >= full_entries`, which the agent sets
@@ -129,17 +155,20 @@ static __always_inline __u64 ms_pressure_session_estimate(const struct ms_pressu
  * evicting live sessions, silently breaking established flows. At that
  * point only allow-listed flows still get a session (they use the reserve).
  */
-static __always_inline __u32 ms_pressure_session_admit(__u32 peer_ipv4, __u8 proto, __u16 port,
-						       __u64 now)
+static __always_inline __u32 ms_pressure_session_admit_in(int v6, __u32 peer_ipv4,
+							  const __u32 *peer_ipv6, __u8 proto,
+							  __u16 port, __u64 now)
 {
-	__u32 slot = MS_PMAP_SESSIONS;
-	struct ms_pressure_counters *counters = ms_pressure_session_counters();
+	__u32 slot = v6 ? MS_PMAP_SESSIONS6 : MS_PMAP_SESSIONS;
+	struct ms_pressure_counters *counters = ms_pressure_session_counters(slot);
 	struct ms_pressure_config *config = bpf_map_lookup_elem(&ms_pressure_cfg, &slot);
 	if (!counters || !config)
 		return MS_REASON_DROP_MAP_FULL; /* cannot happen (arrays): fail closed */
 	__u64 entries = ms_pressure_session_estimate(counters, config);
-	if (config->full_entries == 0 || entries < config->full_entries ||
-	    ms_session_allow_listed(peer_ipv4, proto, port))
+	if (config->full_entries == 0 || entries < config->full_entries)
+		return MS_REASON_MAX;
+	if (v6 ? ms_session_allow_listed6(peer_ipv6, proto, port)
+	       : ms_session_allow_listed(peer_ipv4, proto, port))
 		return MS_REASON_MAX;
 	__sync_fetch_and_add(&counters->refused, 1);
 	ms_pressure_alert(slot, counters, entries, config->alert_entries, now);
@@ -147,10 +176,9 @@ static __always_inline __u32 ms_pressure_session_admit(__u32 peer_ipv4, __u8 pro
 }
 
 /* Accounts the outcome (`err` of bpf_map_update_elem) of a session insert. */
-static __always_inline void ms_pressure_session_inserted(long err, __u64 now)
+static __always_inline void ms_pressure_session_inserted_in(__u32 slot, long err, __u64 now)
 {
-	__u32 slot = MS_PMAP_SESSIONS;
-	struct ms_pressure_counters *counters = ms_pressure_session_counters();
+	struct ms_pressure_counters *counters = ms_pressure_session_counters(slot);
 	struct ms_pressure_config *config = bpf_map_lookup_elem(&ms_pressure_cfg, &slot);
 	if (!counters || !config)
 		return;
@@ -164,9 +192,9 @@ static __always_inline void ms_pressure_session_inserted(long err, __u64 now)
 }
 
 /* A session the data path removed itself (not an eviction). */
-static __always_inline void ms_pressure_session_deleted(void)
+static __always_inline void ms_pressure_session_deleted_in(__u32 slot)
 {
-	struct ms_pressure_counters *counters = ms_pressure_session_counters();
+	struct ms_pressure_counters *counters = ms_pressure_session_counters(slot);
 	if (counters)
 		__sync_fetch_and_add(&counters->deletes, 1);
 }

@@ -79,6 +79,30 @@ struct {
 	__type(value, struct ms_session);
 } ms_sessions SEC(".maps");
 
+/* IPv6 twins of ms_policy, ms_policy_lpm and ms_sessions (docs/ipv6.md). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_POLICY6_EXACT);
+	__type(key, struct ms_policy6_key);
+	__type(value, struct ms_policy_value);
+} ms_policy6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MS_DEFAULT_MAX_POLICY6_LPM);
+	__type(key, struct ms_lpm6_key);
+	__type(value, struct ms_policy_value);
+} ms_policy6_lpm SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(max_entries, 65536); /* sized by the agent (--max_sessions6) */
+	__type(key, struct ms_session6_key);
+	__type(value, struct ms_session);
+} ms_sessions6 SEC(".maps");
+
 /* Session-map pressure, the allow-list and endpoint lockdown. */
 #include "map_pressure.h"
 
@@ -122,21 +146,33 @@ enum ms_icmp_kind {
 	MS_ICMP_ERROR = 3, /* carries the header of a packet it reports on */
 };
 
-/* What the pipeline needs of one IPv4 packet, ports in network order. */
+/* What the pipeline needs of one IP packet, ports in network order. */
 struct ms_flow {
-	__u32 saddr;
+	__u32 saddr; /* IPv4 only; an IPv6 flow's addresses are its ms_flow6 */
 	__u32 daddr;
 	__u16 sport;
 	__u16 dport;
 	__u8 proto;
 	__u8 trackable; /* a session may be created for / matched by this flow */
 	__u8 icmp_kind; /* enum ms_icmp_kind */
-	__u8 pad;
-	__u16 l4_offset; /* from the start of the frame */
-	__u16 l4_len;    /* L4 header + payload, per the IPv4 total length */
+	__u8 ipv6;      /* set by ms_parse6: the IPv6 stages take it */
+	__u16 l4_offset; /* from the start of the frame (IPv6: at most 8 extension headers of 2 KiB) */
+	__u16 l4_len;    /* L4 header + payload, per the IP total/payload length */
+};
+
+/*
+ * The addresses of an IPv6 flow, net order. Kept apart from ms_flow so the
+ * IPv4 path copies and compares no more than before; every helper that
+ * deals in addresses takes `v6` (a constant in each program: the compiler
+ * keeps one family's code per program) and both.
+ */
+struct ms_flow6 {
+	__u32 saddr[4];
+	__u32 daddr[4];
 };
 
 #include "session.h"
+#include "ipv6.h"
 
 static __always_inline __u32 ms_verdict_of(__u32 reason)
 {
@@ -216,11 +252,13 @@ static __always_inline __u32 ms_parse_l4(void *l4, void *data_end, __u32 l4_room
 }
 
 /*
- * Parse L2-L4. Returns MS_CONTINUE with `flow` filled for IPv4, or the
+ * Parse L2-L4. Returns MS_CONTINUE with `flow` filled for IPv4 (and IPv6,
+ * its addresses in `addrs6`: ipv6.h), or the
  * final reason for everything that is decided by parsing alone.
  */
 static __always_inline __u32 ms_parse(struct __sk_buff *skb, int isolated, __u32 dir,
-				     __u32 pod_ipv4, struct ms_flow *flow)
+				     const struct ms_endpoint *endpoint, struct ms_flow *flow,
+				     struct ms_flow6 *addrs6)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -244,13 +282,9 @@ static __always_inline __u32 ms_parse(struct __sk_buff *skb, int isolated, __u32
 	__u16 ethertype = bpf_ntohs(eth->h_proto);
 	if (ethertype == ETH_P_ARP)
 		return MS_REASON_ALLOW_NON_IP;
-	if (ethertype == ETH_P_IPV6) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
-		if ((void *)(ip6 + 1) > data_end)
-			return MS_REASON_DROP_MALFORMED;
-		/* No IPv6 policy yet: an isolated pod must not get a v6 bypass. */
-		return isolated ? MS_REASON_DROP_UNSUPPORTED_L3 : MS_REASON_ALLOW_NOT_ISOLATED;
-	}
+	if (ethertype == ETH_P_IPV6)
+		return ms_parse6(skb, data_end, (void *)(eth + 1), isolated, dir, endpoint->ipv6, flow,
+				 addrs6);
 	if (ethertype != ETH_P_IP)
 		return isolated ? MS_REASON_DROP_UNSUPPORTED_L3 : MS_REASON_ALLOW_NOT_ISOLATED;
 
@@ -278,7 +312,7 @@ static __always_inline __u32 ms_parse(struct __sk_buff *skb, int isolated, __u32
 	 * another pod at every peer's ingress policy. Checked before anything
 	 * else may admit the packet (sessions, fragments, non-isolation).
 	 */
-	if (dir == MS_DIR_EGRESS && flow->saddr != pod_ipv4)
+	if (dir == MS_DIR_EGRESS && flow->saddr != endpoint->ipv4)
 		return MS_REASON_DROP_SPOOFED_SOURCE;
 
 	/* Only the first fragment carries L4 ports; later ones cannot be judged. */
@@ -342,43 +376,96 @@ static __always_inline int ms_policy_lpm_reason(__u32 endpoint_id, __u32 peer, _
 	return ms_policy_value_reason(bpf_map_lookup_elem(&ms_policy_lpm, &key));
 }
 
+/* IPv6 twins of the two lookups above, on ms_policy6 / ms_policy6_lpm. */
+static __always_inline int ms_policy6_exact_reason(__u32 endpoint_id, const __u32 *peer, __u8 proto,
+						   __u16 port, __u32 dir)
+{
+	struct ms_policy6_key key = {
+		.endpoint_id = endpoint_id,
+		.port = port,
+		.proto = proto,
+		.direction = dir,
+	};
+	__builtin_memcpy(key.peer_ipv6, peer, sizeof(key.peer_ipv6));
+	return ms_policy_value_reason(bpf_map_lookup_elem(&ms_policy6, &key));
+}
+
+static __always_inline int ms_policy6_lpm_reason(__u32 endpoint_id, const __u32 *peer, __u8 proto,
+						 __u16 port, __u32 dir)
+{
+	struct ms_lpm6_key key = {
+		.prefixlen = MS_LPM_FIXED_BITS + 128,
+		.endpoint_id = endpoint_id,
+		.direction = dir,
+		.proto = proto,
+		.port = port,
+	};
+	__builtin_memcpy(key.peer_ipv6, peer, sizeof(key.peer_ipv6));
+	return ms_policy_value_reason(bpf_map_lookup_elem(&ms_policy6_lpm, &key));
+}
+
+/* The family's exact (lpm = 0) or CIDR (lpm = 1) lookup; `v6` and `lpm` are constants. */
+static __always_inline int ms_policy_reason(int v6, int lpm, __u32 endpoint_id, __u32 peer4,
+					    const __u32 *peer6, __u8 proto, __u16 port, __u32 dir)
+{
+	if (v6)
+		return lpm ? ms_policy6_lpm_reason(endpoint_id, peer6, proto, port, dir)
+			   : ms_policy6_exact_reason(endpoint_id, peer6, proto, port, dir);
+	return lpm ? ms_policy_lpm_reason(endpoint_id, peer4, proto, port, dir)
+		   : ms_policy_exact_reason(endpoint_id, peer4, proto, port, dir);
+}
+
+/* ICMP has no ports: its echo id (kept in the ports for sessions) is no port. */
+static __always_inline __u16 ms_policy_port(int v6, const struct ms_flow *flow)
+{
+	return flow->proto == (v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP) ? 0 : bpf_ntohs(flow->dport);
+}
+
 /*
  * Most specific first: (proto, port), (proto, any port), (any proto, any
  * port), exact map before LPM; a combination equal to an earlier one is
  * skipped. The first entry decides (the agent compiled every policy tier
- * into it); none: the endpoint's default for the direction.
+ * into it); none: the endpoint's default for the direction. IPv6 flows
+ * (`v6`, addresses in `addrs6`) take the same steps on the *6 maps.
  */
-static __always_inline __u32 ms_policy_verdict(const struct ms_flow *flow, __u32 endpoint_id,
+static __always_inline __u32 ms_policy_verdict(int v6, const struct ms_flow *flow,
+					       const struct ms_flow6 *addrs6, __u32 endpoint_id,
 					       __u32 dir, int isolated)
 {
-	__u32 peer = dir == MS_DIR_INGRESS ? flow->saddr : flow->daddr;
-	/* ICMP has no ports: its echo id (kept in dport for sessions) is no port. */
-	__u16 port = flow->proto == IPPROTO_ICMP ? 0 : bpf_ntohs(flow->dport);
+	__u32 peer = 0;
+	const __u32 *peer6 = 0;
+	if (v6)
+		peer6 = dir == MS_DIR_INGRESS ? addrs6->saddr : addrs6->daddr;
+	else
+		peer = dir == MS_DIR_INGRESS ? flow->saddr : flow->daddr;
+	__u16 port = ms_policy_port(v6, flow);
 	__u8 proto = flow->proto;
 	int try_proto_any_port = port != 0;
 	int try_any_proto = proto != 0;
 
 	int reason = -1;
-	if (ms_policy_exact_may_match(endpoint_id, peer, dir)) {
-		reason = ms_policy_exact_reason(endpoint_id, peer, proto, port, dir);
+	/* The bloom pre-filter covers ms_policy only. */
+	if (v6 || ms_policy_exact_may_match(endpoint_id, peer, dir)) {
+		reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, proto, port, dir);
 		if (reason < 0 && try_proto_any_port)
-			reason = ms_policy_exact_reason(endpoint_id, peer, proto, 0, dir);
+			reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, proto, 0, dir);
 		if (reason < 0 && try_any_proto)
-			reason = ms_policy_exact_reason(endpoint_id, peer, 0, 0, dir);
+			reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, 0, 0, dir);
 	}
 	if (reason < 0)
-		reason = ms_policy_lpm_reason(endpoint_id, peer, proto, port, dir);
+		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, port, dir);
 	if (reason < 0 && try_proto_any_port)
-		reason = ms_policy_lpm_reason(endpoint_id, peer, proto, 0, dir);
+		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, 0, dir);
 	if (reason < 0 && try_any_proto)
-		reason = ms_policy_lpm_reason(endpoint_id, peer, 0, 0, dir);
+		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, 0, 0, dir);
 	if (reason < 0)
 		return isolated ? MS_REASON_DROP_POLICY : MS_REASON_ALLOW_NOT_ISOLATED;
 	return reason;
 }
 
 /* The verdict of policy alone on a new flow in `dir` (isolation included). */
-static __always_inline __u32 ms_flow_verdict(const struct ms_flow *flow, __u32 endpoint_id,
+static __always_inline __u32 ms_flow_verdict(int v6, const struct ms_flow *flow,
+					     const struct ms_flow6 *addrs6, __u32 endpoint_id,
 					     __u8 endpoint_flags, __u32 dir)
 {
 	__u8 isolation_bit =
@@ -389,7 +476,8 @@ static __always_inline __u32 ms_flow_verdict(const struct ms_flow *flow, __u32 e
 	if (!isolated && !(endpoint_flags & lookup_bit))
 		return MS_REASON_ALLOW_NOT_ISOLATED;
 	/* The policy generation the entry's one read of the flags named. */
-	return ms_policy_verdict(flow, ms_policy_id(endpoint_id, endpoint_flags), dir, isolated);
+	return ms_policy_verdict(v6, flow, addrs6, ms_policy_id(endpoint_id, endpoint_flags), dir,
+				 isolated);
 }
 
 /* ---- session tracking: what a packet of a trackable flow does ---- */
@@ -401,8 +489,8 @@ static __always_inline __u32 ms_flow_verdict(const struct ms_flow *flow, __u32 e
  * A packet of a live session. Re-checks policy if it changed since the
  * session was admitted, then advances the TCP state machine.
  */
-static __always_inline __u32 ms_session_continue(struct ms_session *s,
-						 const struct ms_session_key *key,
+static __always_inline __u32 ms_session_continue(int v6, struct ms_session *s,
+						 const union ms_any_session_key *key,
 						 const struct ms_flow *flow,
 						 const struct ms_tcp_packet *tcp, __u32 endpoint_id,
 						 __u8 endpoint_flags, __u32 policy_rev, __u32 dir,
@@ -417,9 +505,10 @@ static __always_inline __u32 ms_session_continue(struct ms_session *s,
 
 	if (s->policy_rev != policy_rev) {
 		struct ms_flow initiator = {};
-		ms_session_initiator_flow(key, s->direction, &initiator);
-		if (ms_reason_is_drop(ms_flow_verdict(&initiator, endpoint_id, endpoint_flags,
-							s->direction)))
+		struct ms_flow6 initiator6;
+		ms_session_initiator_flow(v6, key, s->direction, &initiator, &initiator6);
+		if (ms_reason_is_drop(ms_flow_verdict(v6, &initiator, &initiator6, endpoint_id,
+						      endpoint_flags, s->direction)))
 			ms_session_revoke(s, endpoint_id);
 		else
 			s->flags &= ~MS_SESSION_F_REVOKED; /* allowed again */
@@ -451,13 +540,13 @@ static __always_inline __u32 ms_session_continue(struct ms_session *s,
  * evicted or expired, or predates the agent) is re-checked in both
  * orientations, since either side may have opened it, and picked up.
  */
-static __always_inline __u32 ms_session_open(const struct ms_session_key *key,
-					     const struct ms_flow *flow,
+static __always_inline __u32 ms_session_open(int v6, const union ms_any_session_key *key,
+					     const struct ms_flow *flow, const struct ms_flow6 *addrs6,
 					     const struct ms_tcp_packet *tcp, __u32 endpoint_id,
 					     __u8 endpoint_flags, __u32 policy_rev, __u32 dir,
 					     __u64 now)
 {
-	__u32 reason = ms_flow_verdict(flow, endpoint_id, endpoint_flags, dir);
+	__u32 reason = ms_flow_verdict(v6, flow, addrs6, endpoint_id, endpoint_flags, dir);
 	struct ms_session s = {
 		.last_seen_ns = now,
 		.policy_rev = policy_rev,
@@ -484,8 +573,13 @@ static __always_inline __u32 ms_session_open(const struct ms_session_key *key,
 				.dport = flow->sport,
 				.proto = flow->proto,
 			};
-			__u32 reverse_reason =
-				ms_flow_verdict(&reversed, endpoint_id, endpoint_flags, reverse_dir);
+			struct ms_flow6 reversed6;
+			if (v6) {
+				__builtin_memcpy(reversed6.saddr, addrs6->daddr, sizeof(reversed6.saddr));
+				__builtin_memcpy(reversed6.daddr, addrs6->saddr, sizeof(reversed6.daddr));
+			}
+			__u32 reverse_reason = ms_flow_verdict(v6, &reversed, &reversed6, endpoint_id,
+							       endpoint_flags, reverse_dir);
 			int syn_ack = (tcp->flags & MS_TCP_SYN) != 0;
 			/* A SYN-ACK answers the receiver's SYN: the receiver opened it. */
 			if (syn_ack) {
@@ -513,22 +607,22 @@ static __always_inline __u32 ms_session_open(const struct ms_session_key *key,
 	}
 
 	/* A full session map refuses it unless allow-listed (map_pressure.h). */
-	__u32 pressure = ms_pressure_session_admit(dir == MS_DIR_INGRESS ? flow->saddr : flow->daddr,
-						   flow->proto,
-						   flow->proto == IPPROTO_ICMP ? 0 : bpf_ntohs(flow->dport),
-						   now);
+	__u32 pressure = ms_pressure_session_admit_in(
+		v6, dir == MS_DIR_INGRESS ? flow->saddr : flow->daddr,
+		v6 ? (dir == MS_DIR_INGRESS ? addrs6->saddr : addrs6->daddr) : 0, flow->proto,
+		ms_policy_port(v6, flow), now);
 	if (pressure != MS_CONTINUE)
 		return pressure;
 	/*
 	 * A failed insert (a race with another CPU, memory pressure) still lets
 	 * this packet through: policy admitted it.
 	 */
-	ms_session_insert(key, &s);
+	ms_session_insert(v6, key, &s);
 	return reason;
 }
 
-static __always_inline __u32 ms_track(struct __sk_buff *skb, const struct ms_flow *flow,
-				      __u32 endpoint_id, __u8 endpoint_flags, __u32 policy_rev,
+static __always_inline __u32 ms_track(struct __sk_buff *skb, int v6, const struct ms_flow *flow,
+				      const struct ms_flow6 *addrs6, __u32 endpoint_id, __u8 endpoint_flags, __u32 policy_rev,
 				      __u32 dir, __u64 now)
 {
 	struct ms_tcp_packet tcp = {};
@@ -540,21 +634,35 @@ static __always_inline __u32 ms_track(struct __sk_buff *skb, const struct ms_flo
 			return MS_REASON_DROP_INVALID_TCP_STATE;
 	}
 
-	struct ms_session_key key;
-	ms_session_key_of(flow, endpoint_id, dir, &key);
-	struct ms_session *s = ms_session_lookup_live(&key, now);
+	union ms_any_session_key key;
+	ms_any_session_key_of(v6, flow, addrs6, endpoint_id, dir, &key);
+	struct ms_session *s = ms_session_lookup_live(v6, &key, now);
 	if (s) {
-		__u32 verdict = ms_session_continue(s, &key, flow, &tcp, endpoint_id, endpoint_flags,
+		__u32 verdict = ms_session_continue(v6, s, &key, flow, &tcp, endpoint_id, endpoint_flags,
 						    policy_rev, dir, now);
 		if (verdict == MS_TCP_RESTART)
-			ms_session_delete(&key, s); /* port reuse: a new connection, through policy */
+			ms_session_delete(v6, &key, s); /* port reuse: a new connection, through policy */
 		else if (verdict != MS_SESSION_MISMATCH)
 			return verdict;
 	}
 	/* Its policy did not fit the maps: only tracked flows go on. */
 	if (ms_endpoint_locked_down(endpoint_flags))
 		return MS_REASON_DROP_MAP_FULL;
-	return ms_session_open(&key, flow, &tcp, endpoint_id, endpoint_flags, policy_rev, dir, now);
+	return ms_session_open(v6, &key, flow, addrs6, &tcp, endpoint_id, endpoint_flags, policy_rev,
+			       dir, now);
+}
+
+/* An ICMP or ICMPv6 error about a live session of this endpoint? */
+static __always_inline int ms_icmp_error_related_any(struct __sk_buff *skb, int v6, __u32 l4_offset,
+						     __u32 endpoint_id, __u32 dir, __u64 now)
+{
+	if (!v6)
+		return ms_icmp_error_related(skb, l4_offset, endpoint_id, dir, now);
+	struct ms_flow embedded = {};
+	struct ms_flow6 embedded6;
+	if (!ms_icmp6_error_quote(skb, l4_offset, &embedded, &embedded6))
+		return 0;
+	return ms_quoted_session_live(1, &embedded, &embedded6, endpoint_id, dir, now);
 }
 
 /* ---- pipeline stages (R4) ---- */
@@ -570,6 +678,7 @@ static __always_inline __u32 ms_track(struct __sk_buff *skb, const struct ms_flo
  */
 struct ms_stage_state {
 	struct ms_flow flow;
+	struct ms_flow6 flow6; /* written for IPv6 packets only */
 	__u32 ifindex; /* the entry's skb->ifindex: a stage run on its own finds a mismatch */
 	__u32 endpoint_id;
 	__u32 policy_rev;
@@ -587,6 +696,8 @@ struct {
 
 int to_pod_track(struct __sk_buff *skb);
 int from_pod_track(struct __sk_buff *skb);
+int to_pod_track6(struct __sk_buff *skb);
+int from_pod_track6(struct __sk_buff *skb);
 
 /*
  * Filled by libbpf at load (declarative slots); the agent fills and checks
@@ -603,11 +714,13 @@ struct {
 	.values = {
 		[MS_STAGE_TO_POD_TRACK] = (void *)&to_pod_track,
 		[MS_STAGE_FROM_POD_TRACK] = (void *)&from_pod_track,
+		[MS_STAGE_TO_POD_TRACK6] = (void *)&to_pod_track6,
+		[MS_STAGE_FROM_POD_TRACK6] = (void *)&from_pod_track6,
 	},
 };
 
 /* Entry: endpoint, parse, hand over. Returns only a final reason. */
-static __always_inline __u32 ms_entry(struct __sk_buff *skb, __u32 dir, __u32 stage)
+static __always_inline __u32 ms_entry(struct __sk_buff *skb, __u32 dir, __u32 stage, __u32 stage6)
 {
 	struct ms_endpoint_key endpoint_key = { .ifindex = skb->ifindex };
 	struct ms_endpoint *endpoint = bpf_map_lookup_elem(&ms_endpoints, &endpoint_key);
@@ -624,7 +737,7 @@ static __always_inline __u32 ms_entry(struct __sk_buff *skb, __u32 dir, __u32 st
 	if (!state) /* cannot happen (one-slot array); fail closed */
 		return MS_REASON_DROP_MISSED_TAIL_CALL;
 	__builtin_memset(&state->flow, 0, sizeof(state->flow));
-	__u32 reason = ms_parse(skb, isolated, dir, endpoint->ipv4, &state->flow);
+	__u32 reason = ms_parse(skb, isolated, dir, endpoint, &state->flow, &state->flow6);
 	if (reason != MS_CONTINUE)
 		return reason;
 	state->ifindex = skb->ifindex;
@@ -632,13 +745,13 @@ static __always_inline __u32 ms_entry(struct __sk_buff *skb, __u32 dir, __u32 st
 	state->policy_rev = endpoint->policy_rev;
 	state->endpoint_flags = flags;
 
-	bpf_tail_call(skb, &ms_stages, stage);
+	bpf_tail_call(skb, &ms_stages, state->flow.ipv6 ? stage6 : stage);
 	/* Reached only when the slot is empty: fail closed, counted by our exit. */
 	return MS_REASON_DROP_MISSED_TAIL_CALL;
 }
 
 /* Tracking stage: sessions, isolation, policy for the packet its entry parsed. */
-static __always_inline __u32 ms_track_stage(struct __sk_buff *skb, __u32 dir)
+static __always_inline __u32 ms_track_stage(struct __sk_buff *skb, __u32 dir, int v6)
 {
 	__u32 zero = 0;
 	struct ms_stage_state *state = bpf_map_lookup_elem(&ms_scratch, &zero);
@@ -649,38 +762,60 @@ static __always_inline __u32 ms_track_stage(struct __sk_buff *skb, __u32 dir)
 	__u32 policy_rev = state->policy_rev;
 	__u8 endpoint_flags = state->endpoint_flags;
 	struct ms_flow flow = state->flow;
+	struct ms_flow6 flow6;
+	if (v6) {
+		if (!flow.ipv6)
+			return MS_REASON_DROP_MISSED_TAIL_CALL; /* not this family's stage */
+		flow6 = state->flow6;
+	}
 
 	__u64 now = ms_now();
-	if (flow.icmp_kind == MS_ICMP_ERROR &&
-	    ms_icmp_error_related(skb, flow.l4_offset, endpoint_id, dir, now))
+	if (flow.icmp_kind == MS_ICMP_ERROR && ms_icmp_error_related_any(skb, v6, flow.l4_offset,
+									 endpoint_id, dir, now))
 		return MS_REASON_ALLOW_RELATED;
 	if (!flow.trackable)
-		return ms_endpoint_locked_down(endpoint_flags) ? MS_REASON_DROP_MAP_FULL
-							       : ms_flow_verdict(&flow, endpoint_id, endpoint_flags, dir);
-	return ms_track(skb, &flow, endpoint_id, endpoint_flags, policy_rev, dir, now);
+		return ms_endpoint_locked_down(endpoint_flags)
+			       ? MS_REASON_DROP_MAP_FULL
+			       : ms_flow_verdict(v6, &flow, &flow6, endpoint_id, endpoint_flags, dir);
+	return ms_track(skb, v6, &flow, &flow6, endpoint_id, endpoint_flags, policy_rev, dir, now);
 }
 
 /* Every program leaves through ms_finish: each packet is counted once. */
 SEC("tc")
 int from_pod(struct __sk_buff *skb)
 {
-	return ms_finish(skb, MS_DIR_EGRESS, ms_entry(skb, MS_DIR_EGRESS, MS_STAGE_FROM_POD_TRACK));
+	return ms_finish(skb, MS_DIR_EGRESS,
+			 ms_entry(skb, MS_DIR_EGRESS, MS_STAGE_FROM_POD_TRACK, MS_STAGE_FROM_POD_TRACK6));
 }
 
 SEC("tc")
 int to_pod(struct __sk_buff *skb)
 {
-	return ms_finish(skb, MS_DIR_INGRESS, ms_entry(skb, MS_DIR_INGRESS, MS_STAGE_TO_POD_TRACK));
+	return ms_finish(skb, MS_DIR_INGRESS,
+			 ms_entry(skb, MS_DIR_INGRESS, MS_STAGE_TO_POD_TRACK, MS_STAGE_TO_POD_TRACK6));
 }
 
 SEC("tc")
 int from_pod_track(struct __sk_buff *skb)
 {
-	return ms_finish(skb, MS_DIR_EGRESS, ms_track_stage(skb, MS_DIR_EGRESS));
+	return ms_finish(skb, MS_DIR_EGRESS, ms_track_stage(skb, MS_DIR_EGRESS, 0));
 }
 
 SEC("tc")
 int to_pod_track(struct __sk_buff *skb)
 {
-	return ms_finish(skb, MS_DIR_INGRESS, ms_track_stage(skb, MS_DIR_INGRESS));
+	return ms_finish(skb, MS_DIR_INGRESS, ms_track_stage(skb, MS_DIR_INGRESS, 0));
+}
+
+/* The IPv6 stages: the same code on the *6 maps (v6 = 1 throughout). */
+SEC("tc")
+int from_pod_track6(struct __sk_buff *skb)
+{
+	return ms_finish(skb, MS_DIR_EGRESS, ms_track_stage(skb, MS_DIR_EGRESS, 1));
+}
+
+SEC("tc")
+int to_pod_track6(struct __sk_buff *skb)
+{
+	return ms_finish(skb, MS_DIR_INGRESS, ms_track_stage(skb, MS_DIR_INGRESS, 1));
 }

@@ -54,6 +54,7 @@ static __always_inline __u64 ms_session_timeout_ns(__u8 proto, __u8 tcp_state)
 	case IPPROTO_UDP:
 		return session_timeout_udp_ns;
 	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
 		return session_timeout_icmp_ns;
 	case IPPROTO_TCP:
 		switch (tcp_state) {
@@ -72,6 +73,66 @@ static __always_inline __u64 ms_session_timeout_ns(__u8 proto, __u8 tcp_state)
 	}
 }
 
+/*
+ * A session key of either family. `v6` is a constant in every program, so
+ * each program holds one family's code and map; both keys start with the
+ * endpoint id.
+ */
+union ms_any_session_key {
+	struct ms_session_key v4;
+	struct ms_session6_key v6;
+};
+
+static __always_inline void *ms_sessions_map(int v6)
+{
+	return v6 ? (void *)&ms_sessions6 : (void *)&ms_sessions;
+}
+
+static __always_inline __u8 ms_session_key_proto(int v6, const union ms_any_session_key *key)
+{
+	return v6 ? key->v6.proto : key->v4.proto;
+}
+
+/* How both families' session keys end: ports, protocol, padding. */
+struct ms_session_key_tail {
+	__u16 pod_port;
+	__u16 peer_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct ms_session_key) - __builtin_offsetof(struct ms_session_key, pod_port) ==
+		       sizeof(struct ms_session_key_tail) &&
+	       __builtin_offsetof(struct ms_session_key, proto) - __builtin_offsetof(struct ms_session_key, pod_port) ==
+		       __builtin_offsetof(struct ms_session_key_tail, proto),
+	       "ms_session_key ends like ms_session_key_tail");
+_Static_assert(sizeof(struct ms_session6_key) - __builtin_offsetof(struct ms_session6_key, pod_port) ==
+		       sizeof(struct ms_session_key_tail) &&
+	       __builtin_offsetof(struct ms_session6_key, proto) - __builtin_offsetof(struct ms_session6_key, pod_port) ==
+		       __builtin_offsetof(struct ms_session_key_tail, proto),
+	       "ms_session6_key ends like ms_session_key_tail");
+
+static __always_inline void ms_session_key_tail_of(const struct ms_flow *flow, int pod_sends,
+						   struct ms_session_key_tail *tail)
+{
+	tail->pod_port = pod_sends ? flow->sport : flow->dport;
+	tail->peer_port = pod_sends ? flow->dport : flow->sport;
+	tail->proto = flow->proto;
+	tail->pad[0] = 0;
+	tail->pad[1] = 0;
+	tail->pad[2] = 0;
+}
+
+/* The IPv6 key of `flow`, normalised like ms_session_key_of's. */
+static __always_inline void ms_session6_key_of(const struct ms_flow *flow, const struct ms_flow6 *addrs,
+					       __u32 endpoint_id, __u32 dir, struct ms_session6_key *key)
+{
+	int pod_sends = dir == MS_DIR_EGRESS;
+	key->endpoint_id = endpoint_id;
+	__builtin_memcpy(key->pod_addr, pod_sends ? addrs->saddr : addrs->daddr, sizeof(key->pod_addr));
+	__builtin_memcpy(key->peer_addr, pod_sends ? addrs->daddr : addrs->saddr, sizeof(key->peer_addr));
+	ms_session_key_tail_of(flow, pod_sends, (struct ms_session_key_tail *)&key->pod_port);
+}
+
 /* The key of the flow `flow` belongs to, normalised to the pod's side. */
 static __always_inline void ms_session_key_of(const struct ms_flow *flow, __u32 endpoint_id,
 					      __u32 dir, struct ms_session_key *key)
@@ -80,19 +141,36 @@ static __always_inline void ms_session_key_of(const struct ms_flow *flow, __u32 
 	key->endpoint_id = endpoint_id;
 	key->pod_addr = pod_sends ? flow->saddr : flow->daddr;
 	key->peer_addr = pod_sends ? flow->daddr : flow->saddr;
-	key->pod_port = pod_sends ? flow->sport : flow->dport;
-	key->peer_port = pod_sends ? flow->dport : flow->sport;
-	key->proto = flow->proto;
-	key->pad[0] = 0;
-	key->pad[1] = 0;
-	key->pad[2] = 0;
+	ms_session_key_tail_of(flow, pod_sends, (struct ms_session_key_tail *)&key->pod_port);
+}
+
+static __always_inline void ms_any_session_key_of(int v6, const struct ms_flow *flow,
+						  const struct ms_flow6 *addrs, __u32 endpoint_id,
+						  __u32 dir, union ms_any_session_key *key)
+{
+	if (v6)
+		ms_session6_key_of(flow, addrs, endpoint_id, dir, &key->v6);
+	else
+		ms_session_key_of(flow, endpoint_id, dir, &key->v4);
 }
 
 /* The initiator's packet of a session, as the pipeline's policy check sees a new flow. */
-static __always_inline void ms_session_initiator_flow(const struct ms_session_key *key,
-						      __u32 initiator_dir, struct ms_flow *flow)
+static __always_inline void ms_session_initiator_flow(int v6, const union ms_any_session_key *any,
+						      __u32 initiator_dir, struct ms_flow *flow,
+						      struct ms_flow6 *addrs)
 {
 	int pod_sends = initiator_dir == MS_DIR_EGRESS;
+	if (v6) {
+		const struct ms_session6_key *key = &any->v6;
+		__builtin_memcpy(addrs->saddr, pod_sends ? key->pod_addr : key->peer_addr, sizeof(addrs->saddr));
+		__builtin_memcpy(addrs->daddr, pod_sends ? key->peer_addr : key->pod_addr, sizeof(addrs->daddr));
+		flow->sport = pod_sends ? key->pod_port : key->peer_port;
+		flow->dport = pod_sends ? key->peer_port : key->pod_port;
+		flow->proto = key->proto;
+		flow->ipv6 = 1;
+		return;
+	}
+	const struct ms_session_key *key = &any->v4;
 	flow->saddr = pod_sends ? key->pod_addr : key->peer_addr;
 	flow->daddr = pod_sends ? key->peer_addr : key->pod_addr;
 	flow->sport = pod_sends ? key->pod_port : key->peer_port;
@@ -144,27 +222,29 @@ static __always_inline void ms_session_revoke(struct ms_session *s, __u32 endpoi
 	s->flags |= MS_SESSION_F_REVOKED;
 }
 
-static __always_inline void ms_session_delete(const struct ms_session_key *key, struct ms_session *s)
+static __always_inline void ms_session_delete(int v6, const union ms_any_session_key *key,
+					      struct ms_session *s)
 {
 	if (s->flags & MS_SESSION_F_HALF_OPEN) {
 		s->flags &= ~MS_SESSION_F_HALF_OPEN;
-		ms_half_open_add(key->endpoint_id, -1);
+		ms_half_open_add(key->v4.endpoint_id, -1);
 	}
-	if (bpf_map_delete_elem(&ms_sessions, key) == 0)
-		ms_pressure_session_deleted();
+	if (bpf_map_delete_elem(ms_sessions_map(v6), key) == 0)
+		ms_pressure_session_deleted_in(v6 ? MS_PMAP_SESSIONS6 : MS_PMAP_SESSIONS);
 }
 
 /* The live session under `key`, or NULL; an expired one is removed on the way. */
-static __always_inline struct ms_session *ms_session_lookup_live(const struct ms_session_key *key,
+static __always_inline struct ms_session *ms_session_lookup_live(int v6, const union ms_any_session_key *key,
 								 __u64 now)
 {
-	struct ms_session *s = bpf_map_lookup_elem(&ms_sessions, key);
+	struct ms_session *s = bpf_map_lookup_elem(ms_sessions_map(v6), key);
 	if (!s)
 		return 0;
 	__u64 last_seen = s->last_seen_ns;
 	/* Another CPU may have stamped a later time than our `now`: still live. */
-	if (now > last_seen && now - last_seen > ms_session_timeout_ns(key->proto, s->tcp_state)) {
-		ms_session_delete(key, s);
+	if (now > last_seen &&
+	    now - last_seen > ms_session_timeout_ns(ms_session_key_proto(v6, key), s->tcp_state)) {
+		ms_session_delete(v6, key, s);
 		return 0;
 	}
 	return s;
@@ -175,13 +255,13 @@ static __always_inline struct ms_session *ms_session_lookup_live(const struct ms
  * Returns 0 or the map update's error; the caller's packet was admitted by
  * policy either way.
  */
-static __always_inline long ms_session_insert(const struct ms_session_key *key,
+static __always_inline long ms_session_insert(int v6, const union ms_any_session_key *key,
 					      const struct ms_session *s)
 {
-	long err = bpf_map_update_elem(&ms_sessions, key, s, BPF_NOEXIST);
-	ms_pressure_session_inserted(err, s->last_seen_ns);
+	long err = bpf_map_update_elem(ms_sessions_map(v6), key, s, BPF_NOEXIST);
+	ms_pressure_session_inserted_in(v6 ? MS_PMAP_SESSIONS6 : MS_PMAP_SESSIONS, err, s->last_seen_ns);
 	if (!err && (s->flags & MS_SESSION_F_HALF_OPEN))
-		ms_half_open_add(key->endpoint_id, 1);
+		ms_half_open_add(key->v4.endpoint_id, 1);
 	return err;
 }
 
@@ -270,6 +350,21 @@ static __always_inline int ms_icmp_type_is_error(__u8 type)
 }
 
 /*
+ * Is the packet an ICMP error (travelling in `dir`) quotes part of a live,
+ * not revoked session of this endpoint? The quoted packet went the other way.
+ */
+static __always_inline int ms_quoted_session_live(int v6, const struct ms_flow *embedded,
+						  const struct ms_flow6 *addrs, __u32 endpoint_id,
+						  __u32 dir, __u64 now)
+{
+	__u32 embedded_dir = dir == MS_DIR_INGRESS ? MS_DIR_EGRESS : MS_DIR_INGRESS;
+	union ms_any_session_key key;
+	ms_any_session_key_of(v6, embedded, addrs, endpoint_id, embedded_dir, &key);
+	struct ms_session *s = ms_session_lookup_live(v6, &key, now);
+	return s && !(s->flags & MS_SESSION_F_REVOKED);
+}
+
+/*
  * Does the ICMP error at `l4_offset` report on a live session of this
  * endpoint? The embedded header is a packet going the other way: for an
  * error arriving at the pod it is one the pod sent.
@@ -314,12 +409,7 @@ static __always_inline int ms_icmp_error_related(struct __sk_buff *skb, __u32 l4
 	default:
 		return 0;
 	}
-	/* The embedded packet travelled opposite to the error. */
-	__u32 embedded_dir = dir == MS_DIR_INGRESS ? MS_DIR_EGRESS : MS_DIR_INGRESS;
-	struct ms_session_key key;
-	ms_session_key_of(&embedded, endpoint_id, embedded_dir, &key);
-	struct ms_session *s = ms_session_lookup_live(&key, now);
-	return s && !(s->flags & MS_SESSION_F_REVOKED);
+	return ms_quoted_session_live(0, &embedded, 0, endpoint_id, dir, now);
 }
 
 #endif /* MICROSEG_BPF_SESSION_H */

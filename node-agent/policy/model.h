@@ -3,6 +3,7 @@
 // compiler consumes. Plain values, no behaviour.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -160,6 +161,7 @@ struct LocalEndpoint {
   std::string pod_namespace;
   std::string pod_name;
   uint32_t ipv4 = 0;  // host byte order
+  std::array<uint32_t, 4> ipv6{};  // net order (as ms_endpoint.ipv6); all zero: the pod has none
   friend bool operator==(const LocalEndpoint&, const LocalEndpoint&) = default;
 };
 

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 #include <utility>
 
@@ -118,6 +119,7 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
   out.ifindex = endpoint.ifindex;
   out.endpoint.endpoint_id = endpoint.endpoint_id;
   out.endpoint.ipv4 = htonl(endpoint.ipv4);
+  std::memcpy(out.endpoint.ipv6, endpoint.ipv6.data(), sizeof out.endpoint.ipv6);
   out.endpoint.flags = flags;
   return out;
 }

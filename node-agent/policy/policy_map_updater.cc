@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <utility>
 
@@ -245,7 +246,9 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
     } else {
       const EndpointPolicy& old = plan.old->policy;
       const bool same_flags = VerdictFlags(old.endpoint) == desired.endpoint.flags &&
-                              old.endpoint.ipv4 == desired.endpoint.ipv4 && old.ifindex == desired.ifindex;
+                              old.endpoint.ipv4 == desired.endpoint.ipv4 &&
+                              std::memcmp(old.endpoint.ipv6, desired.endpoint.ipv6, sizeof old.endpoint.ipv6) == 0 &&
+                              old.ifindex == desired.ifindex;
       const bool same_lpm = SameEntries(old.lpm, desired.lpm);
       const bool verdicts_same = same_flags && same_lpm && SameEntries(old.exact, desired.exact);
       desired.endpoint.policy_rev = verdicts_same ? old.endpoint.policy_rev : next_revision(old.endpoint.policy_rev);

@@ -1,5 +1,6 @@
 // StampPolicyRevisions (declared in policy_compiler.h): policy_rev
 // bookkeeping between the live maps and a freshly compiled state.
+#include <cstring>
 #include <set>
 
 #include "policy_compiler.h"
@@ -19,7 +20,8 @@ std::set<uint32_t> EndpointsWithChangedEntries(const MapState& live, const MapSt
 }
 
 bool SameExceptRevision(const ms_endpoint& a, const ms_endpoint& b) {
-  return a.endpoint_id == b.endpoint_id && a.ipv4 == b.ipv4 && a.flags == b.flags;
+  return a.endpoint_id == b.endpoint_id && a.ipv4 == b.ipv4 && a.flags == b.flags &&
+         std::memcmp(a.ipv6, b.ipv6, sizeof a.ipv6) == 0;
 }
 
 }  // namespace

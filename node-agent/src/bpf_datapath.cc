@@ -112,7 +112,9 @@ absl::Status FillStages(microseg_bpf* skel) {
     uint32_t slot;
     bpf_program* program;
   } stages[] = {{MS_STAGE_TO_POD_TRACK, skel->progs.to_pod_track},
-                {MS_STAGE_FROM_POD_TRACK, skel->progs.from_pod_track}};
+                {MS_STAGE_FROM_POD_TRACK, skel->progs.from_pod_track},
+                {MS_STAGE_TO_POD_TRACK6, skel->progs.to_pod_track6},
+                {MS_STAGE_FROM_POD_TRACK6, skel->progs.from_pod_track6}};
   static_assert(sizeof(stages) / sizeof(stages[0]) == MS_STAGE_MAX, "every stage has a program");
   for (const auto& stage : stages) {
     const int program_fd = bpf_program__fd(stage.program);
@@ -175,6 +177,9 @@ absl::StatusOr<std::unique_ptr<BpfDatapath>> BpfDatapath::LoadAndPin(const Datap
                           Sizing{skel->maps.ms_policy, options.max_policy_exact},
                           Sizing{skel->maps.ms_policy_lpm, options.max_policy_lpm},
                           Sizing{skel->maps.ms_sessions, options.max_sessions},
+                          Sizing{skel->maps.ms_policy6, options.max_policy6_exact},
+                          Sizing{skel->maps.ms_policy6_lpm, options.max_policy6_lpm},
+                          Sizing{skel->maps.ms_sessions6, options.max_sessions6},
                           Sizing{skel->maps.ms_half_open, options.max_endpoints}}) {
     if (s.max_entries == 0) return absl::InvalidArgumentError(absl::StrCat(bpf_map__name(s.map), ": size 0"));
     if (int err = bpf_map__set_max_entries(s.map, s.max_entries); err != 0) return Errno(-err, "size map");
@@ -241,6 +246,10 @@ int BpfDatapath::endpoints_fd() const { return bpf_map__fd(skel_->maps.ms_endpoi
 int BpfDatapath::policy_fd() const { return bpf_map__fd(skel_->maps.ms_policy); }
 int BpfDatapath::policy_lpm_fd() const { return bpf_map__fd(skel_->maps.ms_policy_lpm); }
 int BpfDatapath::sessions_fd() const { return bpf_map__fd(skel_->maps.ms_sessions); }
+int BpfDatapath::policy6_fd() const { return bpf_map__fd(skel_->maps.ms_policy6); }
+int BpfDatapath::policy6_lpm_fd() const { return bpf_map__fd(skel_->maps.ms_policy6_lpm); }
+int BpfDatapath::sessions6_fd() const { return bpf_map__fd(skel_->maps.ms_sessions6); }
+int BpfDatapath::session_allow6_fd() const { return bpf_map__fd(skel_->maps.ms_sess_allow6); }
 int BpfDatapath::stats_fd() const { return bpf_map__fd(skel_->maps.ms_stats); }
 int BpfDatapath::pressure_counters_fd() const { return bpf_map__fd(skel_->maps.ms_pressure); }
 int BpfDatapath::pressure_config_fd() const { return bpf_map__fd(skel_->maps.ms_pressure_cfg); }
@@ -251,7 +260,8 @@ int BpfDatapath::half_open_fd() const { return bpf_map__fd(skel_->maps.ms_half_o
 std::vector<MapCapacity> BpfDatapath::capacities() const {
   std::vector<MapCapacity> out;
   for (bpf_map* m : {skel_->maps.ms_endpoints, skel_->maps.ms_policy, skel_->maps.ms_policy_lpm,
-                     skel_->maps.ms_sessions}) {
+                     skel_->maps.ms_sessions, skel_->maps.ms_policy6, skel_->maps.ms_policy6_lpm,
+                     skel_->maps.ms_sessions6}) {
     out.push_back({bpf_map__name(m), bpf_map__max_entries(m)});
   }
   return out;
@@ -294,16 +304,31 @@ absl::StatusOr<uint32_t> BpfDatapath::CountSessions() const {
   return count;
 }
 
-absl::Status BpfDatapath::DeleteSessionsOf(uint32_t endpoint_id) const {
-  std::vector<ms_session_key> doomed;
-  auto status = ForEachEntry<ms_session_key, ms_session>(
-      sessions_fd(), [&](const ms_session_key& k, const ms_session&) {
-        if (k.endpoint_id == endpoint_id) doomed.push_back(k);
-      });
+namespace {
+// Deletes the endpoint's entries of one session map; returns how many went.
+template <typename Key>
+absl::StatusOr<uint64_t> DeleteSessionsIn(int fd, uint32_t endpoint_id) {
+  std::vector<Key> doomed;
+  auto status = ForEachEntry<Key, ms_session>(fd, [&](const Key& k, const ms_session&) {
+    if (k.endpoint_id == endpoint_id) doomed.push_back(k);
+  });
   if (!status.ok()) return status;
-  for (const ms_session_key& k : doomed) {
-    if (bpf_map_delete_elem(sessions_fd(), &k) == 0) CountSessionDeletes(1);
+  uint64_t deleted = 0;
+  for (const Key& k : doomed) {
+    if (bpf_map_delete_elem(fd, &k) == 0) ++deleted;
     else if (errno != ENOENT) return Errno(errno, "delete session");
+  }
+  return deleted;
+}
+}  // namespace
+
+absl::Status BpfDatapath::DeleteSessionsOf(uint32_t endpoint_id) const {
+  auto deleted = DeleteSessionsIn<ms_session_key>(sessions_fd(), endpoint_id);
+  if (!deleted.ok()) return deleted.status();
+  CountSessionDeletes(*deleted);
+  // IPv6 sessions are not in the IPv4 pressure estimate: not counted there.
+  if (auto deleted6 = DeleteSessionsIn<ms_session6_key>(sessions6_fd(), endpoint_id); !deleted6.ok()) {
+    return deleted6.status();
   }
   if (bpf_map_delete_elem(half_open_fd(), &endpoint_id) != 0 && errno != ENOENT) {
     return Errno(errno, "delete half-open counter");

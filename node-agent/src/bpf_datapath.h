@@ -27,6 +27,10 @@ struct DatapathOptions {
   uint32_t max_policy_exact = MS_DEFAULT_MAX_POLICY_EXACT;
   uint32_t max_policy_lpm = MS_DEFAULT_MAX_POLICY_LPM;
   uint32_t max_sessions = MS_DEFAULT_MAX_SESSIONS;
+  // IPv6 twins (docs/ipv6.md).
+  uint32_t max_policy6_exact = MS_DEFAULT_MAX_POLICY6_EXACT;
+  uint32_t max_policy6_lpm = MS_DEFAULT_MAX_POLICY6_LPM;
+  uint32_t max_sessions6 = MS_DEFAULT_MAX_SESSIONS6;
   SessionTimeouts session_timeouts;
   uint32_t max_half_open_per_endpoint = MS_DEFAULT_MAX_HALF_OPEN;  // 0 = no cap
 };
@@ -50,6 +54,10 @@ class BpfDatapath {
   int policy_fd() const;
   int policy_lpm_fd() const;
   int sessions_fd() const;
+  int policy6_fd() const;
+  int policy6_lpm_fd() const;
+  int sessions6_fd() const;
+  int session_allow6_fd() const;
   int stats_fd() const;
   // Map pressure (map_pressure_monitor.h, bpf/map_pressure.h).
   int pressure_counters_fd() const;

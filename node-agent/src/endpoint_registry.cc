@@ -73,6 +73,13 @@ uint32_t FirstIpv4(const std::vector<std::string>& ips) {
   return 0;
 }
 
+Ipv6Address FirstIpv6(const std::vector<std::string>& ips) {
+  for (const auto& ip : ips) {
+    if (auto v6 = ParseIpv6Address(absl::string_view(ip).substr(0, ip.find('/')))) return *v6;
+  }
+  return {};
+}
+
 absl::Status EndpointRegistry::Load() {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
@@ -89,6 +96,7 @@ absl::Status EndpointRegistry::Load() {
       continue;
     }
     record->ipv4 = FirstIpv4(record->ips);
+    record->ipv6 = FirstIpv6(record->ips);
     ids.insert(record->endpoint_id);
     records_[{record->container_id, record->ifname}] = *record;
   }
@@ -126,11 +134,12 @@ absl::StatusOr<EndpointRecord> EndpointRegistry::Register(EndpointRecord record,
                                                           std::vector<EndpointRecord>* evicted) {
   if (auto status = Validate(record); !status.ok()) return status;
   for (const auto& ip : record.ips) {
-    if (!AddressOf(ip) && ip.find(':') == std::string::npos) {
+    if (!AddressOf(ip) && !ParseIpv6Address(absl::string_view(ip).substr(0, ip.find('/')))) {
       return absl::InvalidArgumentError(absl::StrCat("ips: '", ip, "' is not an IP address"));
     }
   }
   record.ipv4 = FirstIpv4(record.ips);
+  record.ipv6 = FirstIpv6(record.ips);
   if (record.ipv4 == 0) return absl::InvalidArgumentError("ips: the endpoint has no IPv4 address");
 
   const Key key{record.container_id, record.ifname};
@@ -172,7 +181,7 @@ const EndpointRecord* EndpointRegistry::Find(const Key& key) const {
 std::vector<LocalEndpoint> EndpointRegistry::LocalEndpoints() const {
   std::vector<LocalEndpoint> out;
   for (const auto& [key, r] : records_) {
-    out.push_back({r.endpoint_id, r.host_ifindex, r.pod_namespace, r.pod_name, r.ipv4});
+    out.push_back({r.endpoint_id, r.host_ifindex, r.pod_namespace, r.pod_name, r.ipv4, r.ipv6});
   }
   return out;
 }

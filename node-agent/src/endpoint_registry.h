@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "ipv6_address.h"
 #include "model.h"
 
 namespace microseg {
@@ -26,6 +27,7 @@ struct EndpointRecord {
   uint32_t host_ifindex = 0;
   std::vector<std::string> ips;  // as given by the CNI result, CIDR form
   uint32_t ipv4 = 0;             // first IPv4 of `ips`, host byte order
+  Ipv6Address ipv6{};            // first IPv6 of `ips` (net order), all zero when none
 };
 
 class EndpointRegistry {
@@ -59,5 +61,7 @@ class EndpointRegistry {
 // The first IPv4 address among `ips` ("a.b.c.d/len" as CNI results give
 // them, or a bare address) in host byte order, 0 when none.
 uint32_t FirstIpv4(const std::vector<std::string>& ips);
+// The same for IPv6 ("fd00::a/64" or bare); all zero when none.
+Ipv6Address FirstIpv6(const std::vector<std::string>& ips);
 
 }  // namespace microseg

@@ -84,6 +84,10 @@ ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464", "host:port of the Prom
 ABSL_FLAG(uint32_t, max_endpoints, MS_DEFAULT_MAX_ENDPOINTS, "Capacity of the endpoint map (pods on this node).");
 ABSL_FLAG(uint32_t, max_policy_entries, MS_DEFAULT_MAX_POLICY_EXACT, "Capacity of the exact-match policy map.");
 ABSL_FLAG(uint32_t, max_lpm_entries, MS_DEFAULT_MAX_POLICY_LPM, "Capacity of the CIDR (LPM) policy map.");
+// ---- IPv6 twins of the maps (docs/ipv6.md) ----
+ABSL_FLAG(uint32_t, max_policy6_entries, MS_DEFAULT_MAX_POLICY6_EXACT, "Capacity of the IPv6 exact-match policy map.");
+ABSL_FLAG(uint32_t, max_lpm6_entries, MS_DEFAULT_MAX_POLICY6_LPM, "Capacity of the IPv6 CIDR (LPM) policy map.");
+ABSL_FLAG(uint32_t, max_sessions6, MS_DEFAULT_MAX_SESSIONS6, "Capacity of the IPv6 session map.");
 // ---- session tracking ----
 ABSL_FLAG(uint32_t, max_sessions, MS_DEFAULT_MAX_SESSIONS,
           "Capacity of the session map (LRU, per-CPU lists); about 1.5 x the node's concurrent connections. "
@@ -306,6 +310,9 @@ int Run() {
   options.max_policy_exact = absl::GetFlag(FLAGS_max_policy_entries);
   options.max_policy_lpm = absl::GetFlag(FLAGS_max_lpm_entries);
   options.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  options.max_policy6_exact = absl::GetFlag(FLAGS_max_policy6_entries);
+  options.max_policy6_lpm = absl::GetFlag(FLAGS_max_lpm6_entries);
+  options.max_sessions6 = absl::GetFlag(FLAGS_max_sessions6);
   if (const std::string preset = absl::GetFlag(FLAGS_session_map_preset); !preset.empty()) {
     auto size = SessionMapPresetSize(preset);
     if (!size.ok()) {
@@ -378,7 +385,7 @@ int Run() {
   agent.ForgetEndpointsWhere(VethIsGone);  // pods deleted while the agent was down
   for (const EndpointView& view : agent.ListEndpoints()) AttachCurrentPrograms(view.record, options.bpffs_dir);
 
-  SessionSweeper sweeper(dp.sessions_fd(), dp.half_open_fd(), options.session_timeouts);
+  SessionSweeper sweeper(dp.sessions_fd(), dp.half_open_fd(), options.session_timeouts, dp.sessions6_fd());
   metrics->set_session_sweeper(&sweeper);
   SweeperThread sweeper_thread(sweeper, absl::GetFlag(FLAGS_session_sweep_interval));
 

@@ -26,9 +26,10 @@ constexpr int kNotSupported = 524;  // ENOTSUPP, kernel-internal, what old kerne
 
 absl::Status Errno(int err, absl::string_view what) { return absl::ErrnoToStatus(err, std::string(what)); }
 
-absl::StatusOr<ms_pressure_counters> ReadSessionCounters(const BpfDatapath& datapath) {
+absl::StatusOr<ms_pressure_counters> ReadSessionCounters(const BpfDatapath& datapath,
+                                                          uint32_t slot = kSessionSlot) {
   ms_pressure_counters counters{};
-  if (bpf_map_lookup_elem(datapath.pressure_counters_fd(), &kSessionSlot, &counters) != 0) {
+  if (bpf_map_lookup_elem(datapath.pressure_counters_fd(), &slot, &counters) != 0) {
     return Errno(errno, "read ms_pressure");
   }
   return counters;
@@ -112,8 +113,9 @@ MapPressureMonitor::MapPressureMonitor(const BpfDatapath& datapath, MapPressureO
       options_(options),
       agent_entries_(std::move(entries)),
       agent_failures_(std::move(failures)) {
-  static constexpr std::array<const char*, MS_PMAP_MAX> kNames = {"ms_endpoints", "ms_policy", "ms_policy_lpm",
-                                                                  "ms_sessions"};
+  static constexpr std::array<const char*, MS_PMAP_MAX> kNames = {
+      "ms_endpoints", "ms_policy", "ms_policy_lpm", "ms_sessions", "ms_policy6", "ms_policy6_lpm", "ms_sessions6"};
+  static_assert(kNames.back() != nullptr, "every pressure slot has a map name");
   for (unsigned map = 0; map < MS_PMAP_MAX; ++map) maps_[map].map = kNames[map];
   for (const MapCapacity& capacity : datapath_.capacities()) {
     for (MapPressure& m : maps_) {
@@ -130,6 +132,13 @@ absl::Status MapPressureMonitor::Configure(const std::vector<ms_allow_key>& allo
   session_config_.alert_entries =
       static_cast<uint32_t>(std::max<double>(1, std::ceil(static_cast<double>(capacity) * options_.alert_ratio)));
   if (absl::Status status = CountSessionsLocked(absl::Now()); !status.ok()) return status;
+  const uint64_t capacity6 = maps_[MS_PMAP_SESSIONS6].capacity;
+  const auto reserve6 =
+      static_cast<uint64_t>(std::ceil(static_cast<double>(capacity6) * options_.session_reserve_ratio));
+  session6_config_.full_entries = static_cast<uint32_t>(capacity6 > reserve6 ? capacity6 - reserve6 : 1);
+  session6_config_.alert_entries =
+      static_cast<uint32_t>(std::max<double>(1, std::ceil(static_cast<double>(capacity6) * options_.alert_ratio)));
+  if (absl::Status status = CountSessions6Locked(absl::Now()); !status.ok()) return status;
 
   // The allow-list is replaced as a whole: what an earlier run had and this
   // one does not want goes.
@@ -179,6 +188,25 @@ absl::Status MapPressureMonitor::CountSessionsLocked(absl::Time now) {
   return absl::OkStatus();
 }
 
+absl::Status MapPressureMonitor::CountSessions6Locked(absl::Time now) {
+  const uint32_t slot = MS_PMAP_SESSIONS6;
+  auto counters = ReadSessionCounters(datapath_, slot);
+  if (!counters.ok()) return counters.status();
+  auto count = CountMapEntries(datapath_.sessions6_fd(), sizeof(ms_session6_key), sizeof(ms_session));
+  if (!count.ok()) return count.status();
+  last_count6_ = now;
+  session6_config_.removed = counters->inserts - *count;  // modulo 2^64: see ms_pressure_config
+  if (bpf_map_update_elem(datapath_.pressure_config_fd(), &slot, &session6_config_, BPF_ANY) != 0) {
+    return Errno(errno, "write ms_pressure_cfg (ms_sessions6)");
+  }
+  MapPressure& sessions6 = maps_[slot];
+  sessions6.entries = *count;
+  sessions6.insert_failures = counters->insert_failures;
+  sessions6.refused = counters->refused;
+  sessions6.last_check = now;
+  return absl::OkStatus();
+}
+
 void MapPressureMonitor::AgentAlertLocked(unsigned map, absl::Time now) {
   if (now - last_agent_alert_[map] < options_.agent_alert_interval) return;
   last_agent_alert_[map] = now;
@@ -214,6 +242,7 @@ absl::Status MapPressureMonitor::Check(absl::Time now) {
   sessions.insert_failures = counters->insert_failures;
   sessions.refused = counters->refused;
   sessions.last_check = now;
+  if (now - last_count6_ >= options_.session_count_interval) return CountSessions6Locked(now);
   return absl::OkStatus();
 }
 

@@ -73,6 +73,9 @@ class MapPressureMonitor {
 
  private:
   [[nodiscard]] absl::Status CountSessionsLocked(absl::Time now);
+  // ms_sessions6 (docs/ipv6.md): the same limits, re-based on an exact count
+  // every session_count_interval; its evictions are not estimated.
+  [[nodiscard]] absl::Status CountSessions6Locked(absl::Time now);
   void AgentAlertLocked(unsigned map, absl::Time now);
 
   const BpfDatapath& datapath_;
@@ -90,6 +93,8 @@ class MapPressureMonitor {
   uint64_t counted_entries_ = 0;
   uint64_t counted_inserts_ = 0;
   uint64_t counted_known_deletes_ = 0;
+  ms_pressure_config session6_config_{};
+  absl::Time last_count6_ = absl::InfinitePast();
 };
 
 // Counts a hash map's entries with batched lookups (falls back to walking

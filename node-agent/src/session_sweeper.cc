@@ -18,6 +18,67 @@ absl::Status Errno(int err, std::string_view what) { return absl::ErrnoToStatus(
 // Entries read per batch syscall.
 constexpr uint32_t kBatch = 4096;
 
+// Expired entries of one session map (Key: ms_session_key or
+// ms_session6_key) are deleted; live half-open ones are counted per endpoint.
+template <typename Key>
+absl::Status SweepMap(int fd, const char* name, const SessionTimeouts& timeouts, uint64_t now, SweepResult& result,
+                      std::map<uint32_t, int64_t>& half_open) {
+  std::vector<Key> expired;
+  std::vector<Key> keys(kBatch);
+  std::vector<ms_session> values(kBatch);
+  Key out_batch{};
+  bool first = true;
+  bool done = false;
+  DECLARE_LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  while (!done) {
+    uint32_t count = kBatch;
+    // in_batch/out_batch are opaque cursors of the kernel's hash iteration.
+    Key in_batch = out_batch;
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch, keys.data(), values.data(), &count,
+                                   &opts);
+    if (err != 0) {
+      if (errno != ENOENT) return Errno(errno, absl::StrCat("read ", name, " (batch)"));
+      done = true;  // ENOENT: this was the last batch (count holds its entries)
+    }
+    first = false;
+    for (uint32_t i = 0; i < count; ++i) {
+      ++result.scanned;
+      if (SessionExpired(timeouts, keys[i], values[i], now)) {
+        expired.push_back(keys[i]);
+      } else if (values[i].flags & MS_SESSION_F_HALF_OPEN) {
+        ++half_open[keys[i].endpoint_id];
+        ++result.half_open;
+      }
+    }
+  }
+
+  // A packet may have refreshed an entry since it was read: look again
+  // right before deleting (a narrow window remains; such a flow is then
+  // re-admitted by policy like any flow without a session).
+  for (const Key& key : expired) {
+    ms_session current{};
+    if (bpf_map_lookup_elem(fd, &key, &current) != 0) continue;
+    if (!SessionExpired(timeouts, key, current, now)) {
+      if (current.flags & MS_SESSION_F_HALF_OPEN) {
+        ++half_open[key.endpoint_id];
+        ++result.half_open;
+      }
+      continue;
+    }
+    if (bpf_map_delete_elem(fd, &key) == 0) ++result.removed;
+    else if (errno != ENOENT) return Errno(errno, "delete expired session");
+  }
+  return absl::OkStatus();
+}
+
+template <typename Key>
+bool Expired(const SessionTimeouts& timeouts, const Key& key, const ms_session& session, uint64_t now_ns) {
+  if (now_ns <= session.last_seen_ns) return false;
+  const auto timeout =
+      static_cast<uint64_t>(absl::ToInt64Nanoseconds(SessionTimeout(timeouts, key.proto, session.tcp_state)));
+  return now_ns - session.last_seen_ns > timeout;
+}
+
 }  // namespace
 
 absl::Duration SessionTimeout(const SessionTimeouts& t, uint8_t proto, uint8_t tcp_state) {
@@ -25,6 +86,7 @@ absl::Duration SessionTimeout(const SessionTimeouts& t, uint8_t proto, uint8_t t
     case IPPROTO_UDP:
       return t.udp;
     case IPPROTO_ICMP:
+    case IPPROTO_ICMPV6:
       return t.icmp;
     case IPPROTO_TCP:
       switch (tcp_state) {
@@ -45,9 +107,12 @@ absl::Duration SessionTimeout(const SessionTimeouts& t, uint8_t proto, uint8_t t
 
 bool SessionExpired(const SessionTimeouts& timeouts, const ms_session_key& key, const ms_session& session,
                     uint64_t now_ns) {
-  if (now_ns <= session.last_seen_ns) return false;
-  const auto timeout = static_cast<uint64_t>(absl::ToInt64Nanoseconds(SessionTimeout(timeouts, key.proto, session.tcp_state)));
-  return now_ns - session.last_seen_ns > timeout;
+  return Expired(timeouts, key, session, now_ns);
+}
+
+bool SessionExpired(const SessionTimeouts& timeouts, const ms_session6_key& key, const ms_session& session,
+                    uint64_t now_ns) {
+  return Expired(timeouts, key, session, now_ns);
 }
 
 uint64_t MonotonicNowNs() {
@@ -58,52 +123,16 @@ uint64_t MonotonicNowNs() {
 
 absl::StatusOr<SweepResult> SessionSweeper::Sweep(uint64_t now) {
   SweepResult result;
-  std::vector<ms_session_key> expired;
-  std::map<uint32_t, int64_t> half_open;  // endpoint_id -> live half-open sessions
-
-  std::vector<ms_session_key> keys(kBatch);
-  std::vector<ms_session> values(kBatch);
-  ms_session_key out_batch{};
-  bool first = true;
-  bool done = false;
-  DECLARE_LIBBPF_OPTS(bpf_map_batch_opts, opts);
-  while (!done) {
-    uint32_t count = kBatch;
-    // in_batch/out_batch are opaque cursors of the kernel's hash iteration.
-    ms_session_key in_batch = out_batch;
-    int err = bpf_map_lookup_batch(sessions_fd_, first ? nullptr : &in_batch, &out_batch, keys.data(),
-                                   values.data(), &count, &opts);
-    if (err != 0) {
-      if (errno != ENOENT) return Errno(errno, "read ms_sessions (batch)");
-      done = true;  // ENOENT: this was the last batch (count holds its entries)
-    }
-    first = false;
-    for (uint32_t i = 0; i < count; ++i) {
-      ++result.scanned;
-      if (SessionExpired(timeouts_, keys[i], values[i], now)) {
-        expired.push_back(keys[i]);
-      } else if (values[i].flags & MS_SESSION_F_HALF_OPEN) {
-        ++half_open[keys[i].endpoint_id];
-        ++result.half_open;
-      }
-    }
+  std::map<uint32_t, int64_t> half_open;  // endpoint_id -> live half-open sessions, both families
+  if (auto status = SweepMap<ms_session_key>(sessions_fd_, "ms_sessions", timeouts_, now, result, half_open);
+      !status.ok()) {
+    return status;
   }
-
-  // A packet may have refreshed an entry since it was read: look again
-  // right before deleting (a narrow window remains; such a flow is then
-  // re-admitted by policy like any flow without a session).
-  for (const ms_session_key& key : expired) {
-    ms_session current{};
-    if (bpf_map_lookup_elem(sessions_fd_, &key, &current) != 0) continue;
-    if (!SessionExpired(timeouts_, key, current, now)) {
-      if (current.flags & MS_SESSION_F_HALF_OPEN) {
-        ++half_open[key.endpoint_id];
-        ++result.half_open;
-      }
-      continue;
+  if (sessions6_fd_ >= 0) {
+    if (auto status = SweepMap<ms_session6_key>(sessions6_fd_, "ms_sessions6", timeouts_, now, result, half_open);
+        !status.ok()) {
+      return status;
     }
-    if (bpf_map_delete_elem(sessions_fd_, &key) == 0) ++result.removed;
-    else if (errno != ENOENT) return Errno(errno, "delete expired session");
   }
 
   // Rewrite the counters: endpoints without half-open sessions go to zero.

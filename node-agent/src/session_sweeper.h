@@ -33,6 +33,8 @@ absl::Duration SessionTimeout(const SessionTimeouts& timeouts, uint8_t proto, ui
 // stamped later than `now_ns` (another CPU, a racing packet) is live.
 bool SessionExpired(const SessionTimeouts& timeouts, const ms_session_key& key, const ms_session& session,
                     uint64_t now_ns);
+bool SessionExpired(const SessionTimeouts& timeouts, const ms_session6_key& key, const ms_session& session,
+                    uint64_t now_ns);
 
 struct SweepResult {
   uint64_t scanned = 0;
@@ -42,11 +44,13 @@ struct SweepResult {
 
 class SessionSweeper {
  public:
-  SessionSweeper(int sessions_fd, int half_open_fd, SessionTimeouts timeouts)
-      : sessions_fd_(sessions_fd), half_open_fd_(half_open_fd), timeouts_(timeouts) {}
+  // `sessions6_fd`: ms_sessions6 (docs/ipv6.md), -1 to sweep IPv4 only.
+  SessionSweeper(int sessions_fd, int half_open_fd, SessionTimeouts timeouts, int sessions6_fd = -1)
+      : sessions_fd_(sessions_fd), sessions6_fd_(sessions6_fd), half_open_fd_(half_open_fd), timeouts_(timeouts) {}
 
-  // One pass over the session map at `now_ns` on the data path's clock
-  // (MonotonicNowNs(); tests pass their own).
+  // One pass over the session maps at `now_ns` on the data path's clock
+  // (MonotonicNowNs(); tests pass their own). The half-open counters count
+  // both families' sessions, as the data path's SYN cap does.
   [[nodiscard]] absl::StatusOr<SweepResult> Sweep(uint64_t now_ns);
 
   uint64_t sweeps() const { return sweeps_.load(); }
@@ -55,6 +59,7 @@ class SessionSweeper {
 
  private:
   int sessions_fd_;
+  int sessions6_fd_;
   int half_open_fd_;
   SessionTimeouts timeouts_;
   std::atomic<uint64_t> sweeps_{0};

@@ -104,5 +104,35 @@ TEST_CASE("registry skips a corrupt record file on load", "[registry]") {
   CHECK(reloaded.records().size() == 1);
 }
 
+TEST_CASE("registry keeps a dual-stack pod's IPv6 address for ms_endpoint", "[registry][ipv6]") {
+  TempDir dir;
+  const Ipv6Address expected = *ParseIpv6Address("fd00:10:244:1::a");
+  {
+    EndpointRegistry registry(dir.path());
+    REQUIRE(registry.Load().ok());
+    EndpointRecord record = Record("a", 10, "fd00:10:244:1::a/64");
+    record.ips.push_back("10.244.1.2/24");
+    auto registered = registry.Register(record, nullptr);
+    REQUIRE(registered.ok());
+    CHECK(registered->ipv4 == 0x0af40102u);
+    CHECK(registered->ipv6 == expected);
+    // An IPv4-only pod has none.
+    auto v4_only = registry.Register(Record("b", 11, "10.244.1.3/24"), nullptr);
+    REQUIRE(v4_only.ok());
+    CHECK(v4_only->ipv6 == Ipv6Address{});
+  }
+  EndpointRegistry reloaded(dir.path());
+  REQUIRE(reloaded.Load().ok());
+  bool found = false;
+  for (const LocalEndpoint& endpoint : reloaded.LocalEndpoints()) {
+    if (endpoint.pod_name != "pod-a") continue;
+    found = true;
+    CHECK(endpoint.ipv6 == expected);
+  }
+  CHECK(found);
+  CHECK(FirstIpv6({"10.244.1.2/24", "fd00::1"}) == *ParseIpv6Address("fd00::1"));
+  CHECK(FirstIpv6({"10.244.1.2/24", "not-an-address"}) == Ipv6Address{});
+}
+
 }  // namespace
 }  // namespace microseg

@@ -230,8 +230,9 @@ std::vector<VerdictCase> single_packet_cases() {
        MS_REASON_DROP_MALFORMED},
 
       // Other L3: never a bypass for an isolated pod.
-      {"IPv6 isolated", kIngressIsolated, {}, Program::kToPod, ipv6_udp(40000, 53),
-       MS_REASON_DROP_UNSUPPORTED_L3},
+      // IPv6 is enforced like IPv4 (ipv6_datapath_test.cc has the details).
+      {"IPv6 isolated, no IPv6 entry", kIngressIsolated, {}, Program::kToPod, ipv6_udp(40000, 53),
+       MS_REASON_DROP_POLICY},
       {"IPv6 not isolated", kEgressIsolated, {}, Program::kToPod, ipv6_udp(40000, 53),
        MS_REASON_ALLOW_NOT_ISOLATED},
       {"other ethertype isolated", kEgressIsolated, {}, Program::kFromPod,

@@ -1,5 +1,6 @@
 #include "datapath_test_support.h"
 
+#include <arpa/inet.h>
 #include <linux/pkt_cls.h>
 
 #include <catch2/catch.hpp>
@@ -7,7 +8,32 @@
 #include <cstring>
 #include <sstream>
 
+#include "ipv6_packet_builder.h"
+
 namespace microseg::test {
+
+void check_verdict(LoadedDatapath& datapath, Program program, const Bytes& frame, ms_reason expected) {
+  const RunResult result = datapath.run(program, frame);
+  INFO(name_of(program) << " expected " << name_of_reason(expected) << "; counters: "
+                        << describe(result.stats_delta));
+  CHECK(result.tc_action == tc_action_for(expected));
+  check_only_counter_moved(result.stats_delta, direction_of(program), expected, frame.size());
+}
+
+ms_session6_key session6_key_of(std::uint32_t endpoint_id, const std::string& pod,
+                                std::uint16_t pod_port, const std::string& peer,
+                                std::uint16_t peer_port, std::uint8_t proto) {
+  ms_session6_key key{};
+  key.endpoint_id = endpoint_id;
+  const auto pod_words = ipv6_net(pod);
+  const auto peer_words = ipv6_net(peer);
+  std::memcpy(key.pod_addr, pod_words.data(), sizeof key.pod_addr);
+  std::memcpy(key.peer_addr, peer_words.data(), sizeof key.peer_addr);
+  key.pod_port = htons(pod_port);
+  key.peer_port = htons(peer_port);
+  key.proto = proto;
+  return key;
+}
 
 std::unique_ptr<LoadedDatapath> load_or_skip(
     const std::function<void(microseg_bpf&)>& before_load) {

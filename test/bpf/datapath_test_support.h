@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "loaded_datapath.h"
 
@@ -26,5 +27,14 @@ void check_only_counter_moved(const StatsSnapshot& delta, ms_direction direction
 
 // TC action the data path must return for `reason`.
 std::uint32_t tc_action_for(ms_reason reason);
+
+// Runs `frame` through `program` once: the TC action is the one of
+// `expected`, and only that counter (the program's direction) moved.
+void check_verdict(LoadedDatapath& datapath, Program program, const Bytes& frame, ms_reason expected);
+
+// An ms_sessions6 key; ports in host order here, network order in the key.
+ms_session6_key session6_key_of(std::uint32_t endpoint_id, const std::string& pod,
+                                std::uint16_t pod_port, const std::string& peer,
+                                std::uint16_t peer_port, std::uint8_t proto);
 
 }  // namespace microseg::test

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "ipv6_packet_builder.h"
 #include "microseg.skel.h"
 
 namespace microseg::test {
@@ -138,6 +139,73 @@ void LoadedDatapath::delete_exact(std::uint32_t endpoint_id, ms_direction direct
   if (bpf_map__delete_elem(skeleton_->maps.ms_policy, &key, sizeof(key), 0) != 0) {
     throw_errno("delete from ms_policy", errno);
   }
+}
+
+void LoadedDatapath::set_endpoint_ipv6(const std::string& pod_ipv6, std::uint32_t ifindex) {
+  const ms_endpoint_key key{.ifindex = ifindex};
+  ms_endpoint value{};
+  if (bpf_map__lookup_elem(skeleton_->maps.ms_endpoints, &key, sizeof(key), &value, sizeof(value),
+                           0) != 0) {
+    throw_errno("lookup ms_endpoints (set_endpoint first)", errno);
+  }
+  const auto address = ipv6_net(pod_ipv6);
+  std::memcpy(value.ipv6, address.data(), sizeof(value.ipv6));
+  update_or_throw(skeleton_->maps.ms_endpoints, &key, sizeof(key), &value, sizeof(value),
+                  "update ms_endpoints");
+}
+
+void LoadedDatapath::put_exact6(std::uint32_t endpoint_id, ms_direction direction,
+                                const std::string& peer, std::uint8_t proto, std::uint16_t port,
+                                ms_action action) {
+  ms_policy6_key key{.endpoint_id = endpoint_id,
+                     .peer_ipv6 = {},
+                     .port = port,
+                     .proto = proto,
+                     .direction = static_cast<std::uint8_t>(direction)};
+  const auto address = ipv6_net(peer);
+  std::memcpy(key.peer_ipv6, address.data(), sizeof(key.peer_ipv6));
+  const ms_policy_value value{.action = static_cast<std::uint8_t>(action), .pad = {}, .rule_id = 7};
+  update_or_throw(skeleton_->maps.ms_policy6, &key, sizeof(key), &value, sizeof(value),
+                  "update ms_policy6");
+}
+
+void LoadedDatapath::put_lpm6(std::uint32_t endpoint_id, ms_direction direction,
+                              const std::string& peer, std::uint8_t prefix_length,
+                              std::uint8_t proto, std::uint16_t port, ms_action action) {
+  if (prefix_length > 128) throw std::invalid_argument("IPv6 prefix length over 128");
+  ms_lpm6_key key{.prefixlen = static_cast<std::uint32_t>(MS_LPM_FIXED_BITS + prefix_length),
+                  .endpoint_id = endpoint_id,
+                  .direction = static_cast<std::uint8_t>(direction),
+                  .proto = proto,
+                  .port = port,
+                  .peer_ipv6 = {}};
+  const auto address = ipv6_net(peer);
+  std::memcpy(key.peer_ipv6, address.data(), sizeof(key.peer_ipv6));
+  const ms_policy_value value{.action = static_cast<std::uint8_t>(action), .pad = {}, .rule_id = 9};
+  update_or_throw(skeleton_->maps.ms_policy6_lpm, &key, sizeof(key), &value, sizeof(value),
+                  "update ms_policy6_lpm");
+}
+
+std::optional<ms_session> LoadedDatapath::session6(const ms_session6_key& key) const {
+  ms_session value{};
+  if (bpf_map__lookup_elem(skeleton_->maps.ms_sessions6, &key, sizeof(key), &value,
+                           sizeof(value), 0) != 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throw_errno("lookup ms_sessions6", errno);
+  }
+  return value;
+}
+
+std::size_t LoadedDatapath::session6_count() const {
+  ms_session6_key key{}, next{};
+  std::size_t count = 0;
+  const void* previous = nullptr;
+  while (bpf_map__get_next_key(skeleton_->maps.ms_sessions6, previous, &next, sizeof(next)) == 0) {
+    ++count;
+    key = next;
+    previous = &key;
+  }
+  return count;
 }
 
 std::optional<ms_session> LoadedDatapath::session(const ms_session_key& key) const {

@@ -58,6 +58,17 @@ class LoadedDatapath {
   void delete_exact(std::uint32_t endpoint_id, ms_direction direction, const std::string& peer,
                     std::uint8_t proto, std::uint16_t port);
 
+  // IPv6 (docs/ipv6.md): the endpoint's IPv6 address (set_endpoint first)
+  // and the *6 policy maps.
+  void set_endpoint_ipv6(const std::string& pod_ipv6, std::uint32_t ifindex = kTestRunIfindex);
+  void put_exact6(std::uint32_t endpoint_id, ms_direction direction, const std::string& peer,
+                  std::uint8_t proto, std::uint16_t port, ms_action action);
+  void put_lpm6(std::uint32_t endpoint_id, ms_direction direction, const std::string& peer,
+                std::uint8_t prefix_length, std::uint8_t proto, std::uint16_t port,
+                ms_action action);
+  std::optional<ms_session> session6(const ms_session6_key& key) const;
+  std::size_t session6_count() const;
+
   // Session state: the entry under `key`, if any.
   std::optional<ms_session> session(const ms_session_key& key) const;
   std::size_t session_count() const;

@@ -327,7 +327,7 @@ TEST_CASE("a locked-down endpoint refuses new flows both ways, tracked ones go o
        MS_REASON_DROP_MAP_FULL},
       {"new outbound flow the policy entry would allow", Program::kFromPod, udp_packet(kPod, 5001, kPeer, 53),
        MS_REASON_DROP_MAP_FULL},
-      {"IPv6 stays dropped", Program::kToPod, ipv6_udp(40000, 53), MS_REASON_DROP_UNSUPPORTED_L3},
+      {"new IPv6 flow refused too", Program::kToPod, ipv6_udp(40000, 53), MS_REASON_DROP_MAP_FULL},
       {"ARP still works", Program::kToPod, arp_request(kPeer, kPod), MS_REASON_ALLOW_NON_IP},
       {"spoofing is still spoofing", Program::kFromPod, udp_packet(kPeer, 5000, kPod, 53),
        MS_REASON_DROP_SPOOFED_SOURCE},

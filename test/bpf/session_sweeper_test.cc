@@ -1,12 +1,15 @@
 // The agent's session sweeper on a real session map: expired entries go,
 // live ones stay, and the half-open counters are rewritten from what is left.
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <netinet/in.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 
 #include "datapath_test_support.h"
 #include "loaded_datapath.h"
+#include "ipv6_packet_builder.h"
 #include "packet_builder.h"
 #include "session_sweeper.h"
 
@@ -78,6 +81,38 @@ TEST_CASE("the sweeper removes expired sessions and recounts half-open ones",
   REQUIRE(result.ok());
   CHECK(result->removed == 0);
   CHECK(sweeper.sweeps() == 2);
+}
+
+TEST_CASE("the sweeper sweeps ms_sessions6 too and counts both families' half-open sessions",
+          "[bpf][privileged][sweeper][ipv6]") {
+  auto datapath = load_or_skip();
+  if (!datapath) return;
+  constexpr std::uint64_t kSecond = 1'000'000'000ULL;
+  const std::uint64_t now = 100'000 * kSecond;
+  auto key6_of = [](std::uint8_t proto, std::uint16_t pod_port) {
+    return session6_key_of(7, "fd00:10:244:1::a", pod_port, "fd00:10:244:2::14", 80, proto);
+  };
+  const int sessions6_fd = datapath->map_fd("ms_sessions6");
+  REQUIRE(sessions6_fd >= 0);
+  auto put6 = [&](const ms_session6_key& key, const ms_session& value) {
+    REQUIRE(bpf_map_update_elem(sessions6_fd, &key, &value, BPF_ANY) == 0);
+  };
+  const auto echo_expired = key6_of(58, 77);  // ICMPv6 echo: the ICMP timeout (30 s)
+  const auto syn_live = key6_of(IPPROTO_TCP, 1002);
+  put6(echo_expired, session_of(now - 31 * kSecond, MS_TCP_NONE, 0));
+  put6(syn_live, session_of(now, MS_TCP_SYN_SENT, MS_SESSION_F_HALF_OPEN));
+  datapath->put_session(key_of(7, IPPROTO_TCP, 2000), session_of(now, MS_TCP_SYN_SENT, MS_SESSION_F_HALF_OPEN));
+  datapath->put_half_open(7, 50);
+
+  SessionSweeper sweeper(datapath->sessions_fd(), datapath->half_open_fd(), SessionTimeouts{}, sessions6_fd);
+  auto result = sweeper.Sweep(now);
+  REQUIRE(result.ok());
+  CHECK(result->scanned == 3);
+  CHECK(result->removed == 1);
+  CHECK(datapath->session6_count() == 1);
+  CHECK_FALSE(datapath->session6(echo_expired).has_value());
+  CHECK(datapath->session6(syn_live).has_value());
+  CHECK(datapath->half_open(7) == 2);  // one IPv4 + one IPv6 half-open session
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "datapath_test_support.h"
 #include "loaded_datapath.h"
 #include "microseg.skel.h"
+#include "ipv6_packet_builder.h"
 #include "packet_builder.h"
 
 namespace microseg::test {
@@ -45,6 +46,10 @@ TEST_CASE("a missing pipeline stage fails closed with DROP_MISSED_TAIL_CALL",
        tcp_packet(kPeer, 40000, kPod, 80)},
       {"from_pod", Program::kFromPod, MS_STAGE_FROM_POD_TRACK, MS_STAGE_TO_POD_TRACK,
        tcp_packet(kPod, 40000, kPeer, 80)},
+      {"to_pod IPv6", Program::kToPod, MS_STAGE_TO_POD_TRACK6, MS_STAGE_TO_POD_TRACK,
+       tcp6_frame("fd00:10:244:2::14", "fd00:10:244:1::a", {.sport = 40000, .dport = 80})},
+      {"from_pod IPv6", Program::kFromPod, MS_STAGE_FROM_POD_TRACK6, MS_STAGE_FROM_POD_TRACK,
+       tcp6_frame("fd00:10:244:1::a", "fd00:10:244:2::14", {.sport = 40000, .dport = 80})},
   };
   for (const StageCase& c : cases) {
     SECTION(c.name) {
@@ -53,6 +58,7 @@ TEST_CASE("a missing pipeline stage fails closed with DROP_MISSED_TAIL_CALL",
       if (!datapath) return;
       // Not isolated: with its stage in place the packet is allowed.
       datapath->set_endpoint(kEndpointId, 0, kPod);
+      datapath->set_endpoint_ipv6("fd00:10:244:1::a");
       expect_verdict(*datapath, c.program, c.frame, MS_REASON_ALLOW_NOT_ISOLATED);
 
       REQUIRE(bpf_map__delete_elem(skeleton->maps.ms_stages, &c.slot, sizeof(c.slot), 0) == 0);

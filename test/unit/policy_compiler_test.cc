@@ -1,6 +1,7 @@
 #include <arpa/inet.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 
 #include "policy_compiler.h"
 #include "reference_datapath.h"
@@ -444,6 +445,7 @@ spec:
   endpoints.push_back({7, 17, "a", "ghost", Ip("10.244.0.77")});
   // The local endpoint's address overrides the manifest's status.podIP.
   endpoints[0].ipv4 = Ip("10.244.0.100");
+  endpoints[0].ipv6 = {htonl(0xfd000010), htonl(0x02440000), 0, htonl(0x64)};  // fd00:10:244::64
   const CompiledPolicy compiled = CompilePolicy(cluster, endpoints);
 
   CHECK(compiled.summaries.at(7).policies == std::vector<std::string>{"a/all-in-a"});
@@ -453,6 +455,9 @@ spec:
   CHECK(Allows(compiled, 17, MS_DIR_INGRESS, "10.244.0.12", kTcp, 80));
   CHECK_FALSE(Allows(compiled, 17, MS_DIR_INGRESS, "10.244.0.100", kTcp, 80));  // web has app=web
   CHECK(compiled.maps.endpoints.at(10).ipv4 == htonl(Ip("10.244.0.100")));
+  // Its IPv6 address goes to ms_endpoint as is (anti-spoofing, docs/ipv6.md).
+  CHECK(std::memcmp(compiled.maps.endpoints.at(10).ipv6, endpoints[0].ipv6.data(), 16) == 0);
+  CHECK(compiled.maps.endpoints.at(17).ipv6[0] == 0);
 }
 
 TEST_CASE("compilation is deterministic and rule ids are stable", "[compiler]") {

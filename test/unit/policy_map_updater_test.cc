@@ -298,6 +298,28 @@ TEST_CASE("CIDR changes flip the generation, pod churn updates allows in place",
   CHECK(testing::SameMapState(writer.inner.maps, updater.Snapshot()));
 }
 
+TEST_CASE("a new IPv6 address of an endpoint is written to ms_endpoints", "[updater][ipv6]") {
+  ObservedWriter writer;
+  PolicyMapUpdater updater(writer);
+  PolicyEngine engine;
+  SetUpCluster(engine);
+  engine.UpsertNetworkPolicy(PolicyVersions()[0]);
+  REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+  const uint32_t rev = updater.Find(1)->policy.endpoint.policy_rev;
+
+  // The same endpoint registers again (a CNI ADD with a dual-stack result):
+  // the anti-spoofing address must reach the data path, policy unchanged.
+  LocalEndpoint dual_stack{1, 11, "x", "p1", 0x0af40101u};
+  dual_stack.ipv6 = {0x000000fdu, 0, 0, 0x01000000u};  // fd00::1 in net order
+  engine.UpsertEndpoint(dual_stack);
+  REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+  const ms_endpoint& written = writer.inner.maps.endpoints.at(11);
+  CHECK(written.ipv6[0] == 0x000000fdu);
+  CHECK(written.ipv6[3] == 0x01000000u);
+  CHECK(written.policy_rev != rev);  // sessions are re-judged after an endpoint change
+  CHECK(testing::SameMapState(writer.inner.maps, updater.Snapshot()));
+}
+
 TEST_CASE("a map filling up mid-stage leaves the old policy in force, untouched", "[updater]") {
   for (int upserts_allowed = 0; upserts_allowed < 12; ++upserts_allowed) {
     INFO("upserts allowed: " << upserts_allowed);

@@ -38,7 +38,9 @@
 enum ms_stage {
 	MS_STAGE_TO_POD_TRACK = 0,
 	MS_STAGE_FROM_POD_TRACK = 1,
-	MS_STAGE_MAX = 2,
+	MS_STAGE_TO_POD_TRACK6 = 2,   /* IPv6 packets: same pipeline on the *6 maps */
+	MS_STAGE_FROM_POD_TRACK6 = 3,
+	MS_STAGE_MAX = 4,
 };
 
 /* ---- default capacities (the agent may resize before load) ---- */
@@ -46,6 +48,10 @@ enum ms_stage {
 #define MS_DEFAULT_MAX_POLICY_EXACT 262144
 #define MS_DEFAULT_MAX_POLICY_LPM 65536
 #define MS_DEFAULT_MAX_SESSIONS 1048576 /* presets 100k / 500k / 2M: agent --session_map_preset */
+/* IPv6 maps (docs/ipv6.md): a quarter of the IPv4 sizes, their keys are larger. */
+#define MS_DEFAULT_MAX_POLICY6_EXACT 65536
+#define MS_DEFAULT_MAX_POLICY6_LPM 16384
+#define MS_DEFAULT_MAX_SESSIONS6 262144
 
 /*
  * Direction is always seen from the pod: INGRESS is traffic into the pod
@@ -68,13 +74,14 @@ enum ms_reason {
 	MS_REASON_ALLOW_POLICY = 0,       /* a policy rule allows the new flow */
 	MS_REASON_ALLOW_NOT_ISOLATED = 1, /* no policy isolates the pod in this direction */
 	MS_REASON_ALLOW_SESSION = 2,      /* packet of a tracked, allowed flow or its reply */
-	MS_REASON_ALLOW_NON_IP = 3,       /* ARP: needed for the pod's L2 to work */
+	MS_REASON_ALLOW_NON_IP = 3,       /* ARP, IPv6 NDP and MLD: needed for the pod's L2 to work */
 	MS_REASON_DROP_POLICY = 4,        /* isolated and no rule allows */
 	MS_REASON_DROP_UNKNOWN_ENDPOINT = 5, /* veth carries our program but no endpoint is registered yet */
-	MS_REASON_DROP_MALFORMED = 6,     /* truncated or invalid headers */
-	MS_REASON_DROP_UNSUPPORTED_L3 = 7,/* IPv6 or another L3 protocol to/from an isolated pod */
-	MS_REASON_DROP_FRAGMENT = 8,      /* non-first IPv4 fragment to/from an isolated pod */
-	MS_REASON_DROP_SPOOFED_SOURCE = 9,/* IPv4 packet leaving a pod with a source that is not the pod's */
+	MS_REASON_DROP_MALFORMED = 6,     /* truncated or invalid headers; an IPv6 extension-header chain
+					   * too long to walk (isolated pod) */
+	MS_REASON_DROP_UNSUPPORTED_L3 = 7,/* an L3 protocol other than IPv4/IPv6/ARP to/from an isolated pod */
+	MS_REASON_DROP_FRAGMENT = 8,      /* non-first IPv4/IPv6 fragment to/from an isolated pod */
+	MS_REASON_DROP_SPOOFED_SOURCE = 9,/* IP packet leaving a pod with a source that is not the pod's */
 	MS_REASON_ALLOW_AUDIT = 10,       /* allowed only because the deciding policy is in Audit mode: would be dropped */
 	MS_REASON_DROP_INVALID_SEQ = 11,  /* TCP data/ACK far outside the tracked window */
 	MS_REASON_DROP_INVALID_RST = 12,  /* TCP RST whose sequence is not in window (RFC 5961) */
@@ -151,8 +158,10 @@ struct ms_endpoint {
 	__u32 policy_rev;  /* host order: bumped by the agent on every policy change of this endpoint */
 	__u8 flags;        /* MS_EP_F_* */
 	__u8 pad[3];
+	__u32 ipv6[4];     /* net: the pod's IPv6 address; all zero = the pod has none */
 };
-MS_STATIC_ASSERT(sizeof(struct ms_endpoint) == 16, "ms_endpoint layout");
+MS_STATIC_ASSERT(sizeof(struct ms_endpoint) == 32, "ms_endpoint layout");
+MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_endpoint, ipv6) == 16, "ms_endpoint layout");
 
 /*
  * ---- ms_policy: HASH, exact peer address (pods matched by selectors) ----
@@ -326,7 +335,10 @@ enum ms_pressure_map {
 	MS_PMAP_POLICY = 1,
 	MS_PMAP_POLICY_LPM = 2,
 	MS_PMAP_SESSIONS = 3,
-	MS_PMAP_MAX = 4,
+	MS_PMAP_POLICY6 = 4,
+	MS_PMAP_POLICY6_LPM = 5,
+	MS_PMAP_SESSIONS6 = 6,
+	MS_PMAP_MAX = 7,
 };
 
 /*
@@ -383,5 +395,62 @@ struct ms_allow_key {
 MS_STATIC_ASSERT(sizeof(struct ms_allow_key) == 12, "ms_allow_key layout");
 MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_allow_key, peer_ipv4) == 8, "peer address is the matched suffix");
 #define MS_ALLOW_FIXED_BITS 32 /* proto + pad + port */
+
+/*
+ * ---- IPv6 (docs/ipv6.md) ----
+ * Separate maps with 16-byte addresses, so the IPv4 keys and their hashing
+ * stay as small as they are. Each mirrors its IPv4 counterpart field for
+ * field (same meaning, same byte order rules); the programs look them up in
+ * the same order with the same ms_policy_value, ms_session and reasons.
+ * Addresses are four __u32 in network order (the bytes as on the wire).
+ */
+
+/* ms_policy6: HASH, exact peer IPv6 address; see ms_policy_key. */
+struct ms_policy6_key {
+	__u32 endpoint_id;  /* host order: as ms_policy_key.endpoint_id */
+	__u32 peer_ipv6[4]; /* net */
+	__u16 port;         /* host order: destination port of the flow; 0 = any */
+	__u8 proto;         /* IPPROTO_*; 0 = any */
+	__u8 direction;     /* enum ms_direction */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_policy6_key) == 24, "ms_policy6_key layout");
+
+/* ms_policy6_lpm: LPM_TRIE, peer IPv6 CIDRs; prefixlen = MS_LPM_FIXED_BITS + CIDR length. */
+struct ms_lpm6_key {
+	__u32 prefixlen;    /* host order, required first by LPM_TRIE */
+	__u32 endpoint_id;  /* host order: as ms_lpm_key.endpoint_id */
+	__u8 direction;     /* enum ms_direction */
+	__u8 proto;         /* IPPROTO_*; 0 = any */
+	__u16 port;         /* host order; 0 = any */
+	__u32 peer_ipv6[4]; /* net */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_lpm6_key) == 28, "ms_lpm6_key layout");
+MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_lpm6_key, endpoint_id) == 4, "LPM data starts after prefixlen");
+MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_lpm6_key, peer_ipv6) == 12, "peer address is the matched suffix");
+
+/* ms_sessions6: LRU_HASH (BPF_F_NO_COMMON_LRU), value struct ms_session; see ms_session_key. */
+struct ms_session6_key {
+	__u32 endpoint_id;  /* host order */
+	__u32 pod_addr[4];  /* net: the pod's side of the flow */
+	__u32 peer_addr[4]; /* net */
+	__u16 pod_port;     /* net */
+	__u16 peer_port;    /* net */
+	__u8 proto;         /* IPPROTO_*; ICMPv6 echo uses the echo id as both ports */
+	__u8 pad[3];
+};
+MS_STATIC_ASSERT(sizeof(struct ms_session6_key) == 44, "ms_session6_key layout");
+MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_session6_key, endpoint_id) == MS_OFFSETOF(struct ms_session_key, endpoint_id),
+		 "both session keys start with the endpoint");
+
+/* ms_sess_allow6: LPM_TRIE, the IPv6 session allow-list; see ms_allow_key. */
+struct ms_allow6_key {
+	__u32 prefixlen;    /* host order: MS_ALLOW_FIXED_BITS + CIDR length */
+	__u8 proto;         /* IPPROTO_* */
+	__u8 pad;
+	__u16 port;         /* host order: destination port of the new flow; 0 = any */
+	__u32 peer_ipv6[4]; /* net: the remote address of the flow */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_allow6_key) == 24, "ms_allow6_key layout");
+MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_allow6_key, peer_ipv6) == 8, "peer address is the matched suffix");
 
 #endif /* MICROSEG_DATAPATH_H */
