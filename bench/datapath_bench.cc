@@ -9,11 +9,18 @@
 // packet took (session hit, policy drop, ...); after it is timed, they prove
 // every timed run took that same path. A bench that measured the wrong path
 // would otherwise print plausible, meaningless numbers.
+//
+// New flows: BPF_PROG_TEST_RUN repeats one frame, and from its second run on
+// the data path would find the first run's session. So new-flow scenarios run
+// through bench/flow_walker.bpf.c, which rewrites the frame's source port and
+// address before every repetition and tail-calls the data path (or, for the
+// baseline, the no-op): every repetition is a flow never seen before. The
+// sessions a timed run created are deleted before the next run, so every run
+// starts from the same fill.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/pkt_cls.h>
 #include <arpa/inet.h>
-#include <sched.h>
 #include <time.h>
 
 #include <absl/status/status.h>
@@ -27,8 +34,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
-#include <numeric>
 #include <string>
 #include <vector>
 
@@ -55,23 +62,36 @@ constexpr const char* kDeniedPeer = "10.244.200.200";    // nothing allows it
 // Has no exact entry at the endpoint under test at all (kDeniedPeer has fill
 // entries for other ports there): the case a bloom pre-filter can answer.
 constexpr const char* kNoEntryPeer = "10.244.200.201";
-constexpr const char* kGrePeer = "10.244.3.30";          // policy allows proto 47
-constexpr const char* kUdpPeer = "10.244.4.40";          // policy allows udp/5353
+constexpr const char* kGrePeer = "10.244.3.30";  // policy allows proto 47
 constexpr std::uint16_t kEstablishedSport = 40000;
 constexpr std::uint16_t kEstablishedDport = 80;
 constexpr std::uint16_t kDeniedDport = 9999;  // no fill entry uses this port
-constexpr std::uint16_t kUdpDport = 5353;
 constexpr std::uint8_t kProtoGre = 47;
+// New flows: peers 10.244.64.0, .1, ... (one per 65536 flows), each allowed
+// in by an exact entry for these ports.
+constexpr std::uint32_t kNewFlowFirstPeer = 0x0AF44000u;  // host order
+constexpr std::uint16_t kNewFlowTcpPort = 443;
+constexpr std::uint16_t kNewFlowUdpPort = 5353;
+
+// The established connection: both SYNs seen (window scale 7 each way), the
+// peer (initiator) at sequence kPeerSeq, the pod at kPodSeq.
+constexpr std::uint32_t kPeerSeq = 1'000'001;
+constexpr std::uint32_t kPodSeq = 5'000'001;
+constexpr std::uint16_t kWindow = 502;  // x 128 = 64256 bytes
+constexpr std::uint8_t kWindowScale = 7;
+constexpr std::size_t kSegmentBytes = 100;
 
 struct Options {
   std::uint32_t repeat = 1'000'000;
   std::uint32_t runs = 5;
-  std::uint32_t new_flows = 20'000;
+  std::string only;   // run only scenarios whose name contains this
+  bool bloom = false; // also the R6 bloom pre-filter rows
   std::string noop_object = MICROSEG_NOOP_BPF_OBJ;
+  std::string walker_object = MICROSEG_FLOW_WALKER_BPF_OBJ;
 };
 
 struct Fill {
-  const char* name;
+  std::string name;
   std::uint32_t exact;
   std::uint32_t lpm;
   std::uint32_t sessions;
@@ -83,7 +103,7 @@ absl::Status errno_status(const std::string& what, int error) {
 
 std::uint64_t monotonic_ns() {
   timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);  // the clock bpf_ktime_get_ns() reads
+  clock_gettime(CLOCK_MONOTONIC, &now);  // the data path's coarse clock trails it by a tick at most
   return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull +
          static_cast<std::uint64_t>(now.tv_nsec);
 }
@@ -92,6 +112,11 @@ std::uint64_t monotonic_ns() {
 std::uint32_t cluster_address(std::uint32_t index) {
   return htonl(0x0AF40000u | (index & 0xFFFFu));
 }
+
+std::uint32_t new_flow_peer(std::uint32_t flow) { return htonl(kNewFlowFirstPeer + (flow >> 16)); }
+
+// Peers the walker uses for `flows` flows (plus the probe run's).
+std::uint32_t new_flow_peers(std::uint32_t flows) { return flows / 65536 + 2; }
 
 struct TestRun {
   std::uint32_t retval = 0;
@@ -116,55 +141,163 @@ double median(std::vector<double> values) {
   return values.size() % 2 != 0 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
 }
 
-double mean(const std::vector<double>& values) {
-  return std::accumulate(values.begin(), values.end(), 0.0) / static_cast<double>(values.size());
+// ---- frames ----
+
+// A SYN as Linux sends it: MSS, SACK permitted, timestamps, NOP, window
+// scale (20 option bytes), so the tracker's option walk does its real work.
+Bytes linux_syn(const std::string& src, std::uint16_t sport, const std::string& dst,
+                std::uint16_t dport) {
+  Bytes segment = test::tcp_segment({.sport = sport, .dport = dport, .seq = 12345, .ack = 0,
+                                     .flags = test::kTcpSyn, .window = 64240});
+  const Bytes options = {2, 4, 0x05, 0xB4,              // MSS 1460
+                         4, 2,                          // SACK permitted
+                         8, 10, 0, 0, 0, 1, 0, 0, 0, 0, // timestamps
+                         1,                             // NOP
+                         3, 3, kWindowScale};           // window scale
+  segment.insert(segment.begin() + 20, options.begin(), options.end());
+  segment[12] = static_cast<std::uint8_t>(((20 + options.size()) / 4) << 4);
+  return test::ethernet(test::kEthertypeIpv4,
+                        test::ipv4({.src = src, .dst = dst, .proto = test::kProtoTcp}, segment));
 }
 
-// ---- the no-op baseline ----
+// A data segment of the established connection, in window.
+Bytes established_segment(bool from_peer) {
+  const test::TcpFields fields{
+      .sport = from_peer ? kEstablishedSport : kEstablishedDport,
+      .dport = from_peer ? kEstablishedDport : kEstablishedSport,
+      .seq = from_peer ? kPeerSeq : kPodSeq,
+      .ack = from_peer ? kPodSeq : kPeerSeq + static_cast<std::uint32_t>(kSegmentBytes),
+      .flags = test::kTcpAck | test::kTcpPsh,
+      .window = kWindow,
+      .window_scale = std::nullopt,
+      .payload_bytes = kSegmentBytes};
+  return from_peer ? test::tcp_frame(kEstablishedPeer, kPod, fields)
+                   : test::tcp_frame(kPod, kEstablishedPeer, fields);
+}
 
-class NoopProgram {
+// ---- helper programs: the no-op baseline and the new-flow walker ----
+
+class BpfObject {
  public:
-  static absl::StatusOr<std::unique_ptr<NoopProgram>> load(const std::string& path) {
+  static absl::StatusOr<std::unique_ptr<BpfObject>> load(const std::string& path) {
     bpf_object* object = bpf_object__open_file(path.c_str(), nullptr);
     if (object == nullptr) return errno_status(absl::StrCat("open ", path), errno);
-    std::unique_ptr<NoopProgram> noop(new NoopProgram(object));
+    std::unique_ptr<BpfObject> loaded(new BpfObject(object));
     if (int error = bpf_object__load(object); error != 0) {
       return errno_status(absl::StrCat("load ", path), -error);
     }
-    const bpf_program* program = bpf_object__find_program_by_name(object, "noop");
-    if (program == nullptr) return absl::NotFoundError(absl::StrCat(path, " has no 'noop'"));
-    noop->fd_ = bpf_program__fd(program);
-    return noop;
+    return loaded;
   }
-  ~NoopProgram() { bpf_object__close(object_); }
-  NoopProgram(const NoopProgram&) = delete;
-  NoopProgram& operator=(const NoopProgram&) = delete;
-  int fd() const { return fd_; }
+  ~BpfObject() { bpf_object__close(object_); }
+  BpfObject(const BpfObject&) = delete;
+  BpfObject& operator=(const BpfObject&) = delete;
+
+  int program_fd(const char* name) const {
+    const bpf_program* program = bpf_object__find_program_by_name(object_, name);
+    return program == nullptr ? -1 : bpf_program__fd(program);
+  }
+  int map_fd(const char* name) const {
+    const bpf_map* map = bpf_object__find_map_by_name(object_, name);
+    return map == nullptr ? -1 : bpf_map__fd(map);
+  }
 
  private:
-  explicit NoopProgram(bpf_object* object) : object_(object) {}
+  explicit BpfObject(bpf_object* object) : object_(object) {}
   bpf_object* object_;
-  int fd_ = -1;
 };
+
+// Mirrors struct walker_state of bench/flow_walker.bpf.c.
+struct WalkerState {
+  std::uint32_t next_flow;
+  std::uint32_t first_peer;  // host order
+};
+
+struct Helpers {
+  std::unique_ptr<BpfObject> noop;
+  std::unique_ptr<BpfObject> walker;
+  int noop_fd() const { return noop->program_fd("noop"); }
+  int walker_fd() const { return walker->program_fd("walk_flows"); }
+
+  // Points the walker at `target_fd` and makes its next run flow 0.
+  absl::Status aim_walker(int target_fd) const {
+    const std::uint32_t zero = 0;
+    if (bpf_map_update_elem(walker->map_fd("walker_next"), &zero, &target_fd, BPF_ANY) != 0) {
+      return errno_status("walker_next[0]", errno);
+    }
+    return rewind_walker(0);
+  }
+  absl::Status rewind_walker(std::uint32_t next_flow) const {
+    const std::uint32_t zero = 0;
+    const WalkerState state{.next_flow = next_flow, .first_peer = kNewFlowFirstPeer};
+    if (bpf_map_update_elem(walker->map_fd("walker_state"), &zero, &state, BPF_ANY) != 0) {
+      return errno_status("walker_state", errno);
+    }
+    return absl::OkStatus();
+  }
+};
+
+absl::StatusOr<Helpers> load_helpers(const Options& options) {
+  Helpers helpers;
+  auto noop = BpfObject::load(options.noop_object);
+  if (!noop.ok()) return noop.status();
+  helpers.noop = std::move(*noop);
+  auto walker = BpfObject::load(options.walker_object);
+  if (!walker.ok()) return walker.status();
+  helpers.walker = std::move(*walker);
+  if (helpers.noop_fd() < 0 || helpers.walker_fd() < 0 || helpers.walker->map_fd("walker_next") < 0 ||
+      helpers.walker->map_fd("walker_state") < 0) {
+    return absl::NotFoundError("helper objects lack noop / walk_flows / walker_next / walker_state");
+  }
+  return helpers;
+}
 
 // ---- the data path, filled ----
 
 using Stats = std::array<std::uint64_t, MS_STATS_ENTRIES>;  // packets, summed over CPUs
 
+ms_session_key session_key(std::uint32_t endpoint_id, std::uint32_t pod_net, std::uint32_t peer_net,
+                           std::uint16_t pod_port, std::uint16_t peer_port, std::uint8_t proto) {
+  return ms_session_key{.endpoint_id = endpoint_id,
+                        .pod_addr = pod_net,
+                        .peer_addr = peer_net,
+                        .pod_port = htons(pod_port),
+                        .peer_port = htons(peer_port),
+                        .proto = proto,
+                        .pad = {}};
+}
+
+// A TCP connection the peer opened to the pod, after its handshake.
+ms_session established_session(std::uint64_t now) {
+  constexpr std::uint8_t kSideFlags = MS_TCP_SIDE_F_SEQ_KNOWN | MS_TCP_SIDE_F_MAX_END_KNOWN |
+                                      MS_TCP_SIDE_F_SYN | MS_TCP_SIDE_F_WSCALE;
+  constexpr std::uint32_t kScaledWindow = std::uint32_t{kWindow} << kWindowScale;
+  return ms_session{
+      .last_seen_ns = now,
+      .policy_rev = 1,
+      .direction = MS_DIR_INGRESS,
+      .tcp_state = MS_TCP_ESTABLISHED,
+      .flags = 0,
+      .pad = 0,
+      .tcp = {{.end = kPeerSeq, .max_end = kPodSeq + kScaledWindow, .max_win = kScaledWindow,
+               .wscale = kWindowScale, .flags = kSideFlags, .pad = {}},
+              {.end = kPodSeq, .max_end = kPeerSeq + kScaledWindow, .max_win = kScaledWindow,
+               .wscale = kWindowScale, .flags = kSideFlags, .pad = {}}}};
+}
+
 class FilledDatapath {
  public:
   // `session_headroom`: sessions the bench itself will create on top of the fill.
-  // `udp_sessions_expire_at_once`: UDP session timeout 0, so a UDP session is
-  // stale by its next packet, which then takes the full new-flow path again.
   // `bloom_hashes`: 0 leaves the bloom pre-filter (R6) off; otherwise it is on,
   // with that many hash functions, and filled alongside ms_policy.
-  static absl::StatusOr<std::unique_ptr<FilledDatapath>> load(
-      const Fill& fill, std::uint32_t session_headroom, bool udp_sessions_expire_at_once = false,
-      std::uint32_t bloom_hashes = 0) {
+  static absl::StatusOr<std::unique_ptr<FilledDatapath>> load(const Fill& fill,
+                                                              std::uint32_t session_headroom,
+                                                              std::uint32_t bloom_hashes = 0) {
     microseg_bpf* skeleton = microseg_bpf__open();
     if (skeleton == nullptr) return errno_status("open microseg_bpf skeleton", errno);
-    if (udp_sessions_expire_at_once) skeleton->rodata->session_timeout_udp_ns = 0;
     std::unique_ptr<FilledDatapath> datapath(new FilledDatapath(skeleton));
+    // Every new-flow SYN stays half-open: the per-endpoint cap must not turn
+    // them into SYN_FLOOD drops (it is still checked, as in production).
+    skeleton->rodata->max_half_open_per_endpoint = 0xFFFFFFFFu;
     if (bloom_hashes != 0) {
       skeleton->rodata->policy_bloom_enabled = 1;
       datapath->bloom_ = true;
@@ -182,14 +315,14 @@ class FilledDatapath {
     // BPF_F_NO_COMMON_LRU splits max_entries evenly over the possible CPUs and
     // a CPU only takes free slots from its own share; one CPU (ours) may end up
     // holding every session, so each share must fit them all or the LRU would
-    // evict the established session under test.
+    // evict (and a new-flow run would time evictions).
     const std::uint32_t sessions_per_cpu = fill.sessions + session_headroom + 1024;
     struct Sizing {
       bpf_map* map;
       std::uint32_t wanted;
     } sizings[] = {
         {skeleton->maps.ms_endpoints, kFillEndpoints + 16},
-        {skeleton->maps.ms_policy, fill.exact + 16},
+        {skeleton->maps.ms_policy, fill.exact + 1024},
         {skeleton->maps.ms_policy_lpm, fill.lpm + 16},
         {skeleton->maps.ms_sessions, sessions_per_cpu * static_cast<std::uint32_t>(cpus)},
     };
@@ -202,7 +335,7 @@ class FilledDatapath {
     if (int error = microseg_bpf__load(skeleton); error != 0) {
       return errno_status("load microseg_bpf (needs CAP_BPF, root)", -error);
     }
-    if (absl::Status filled = datapath->fill(fill); !filled.ok()) return filled;
+    if (absl::Status filled = datapath->fill(fill, session_headroom); !filled.ok()) return filled;
     return datapath;
   }
   ~FilledDatapath() { microseg_bpf__destroy(skeleton_); }
@@ -225,6 +358,38 @@ class FilledDatapath {
       for (const ms_counter& counter : per_cpu) totals[index] += counter.packets;
     }
     return totals;
+  }
+
+  absl::StatusOr<ms_pressure_counters> session_pressure() const {
+    const std::uint32_t slot = MS_PMAP_SESSIONS;
+    ms_pressure_counters counters{};
+    if (bpf_map__lookup_elem(skeleton_->maps.ms_pressure, &slot, sizeof(slot), &counters,
+                             sizeof(counters), 0) != 0) {
+      return errno_status("lookup ms_pressure", errno);
+    }
+    return counters;
+  }
+
+  // Removes the sessions walker flows [first, first + count) of `proto` to
+  // `pod_port` created, and the endpoint's half-open count, so the next run
+  // starts from the fill again.
+  absl::Status forget_new_flows(std::uint32_t first, std::uint32_t count, std::uint8_t proto,
+                                std::uint16_t pod_port) {
+    std::vector<ms_session_key> keys;
+    keys.reserve(count);
+    for (std::uint32_t flow = first; flow < first + count; ++flow) {
+      keys.push_back(session_key(kEndpointId, test::ipv4_net(kPod), new_flow_peer(flow), pod_port,
+                                 static_cast<std::uint16_t>(flow & 0xFFFF), proto));
+    }
+    const int fd = bpf_map__fd(skeleton_->maps.ms_sessions);
+    std::uint32_t deleted = static_cast<std::uint32_t>(keys.size());
+    if (bpf_map_delete_batch(fd, keys.data(), &deleted, nullptr) != 0 || deleted != keys.size()) {
+      return errno_status(absl::StrCat("delete new-flow sessions (", deleted, " of ", keys.size(), ")"),
+                          errno);
+    }
+    const std::uint32_t endpoint = kEndpointId;
+    bpf_map__delete_elem(skeleton_->maps.ms_half_open, &endpoint, sizeof(endpoint), 0);
+    return absl::OkStatus();
   }
 
  private:
@@ -260,30 +425,13 @@ class FilledDatapath {
     return update(skeleton_->maps.ms_policy, &key, sizeof(key), &value, sizeof(value));
   }
 
-  // A TCP connection the peer (saddr) opened to the pod (daddr), picked up
-  // mid-stream: established, no window known yet.
-  absl::Status put_session(std::uint32_t endpoint_id, std::uint32_t saddr, std::uint32_t daddr,
-                           std::uint16_t sport, std::uint16_t dport, std::uint64_t now) {
-    const ms_session_key key{.endpoint_id = endpoint_id,
-                             .pod_addr = daddr,
-                             .peer_addr = saddr,
-                             .pod_port = htons(dport),
-                             .peer_port = htons(sport),
-                             .proto = test::kProtoTcp,
-                             .pad = {}};
-    const ms_session value{.last_seen_ns = now,
-                           .policy_rev = 1,
-                           .direction = MS_DIR_INGRESS,
-                           .tcp_state = MS_TCP_ESTABLISHED,
-                           .flags = MS_SESSION_F_PICKED_UP,
-                           .pad = 0,
-                           .tcp = {}};
+  absl::Status put_session(const ms_session_key& key, const ms_session& value) {
     return update(skeleton_->maps.ms_sessions, &key, sizeof(key), &value, sizeof(value));
   }
 
-  // The fill is TCP to ports no scenario packet uses (1000+, 2000+, 10000+),
-  // so it only makes the maps big; the scenario entries are added on top.
-  absl::Status fill(const Fill& fill) {
+  // The fill is TCP to ports no scenario packet uses (1000+, 2000+, 8080), so
+  // it only makes the maps big; the scenario entries are part of the count.
+  absl::Status fill(const Fill& fill, std::uint32_t new_flows) {
     for (std::uint32_t id = 1; id <= kFillEndpoints; ++id) {
       const ms_endpoint_key key{.ifindex = id == kEndpointId ? kTestRunIfindex : 1000 + id};
       const ms_endpoint value{
@@ -298,24 +446,34 @@ class FilledDatapath {
         return status;
       }
     }
-    for (std::uint32_t i = 0; i + 2 < fill.exact; ++i) {
+    // The entries the scenarios hit: GRE from its peer, and TCP/443 and
+    // UDP/5353 from every peer the new-flow walker uses.
+    std::uint32_t scenario_entries = 1;
+    if (auto status = put_exact(kEndpointId, test::ipv4_net(kGrePeer), kProtoGre, 0,
+                                MS_DIR_INGRESS);
+        !status.ok()) {
+      return status;
+    }
+    if (new_flows != 0) {
+      for (std::uint32_t peer = 0; peer < new_flow_peers(new_flows); ++peer) {
+        const std::uint32_t peer_net = new_flow_peer(peer << 16);
+        for (auto [proto, port] : {std::pair{test::kProtoTcp, kNewFlowTcpPort},
+                                   std::pair{test::kProtoUdp, kNewFlowUdpPort}}) {
+          if (auto status = put_exact(kEndpointId, peer_net, proto, port, MS_DIR_INGRESS);
+              !status.ok()) {
+            return status;
+          }
+          ++scenario_entries;
+        }
+      }
+    }
+    for (std::uint32_t i = 0; i + scenario_entries < fill.exact; ++i) {
       if (auto status = put_exact(1 + i % kFillEndpoints, cluster_address(i), test::kProtoTcp,
                                   static_cast<std::uint16_t>(1000 + (i >> 16)),
                                   static_cast<ms_direction>(i % 2));
           !status.ok()) {
         return status;
       }
-    }
-    // The two entries the new-flow scenarios hit.
-    if (auto status = put_exact(kEndpointId, test::ipv4_net(kGrePeer), kProtoGre, 0,
-                                MS_DIR_INGRESS);
-        !status.ok()) {
-      return status;
-    }
-    if (auto status = put_exact(kEndpointId, test::ipv4_net(kUdpPeer), test::kProtoUdp,
-                                kUdpDport, MS_DIR_INGRESS);
-        !status.ok()) {
-      return status;
     }
     for (std::uint32_t i = 0; i < fill.lpm; ++i) {
       // Distinct /24s in 172.16.0.0/12: never covers a scenario peer.
@@ -333,18 +491,23 @@ class FilledDatapath {
       }
     }
     const std::uint64_t now = monotonic_ns();
+    const ms_session session = established_session(now);
     for (std::uint32_t i = 0; i + 1 < fill.sessions; ++i) {
-      if (auto status = put_session(1 + i % kFillEndpoints, cluster_address(i),
-                                    cluster_address(0xFF00 + i % kFillEndpoints),
-                                    static_cast<std::uint16_t>(10000 + (i >> 16)), 8080, now);
+      const std::uint32_t endpoint_id = 1 + i % kFillEndpoints;
+      const std::uint32_t pod_net = cluster_address(0xFF00 + i % kFillEndpoints);
+      if (auto status = put_session(session_key(endpoint_id, pod_net, cluster_address(i), 8080,
+                                                static_cast<std::uint16_t>(10000 + (i >> 16)),
+                                                test::kProtoTcp),
+                                    session);
           !status.ok()) {
         return status;
       }
     }
     // The session the established scenarios hit, inserted last so it is the
     // most recently used entry of the LRU, as a live flow's would be.
-    return put_session(kEndpointId, test::ipv4_net(kEstablishedPeer), test::ipv4_net(kPod),
-                       kEstablishedSport, kEstablishedDport, now);
+    return put_session(session_key(kEndpointId, test::ipv4_net(kPod), test::ipv4_net(kEstablishedPeer),
+                                   kEstablishedDport, kEstablishedSport, test::kProtoTcp),
+                       session);
   }
 
   microseg_bpf* skeleton_;
@@ -359,6 +522,11 @@ struct Scenario {
   bool to_pod = true;
   Bytes frame;
   ms_reason expected;
+  // New-flow scenarios: every repetition is a new flow (through the walker)
+  // of this protocol to this pod port.
+  bool walk = false;
+  std::uint8_t walk_proto = 0;
+  std::uint16_t walk_port = 0;
 };
 
 ms_direction direction_of(const Scenario& scenario) {
@@ -389,17 +557,48 @@ struct Row {
   double noop_ns;
 };
 
+// A new-flow scenario: runs [first, first + packets) of the walker inserted
+// exactly `packets` sessions (no failure), and are then removed again.
+// (A denied scenario inserted none.)
+absl::Status check_and_forget_inserts(FilledDatapath& datapath, const Scenario& scenario,
+                                      const ms_pressure_counters& before, std::uint32_t first,
+                                      std::uint32_t packets) {
+  auto after = datapath.session_pressure();
+  if (!after.ok()) return after.status();
+  const std::uint64_t expected = ms_reason_is_drop(scenario.expected) ? 0 : packets;
+  if (after->inserts - before.inserts != expected ||
+      after->insert_failures != before.insert_failures) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        scenario.name, ": ", after->inserts - before.inserts, " sessions inserted and ",
+        after->insert_failures - before.insert_failures, " failures, expected ", expected,
+        " and 0"));
+  }
+  if (expected == 0) return absl::OkStatus();
+  return datapath.forget_new_flows(first, packets, scenario.walk_proto, scenario.walk_port);
+}
+
 // Median over `runs` of the kernel's per-run duration, data path and no-op
 // interleaved so both see the same machine conditions.
-absl::StatusOr<Row> measure(const FilledDatapath& datapath, const NoopProgram& noop,
-                            const Fill& fill, const Scenario& scenario, const Options& options) {
-  const int fd = scenario.to_pod ? datapath.to_pod_fd() : datapath.from_pod_fd();
+absl::StatusOr<Row> measure(FilledDatapath& datapath, const Helpers& helpers, const Fill& fill,
+                            const Scenario& scenario, const Options& options) {
+  const int datapath_fd = scenario.to_pod ? datapath.to_pod_fd() : datapath.from_pod_fd();
+  // A walked scenario runs the walker, which tail-calls the program in its slot.
+  const int timed_fd = scenario.walk ? helpers.walker_fd() : datapath_fd;
+  const int baseline_fd = scenario.walk ? helpers.walker_fd() : helpers.noop_fd();
   const std::uint32_t expected_action =
       ms_reason_is_drop(scenario.expected) ? TC_ACT_SHOT : TC_ACT_OK;
 
+  auto aim = [&](int target_fd) -> absl::Status {
+    return scenario.walk ? helpers.aim_walker(target_fd) : absl::OkStatus();
+  };
+
+  // The probe: one run, the expected path, and (walked) one insert.
+  auto pressure_before = datapath.session_pressure();
+  if (!pressure_before.ok()) return pressure_before.status();
   auto before = datapath.read_stats();
   if (!before.ok()) return before.status();
-  auto probe = test_run(fd, scenario.frame, 1);
+  if (auto status = aim(datapath_fd); !status.ok()) return status;
+  auto probe = test_run(timed_fd, scenario.frame, 1);
   if (!probe.ok()) return probe.status();
   auto after_probe = datapath.read_stats();
   if (!after_probe.ok()) return after_probe.status();
@@ -408,100 +607,50 @@ absl::StatusOr<Row> measure(const FilledDatapath& datapath, const NoopProgram& n
     return absl::FailedPreconditionError(
         absl::StrCat(scenario.name, ": TC action ", probe->retval, ", expected ", expected_action));
   }
+  if (scenario.walk) {
+    if (auto status = check_and_forget_inserts(datapath, scenario, *pressure_before, 0, 1);
+        !status.ok()) {
+      return status;
+    }
+  }
 
   std::vector<double> datapath_ns;
   std::vector<double> noop_ns;
-  for (std::uint32_t run = 0; run < options.runs; ++run) {
-    auto baseline = test_run(noop.fd(), scenario.frame, options.repeat);
+  Stats stats_before = *after_probe;
+  // Run 0 is a warm-up pair, not recorded: the first timed run after a fill
+  // or a map change otherwise reads high.
+  for (std::uint32_t run = 0; run <= options.runs; ++run) {
+    if (auto status = aim(helpers.noop_fd()); !status.ok()) return status;
+    auto baseline = test_run(baseline_fd, scenario.frame, options.repeat);
     if (!baseline.ok()) return baseline.status();
-    auto timed = test_run(fd, scenario.frame, options.repeat);
+    if (baseline->retval != TC_ACT_OK) {
+      return absl::FailedPreconditionError(absl::StrCat(scenario.name, ": baseline returned ",
+                                                        baseline->retval));
+    }
+    auto run_pressure = datapath.session_pressure();
+    if (!run_pressure.ok()) return run_pressure.status();
+    if (auto status = aim(datapath_fd); !status.ok()) return status;
+    auto timed = test_run(timed_fd, scenario.frame, options.repeat);
     if (!timed.ok()) return timed.status();
-    noop_ns.push_back(baseline->duration_ns);
-    datapath_ns.push_back(timed->duration_ns);
-  }
-  auto after = datapath.read_stats();
-  if (!after.ok()) return after.status();
-  if (auto status = check_path(*after_probe, *after, scenario,
-                               static_cast<std::uint64_t>(options.repeat) * options.runs);
-      !status.ok()) {
-    return status;
+    if (run != 0) {
+      noop_ns.push_back(baseline->duration_ns);
+      datapath_ns.push_back(timed->duration_ns);
+    }
+    auto after = datapath.read_stats();
+    if (!after.ok()) return after.status();
+    if (auto status = check_path(stats_before, *after, scenario, options.repeat); !status.ok()) {
+      return status;
+    }
+    stats_before = *after;
+    if (scenario.walk) {
+      if (auto status =
+              check_and_forget_inserts(datapath, scenario, *run_pressure, 0, options.repeat);
+          !status.ok()) {
+        return status;
+      }
+    }
   }
   return Row{fill.name, scenario.name, scenario.path, median(datapath_ns), median(noop_ns)};
-}
-
-struct SingleRunFigures {
-  double noop_median, noop_mean;
-  double established_median, established_mean;
-  double denied_median, denied_mean;
-  double new_flow_median, new_flow_mean;
-};
-
-// The insert cannot be timed with repeat > 1: the second run of the same
-// packet is a session hit. So N distinct new UDP flows (distinct source
-// ports) run once each (repeat=1), interleaved with a no-op run, an
-// established-flow run and a denied run, which carry the same single-run
-// overhead (cold caches after the syscall) and so are the fair comparison.
-absl::StatusOr<SingleRunFigures> measure_new_flows(const FilledDatapath& datapath,
-                                                   const NoopProgram& noop,
-                                                   const Scenario& established,
-                                                   const Scenario& denied,
-                                                   const Options& options) {
-  std::vector<Bytes> frames;
-  frames.reserve(options.new_flows);
-  for (std::uint32_t i = 0; i < options.new_flows; ++i) {
-    frames.push_back(test::udp_packet(kUdpPeer, static_cast<std::uint16_t>(1024 + i % 64000),
-                                      kPod, kUdpDport));
-  }
-  const Scenario new_flow{"new udp flow", "", true, frames.front(), MS_REASON_ALLOW_POLICY};
-
-  auto before = datapath.read_stats();
-  if (!before.ok()) return before.status();
-  std::vector<double> noop_ns, established_ns, denied_ns, new_flow_ns;
-  for (const Bytes& frame : frames) {
-    auto baseline = test_run(noop.fd(), frame, 1);
-    if (!baseline.ok()) return baseline.status();
-    auto hit = test_run(datapath.to_pod_fd(), established.frame, 1);
-    if (!hit.ok()) return hit.status();
-    auto drop = test_run(datapath.to_pod_fd(), denied.frame, 1);
-    if (!drop.ok()) return drop.status();
-    auto fresh = test_run(datapath.to_pod_fd(), frame, 1);
-    if (!fresh.ok()) return fresh.status();
-    noop_ns.push_back(baseline->duration_ns);
-    established_ns.push_back(hit->duration_ns);
-    denied_ns.push_back(drop->duration_ns);
-    new_flow_ns.push_back(fresh->duration_ns);
-  }
-  auto after = datapath.read_stats();
-  if (!after.ok()) return after.status();
-  // Every new-flow run was admitted by policy (so inserted), every
-  // established run hit its session, every denied run was dropped.
-  const std::uint32_t admitted = ms_stats_index(MS_DIR_INGRESS, MS_REASON_ALLOW_POLICY);
-  const std::uint32_t hits = ms_stats_index(MS_DIR_INGRESS, MS_REASON_ALLOW_SESSION);
-  const std::uint32_t drops = ms_stats_index(MS_DIR_INGRESS, MS_REASON_DROP_POLICY);
-  if ((*after)[admitted] - (*before)[admitted] != options.new_flows ||
-      (*after)[hits] - (*before)[hits] != options.new_flows ||
-      (*after)[drops] - (*before)[drops] != options.new_flows) {
-    return absl::FailedPreconditionError(
-        "new-flow runs: not every run took the policy-admit or session-hit path (are the source "
-        "ports distinct? --new-flows must be <= 64000)");
-  }
-  // And the insert happened: the first flow's next packet is a session hit.
-  const Scenario replay{"new udp flow, second packet", "", true, frames.front(),
-                        MS_REASON_ALLOW_SESSION};
-  auto replay_before = datapath.read_stats();
-  if (!replay_before.ok()) return replay_before.status();
-  if (auto run = test_run(datapath.to_pod_fd(), frames.front(), 1); !run.ok()) {
-    return run.status();
-  }
-  auto replay_after = datapath.read_stats();
-  if (!replay_after.ok()) return replay_after.status();
-  if (auto status = check_path(*replay_before, *replay_after, replay, 1); !status.ok()) {
-    return status;
-  }
-  return SingleRunFigures{median(noop_ns),        mean(noop_ns),
-                          median(established_ns), mean(established_ns),
-                          median(denied_ns),      mean(denied_ns),
-                          median(new_flow_ns),    mean(new_flow_ns)};
 }
 
 // ---- command line ----
@@ -518,11 +667,14 @@ absl::StatusOr<std::uint32_t> parse_count(const std::string& flag, const std::st
 }
 
 constexpr const char* kUsage =
-    "usage: microseg-datapath-bench [--repeat N] [--runs N] [--new-flows N] [--noop-object PATH]\n"
-    "  --repeat N       BPF_PROG_TEST_RUN repeat count per timed run (default 1000000)\n"
-    "  --runs N         timed runs per scenario; the median is reported (default 5)\n"
-    "  --new-flows N    distinct new UDP flows timed one run each (default 20000, max 64000)\n"
-    "  --noop-object P  the baseline no-op TC object (default: the one built with this binary)\n"
+    "usage: microseg-datapath-bench [--repeat N] [--runs N] [--only TEXT] [--bloom]\n"
+    "                               [--noop-object PATH] [--walker-object PATH]\n"
+    "  --repeat N         BPF_PROG_TEST_RUN repeat count per timed run (default 1000000)\n"
+    "  --runs N           timed runs per scenario; the median is reported (default 5)\n"
+    "  --only TEXT        only scenarios whose name contains TEXT (e.g. for perf)\n"
+    "  --bloom            also the rows with the R6 bloom pre-filter on (k = 1, 3, 5)\n"
+    "  --noop-object P    the baseline no-op TC object (default: built with this binary)\n"
+    "  --walker-object P  the new-flow walker TC object (default: built with this binary)\n"
     "Needs root (CAP_BPF + CAP_NET_ADMIN). Prints a markdown table.\n";
 
 absl::StatusOr<Options> parse_options(int argc, char** argv) {
@@ -533,20 +685,27 @@ absl::StatusOr<Options> parse_options(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       std::exit(0);
     }
+    if (flag == "--bloom") {
+      options.bloom = true;
+      continue;
+    }
     if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
     const std::string value = argv[++i];
     absl::StatusOr<std::uint32_t> count;
     if (flag == "--repeat") {
-      count = parse_count(flag, value, 1, 100'000'000);
+      count = parse_count(flag, value, 1, 16'000'000);
       if (count.ok()) options.repeat = *count;
     } else if (flag == "--runs") {
       count = parse_count(flag, value, 1, 1000);
       if (count.ok()) options.runs = *count;
-    } else if (flag == "--new-flows") {
-      count = parse_count(flag, value, 1, 64'000);
-      if (count.ok()) options.new_flows = *count;
+    } else if (flag == "--only") {
+      options.only = value;
+      continue;
     } else if (flag == "--noop-object") {
       options.noop_object = value;
+      continue;
+    } else if (flag == "--walker-object") {
+      options.walker_object = value;
       continue;
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag '", flag, "'\n", kUsage));
@@ -559,32 +718,75 @@ absl::StatusOr<Options> parse_options(int argc, char** argv) {
 void print_row(const Row& row) {
   std::printf("| %s | %s | %s | %.0f | %.0f | %+.0f |\n", row.fill.c_str(), row.name.c_str(),
               row.path.c_str(), row.datapath_ns, row.noop_ns, row.datapath_ns - row.noop_ns);
+  std::fflush(stdout);
+}
+
+absl::Status run_block(const Fill& fill, std::uint32_t bloom_hashes,
+                       const std::vector<const Scenario*>& scenarios, const Helpers& helpers,
+                       const Options& options) {
+  std::vector<const Scenario*> selected;
+  bool walks = false;
+  for (const Scenario* scenario : scenarios) {
+    if (scenario->name.find(options.only) == std::string::npos) continue;
+    selected.push_back(scenario);
+    walks = walks || scenario->walk;
+  }
+  if (selected.empty()) return absl::OkStatus();
+  auto datapath = FilledDatapath::load(fill, walks ? options.repeat : 0, bloom_hashes);
+  if (!datapath.ok()) return datapath.status();
+  for (const Scenario* scenario : selected) {
+    auto row = measure(**datapath, helpers, fill, *scenario, options);
+    if (!row.ok()) return row.status();
+    print_row(*row);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status run(const Options& options) {
-  auto noop = NoopProgram::load(options.noop_object);
-  if (!noop.ok()) return noop.status();
+  auto helpers = load_helpers(options);
+  if (!helpers.ok()) return helpers.status();
 
   const Scenario established{"established tcp (session hit)",
-                             "endpoint + 1 session lookup (normalised key) + TCP state", true,
-                             test::tcp_packet(kEstablishedPeer, kEstablishedSport, kPod,
-                                              kEstablishedDport),
+                             "endpoint + parse + tail call + 1 session lookup + TCP window checks",
+                             true, established_segment(/*from_peer=*/true),
                              MS_REASON_ALLOW_SESSION};
   const Scenario established_reply{
-      "established tcp, reply direction", "endpoint + 1 session lookup (normalised key) + TCP state", false,
-      test::tcp_packet(kPod, kEstablishedDport, kEstablishedPeer, kEstablishedSport),
-      MS_REASON_ALLOW_SESSION};
-  const Scenario denied{"denied tcp (isolated, no entry)",
-                        "endpoint + 1 session miss + 3 exact misses + 3 LPM misses", true,
-                        test::tcp_packet(kDeniedPeer, 40001, kPod, kDeniedDport),
-                        MS_REASON_DROP_POLICY};
+      "established tcp, reply direction",
+      "endpoint + parse + tail call + 1 session lookup + TCP window checks", false,
+      established_segment(/*from_peer=*/false), MS_REASON_ALLOW_SESSION};
+  const Scenario new_tcp{
+      "new allowed tcp flow (SYN), every repetition a new flow",
+      "session miss + SYN option walk + half-open check + 1 exact hit + insert + half-open count",
+      true, linux_syn("10.244.64.0", 1, kPod, kNewFlowTcpPort), MS_REASON_ALLOW_POLICY, true,
+      test::kProtoTcp, kNewFlowTcpPort};
+  const Scenario new_udp{"new allowed udp flow, every repetition a new flow",
+                         "session miss + 1 exact hit + insert", true,
+                         test::udp_packet("10.244.64.0", 1, kPod, kNewFlowUdpPort),
+                         MS_REASON_ALLOW_POLICY, true, test::kProtoUdp, kNewFlowUdpPort};
+  const Scenario denied_new_flows{
+      "denied udp, every repetition a new flow",
+      "session miss (cold bucket) + 3 exact misses + 3 LPM misses; no insert", true,
+      test::udp_packet("10.244.64.0", 1, kPod, kDeniedDport), MS_REASON_DROP_POLICY, true,
+      test::kProtoUdp, kDeniedDport};
+  const Scenario denied_syn{"denied tcp SYN (isolated, no entry)",
+                            "session miss + SYN option walk + 3 exact misses + 3 LPM misses",
+                            true, linux_syn(kDeniedPeer, 40001, kPod, kDeniedDport),
+                            MS_REASON_DROP_POLICY};
+  const Scenario denied_midstream{
+      "denied tcp mid-stream segment (isolated, no session)",
+      "session miss + both orientations: 6 exact misses + 6 LPM misses", true,
+      test::tcp_frame(kDeniedPeer, kPod,
+                      {.sport = 40001, .dport = kDeniedDport, .seq = 1, .ack = 1,
+                       .flags = test::kTcpAck, .window = kWindow, .window_scale = std::nullopt,
+                       .payload_bytes = kSegmentBytes}),
+      MS_REASON_DROP_POLICY};
   const Scenario denied_no_entry{
-      "denied tcp, peer without any exact entry",
-      "endpoint + 2 session misses + 3 exact misses (or 1 bloom miss) + 3 LPM misses", true,
-      test::tcp_packet(kNoEntryPeer, 40002, kPod, kDeniedDport), MS_REASON_DROP_POLICY};
+      "denied tcp SYN, peer without any exact entry",
+      "session miss + 3 exact misses (or 1 bloom miss) + 3 LPM misses", true,
+      linux_syn(kNoEntryPeer, 40002, kPod, kDeniedDport), MS_REASON_DROP_POLICY};
   const Scenario gre_allowed{
-      "new flow, policy-allowed, not trackable (GRE)",
-      "endpoint + 1 exact hit; no session lookup or insert", true,
+      "allowed, not trackable (GRE)", "endpoint + parse + tail call + 1 exact hit; no session",
+      true,
       test::ethernet(test::kEthertypeIpv4,
                      test::ipv4({.src = kGrePeer, .dst = kPod, .proto = kProtoGre}, Bytes(8, 0))),
       MS_REASON_ALLOW_POLICY};
@@ -598,83 +800,34 @@ absl::Status run(const Options& options) {
   std::printf("|---|---|---|---:|---:|---:|\n");
   std::fflush(stdout);
 
-  std::unique_ptr<FilledDatapath> large_datapath;
-  {
-    auto loaded = FilledDatapath::load(large, options.new_flows);
-    if (!loaded.ok()) return loaded.status();
-    large_datapath = std::move(*loaded);
+  if (auto status = run_block(large, 0,
+                              {&established, &established_reply, &new_tcp, &new_udp, &denied_syn,
+                               &denied_midstream, &denied_new_flows, &gre_allowed},
+                              *helpers, options);
+      !status.ok()) {
+    return status;
   }
-  for (const Scenario* scenario :
-       {&established, &established_reply, &denied, &denied_no_entry, &gre_allowed}) {
-    auto row = measure(*large_datapath, **noop, large, *scenario, options);
-    if (!row.ok()) return row.status();
-    print_row(*row);
-    std::fflush(stdout);
+  if (auto status = run_block(small, 0, {&established, &denied_syn}, *helpers, options);
+      !status.ok()) {
+    return status;
   }
-  {
-    // Same UDP packet every run: its session from the previous run is found
-    // but already expired (timeout 0), reverse key misses, the exact policy
-    // entry admits, and bpf_map_update_elem replaces the session - on an LRU
-    // hash that is a full insert (pop a free node, link it, free the old one).
-    const Scenario udp_new_flow{
-        "new udp flow, session insert (udp timeout 0)",
-        "endpoint + 1 stale session hit + 1 session miss + 1 exact hit + LRU insert", true,
-        test::udp_packet(kUdpPeer, 33000, kPod, kUdpDport), MS_REASON_ALLOW_POLICY};
-    auto expiring_datapath = FilledDatapath::load(large, 0, /*udp_sessions_expire_at_once=*/true);
-    if (!expiring_datapath.ok()) return expiring_datapath.status();
-    auto row = measure(**expiring_datapath, **noop, large, udp_new_flow, options);
-    if (!row.ok()) return row.status();
-    print_row(*row);
-    std::fflush(stdout);
-  }
-  {
-    auto small_datapath = FilledDatapath::load(small, 0);
-    if (!small_datapath.ok()) return small_datapath.status();
-    for (const Scenario* scenario : {&established, &denied}) {
-      auto row = measure(**small_datapath, **noop, small, *scenario, options);
-      if (!row.ok()) return row.status();
-      print_row(*row);
-      std::fflush(stdout);
-    }
-  }
-
+  if (!options.bloom) return absl::OkStatus();
   // R6: the bloom pre-filter in front of ms_policy, same fill, same packets.
   if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_BLOOM_FILTER, nullptr) != 1) {
     std::printf("\n(bloom pre-filter rows skipped: this kernel has no BPF_MAP_TYPE_BLOOM_FILTER)\n");
-  } else {
-    for (const std::uint32_t hashes : {1u, 3u, 5u}) {
-      const std::string name = absl::StrCat(large.name, ", bloom pre-filter k=", hashes);
-      const Fill bloom_fill{name.c_str(), large.exact, large.lpm, large.sessions};
-      auto bloom_datapath = FilledDatapath::load(bloom_fill, 0, false, hashes);
-      if (!bloom_datapath.ok()) return bloom_datapath.status();
-      for (const Scenario* scenario : {&established, &denied, &denied_no_entry, &gre_allowed}) {
-        auto row = measure(**bloom_datapath, **noop, bloom_fill, *scenario, options);
-        if (!row.ok()) return row.status();
-        print_row(*row);
-        std::fflush(stdout);
-      }
+    return absl::OkStatus();
+  }
+  for (const std::uint32_t hashes : {0u, 1u, 3u, 5u}) {
+    const std::string name = hashes == 0 ? absl::StrCat(large.name, ", no filter")
+                                         : absl::StrCat(large.name, ", bloom k=", hashes);
+    const Fill bloom_fill{name, large.exact, large.lpm, large.sessions};
+    if (auto status = run_block(bloom_fill, hashes,
+                                {&established, &denied_syn, &denied_no_entry, &gre_allowed},
+                                *helpers, options);
+        !status.ok()) {
+      return status;
     }
   }
-
-  auto single = measure_new_flows(*large_datapath, **noop, established, denied, options);
-  if (!single.ok()) return single.status();
-  std::printf(
-      "\nNew flow with session insert: %u distinct UDP flows, each run once (repeat=1), fill "
-      "%s;\neach interleaved with one no-op, one established-flow and one denied run (same "
-      "single-run overhead)\n\n",
-      options.new_flows, large.name);
-  std::printf("| single run (repeat=1) | median ns | mean ns | median minus no-op ns |\n");
-  std::printf("|---|---:|---:|---:|\n");
-  std::printf("| no-op | %.0f | %.1f | 0 |\n", single->noop_median, single->noop_mean);
-  std::printf("| established tcp (session hit) | %.0f | %.1f | %+.0f |\n",
-              single->established_median, single->established_mean,
-              single->established_median - single->noop_median);
-  std::printf("| denied tcp (isolated, no entry) | %.0f | %.1f | %+.0f |\n", single->denied_median,
-              single->denied_mean, single->denied_median - single->noop_median);
-  std::printf(
-      "| new udp flow: 2 session misses + exact hit + LRU insert | %.0f | %.1f | %+.0f |\n",
-      single->new_flow_median, single->new_flow_mean,
-      single->new_flow_median - single->noop_median);
   return absl::OkStatus();
 }
 

@@ -100,10 +100,12 @@ static __always_inline int ms_session_allow_listed6(const __u32 *peer_ipv6, __u8
 }
 
 /*
- * One alert per map per pressure_alert_interval_ns. The time check and the
- * stamp are not one atomic step, so two CPUs crossing the threshold in the
- * same instant may both alert: "at most one per CPU per interval", which is
- * what a rate limit for logs needs.
+ * One alert per map per pressure_alert_interval_ns, across all CPUs: the
+ * stamp is claimed with a compare-and-swap on the value the time check read,
+ * so of several CPUs crossing the threshold in the same instant exactly one
+ * wins the window and alerts; the others see the stamp changed and stay
+ * quiet. (Only the refusing/inserting path gets here, never a tracked
+ * flow's packet, so the atomic costs nothing on the hot path.)
  */
 static __always_inline void ms_pressure_alert(__u32 map, struct ms_pressure_counters *counters,
 					      __u64 entries, __u32 threshold, __u64 now)
@@ -111,9 +113,11 @@ static __always_inline void ms_pressure_alert(__u32 map, struct ms_pressure_coun
 	if (threshold == 0 || entries < threshold)
 		return;
 	__u64 last = counters->last_alert_ns;
-	if (last != 0 && now - last < pressure_alert_interval_ns)
+	/* `now` was read before this packet's lookups: another CPU may have stamped a later time. */
+	if (last != 0 && (now < last || now - last < pressure_alert_interval_ns))
 		return;
-	counters->last_alert_ns = now;
+	if (__sync_val_compare_and_swap(&counters->last_alert_ns, last, now) != last)
+		return; /* another CPU took this window */
 	struct ms_pressure_alert *alert = bpf_ringbuf_reserve(&ms_pressure_ev, sizeof(*alert), 0);
 	if (!alert)
 		return; /* the agent is behind; the counters still tell the story */

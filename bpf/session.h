@@ -35,9 +35,17 @@ struct {
 	__type(value, struct ms_half_open);
 } ms_half_open SEC(".maps");
 
+/*
+ * CLOCK_MONOTONIC_COARSE (the time of the last tick): session timeouts are
+ * seconds, so a tick's resolution is plenty, and it is a plain read of the
+ * timekeeper, where bpf_ktime_get_ns() reads the clocksource: on a
+ * kvm-clock guest that was about a third of an established packet's cost
+ * (docs/benchmarks.md). It runs at most a tick behind CLOCK_MONOTONIC, which
+ * the agent's sweeper reads: a session may look a tick older there.
+ */
 static __always_inline __u64 ms_now(void)
 {
-	return use_test_clock ? test_clock_ns : bpf_ktime_get_ns();
+	return use_test_clock ? test_clock_ns : bpf_ktime_get_coarse_ns();
 }
 
 static __always_inline __u64 ms_session_timeout_ns(__u8 proto, __u8 tcp_state)
@@ -299,7 +307,15 @@ static __always_inline __u32 ms_tcp_read(struct __sk_buff *skb, __u32 l4_offset,
 					 struct ms_tcp_packet *p)
 {
 	struct tcphdr tcp;
-	if (bpf_skb_load_bytes(skb, l4_offset, &tcp, sizeof(tcp)))
+	/*
+	 * The entry stage pulled the headers into the linear area: read them
+	 * in place (a helper call less per packet); the copy is the fallback.
+	 */
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (l4_offset <= MS_MAX_HEADER_BYTES && data + l4_offset + sizeof(tcp) <= data_end)
+		__builtin_memcpy(&tcp, data + l4_offset, sizeof(tcp));
+	else if (bpf_skb_load_bytes(skb, l4_offset, &tcp, sizeof(tcp)))
 		return MS_REASON_DROP_MALFORMED;
 	__u32 header_len = tcp.doff * 4;
 	if (header_len < sizeof(tcp) || header_len > l4_len)

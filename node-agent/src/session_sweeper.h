@@ -67,7 +67,8 @@ class SessionSweeper {
   std::atomic<uint64_t> last_half_open_{0};
 };
 
-// The data path's clock: bpf_ktime_get_ns() is CLOCK_MONOTONIC.
+// CLOCK_MONOTONIC: the data path stamps CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns), which
+// trails it by at most a tick, so a session looks at most a tick older here.
 uint64_t MonotonicNowNs();
 
 }  // namespace microseg

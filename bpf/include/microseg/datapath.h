@@ -281,7 +281,7 @@ MS_STATIC_ASSERT(sizeof(struct ms_tcp_side) == 16, "ms_tcp_side layout");
 #define MS_SESSION_F_REVOKED (1U << 4)          /* the current policy denies it: its packets are dropped */
 
 struct ms_session {
-	__u64 last_seen_ns; /* host order: clock of the last packet (bpf_ktime_get_ns) */
+	__u64 last_seen_ns; /* host order: CLOCK_MONOTONIC_COARSE of the last packet (session.h ms_now) */
 	__u32 policy_rev;   /* host order: the endpoint's policy_rev that (re)admitted it */
 	__u8 direction;     /* enum ms_direction of the initiator's packets */
 	__u8 tcp_state;     /* enum ms_tcp_state; MS_TCP_NONE for other protocols */
@@ -350,7 +350,7 @@ struct ms_pressure_counters {
 	__u64 insert_failures; /* host order: bpf_map_update_elem() errors */
 	__u64 refused;         /* host order: new entries refused because the map is "full" */
 	__u64 deletes;         /* host order: entries the data path removed itself */
-	__u64 last_alert_ns;   /* host order: bpf_ktime_get_ns() of the last ring-buffer alert */
+	__u64 last_alert_ns;   /* host order: ms_now() (CLOCK_MONOTONIC_COARSE) of the last ring-buffer alert */
 	__u64 alerts;          /* host order: alerts submitted (a full ring buffer loses some) */
 };
 MS_STATIC_ASSERT(sizeof(struct ms_pressure_counters) == 48, "ms_pressure_counters layout");
@@ -372,7 +372,7 @@ MS_STATIC_ASSERT(sizeof(struct ms_pressure_config) == 16, "ms_pressure_config la
 
 /* ms_pressure_events: RINGBUF of these, at most one per map per alert interval. */
 struct ms_pressure_alert {
-	__u64 ktime_ns;        /* host order: bpf_ktime_get_ns() */
+	__u64 ktime_ns;        /* host order: ms_now() (CLOCK_MONOTONIC_COARSE) */
 	__u64 entries;         /* host order: the data path's estimate of live entries */
 	__u32 map;             /* enum ms_pressure_map */
 	__u32 threshold;       /* host order: alert_entries that was crossed */
