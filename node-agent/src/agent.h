@@ -10,6 +10,7 @@
 // (endpoint_lockdown.h) instead of failing the whole event.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -55,6 +56,16 @@ struct AgentCounters {
   uint64_t lockdowns_total = 0;  // endpoints that went into lockdown since start
   uint64_t compiled_endpoints = 0;  // endpoint compilations since start (incrementality)
   UpdaterCounters updater;
+
+  // The entries the agent keeps in each map it owns, indexed by enum
+  // ms_pressure_map (what the map-pressure monitor counts them against).
+  std::array<uint64_t, MS_PMAP_MAX> owned_map_entries() const {
+    std::array<uint64_t, MS_PMAP_MAX> entries{};
+    entries[MS_PMAP_ENDPOINTS] = endpoint_entries;
+    entries[MS_PMAP_POLICY] = exact_entries;
+    entries[MS_PMAP_POLICY_LPM] = lpm_entries;
+    return entries;
+  }
 };
 
 class Agent {

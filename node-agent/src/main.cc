@@ -401,14 +401,7 @@ int Run() {
   pressure_options.session_count_interval = absl::GetFlag(FLAGS_session_count_interval);
   MapPressureMonitor pressure(
       dp, pressure_options,
-      [&agent] {
-        const AgentCounters c = agent.counters();
-        std::array<uint64_t, MS_PMAP_MAX> entries{};
-        entries[MS_PMAP_ENDPOINTS] = c.endpoint_entries;
-        entries[MS_PMAP_POLICY] = c.exact_entries;
-        entries[MS_PMAP_POLICY_LPM] = c.lpm_entries;
-        return entries;
-      },
+      [&agent] { return agent.counters().owned_map_entries(); },
       [&writer](unsigned map) { return writer.insert_failures(map); });
   if (auto status = pressure.Configure(*allow_list); !status.ok()) {
     LogError("cannot configure the session map limits: ", status.ToString());

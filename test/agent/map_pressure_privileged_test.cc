@@ -132,14 +132,7 @@ TEST_CASE("a full policy map locks the endpoint down in the kernel, in its statu
   pressure_options.session_count_interval = absl::ZeroDuration();  // count on every check
   MapPressureMonitor monitor(
       datapath, pressure_options,
-      [&agent] {
-        const AgentCounters c = agent.counters();
-        std::array<uint64_t, MS_PMAP_MAX> entries{};
-        entries[MS_PMAP_ENDPOINTS] = c.endpoint_entries;
-        entries[MS_PMAP_POLICY] = c.exact_entries;
-        entries[MS_PMAP_POLICY_LPM] = c.lpm_entries;
-        return entries;
-      },
+      [&agent] { return agent.counters().owned_map_entries(); },
       [&writer](unsigned map) { return writer.insert_failures(map); });
   auto allow = ParseSessionAllowList("10.244.0.10/32:udp:53, 10.244.0.0/24:tcp");
   REQUIRE(allow.ok());
