@@ -67,6 +67,10 @@ class MemoryWriter : public MapWriter {
   absl::Status DeleteExact(const ms_policy_key& k) override { maps.exact.erase(k); return absl::OkStatus(); }
   absl::Status UpsertLpm(const ms_lpm_key& k, const ms_policy_value& v) override { maps.lpm[k] = v; return absl::OkStatus(); }
   absl::Status DeleteLpm(const ms_lpm_key& k) override { maps.lpm.erase(k); return absl::OkStatus(); }
+  absl::Status UpsertExact6(const ms_policy6_key& k, const ms_policy_value& v) override { maps.exact6[k] = v; return absl::OkStatus(); }
+  absl::Status DeleteExact6(const ms_policy6_key& k) override { maps.exact6.erase(k); return absl::OkStatus(); }
+  absl::Status UpsertLpm6(const ms_lpm6_key& k, const ms_policy_value& v) override { maps.lpm6[k] = v; return absl::OkStatus(); }
+  absl::Status DeleteLpm6(const ms_lpm6_key& k) override { maps.lpm6.erase(k); return absl::OkStatus(); }
 };
 
 std::string Ns(int i) { return absl::StrCat("ns-", i); }
@@ -161,18 +165,18 @@ class ClusterGenerator {
       // Deny the dev namespaces of one team, allow the same app tier.
       PolicyPeer dev;
       dev.namespace_selector = LabelSelector{{{"env", "dev"}, {"team", absl::StrCat("t", (i + variant) % 20)}}, {}};
-      PolicyRule deny{{dev}, {}, RuleAction::kDeny, false};
+      PolicyRule deny{{dev}, {}, RuleAction::kDeny};
       PolicyPeer tier;
       tier.pod_selector = LabelSelector{{{"tier", "frontend"}}, {}};
       policy.ingress.push_back(deny);
-      policy.ingress.push_back({{tier}, {http}, RuleAction::kAllow, false});
+      policy.ingress.push_back({{tier}, {http}, RuleAction::kAllow});
     } else {
       // Audit: would allow only the backend tier of the namespace on egress.
       segment.enforcement = Enforcement::kAudit;
       policy.isolates_egress = true;
       PolicyPeer backend;
       backend.pod_selector = LabelSelector{{{"tier", "backend"}}, {}};
-      policy.egress.push_back({{backend}, {http}, RuleAction::kAllow, false});
+      policy.egress.push_back({{backend}, {http}, RuleAction::kAllow});
     }
     return segment;
   }
@@ -190,7 +194,7 @@ class ClusterGenerator {
         policy.applies_ingress = true;
         PolicyPeer dev;
         dev.namespace_selector = LabelSelector{{{"env", "dev"}, {"team", absl::StrCat("t", (i + 7) % 20)}}, {}};
-        policy.ingress.push_back({{dev}, {}, RuleAction::kDeny, false});
+        policy.ingress.push_back({{dev}, {}, RuleAction::kDeny});
         break;
       }
       case 1: {
@@ -202,7 +206,7 @@ class ClusterGenerator {
         monitoring.pod_selector = LabelSelector{{{"app", "monitoring"}}, {}};
         PolicyPort metrics;
         metrics.port = std::string("metrics");
-        policy.ingress.push_back({{monitoring}, {metrics}, RuleAction::kAllow, false});
+        policy.ingress.push_back({{monitoring}, {metrics}, RuleAction::kAllow});
         break;
       }
       case 2: {
@@ -210,7 +214,7 @@ class ClusterGenerator {
         policy.applies_egress = true;
         PolicyPeer corporate;
         corporate.ip_block = IpBlock{{0x0a000000u, 8}, {{0x0af40000u, 16}}};
-        policy.egress.push_back({{corporate}, {}, RuleAction::kPass, false});
+        policy.egress.push_back({{corporate}, {}, RuleAction::kPass});
         break;
       }
       default: {
@@ -218,13 +222,13 @@ class ClusterGenerator {
         policy.applies_egress = true;
         PolicyPeer metadata;
         metadata.ip_block = IpBlock{{0xa9fea9feu, 32}, {}};
-        policy.egress.push_back({{metadata}, {}, RuleAction::kDeny, false});
+        policy.egress.push_back({{metadata}, {}, RuleAction::kDeny});
         PolicyPeer web;
         web.ip_block = IpBlock{{0xc6336400u + static_cast<uint32_t>(variant % 4) * 256u, 24}, {}};
         PolicyPort range;
         range.port = uint16_t{8000};
         range.end_port = uint16_t{static_cast<uint16_t>(8010 + variant % 3)};
-        policy.egress.push_back({{web}, {range}, RuleAction::kAllow, false});
+        policy.egress.push_back({{web}, {range}, RuleAction::kAllow});
       }
     }
     return policy;
@@ -349,9 +353,10 @@ int Run(const Options& options) {
                    std::strerror(-error));
       return 1;
     }
-    writer = std::make_unique<BpfMapWriter>(bpf_map__fd(skeleton->maps.ms_endpoints),
-                                            bpf_map__fd(skeleton->maps.ms_policy),
-                                            bpf_map__fd(skeleton->maps.ms_policy_lpm));
+    writer = std::make_unique<BpfMapWriter>(BpfMapWriter::MapFds{
+        bpf_map__fd(skeleton->maps.ms_endpoints), bpf_map__fd(skeleton->maps.ms_policy),
+        bpf_map__fd(skeleton->maps.ms_policy_lpm), bpf_map__fd(skeleton->maps.ms_policy6),
+        bpf_map__fd(skeleton->maps.ms_policy6_lpm)});
   } else {
     writer = std::make_unique<MemoryWriter>();
   }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ipv4_cidr.h"
+#include "ipv6_address.h"
 #include "rule_id.h"
 #include "selector.h"
 
@@ -39,10 +40,8 @@ class RuleBuilder {
               const std::vector<const PeerPod*>* scope)
       : context_(context), direction_(direction), local_ports_(local_ports), scope_(scope) {}
 
-  // nullopt: the rule can match nothing (only IPv6 peers).
   // `policy_namespace` nullopt: cluster-scoped (podSelector alone = every namespace).
   std::optional<VerdictRule> Build(const PolicyRule& rule, const std::optional<std::string>& policy_namespace) const {
-    if (rule.only_ipv6_peers) return std::nullopt;
     VerdictRule out;
     out.action = rule.action;
     std::vector<NamedPort> named_egress;
@@ -73,26 +72,34 @@ class RuleBuilder {
     std::sort(out.ports.begin(), out.ports.end());
     out.ports.erase(std::unique(out.ports.begin(), out.ports.end()), out.ports.end());
 
-    if (rule.peers.empty()) out.blocks.push_back(IpBlock{Ipv4Cidr{0, 0}, {}});
+    if (rule.peers.empty()) {
+      out.blocks.push_back(IpBlock{Ipv4Cidr{0, 0}, {}});
+      out.blocks6.push_back(Ipv6Block{Ipv6Cidr{{}, 0}, {}});
+    }
     for (const PolicyPeer& peer : rule.peers) {
       if (peer.ip_block) {
         out.blocks.push_back(*peer.ip_block);
-        continue;
+      } else if (peer.ipv6_block) {
+        out.blocks6.push_back(*peer.ipv6_block);
+      } else {
+        ForEachSelectedPeer(peer, policy_namespace, [&](const PeerPod& pod) {
+          if (pod.ipv4 != 0) AddPodAddress(out.pod_ports, pod.ipv4, out.ports, pod, named_egress);
+          if (HasIpv6(pod)) AddPodAddress(out.pod_ports6, pod.ipv6, out.ports, pod, named_egress);
+        });
       }
-      ForEachSelectedPeer(peer, policy_namespace, [&](const PeerPod& pod) { AddPod(out, pod, named_egress); });
     }
     if (!named_egress.empty()) {
       // A named port means something only on a pod: for CIDR peers it is
-      // resolved on the pods we know inside the block; other addresses of
-      // the block get the rule's numeric ports only.
+      // resolved on the pods we know inside a block (of the address's
+      // family); other addresses of the block get the rule's numeric ports only.
       ForEachPodInScope([&](const PeerPod& pod) {
-        if (out.pod_ports.count(pod.ipv4)) return;
-        const bool inside = std::any_of(out.blocks.begin(), out.blocks.end(), [&](const IpBlock& block) {
-          return CidrContainsAddress(block.cidr, pod.ipv4) &&
-                 std::none_of(block.except.begin(), block.except.end(),
-                              [&](const Ipv4Cidr& except) { return CidrContainsAddress(except, pod.ipv4); });
-        });
-        if (inside && HasNamedResolution(pod, named_egress)) AddPod(out, pod, named_egress);
+        if (!HasNamedResolution(pod, named_egress)) return;
+        if (pod.ipv4 != 0 && !out.pod_ports.contains(pod.ipv4) && InsideAny(out.blocks, pod.ipv4)) {
+          AddPodAddress(out.pod_ports, pod.ipv4, out.ports, pod, named_egress);
+        }
+        if (HasIpv6(pod) && !out.pod_ports6.contains(pod.ipv6) && InsideAny(out.blocks6, pod.ipv6)) {
+          AddPodAddress(out.pod_ports6, pod.ipv6, out.ports, pod, named_egress);
+        }
       });
     }
     return out;
@@ -158,9 +165,23 @@ class RuleBuilder {
     });
   }
 
-  static void AddPod(VerdictRule& rule, const PeerPod& pod, const std::vector<NamedPort>& named_egress) {
-    std::vector<PortKey>& keys = rule.pod_ports[pod.ipv4];
-    keys.insert(keys.end(), rule.ports.begin(), rule.ports.end());
+  template <typename Block, typename Address>
+  static bool InsideAny(const std::vector<Block>& blocks, const Address& address) {
+    return std::any_of(blocks.begin(), blocks.end(), [&](const Block& block) {
+      return CidrContainsAddress(block.cidr, address) &&
+             std::none_of(block.except.begin(), block.except.end(),
+                          [&](const auto& except) { return CidrContainsAddress(except, address); });
+    });
+  }
+
+  // The pod at `address` (one of its family's) gets the rule's ports and its
+  // named egress ports resolved on it.
+  template <typename Address>
+  static void AddPodAddress(std::map<Address, std::vector<PortKey>>& pod_ports, const Address& address,
+                            const std::vector<PortKey>& rule_ports, const PeerPod& pod,
+                            const std::vector<NamedPort>& named_egress) {
+    std::vector<PortKey>& keys = pod_ports[address];
+    keys.insert(keys.end(), rule_ports.begin(), rule_ports.end());
     for (const NamedPort& named : named_egress) {
       for (uint16_t number : ResolveNamedPort(pod.container_ports, named.proto, named.name)) {
         keys.push_back({named.proto, number});
@@ -168,7 +189,7 @@ class RuleBuilder {
     }
     std::sort(keys.begin(), keys.end());
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-    if (keys.empty()) rule.pod_ports.erase(pod.ipv4);
+    if (keys.empty()) pod_ports.erase(address);
   }
 
   const PolicyContext& context_;

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "ipv4_cidr.h"
+#include "ipv6_address.h"
 
 namespace microseg {
 namespace {
@@ -16,7 +17,8 @@ using PortClass = std::pair<uint8_t, uint16_t>;  // (proto, port), 0 = any
 // A spec covers a class when the data plane, looking up that class, must
 // take the spec into account: (any,any) covers everything, (proto,any)
 // covers every port of its protocol.
-bool Covers(const LpmRuleSpec& spec, const PortClass& port_class) {
+template <typename Cidr>
+bool Covers(const BasicLpmRuleSpec<Cidr>& spec, const PortClass& port_class) {
   if (spec.proto == 0) return true;
   return spec.proto == port_class.first && (spec.port == 0 || spec.port == port_class.second);
 }
@@ -25,23 +27,28 @@ struct PrefixLess {
   bool operator()(const Ipv4Cidr& a, const Ipv4Cidr& b) const {
     return std::tie(a.addr, a.prefix_len) < std::tie(b.addr, b.prefix_len);
   }
+  bool operator()(const Ipv6Cidr& a, const Ipv6Cidr& b) const {
+    if (a.addr != b.addr) return Ipv6Less(a.addr, b.addr);
+    return a.prefix_len < b.prefix_len;
+  }
 };
 
 // Verdict of the region "prefix minus longer keys": an address there is in a
 // key K exactly when K contains `prefix`, so evaluating each spec on the
 // prefix as a whole is exact.
-LpmVerdict DecideRegion(const PortClass& port_class, const Ipv4Cidr& prefix,
-                        const std::vector<const LpmRuleSpec*>& covering) {
+template <typename Cidr>
+BasicLpmVerdict<Cidr> DecideRegion(const PortClass& port_class, const Cidr& prefix,
+                                   const std::vector<const BasicLpmRuleSpec<Cidr>*>& covering) {
   std::optional<uint32_t> allowing_rule;
   std::optional<uint32_t> excepting_rule;
-  for (const LpmRuleSpec* spec : covering) {
+  for (const BasicLpmRuleSpec<Cidr>* spec : covering) {
     if (!CidrContains(spec->cidr, prefix)) continue;
     const bool excepted = std::any_of(spec->except.begin(), spec->except.end(),
-                                      [&](const Ipv4Cidr& except) { return CidrContains(except, prefix); });
+                                      [&](const Cidr& except) { return CidrContains(except, prefix); });
     std::optional<uint32_t>& slot = excepted ? excepting_rule : allowing_rule;
     slot = slot ? std::min(*slot, spec->rule_id) : spec->rule_id;
   }
-  LpmVerdict verdict;
+  BasicLpmVerdict<Cidr> verdict;
   verdict.proto = port_class.first;
   verdict.port = port_class.second;
   verdict.prefix = prefix;
@@ -53,47 +60,49 @@ LpmVerdict DecideRegion(const PortClass& port_class, const Ipv4Cidr& prefix,
 
 }  // namespace
 
-std::vector<LpmVerdict> ComputeLpmVerdicts(const std::vector<LpmRuleSpec>& specs) {
+template <typename Cidr>
+std::vector<BasicLpmVerdict<Cidr>> ComputeLpmVerdicts(const std::vector<BasicLpmRuleSpec<Cidr>>& specs) {
   std::set<PortClass> classes;
-  for (const LpmRuleSpec& spec : specs) classes.emplace(spec.proto, spec.port);
+  for (const BasicLpmRuleSpec<Cidr>& spec : specs) classes.emplace(spec.proto, spec.port);
 
-  std::vector<LpmVerdict> verdicts;
+  std::vector<BasicLpmVerdict<Cidr>> verdicts;
   for (const PortClass& port_class : classes) {
-    std::vector<const LpmRuleSpec*> covering;
-    std::set<Ipv4Cidr, PrefixLess> keys;
-    for (const LpmRuleSpec& spec : specs) {
+    std::vector<const BasicLpmRuleSpec<Cidr>*> covering;
+    std::set<Cidr, PrefixLess> keys;
+    for (const BasicLpmRuleSpec<Cidr>& spec : specs) {
       if (!Covers(spec, port_class)) continue;
       covering.push_back(&spec);
       keys.insert(spec.cidr);
       keys.insert(spec.except.begin(), spec.except.end());
     }
-    for (const Ipv4Cidr& key : keys) verdicts.push_back(DecideRegion(port_class, key, covering));
+    for (const Cidr& key : keys) verdicts.push_back(DecideRegion(port_class, key, covering));
   }
   return verdicts;
 }
 
-std::vector<LpmRegion> ComputeLpmRegions(const std::vector<LpmRuleSpec>& specs) {
+template <typename Cidr>
+std::vector<BasicLpmRegion<Cidr>> ComputeLpmRegions(const std::vector<BasicLpmRuleSpec<Cidr>>& specs) {
   std::set<PortClass> classes;
-  for (const LpmRuleSpec& spec : specs) classes.emplace(spec.proto, spec.port);
+  for (const BasicLpmRuleSpec<Cidr>& spec : specs) classes.emplace(spec.proto, spec.port);
 
-  std::vector<LpmRegion> regions;
+  std::vector<BasicLpmRegion<Cidr>> regions;
   for (const PortClass& port_class : classes) {
     std::vector<size_t> covering;
-    std::set<Ipv4Cidr, PrefixLess> keys;
+    std::set<Cidr, PrefixLess> keys;
     for (size_t i = 0; i < specs.size(); ++i) {
       if (!Covers(specs[i], port_class)) continue;
       covering.push_back(i);
       keys.insert(specs[i].cidr);
       keys.insert(specs[i].except.begin(), specs[i].except.end());
     }
-    for (const Ipv4Cidr& key : keys) {
-      LpmRegion region{port_class.first, port_class.second, key, {}};
+    for (const Cidr& key : keys) {
+      BasicLpmRegion<Cidr> region{port_class.first, port_class.second, key, {}};
       // Same argument as DecideRegion: containment of the whole key decides.
       for (size_t i : covering) {
-        const LpmRuleSpec& spec = specs[i];
+        const BasicLpmRuleSpec<Cidr>& spec = specs[i];
         if (!CidrContains(spec.cidr, key)) continue;
         if (std::any_of(spec.except.begin(), spec.except.end(),
-                        [&](const Ipv4Cidr& except) { return CidrContains(except, key); })) {
+                        [&](const Cidr& except) { return CidrContains(except, key); })) {
           continue;
         }
         region.matching.push_back(i);
@@ -103,5 +112,10 @@ std::vector<LpmRegion> ComputeLpmRegions(const std::vector<LpmRuleSpec>& specs) 
   }
   return regions;
 }
+
+template std::vector<BasicLpmVerdict<Ipv4Cidr>> ComputeLpmVerdicts(const std::vector<LpmRuleSpec>&);
+template std::vector<BasicLpmVerdict<Ipv6Cidr>> ComputeLpmVerdicts(const std::vector<Lpm6RuleSpec>&);
+template std::vector<BasicLpmRegion<Ipv4Cidr>> ComputeLpmRegions(const std::vector<LpmRuleSpec>&);
+template std::vector<BasicLpmRegion<Ipv6Cidr>> ComputeLpmRegions(const std::vector<Lpm6RuleSpec>&);
 
 }  // namespace microseg

@@ -15,40 +15,52 @@
 
 namespace microseg {
 
+// Everything here works on one address family at a time: `Cidr` is
+// Ipv4Cidr (ms_policy_lpm) or Ipv6Cidr (ms_policy6_lpm); the names without
+// a suffix are the IPv4 ones.
+
 // One (cidr minus excepts, protocol/port) allowance of one rule.
 // proto 0 = any protocol (port then 0); port 0 = any port of `proto`.
-struct LpmRuleSpec {
+template <typename Cidr>
+struct BasicLpmRuleSpec {
   uint8_t proto = 0;
   uint16_t port = 0;
-  Ipv4Cidr cidr;
-  std::vector<Ipv4Cidr> except;
+  Cidr cidr;
+  std::vector<Cidr> except;
   uint32_t rule_id = 0;
 };
+using LpmRuleSpec = BasicLpmRuleSpec<Ipv4Cidr>;
+using Lpm6RuleSpec = BasicLpmRuleSpec<Ipv6Cidr>;
 
-struct LpmVerdict {
+template <typename Cidr>
+struct BasicLpmVerdict {
   uint8_t proto = 0;
   uint16_t port = 0;
-  Ipv4Cidr prefix;
+  Cidr prefix;
   bool allow = false;
   // Smallest id among the rules that decide the verdict: the allowing rules
   // for an allow, the rules whose except removed the region for a deny.
   uint32_t rule_id = 0;
 };
+using LpmVerdict = BasicLpmVerdict<Ipv4Cidr>;
 
 // Sorted by (proto, port, prefix address, prefix length); one verdict per
 // distinct (class, prefix).
-std::vector<LpmVerdict> ComputeLpmVerdicts(const std::vector<LpmRuleSpec>& specs);
+template <typename Cidr>
+std::vector<BasicLpmVerdict<Cidr>> ComputeLpmVerdicts(const std::vector<BasicLpmRuleSpec<Cidr>>& specs);
 
 // The general form, for verdicts other than a union: every (class, prefix)
 // key the trie needs, with the indices (into `specs`) of the specs that
 // cover the class and whose cidr minus excepts contains the key's region.
 // The caller decides each region's verdict from those specs alone.
-struct LpmRegion {
+template <typename Cidr>
+struct BasicLpmRegion {
   uint8_t proto = 0;
   uint16_t port = 0;
-  Ipv4Cidr prefix;
+  Cidr prefix;
   std::vector<size_t> matching;
 };
-std::vector<LpmRegion> ComputeLpmRegions(const std::vector<LpmRuleSpec>& specs);
+template <typename Cidr>
+std::vector<BasicLpmRegion<Cidr>> ComputeLpmRegions(const std::vector<BasicLpmRuleSpec<Cidr>>& specs);
 
 }  // namespace microseg

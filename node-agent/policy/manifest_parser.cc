@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "ipv4_cidr.h"
+#include "ipv6_address.h"
 #include "status_macros.h"
 #include "yaml-cpp/yaml.h"
 #include "yaml_documents.h"
@@ -156,8 +157,31 @@ absl::StatusOr<LabelSelector> ParseSelector(const YAML::Node& node, const std::s
 
 bool LooksLikeIpv6(const std::string& text) { return text.find(':') != std::string::npos; }
 
-// nullopt: an IPv6 block, which can never match the IPv4 traffic we enforce.
-absl::StatusOr<std::optional<IpBlock>> ParseIpBlock(const YAML::Node& node, const std::string& path) {
+// Kubernetes: every except is a strict subset of the cidr, of its family.
+template <typename Cidr>
+absl::StatusOr<BasicIpBlock<Cidr>> ValidateIpBlock(
+    const std::string& cidr_text, const std::vector<std::string>& except_texts, const std::string& cidr_path,
+    const std::string& except_path, absl::StatusOr<Cidr> (*parse)(absl::string_view)) {
+  BasicIpBlock<Cidr> block;
+  absl::StatusOr<Cidr> cidr = parse(cidr_text);
+  if (!cidr.ok()) return FieldError(cidr_path, cidr.status().message());
+  block.cidr = *cidr;
+  for (size_t i = 0; i < except_texts.size(); ++i) {
+    const std::string element_path = Element(except_path, i);
+    const bool other_family = LooksLikeIpv6(except_texts[i]) != LooksLikeIpv6(cidr_text);
+    absl::StatusOr<Cidr> except = parse(except_texts[i]);
+    if (!other_family && !except.ok()) return FieldError(element_path, except.status().message());
+    if (other_family || !CidrContains(block.cidr, *except) || except->prefix_len == block.cidr.prefix_len) {
+      return FieldError(element_path, absl::StrCat("\"", except_texts[i], "\" must be a strict subset of cidr \"",
+                                                   cidr_text, "\""));
+    }
+    block.except.push_back(*except);
+  }
+  return block;
+}
+
+// Fills peer.ip_block or peer.ipv6_block, by the cidr's family.
+absl::Status ParseIpBlock(const YAML::Node& node, const std::string& path, PolicyPeer& peer) {
   MS_RETURN_IF_ERROR(RequireMap(node, path));
   const std::string cidr_path = Field(path, "cidr");
   MS_ASSIGN_OR_RETURN(std::optional<std::string> cidr_text, ReadOptionalString(node, "cidr", cidr_path));
@@ -172,35 +196,16 @@ absl::StatusOr<std::optional<IpBlock>> ParseIpBlock(const YAML::Node& node, cons
     }
   }
   if (LooksLikeIpv6(*cidr_text)) {
-    for (size_t i = 0; i < except_texts.size(); ++i) {
-      if (!LooksLikeIpv6(except_texts[i])) {
-        return FieldError(Element(except_path, i), absl::StrCat("\"", except_texts[i],
-                                                                "\" must be a strict subset of cidr \"",
-                                                                *cidr_text, "\""));
-      }
-    }
-    return std::optional<IpBlock>();
+    MS_ASSIGN_OR_RETURN(peer.ipv6_block, ValidateIpBlock<Ipv6Cidr>(*cidr_text, except_texts, cidr_path,
+                                                                   except_path, &ParseIpv6Cidr));
+  } else {
+    MS_ASSIGN_OR_RETURN(peer.ip_block, ValidateIpBlock<Ipv4Cidr>(*cidr_text, except_texts, cidr_path,
+                                                                 except_path, &ParseIpv4Cidr));
   }
-  IpBlock block;
-  absl::StatusOr<Ipv4Cidr> cidr = ParseIpv4Cidr(*cidr_text);
-  if (!cidr.ok()) return FieldError(cidr_path, cidr.status().message());
-  block.cidr = *cidr;
-  for (size_t i = 0; i < except_texts.size(); ++i) {
-    const std::string element_path = Element(except_path, i);
-    absl::StatusOr<Ipv4Cidr> except = ParseIpv4Cidr(except_texts[i]);
-    if (!except.ok()) return FieldError(element_path, except.status().message());
-    // Kubernetes: an except must be a strict subset of the cidr.
-    if (!CidrContains(block.cidr, *except) || except->prefix_len == block.cidr.prefix_len) {
-      return FieldError(element_path, absl::StrCat("\"", except_texts[i], "\" must be a strict subset of cidr \"",
-                                                   *cidr_text, "\""));
-    }
-    block.except.push_back(*except);
-  }
-  return std::optional<IpBlock>(std::move(block));
+  return absl::OkStatus();
 }
 
-// nullopt: the peer was an IPv6 ipBlock.
-absl::StatusOr<std::optional<PolicyPeer>> ParsePeer(const YAML::Node& node, const std::string& path) {
+absl::StatusOr<PolicyPeer> ParsePeer(const YAML::Node& node, const std::string& path) {
   MS_RETURN_IF_ERROR(RequireMap(node, path));
   const YAML::Node pod_selector = Child(node, "podSelector");
   const YAML::Node namespace_selector = Child(node, "namespaceSelector");
@@ -213,10 +218,8 @@ absl::StatusOr<std::optional<PolicyPeer>> ParsePeer(const YAML::Node& node, cons
   }
   PolicyPeer peer;
   if (IsSet(ip_block)) {
-    MS_ASSIGN_OR_RETURN(std::optional<IpBlock> block, ParseIpBlock(ip_block, Field(path, "ipBlock")));
-    if (!block) return std::optional<PolicyPeer>();
-    peer.ip_block = std::move(*block);
-    return std::optional<PolicyPeer>(std::move(peer));
+    MS_RETURN_IF_ERROR(ParseIpBlock(ip_block, Field(path, "ipBlock"), peer));
+    return peer;
   }
   if (IsSet(pod_selector)) {
     MS_ASSIGN_OR_RETURN(peer.pod_selector, ParseSelector(pod_selector, Field(path, "podSelector")));
@@ -225,7 +228,7 @@ absl::StatusOr<std::optional<PolicyPeer>> ParsePeer(const YAML::Node& node, cons
     MS_ASSIGN_OR_RETURN(peer.namespace_selector,
                         ParseSelector(namespace_selector, Field(path, "namespaceSelector")));
   }
-  return std::optional<PolicyPeer>(std::move(peer));
+  return peer;
 }
 
 // What differs between the three policy kinds' rule syntax.
@@ -313,14 +316,12 @@ absl::StatusOr<PolicyRule> ParseRule(const YAML::Node& node, const std::string& 
     const std::string peers_path = Field(path, peers_key);
     MS_RETURN_IF_ERROR(RequireSequence(peers, peers_path));
     for (size_t i = 0; i < peers.size(); ++i) {
-      MS_ASSIGN_OR_RETURN(std::optional<PolicyPeer> peer, ParsePeer(peers[i], Element(peers_path, i)));
-      if (!peer) continue;
-      if (syntax.cluster_scoped && !peer->ip_block && !peer->namespace_selector) {
-        peer->namespace_selector = LabelSelector{};
+      MS_ASSIGN_OR_RETURN(PolicyPeer peer, ParsePeer(peers[i], Element(peers_path, i)));
+      if (syntax.cluster_scoped && !peer.is_ip_block() && !peer.namespace_selector) {
+        peer.namespace_selector = LabelSelector{};
       }
-      rule.peers.push_back(std::move(*peer));
+      rule.peers.push_back(std::move(peer));
     }
-    rule.only_ipv6_peers = peers.size() > 0 && rule.peers.empty();
   }
   if (const YAML::Node ports = Child(node, "ports"); IsSet(ports)) {
     const std::string ports_path = Field(path, "ports");
@@ -480,6 +481,21 @@ absl::Status ParseContainerPorts(const YAML::Node& container, const std::string&
   return absl::OkStatus();
 }
 
+// Kubernetes gives a pod at most one address per family; the first one of
+// a family is kept.
+absl::Status AddPodIp(const std::string& text, const std::string& path, Pod& pod) {
+  if (LooksLikeIpv6(text)) {
+    const std::optional<Ipv6Address> address = ParseIpv6Address(text);
+    if (!address) return FieldError(path, absl::StrCat("\"", text, "\" is not a valid IP address"));
+    if (!pod.ipv6) pod.ipv6 = *address;
+    return absl::OkStatus();
+  }
+  const std::optional<uint32_t> address = ParseIpv4Address(text);
+  if (!address) return FieldError(path, absl::StrCat("\"", text, "\" is not a valid IP address"));
+  if (!pod.ipv4) pod.ipv4 = *address;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Pod> ParsePod(const YAML::Node& object) {
   MS_ASSIGN_OR_RETURN(Metadata metadata, ParseMetadata(object, /*namespaced=*/true));
   Pod pod;
@@ -503,12 +519,16 @@ absl::StatusOr<Pod> ParsePod(const YAML::Node& object) {
     MS_RETURN_IF_ERROR(RequireMap(status, "status"));
     MS_ASSIGN_OR_RETURN(std::optional<std::string> pod_ip,
                         ReadOptionalString(status, "podIP", "status.podIP"));
-    // The datapath is IPv4-only: an IPv6 pod IP is not an error, the pod
-    // simply has no address we can match.
-    if (pod_ip && !pod_ip->empty() && !LooksLikeIpv6(*pod_ip)) {
-      pod.ipv4 = ParseIpv4Address(*pod_ip);
-      if (!pod.ipv4) {
-        return FieldError("status.podIP", absl::StrCat("\"", *pod_ip, "\" is not a valid IP address"));
+    if (pod_ip && !pod_ip->empty()) MS_RETURN_IF_ERROR(AddPodIp(*pod_ip, "status.podIP", pod));
+    // podIPs[0] is podIP; a dual-stack pod lists its other family's address after it.
+    if (const YAML::Node pod_ips = Child(status, "podIPs"); IsSet(pod_ips)) {
+      MS_RETURN_IF_ERROR(RequireSequence(pod_ips, "status.podIPs"));
+      for (size_t i = 0; i < pod_ips.size(); ++i) {
+        const std::string element_path = Element("status.podIPs", i);
+        MS_RETURN_IF_ERROR(RequireMap(pod_ips[i], element_path));
+        MS_ASSIGN_OR_RETURN(std::optional<std::string> ip,
+                            ReadOptionalString(pod_ips[i], "ip", Field(element_path, "ip")));
+        if (ip && !ip->empty()) MS_RETURN_IF_ERROR(AddPodIp(*ip, Field(element_path, "ip"), pod));
       }
     }
   }

@@ -28,6 +28,8 @@ MapChanges DiffMapState(const MapState& live, const MapState& desired) {
   MapChanges changes;
   DiffMap(live.exact, desired.exact, changes.exact_upserts, changes.exact_deletes);
   DiffMap(live.lpm, desired.lpm, changes.lpm_upserts, changes.lpm_deletes);
+  DiffMap(live.exact6, desired.exact6, changes.exact6_upserts, changes.exact6_deletes);
+  DiffMap(live.lpm6, desired.lpm6, changes.lpm6_upserts, changes.lpm6_deletes);
   DiffMap(live.endpoints, desired.endpoints, changes.endpoint_upserts, changes.endpoint_deletes);
   return changes;
 }
@@ -44,6 +46,18 @@ absl::Status ApplyMapChanges(MapWriter& writer, const MapChanges& changes, MapSt
       return Annotate(status, "upserting an LPM policy entry");
     }
     live.lpm[key] = value;
+  }
+  for (const auto& [key, value] : changes.exact6_upserts) {
+    if (absl::Status status = writer.UpsertExact6(key, value); !status.ok()) {
+      return Annotate(status, "upserting an IPv6 exact policy entry");
+    }
+    live.exact6[key] = value;
+  }
+  for (const auto& [key, value] : changes.lpm6_upserts) {
+    if (absl::Status status = writer.UpsertLpm6(key, value); !status.ok()) {
+      return Annotate(status, "upserting an IPv6 LPM policy entry");
+    }
+    live.lpm6[key] = value;
   }
   for (const auto& [ifindex, value] : changes.endpoint_upserts) {
     if (absl::Status status = writer.UpsertEndpoint(ifindex, value); !status.ok()) {
@@ -68,6 +82,18 @@ absl::Status ApplyMapChanges(MapWriter& writer, const MapChanges& changes, MapSt
       return Annotate(status, "deleting an LPM policy entry");
     }
     live.lpm.erase(key);
+  }
+  for (const ms_policy6_key& key : changes.exact6_deletes) {
+    if (absl::Status status = writer.DeleteExact6(key); !status.ok()) {
+      return Annotate(status, "deleting an IPv6 exact policy entry");
+    }
+    live.exact6.erase(key);
+  }
+  for (const ms_lpm6_key& key : changes.lpm6_deletes) {
+    if (absl::Status status = writer.DeleteLpm6(key); !status.ok()) {
+      return Annotate(status, "deleting an IPv6 LPM policy entry");
+    }
+    live.lpm6.erase(key);
   }
   return absl::OkStatus();
 }

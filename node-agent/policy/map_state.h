@@ -25,12 +25,18 @@ bool BytewiseEqual(const T& a, const T& b) {
   return std::memcmp(&a, &b, sizeof(T)) == 0;
 }
 
+// exact/lpm: ms_policy/ms_policy_lpm (IPv4 peers); exact6/lpm6: their
+// IPv6 twins ms_policy6/ms_policy6_lpm.
 struct MapState {
   using ExactMap = std::map<ms_policy_key, ms_policy_value, BytewiseLess<ms_policy_key>>;
   using LpmMap = std::map<ms_lpm_key, ms_policy_value, BytewiseLess<ms_lpm_key>>;
+  using Exact6Map = std::map<ms_policy6_key, ms_policy_value, BytewiseLess<ms_policy6_key>>;
+  using Lpm6Map = std::map<ms_lpm6_key, ms_policy_value, BytewiseLess<ms_lpm6_key>>;
   std::map<uint32_t, ms_endpoint> endpoints;  // key: host veth ifindex
   ExactMap exact;
   LpmMap lpm;
+  Exact6Map exact6;
+  Lpm6Map lpm6;
 };
 
 // Applied in member order. Policy entries are added before the endpoint flags
@@ -39,14 +45,19 @@ struct MapState {
 struct MapChanges {
   std::vector<std::pair<ms_policy_key, ms_policy_value>> exact_upserts;
   std::vector<std::pair<ms_lpm_key, ms_policy_value>> lpm_upserts;
+  std::vector<std::pair<ms_policy6_key, ms_policy_value>> exact6_upserts;
+  std::vector<std::pair<ms_lpm6_key, ms_policy_value>> lpm6_upserts;
   std::vector<std::pair<uint32_t, ms_endpoint>> endpoint_upserts;
   std::vector<uint32_t> endpoint_deletes;
   std::vector<ms_policy_key> exact_deletes;
   std::vector<ms_lpm_key> lpm_deletes;
+  std::vector<ms_policy6_key> exact6_deletes;
+  std::vector<ms_lpm6_key> lpm6_deletes;
 
   bool empty() const {
-    return exact_upserts.empty() && lpm_upserts.empty() && endpoint_upserts.empty() &&
-           endpoint_deletes.empty() && exact_deletes.empty() && lpm_deletes.empty();
+    return exact_upserts.empty() && lpm_upserts.empty() && exact6_upserts.empty() && lpm6_upserts.empty() &&
+           endpoint_upserts.empty() && endpoint_deletes.empty() && exact_deletes.empty() && lpm_deletes.empty() &&
+           exact6_deletes.empty() && lpm6_deletes.empty();
   }
 };
 
@@ -63,6 +74,10 @@ class MapWriter {
   [[nodiscard]] virtual absl::Status DeleteExact(const ms_policy_key& key) = 0;
   [[nodiscard]] virtual absl::Status UpsertLpm(const ms_lpm_key& key, const ms_policy_value& value) = 0;
   [[nodiscard]] virtual absl::Status DeleteLpm(const ms_lpm_key& key) = 0;
+  [[nodiscard]] virtual absl::Status UpsertExact6(const ms_policy6_key& key, const ms_policy_value& value) = 0;
+  [[nodiscard]] virtual absl::Status DeleteExact6(const ms_policy6_key& key) = 0;
+  [[nodiscard]] virtual absl::Status UpsertLpm6(const ms_lpm6_key& key, const ms_policy_value& value) = 0;
+  [[nodiscard]] virtual absl::Status DeleteLpm6(const ms_lpm6_key& key) = 0;
 };
 
 // Applies `changes` in order and mirrors each successful operation into

@@ -39,6 +39,17 @@ struct Ipv4Cidr {
   friend bool operator==(const Ipv4Cidr&, const Ipv4Cidr&) = default;
 };
 
+// An IPv6 address as the BPF maps hold it (datapath.h): four words in
+// network order, i.e. the 16 bytes as on the wire. All zero: none (or ::).
+using Ipv6Address = std::array<uint32_t, 4>;
+
+// IPv6 prefix, host bits zero.
+struct Ipv6Cidr {
+  Ipv6Address addr{};
+  uint8_t prefix_len = 128;
+  friend bool operator==(const Ipv6Cidr&, const Ipv6Cidr&) = default;
+};
+
 struct Namespace {
   std::string name;
   Labels labels;
@@ -57,23 +68,32 @@ struct Pod {
   std::string name;
   Labels labels;
   std::string node_name;
-  std::optional<uint32_t> ipv4;  // status.podIP, host byte order
+  // status.podIPs (or status.podIP): at most one address per family.
+  std::optional<uint32_t> ipv4;  // host byte order
   std::vector<ContainerPort> container_ports;
+  std::optional<Ipv6Address> ipv6;  // last, so aggregate initialisers of IPv4 pods stay as they were
   friend bool operator==(const Pod&, const Pod&) = default;
 };
 
-struct IpBlock {
-  Ipv4Cidr cidr;
-  std::vector<Ipv4Cidr> except;
-  friend bool operator==(const IpBlock&, const IpBlock&) = default;
+// An ipBlock of one family: its except entries are strict subsets of cidr.
+template <typename Cidr>
+struct BasicIpBlock {
+  Cidr cidr;
+  std::vector<Cidr> except;
+  friend bool operator==(const BasicIpBlock&, const BasicIpBlock&) = default;
 };
+using IpBlock = BasicIpBlock<Ipv4Cidr>;
+using Ipv6Block = BasicIpBlock<Ipv6Cidr>;
 
-// One element of `from`/`to`. Exactly one of {selectors, ip_block} is set:
-// pod_selector and/or namespace_selector (AND), or ip_block.
+// One element of `from`/`to`. Exactly one of {selectors, ip_block,
+// ipv6_block} is set: pod_selector and/or namespace_selector (AND), or an
+// ipBlock of one family (an ipBlock matches addresses of its family only).
 struct PolicyPeer {
   std::optional<LabelSelector> pod_selector;
   std::optional<LabelSelector> namespace_selector;
   std::optional<IpBlock> ip_block;
+  std::optional<Ipv6Block> ipv6_block;
+  bool is_ip_block() const { return ip_block || ipv6_block; }
   friend bool operator==(const PolicyPeer&, const PolicyPeer&) = default;
 };
 
@@ -90,15 +110,11 @@ struct PolicyPort {
 // the decision to the namespace tier).
 enum class RuleAction : uint8_t { kAllow, kDeny, kPass };
 
-// Empty `peers`: every peer. Empty `ports`: every port and protocol.
+// Empty `peers`: every peer of both families. Empty `ports`: every port and protocol.
 struct PolicyRule {
   std::vector<PolicyPeer> peers;
   std::vector<PolicyPort> ports;
   RuleAction action = RuleAction::kAllow;
-  // The rule listed peers but all of them were IPv6 ipBlocks, which the IPv4
-  // datapath cannot match: the rule allows nothing (and must not be mistaken
-  // for "every peer" because `peers` is empty). Kept so rule indices stay stable.
-  bool only_ipv6_peers = false;
   friend bool operator==(const PolicyRule&, const PolicyRule&) = default;
 };
 

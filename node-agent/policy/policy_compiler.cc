@@ -24,7 +24,7 @@ void AddDirectionEntries(const DirectionEntries& entries, uint32_t endpoint_id, 
   for (const ExactVerdict& verdict : entries.exact) {
     ms_policy_key key{};
     key.endpoint_id = endpoint_id;
-    key.peer_ipv4 = htonl(verdict.peer_ipv4);
+    key.peer_ipv4 = htonl(verdict.peer);
     key.port = verdict.port.port;
     key.proto = verdict.port.proto;
     key.direction = static_cast<uint8_t>(direction);
@@ -39,6 +39,25 @@ void AddDirectionEntries(const DirectionEntries& entries, uint32_t endpoint_id, 
     key.port = verdict.port.port;
     key.peer_ipv4 = htonl(verdict.prefix.addr);
     out.lpm[key] = verdict.value;
+  }
+  for (const ExactVerdict6& verdict : entries.exact6) {
+    ms_policy6_key key{};
+    key.endpoint_id = endpoint_id;
+    std::memcpy(key.peer_ipv6, verdict.peer.data(), sizeof key.peer_ipv6);
+    key.port = verdict.port.port;
+    key.proto = verdict.port.proto;
+    key.direction = static_cast<uint8_t>(direction);
+    out.exact6[key] = verdict.value;
+  }
+  for (const LpmVerdictEntry6& verdict : entries.lpm6) {
+    ms_lpm6_key key{};
+    key.prefixlen = MS_LPM_FIXED_BITS + verdict.prefix.prefix_len;
+    key.endpoint_id = endpoint_id;
+    key.direction = static_cast<uint8_t>(direction);
+    key.proto = verdict.port.proto;
+    key.port = verdict.port.port;
+    std::memcpy(key.peer_ipv6, verdict.prefix.addr.data(), sizeof key.peer_ipv6);
+    out.lpm6[key] = verdict.value;
   }
 }
 
@@ -57,8 +76,9 @@ std::map<std::string, Labels> CollectNamespaceLabels(const ClusterState& cluster
   return labels;
 }
 
-// Every pod with an IPv4 address. A local endpoint's address is the one the
-// CNI really assigned, so it wins over (or stands in for) the manifest's.
+// Every pod with an address of either family. A local endpoint's addresses
+// are the ones the CNI really assigned, so each wins over (or stands in for)
+// the manifest's of its family.
 std::map<std::string, PeerPod> CollectPeerPods(const ClusterState& cluster,
                                                const std::vector<LocalEndpoint>& endpoints) {
   std::map<std::string, PeerPod> peers;
@@ -67,14 +87,13 @@ std::map<std::string, PeerPod> CollectPeerPods(const ClusterState& cluster,
     peer.namespace_name = pod.namespace_name;
     peer.labels = pod.labels;
     peer.ipv4 = pod.ipv4.value_or(0);
+    peer.ipv6 = pod.ipv6.value_or(Ipv6Address{});
     peer.container_ports = pod.container_ports;
   }
   for (const LocalEndpoint& endpoint : endpoints) {
-    PeerPod& peer = peers[PodKey(endpoint.pod_namespace, endpoint.pod_name)];
-    peer.namespace_name = endpoint.pod_namespace;
-    if (endpoint.ipv4 != 0) peer.ipv4 = endpoint.ipv4;
+    ApplyEndpointAddresses(endpoint, peers[PodKey(endpoint.pod_namespace, endpoint.pod_name)]);
   }
-  std::erase_if(peers, [](const auto& entry) { return entry.second.ipv4 == 0; });
+  std::erase_if(peers, [](const auto& entry) { return !HasAddress(entry.second); });
   return peers;
 }
 
@@ -85,12 +104,20 @@ const Pod* FindPod(const ClusterState& cluster, const LocalEndpoint& endpoint) {
 
 }  // namespace
 
+void ApplyEndpointAddresses(const LocalEndpoint& endpoint, PeerPod& peer) {
+  peer.namespace_name = endpoint.pod_namespace;
+  if (endpoint.ipv4 != 0) peer.ipv4 = endpoint.ipv4;
+  if (endpoint.ipv6 != Ipv6Address{}) peer.ipv6 = endpoint.ipv6;
+}
+
 PolicyContext BuildPolicyContext(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints) {
   PolicyContext context;
   context.cluster = &cluster;
   context.namespace_labels = CollectNamespaceLabels(cluster, endpoints);
   context.peers = CollectPeerPods(cluster, endpoints);
-  for (const auto& [key, peer] : context.peers) context.peers_by_address[peer.ipv4].insert(key);
+  for (const auto& [key, peer] : context.peers) {
+    if (peer.ipv4 != 0) context.peers_by_address[peer.ipv4].insert(key);
+  }
   return context;
 }
 
@@ -103,13 +130,13 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
     const DirectionRules rules = CollectDirectionRules(context, endpoint, pod, direction, &summary.policies);
     const DirectionEntries entries = CompileDirection(rules);
     AddDirectionEntries(entries, endpoint.endpoint_id, direction, out);
-    summary.exact_entries += static_cast<uint32_t>(entries.exact.size());
-    summary.lpm_entries += static_cast<uint32_t>(entries.lpm.size());
+    summary.exact_entries += static_cast<uint32_t>(entries.exact_size());
+    summary.lpm_entries += static_cast<uint32_t>(entries.lpm_size());
     const bool ingress = direction == MS_DIR_INGRESS;
     (ingress ? summary.ingress_isolated : summary.egress_isolated) = rules.isolated_enforced;
     if (rules.isolated_enforced) flags |= ingress ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
     // An isolated direction is always looked up; the flag is for the others.
-    if (!rules.isolated_enforced && (!entries.exact.empty() || !entries.lpm.empty())) {
+    if (!rules.isolated_enforced && !entries.empty()) {
       flags |= ingress ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
     }
   }
@@ -154,6 +181,8 @@ CompiledPolicy CompilePolicy(const ClusterState& cluster, const std::vector<Loca
     EndpointPolicy policy = CompileEndpointPolicy(context, endpoint);
     compiled.maps.exact.merge(policy.exact);
     compiled.maps.lpm.merge(policy.lpm);
+    compiled.maps.exact6.merge(policy.exact6);
+    compiled.maps.lpm6.merge(policy.lpm6);
     compiled.maps.endpoints[policy.ifindex] = policy.endpoint;
     compiled.summaries[endpoint.endpoint_id] = std::move(policy.summary);
   }

@@ -27,19 +27,28 @@ struct EndpointPolicySummary {
   bool ingress_isolated = false;
   bool egress_isolated = false;
   std::vector<std::string> policies;  // "namespace/name" of policies selecting the pod, sorted
-  uint32_t exact_entries = 0;
+  uint32_t exact_entries = 0;  // both families
   uint32_t lpm_entries = 0;
   friend bool operator==(const EndpointPolicySummary&, const EndpointPolicySummary&) = default;
 };
 
-// A pod that can be a peer: it has an IPv4 address we can put in a map key.
+// A pod that can be a peer: it has an address (of either family) we can
+// put in a map key.
 struct PeerPod {
   std::string namespace_name;
   Labels labels;
-  uint32_t ipv4 = 0;  // host order
+  uint32_t ipv4 = 0;  // host order; 0: none
   std::vector<ContainerPort> container_ports;
+  Ipv6Address ipv6{};  // all zero: none
   friend bool operator==(const PeerPod&, const PeerPod&) = default;
 };
+
+inline bool HasIpv6(const PeerPod& pod) { return pod.ipv6 != Ipv6Address{}; }
+inline bool HasAddress(const PeerPod& pod) { return pod.ipv4 != 0 || HasIpv6(pod); }
+
+// Puts a local endpoint's addresses (what the CNI really assigned) over the
+// pod object's, family by family.
+void ApplyEndpointAddresses(const LocalEndpoint& endpoint, PeerPod& peer);
 
 // The namespace label Kubernetes puts on every namespace; selectors see it
 // even for namespaces we only know by name.
@@ -57,26 +66,28 @@ struct PolicyContext {
   // A local endpoint's address (the one the CNI assigned) wins over the
   // manifest's; pods without any address are absent.
   std::map<std::string, PeerPod> peers;
-  // The keys in `peers` by address (host order): several pods may share one.
+  // The keys in `peers` by IPv4 address (host order): several pods may share one.
   std::map<uint32_t, std::set<std::string>> peers_by_address;
 };
 
 PolicyContext BuildPolicyContext(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints);
 
 // One endpoint's desired state: its ms_endpoints entry and its policy
-// entries (all keyed by its endpoint_id). policy_rev is left 0.
+// entries of both families (all keyed by its endpoint_id). policy_rev is left 0.
 struct EndpointPolicy {
   uint32_t ifindex = 0;
   ms_endpoint endpoint{};
   MapState::ExactMap exact;
   MapState::LpmMap lpm;
+  MapState::Exact6Map exact6;
+  MapState::Lpm6Map lpm6;
   EndpointPolicySummary summary;
 };
 
 EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEndpoint& endpoint);
 
 // What a peer pod's change does to one endpoint: the exact entries keyed by
-// the pod's old and new addresses are the only ones that can change (its
+// the pod's old and new (IPv4) addresses are the only ones that can change (its
 // rules, their CIDRs and ports, its isolation and its LPM entries do not
 // depend on peer pods). `exact` is what CompileEndpointPolicy would give for
 // those addresses before its final trimming (a direction whose entries all

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ipv4_cidr.h"
+#include "ipv6_address.h"
 #include "selector.h"
 
 namespace microseg {
@@ -16,9 +17,10 @@ bool RuleHasNamedPorts(const PolicyRule& rule) {
   return false;
 }
 
-bool InsideBlock(const IpBlock& block, uint32_t address) {
+template <typename Block, typename Address>
+bool InsideBlock(const Block& block, const Address& address) {
   if (!CidrContainsAddress(block.cidr, address)) return false;
-  for (const Ipv4Cidr& except : block.except) {
+  for (const auto& except : block.except) {
     if (CidrContainsAddress(except, address)) return false;
   }
   return true;
@@ -95,7 +97,6 @@ bool PolicyEngine::NamespaceSelects(const LabelSelector& selector, const std::st
 bool PolicyEngine::RulesMayReferencePeer(const std::vector<PolicyRule>& rules, bool egress,
                                          const std::string* policy_namespace, const PeerPod& peer) const {
   for (const PolicyRule& rule : rules) {
-    if (rule.only_ipv6_peers) continue;
     const bool named_egress = egress && RuleHasNamedPorts(rule);
     if (rule.peers.empty()) {
       if (named_egress) return true;  // named ports resolve on every pod
@@ -103,7 +104,11 @@ bool PolicyEngine::RulesMayReferencePeer(const std::vector<PolicyRule>& rules, b
     }
     for (const PolicyPeer& policy_peer : rule.peers) {
       if (policy_peer.ip_block) {
-        if (named_egress && InsideBlock(*policy_peer.ip_block, peer.ipv4)) return true;
+        if (named_egress && peer.ipv4 != 0 && InsideBlock(*policy_peer.ip_block, peer.ipv4)) return true;
+        continue;
+      }
+      if (policy_peer.ipv6_block) {
+        if (named_egress && HasIpv6(peer) && InsideBlock(*policy_peer.ipv6_block, peer.ipv6)) return true;
         continue;
       }
       if (policy_peer.namespace_selector) {
@@ -128,16 +133,26 @@ void PolicyEngine::DirtyNamespaceEndpoints(const std::string& namespace_name) {
   }
 }
 
-void PolicyEngine::PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::set<uint32_t>& addresses) {
-  for (uint32_t id : endpoint_ids) peer_dirty_[id].insert(addresses.begin(), addresses.end());
+void PolicyEngine::PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::optional<std::set<uint32_t>>& addresses) {
+  for (uint32_t id : endpoint_ids) {
+    if (addresses) {
+      peer_dirty_[id].insert(addresses->begin(), addresses->end());
+    } else {
+      dirty_.insert(id);
+    }
+  }
 }
 
 // Only the entries keyed by the pod's old and new addresses can change at
-// the endpoints whose policies reference it: they get a peer patch.
+// the endpoints whose policies reference it: they get a peer patch. Peer
+// patches cover IPv4 exact entries only, so a pod with an IPv6 address
+// (before or after) recompiles those endpoints whole.
 void PolicyEngine::DirtyPeersOf(const std::optional<PeerPod>& before, const std::optional<PeerPod>& after) {
-  std::set<uint32_t> addresses;
+  std::optional<std::set<uint32_t>> addresses(std::in_place);
   for (const std::optional<PeerPod>* peer : {&before, &after}) {
-    if (*peer) addresses.insert((*peer)->ipv4);
+    if (!*peer) continue;
+    if (HasIpv6(**peer)) addresses.reset();
+    if (addresses && (*peer)->ipv4 != 0) addresses->insert((*peer)->ipv4);
   }
   auto references = [&](const NetworkPolicy& policy) {
     return (before && PolicyMayReferencePeer(policy, *before)) || (after && PolicyMayReferencePeer(policy, *after));
@@ -178,18 +193,18 @@ void PolicyEngine::RefreshPeer(const std::string& pod_key) {
     peer.namespace_name = pod->second.namespace_name;
     peer.labels = pod->second.labels;
     peer.ipv4 = pod->second.ipv4.value_or(0);
+    peer.ipv6 = pod->second.ipv6.value_or(Ipv6Address{});
     peer.container_ports = pod->second.container_ports;
   }
   // Same precedence as BuildPolicyContext: endpoints in id order, the last
-  // one with an address wins.
+  // one with an address of a family wins for that family.
   for (const auto& [id, endpoint] : endpoints_) {
     if (absl::StrCat(endpoint.pod_namespace, "/", endpoint.pod_name) != pod_key) continue;
     known = true;
-    peer.namespace_name = endpoint.pod_namespace;
-    if (endpoint.ipv4 != 0) peer.ipv4 = endpoint.ipv4;
+    ApplyEndpointAddresses(endpoint, peer);
   }
   std::optional<PeerPod> after;
-  if (known && peer.ipv4 != 0) after = std::move(peer);
+  if (known && HasAddress(peer)) after = std::move(peer);
 
   if (before == after) return;
   if (after) {
@@ -197,12 +212,12 @@ void PolicyEngine::RefreshPeer(const std::string& pod_key) {
   } else {
     context_.peers.erase(pod_key);
   }
-  if (before) {
+  if (before && before->ipv4 != 0) {
     auto keys = context_.peers_by_address.find(before->ipv4);
     keys->second.erase(pod_key);
     if (keys->second.empty()) context_.peers_by_address.erase(keys);
   }
-  if (after) context_.peers_by_address[after->ipv4].insert(pod_key);
+  if (after && after->ipv4 != 0) context_.peers_by_address[after->ipv4].insert(pod_key);
   DirtyPeersOf(before, after);
 }
 

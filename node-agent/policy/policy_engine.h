@@ -104,7 +104,8 @@ class PolicyEngine {
   // `policy_namespace` nullptr: a cluster-scoped policy.
   bool RulesMayReferencePeer(const std::vector<PolicyRule>& rules, bool egress, const std::string* policy_namespace,
                              const PeerPod& peer) const;
-  void PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::set<uint32_t>& addresses);
+  // `addresses` nullopt: the endpoints recompile whole.
+  void PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::optional<std::set<uint32_t>>& addresses);
   // Local endpoints the policy's subject selectors choose (either direction).
   std::set<uint32_t> SubjectsOf(const ClusterSegmentPolicy& policy) const;
   void DirtySubjectsOf(const ClusterSegmentPolicy& policy);

@@ -5,20 +5,70 @@
 #include <algorithm>
 #include <cstring>
 #include <set>
+#include <type_traits>
 #include <utility>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 
 namespace microseg {
 namespace {
 
-ms_policy_key KernelKey(ms_policy_key key, bool generation) {
+// Any policy map key: ms_policy_key, ms_lpm_key, ms_policy6_key, ms_lpm6_key.
+template <typename Key>
+Key KernelKey(Key key, bool generation) {
   if (generation) key.endpoint_id |= MS_POLICY_GEN_BIT;
   return key;
 }
-ms_lpm_key KernelKey(ms_lpm_key key, bool generation) {
-  if (generation) key.endpoint_id |= MS_POLICY_GEN_BIT;
-  return key;
+
+// One writer call per key type, so the generation code is written once for
+// the four policy maps.
+absl::Status Upsert(MapWriter& writer, const ms_policy_key& key, const ms_policy_value& value) {
+  return writer.UpsertExact(key, value);
+}
+absl::Status Upsert(MapWriter& writer, const ms_lpm_key& key, const ms_policy_value& value) {
+  return writer.UpsertLpm(key, value);
+}
+absl::Status Upsert(MapWriter& writer, const ms_policy6_key& key, const ms_policy_value& value) {
+  return writer.UpsertExact6(key, value);
+}
+absl::Status Upsert(MapWriter& writer, const ms_lpm6_key& key, const ms_policy_value& value) {
+  return writer.UpsertLpm6(key, value);
+}
+absl::Status Delete(MapWriter& writer, const ms_policy_key& key) { return writer.DeleteExact(key); }
+absl::Status Delete(MapWriter& writer, const ms_lpm_key& key) { return writer.DeleteLpm(key); }
+absl::Status Delete(MapWriter& writer, const ms_policy6_key& key) { return writer.DeleteExact6(key); }
+absl::Status Delete(MapWriter& writer, const ms_lpm6_key& key) { return writer.DeleteLpm6(key); }
+
+// The policy map of a MapState holding keys of type Key.
+template <typename Key>
+auto& EntriesOf(MapState& state) {
+  if constexpr (std::is_same_v<Key, ms_policy_key>) {
+    return state.exact;
+  } else if constexpr (std::is_same_v<Key, ms_lpm_key>) {
+    return state.lpm;
+  } else if constexpr (std::is_same_v<Key, ms_policy6_key>) {
+    return state.exact6;
+  } else {
+    static_assert(std::is_same_v<Key, ms_lpm6_key>);
+    return state.lpm6;
+  }
+}
+
+// Moves the stray entries of one policy map that carry `policy_id` into
+// `installed`, keyed without the generation bit.
+template <typename Map>
+void AdoptEntries(Map& strays, uint32_t policy_id, uint32_t endpoint_id, Map& installed) {
+  for (auto it = strays.begin(); it != strays.end();) {
+    if (it->first.endpoint_id != policy_id) {
+      ++it;
+      continue;
+    }
+    auto key = it->first;
+    key.endpoint_id = endpoint_id;
+    installed.emplace(key, it->second);
+    it = strays.erase(it);
+  }
 }
 
 // Position of a key in the data path's lookup chain for one peer:
@@ -57,13 +107,11 @@ bool SameValue(const MapState::ExactMap& map, const ms_policy_key& key, const ms
   return found != map.end() && BytewiseEqual(found->second, value);
 }
 
-// One undoable write.
+// One undoable write: a policy entry (`key` set) or an ms_endpoints entry.
 struct Undo {
-  enum class Map { kExact, kLpm, kEndpoint } map;
-  ms_policy_key exact_key{};
-  ms_lpm_key lpm_key{};
+  std::optional<std::variant<ms_policy_key, ms_lpm_key, ms_policy6_key, ms_lpm6_key>> key;
   uint32_t ifindex = 0;
-  std::optional<ms_policy_value> previous_value;  // exact/lpm: value before, nullopt: was absent
+  std::optional<ms_policy_value> previous_value;  // policy entry: value before, nullopt: was absent
   std::optional<ms_endpoint> previous_endpoint;
 };
 
@@ -86,8 +134,8 @@ struct PolicyMapUpdater::Plan {
 
 void PolicyMapUpdater::Adopt(const MapState& live) {
   installed_.clear();
-  stray_exact_ = live.exact;
-  stray_lpm_ = live.lpm;
+  strays_ = live;
+  strays_.endpoints.clear();
   stray_endpoints_.clear();
   for (const auto& [ifindex, endpoint] : live.endpoints) {
     if ((endpoint.endpoint_id & MS_POLICY_GEN_BIT) != 0 || installed_.contains(endpoint.endpoint_id)) {
@@ -98,28 +146,14 @@ void PolicyMapUpdater::Adopt(const MapState& live) {
     installed.policy.ifindex = ifindex;
     installed.policy.endpoint = endpoint;
     const uint32_t policy_id = ms_policy_id(endpoint.endpoint_id, endpoint.flags);
-    for (auto it = stray_exact_.begin(); it != stray_exact_.end();) {
-      if (it->first.endpoint_id != policy_id) {
-        ++it;
-        continue;
-      }
-      ms_policy_key key = it->first;
-      key.endpoint_id = endpoint.endpoint_id;
-      installed.policy.exact.emplace(key, it->second);
-      it = stray_exact_.erase(it);
-    }
-    for (auto it = stray_lpm_.begin(); it != stray_lpm_.end();) {
-      if (it->first.endpoint_id != policy_id) {
-        ++it;
-        continue;
-      }
-      ms_lpm_key key = it->first;
-      key.endpoint_id = endpoint.endpoint_id;
-      installed.policy.lpm.emplace(key, it->second);
-      it = stray_lpm_.erase(it);
-    }
-    installed.policy.summary.exact_entries = static_cast<uint32_t>(installed.policy.exact.size());
-    installed.policy.summary.lpm_entries = static_cast<uint32_t>(installed.policy.lpm.size());
+    AdoptEntries(strays_.exact, policy_id, endpoint.endpoint_id, installed.policy.exact);
+    AdoptEntries(strays_.lpm, policy_id, endpoint.endpoint_id, installed.policy.lpm);
+    AdoptEntries(strays_.exact6, policy_id, endpoint.endpoint_id, installed.policy.exact6);
+    AdoptEntries(strays_.lpm6, policy_id, endpoint.endpoint_id, installed.policy.lpm6);
+    installed.policy.summary.exact_entries =
+        static_cast<uint32_t>(installed.policy.exact.size() + installed.policy.exact6.size());
+    installed.policy.summary.lpm_entries =
+        static_cast<uint32_t>(installed.policy.lpm.size() + installed.policy.lpm6.size());
   }
 }
 
@@ -129,26 +163,38 @@ const InstalledEndpoint* PolicyMapUpdater::Find(uint32_t endpoint_id) const {
 }
 
 size_t PolicyMapUpdater::exact_entries() const {
-  size_t total = stray_exact_.size();
+  size_t total = strays_.exact.size();
   for (const auto& [id, installed] : installed_) total += installed.policy.exact.size();
   return total;
 }
 
 size_t PolicyMapUpdater::lpm_entries() const {
-  size_t total = stray_lpm_.size();
+  size_t total = strays_.lpm.size();
   for (const auto& [id, installed] : installed_) total += installed.policy.lpm.size();
   return total;
 }
 
+size_t PolicyMapUpdater::exact6_entries() const {
+  size_t total = strays_.exact6.size();
+  for (const auto& [id, installed] : installed_) total += installed.policy.exact6.size();
+  return total;
+}
+
+size_t PolicyMapUpdater::lpm6_entries() const {
+  size_t total = strays_.lpm6.size();
+  for (const auto& [id, installed] : installed_) total += installed.policy.lpm6.size();
+  return total;
+}
+
 MapState PolicyMapUpdater::Snapshot() const {
-  MapState state;
-  state.exact = stray_exact_;
-  state.lpm = stray_lpm_;
+  MapState state = strays_;
   for (const auto& [id, installed] : installed_) {
     const bool generation = installed.generation();
     state.endpoints[installed.policy.ifindex] = installed.policy.endpoint;
     for (const auto& [key, value] : installed.policy.exact) state.exact[KernelKey(key, generation)] = value;
     for (const auto& [key, value] : installed.policy.lpm) state.lpm[KernelKey(key, generation)] = value;
+    for (const auto& [key, value] : installed.policy.exact6) state.exact6[KernelKey(key, generation)] = value;
+    for (const auto& [key, value] : installed.policy.lpm6) state.lpm6[KernelKey(key, generation)] = value;
   }
   return state;
 }
@@ -156,15 +202,14 @@ MapState PolicyMapUpdater::Snapshot() const {
 // Strays are unreachable (no ms_endpoints entry names their generation), so
 // deleting them first is invisible to packets and frees room for staging.
 absl::Status PolicyMapUpdater::DeleteStrays() {
-  for (auto it = stray_exact_.begin(); it != stray_exact_.end();) {
-    if (absl::Status status = writer_.DeleteExact(it->first); !status.ok()) return status;
-    it = stray_exact_.erase(it);
-  }
-  for (auto it = stray_lpm_.begin(); it != stray_lpm_.end();) {
-    if (absl::Status status = writer_.DeleteLpm(it->first); !status.ok()) return status;
-    it = stray_lpm_.erase(it);
-  }
-  return absl::OkStatus();
+  absl::Status result;
+  ForEachPolicyMap(strays_, [&](auto& strays) {
+    for (auto it = strays.begin(); result.ok() && it != strays.end();) {
+      result = Delete(writer_, it->first);
+      if (result.ok()) it = strays.erase(it);
+    }
+  });
+  return result;
 }
 
 bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) const {
@@ -178,13 +223,19 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
     auto in_direction = [&](const auto& entry) { return entry.first.direction == direction; };
     auto not_default = [&](const auto& entry) { return in_direction(entry) && entry.second.action != fallback; };
     const bool new_entries_matter = std::any_of(peers.exact.begin(), peers.exact.end(), not_default);
-    const bool has_entries = std::any_of(policy.exact.begin(), policy.exact.end(), in_direction) ||
-                             std::any_of(policy.lpm.begin(), policy.lpm.end(), in_direction);
+    bool has_entries = false;
+    ForEachPolicyMap(policy, [&](const auto& entries) {
+      has_entries = has_entries || std::any_of(entries.begin(), entries.end(), in_direction);
+    });
+    // Entries no patch touches (LPM, IPv6) that keep the direction untrimmed.
+    const bool other_maps_matter = std::any_of(policy.lpm.begin(), policy.lpm.end(), not_default) ||
+                                   std::any_of(policy.exact6.begin(), policy.exact6.end(), not_default) ||
+                                   std::any_of(policy.lpm6.begin(), policy.lpm6.end(), not_default);
     if (!has_entries) {
       if (new_entries_matter) return false;  // the direction stops being trimmed
       continue;
     }
-    if (new_entries_matter || std::any_of(policy.lpm.begin(), policy.lpm.end(), not_default)) continue;
+    if (new_entries_matter || other_maps_matter) continue;
     const bool others_matter = std::any_of(policy.exact.begin(), policy.exact.end(), [&](const auto& entry) {
       return not_default(entry) && !peers.addresses.contains(ntohl(entry.first.peer_ipv4));
     });
@@ -249,7 +300,9 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
                               old.endpoint.ipv4 == desired.endpoint.ipv4 &&
                               std::memcmp(old.endpoint.ipv6, desired.endpoint.ipv6, sizeof old.endpoint.ipv6) == 0 &&
                               old.ifindex == desired.ifindex;
-      const bool same_lpm = SameEntries(old.lpm, desired.lpm);
+      // In place covers IPv4 exact entries only; anything else flips.
+      const bool same_lpm = SameEntries(old.lpm, desired.lpm) && SameEntries(old.exact6, desired.exact6) &&
+                            SameEntries(old.lpm6, desired.lpm6);
       const bool verdicts_same = same_flags && same_lpm && SameEntries(old.exact, desired.exact);
       desired.endpoint.policy_rev = verdicts_same ? old.endpoint.policy_rev : next_revision(old.endpoint.policy_rev);
       // A lockdown (docs/map-pressure.md) keeps the revision: its sessions
@@ -283,36 +336,26 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
     ++counters_.rollbacks;
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
       absl::Status status;
-      switch (it->map) {
-        case Undo::Map::kExact:
-          status = it->previous_value ? writer_.UpsertExact(it->exact_key, *it->previous_value)
-                                      : writer_.DeleteExact(it->exact_key);
-          if (!status.ok() && !it->previous_value) stray_exact_.emplace(it->exact_key, ms_policy_value{});
-          break;
-        case Undo::Map::kLpm:
-          status = it->previous_value ? writer_.UpsertLpm(it->lpm_key, *it->previous_value)
-                                      : writer_.DeleteLpm(it->lpm_key);
-          if (!status.ok() && !it->previous_value) stray_lpm_.emplace(it->lpm_key, ms_policy_value{});
-          break;
-        case Undo::Map::kEndpoint:
-          status = it->previous_endpoint ? writer_.UpsertEndpoint(it->ifindex, *it->previous_endpoint)
-                                         : writer_.DeleteEndpoint(it->ifindex);
-          break;
+      if (it->key) {
+        std::visit(
+            [&](const auto& key) {
+              using Key = std::decay_t<decltype(key)>;
+              status = it->previous_value ? Upsert(writer_, key, *it->previous_value) : Delete(writer_, key);
+              if (!status.ok() && !it->previous_value) EntriesOf<Key>(strays_).emplace(key, ms_policy_value{});
+            },
+            *it->key);
+      } else {
+        status = it->previous_endpoint ? writer_.UpsertEndpoint(it->ifindex, *it->previous_endpoint)
+                                       : writer_.DeleteEndpoint(it->ifindex);
       }
       if (!status.ok()) ++counters_.cleanup_failures;
     }
     return absl::Status(cause.code(),
                         absl::StrCat("policy update rolled back, previous policy kept: ", cause.message()));
   };
-  auto put_exact = [&](const ms_policy_key& key, const ms_policy_value& value,
-                       std::optional<ms_policy_value> previous) {
-    absl::Status status = writer_.UpsertExact(key, value);
-    if (status.ok()) undo.push_back({Undo::Map::kExact, key, {}, 0, previous, {}});
-    return status;
-  };
-  auto put_lpm = [&](const ms_lpm_key& key, const ms_policy_value& value) {
-    absl::Status status = writer_.UpsertLpm(key, value);
-    if (status.ok()) undo.push_back({Undo::Map::kLpm, {}, key, 0, std::nullopt, {}});
+  auto put = [&](const auto& key, const ms_policy_value& value, std::optional<ms_policy_value> previous) {
+    absl::Status status = Upsert(writer_, key, value);
+    if (status.ok()) undo.push_back({key, 0, previous, {}});
     return status;
   };
 
@@ -321,21 +364,20 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
   for (const Plan& plan : plans) {
     if (plan.kind == Plan::Kind::kNew || plan.kind == Plan::Kind::kFlip) {
       const bool generation = (plan.desired->endpoint.flags & MS_EP_F_POLICY_GEN) != 0;
-      for (const auto& [key, value] : plan.desired->exact) {
-        if (absl::Status s = put_exact(KernelKey(key, generation), value, std::nullopt); !s.ok()) {
-          return roll_back(s);
+      absl::Status staged;
+      ForEachPolicyMap(*plan.desired, [&](const auto& entries) {
+        for (auto it = entries.begin(); staged.ok() && it != entries.end(); ++it) {
+          staged = put(KernelKey(it->first, generation), it->second, std::nullopt);
         }
-      }
-      for (const auto& [key, value] : plan.desired->lpm) {
-        if (absl::Status s = put_lpm(KernelKey(key, generation), value); !s.ok()) return roll_back(s);
-      }
+      });
+      if (!staged.ok()) return roll_back(staged);
     } else if (plan.kind == Plan::Kind::kInPlace) {
       const bool generation = plan.old->generation();
       const EndpointPolicy& old = plan.old->policy;
       for (const auto& [key, value] : plan.upserts) {
         std::optional<ms_policy_value> previous;
         if (auto found = old.exact.find(key); found != old.exact.end()) previous = found->second;
-        if (absl::Status s = put_exact(KernelKey(key, generation), value, previous); !s.ok()) return roll_back(s);
+        if (absl::Status s = put(KernelKey(key, generation), value, previous); !s.ok()) return roll_back(s);
       }
     }
   }
@@ -345,7 +387,7 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
     for (const auto& [key, value] : plan.deletes) {
       const ms_policy_key kernel_key = KernelKey(key, generation);
       if (absl::Status s = writer_.DeleteExact(kernel_key); !s.ok()) return roll_back(s);
-      undo.push_back({Undo::Map::kExact, kernel_key, {}, 0, value, {}});
+      undo.push_back({kernel_key, 0, value, {}});
     }
   }
 
@@ -357,7 +399,7 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
     const uint32_t ifindex = plan.old->policy.ifindex;
     if (claimed_ifindexes.contains(ifindex)) continue;
     if (absl::Status s = writer_.DeleteEndpoint(ifindex); !s.ok()) return roll_back(s);
-    undo.push_back({Undo::Map::kEndpoint, {}, {}, ifindex, std::nullopt, plan.old->policy.endpoint});
+    undo.push_back({std::nullopt, ifindex, std::nullopt, plan.old->policy.endpoint});
   }
   for (const Plan& plan : plans) {
     if (plan.kind == Plan::Kind::kRemove) continue;
@@ -369,7 +411,7 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
     std::optional<ms_endpoint> previous;
     if (plan.old && plan.old->policy.ifindex == ifindex) previous = plan.old->policy.endpoint;
     if (absl::Status s = writer_.UpsertEndpoint(ifindex, plan.endpoint); !s.ok()) return roll_back(s);
-    undo.push_back({Undo::Map::kEndpoint, {}, {}, ifindex, std::nullopt, previous});
+    undo.push_back({std::nullopt, ifindex, std::nullopt, previous});
   }
 
   // Phase C: clean up what no packet can reach any more. A failed delete
@@ -377,20 +419,15 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
   for (Plan& plan : plans) {
     if (plan.old && (plan.kind == Plan::Kind::kFlip || plan.kind == Plan::Kind::kRemove)) {
       const bool generation = plan.old->generation();
-      for (const auto& [key, value] : plan.old->policy.exact) {
-        const ms_policy_key kernel_key = KernelKey(key, generation);
-        if (!writer_.DeleteExact(kernel_key).ok()) {
-          ++counters_.cleanup_failures;
-          stray_exact_.emplace(kernel_key, value);
+      ForEachPolicyMap(plan.old->policy, [&](const auto& entries) {
+        for (const auto& [key, value] : entries) {
+          const auto kernel_key = KernelKey(key, generation);
+          if (!Delete(writer_, kernel_key).ok()) {
+            ++counters_.cleanup_failures;
+            EntriesOf<std::decay_t<decltype(key)>>(strays_).emplace(kernel_key, value);
+          }
         }
-      }
-      for (const auto& [key, value] : plan.old->policy.lpm) {
-        const ms_lpm_key kernel_key = KernelKey(key, generation);
-        if (!writer_.DeleteLpm(kernel_key).ok()) {
-          ++counters_.cleanup_failures;
-          stray_lpm_.emplace(kernel_key, value);
-        }
-      }
+      });
     }
     if (plan.old && plan.desired && plan.old->policy.ifindex != plan.desired->ifindex &&
         !claimed_ifindexes.contains(plan.old->policy.ifindex)) {
@@ -414,7 +451,7 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       for (const auto& [key, value] : plan.deletes) policy.exact.erase(key);
       for (const auto& [key, value] : plan.upserts) policy.exact[key] = value;
       policy.endpoint = plan.endpoint;
-      policy.summary.exact_entries = static_cast<uint32_t>(policy.exact.size());
+      policy.summary.exact_entries = static_cast<uint32_t>(policy.exact.size() + policy.exact6.size());
     } else if (plan.desired) {
       installed_[plan.endpoint_id].policy = std::move(*plan.desired);
     }
@@ -432,9 +469,11 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
   std::array<bool, MS_DIR_MAX> trimmed{};
   for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
     auto in_direction = [&](const auto& entry) { return entry.first.direction == direction; };
-    trimmed[direction] = peers.default_action[direction] != MS_ACTION_ALLOW_AUDIT &&
-                         std::none_of(old.exact.begin(), old.exact.end(), in_direction) &&
-                         std::none_of(old.lpm.begin(), old.lpm.end(), in_direction);
+    bool has_entries = false;
+    ForEachPolicyMap(old, [&](const auto& entries) {
+      has_entries = has_entries || std::any_of(entries.begin(), entries.end(), in_direction);
+    });
+    trimmed[direction] = peers.default_action[direction] != MS_ACTION_ALLOW_AUDIT && !has_entries;
   }
   for (const auto& [key, value] : peers.exact) {
     if (!trimmed[key.direction] && !SameValue(old.exact, key, value)) plan.upserts.emplace_back(key, value);
@@ -454,8 +493,9 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
 absl::Status PolicyMapUpdater::ApplyNaive(std::vector<EndpointUpdate>& updates) {
   for (EndpointUpdate& update : updates) {
     if (const InstalledEndpoint* old = Find(update.endpoint_id)) {
-      for (const auto& [key, value] : old->policy.exact) (void)writer_.DeleteExact(key);
-      for (const auto& [key, value] : old->policy.lpm) (void)writer_.DeleteLpm(key);
+      ForEachPolicyMap(old->policy, [&](const auto& entries) {
+        for (const auto& [key, value] : entries) (void)Delete(writer_, key);
+      });
       if (!update.desired) (void)writer_.DeleteEndpoint(old->policy.ifindex);
     }
     if (!update.desired) {
@@ -467,12 +507,13 @@ absl::Status PolicyMapUpdater::ApplyNaive(std::vector<EndpointUpdate>& updates) 
       desired.endpoint.policy_rev = old->policy.endpoint.policy_rev + 1;
     }
     if (absl::Status s = writer_.UpsertEndpoint(desired.ifindex, desired.endpoint); !s.ok()) return s;
-    for (const auto& [key, value] : desired.exact) {
-      if (absl::Status s = writer_.UpsertExact(key, value); !s.ok()) return s;
-    }
-    for (const auto& [key, value] : desired.lpm) {
-      if (absl::Status s = writer_.UpsertLpm(key, value); !s.ok()) return s;
-    }
+    absl::Status written;
+    ForEachPolicyMap(desired, [&](const auto& entries) {
+      for (auto it = entries.begin(); written.ok() && it != entries.end(); ++it) {
+        written = Upsert(writer_, it->first, it->second);
+      }
+    });
+    if (!written.ok()) return written;
     installed_[update.endpoint_id].policy = std::move(desired);
   }
   return absl::OkStatus();

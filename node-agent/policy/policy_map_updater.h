@@ -39,7 +39,7 @@
 
 namespace microseg {
 
-// Same keys and values, byte for byte (exact or LPM maps of MapState).
+// Same keys and values, byte for byte (policy maps of MapState).
 template <typename Map>
 bool SameEntries(const Map& a, const Map& b) {
   if (a.size() != b.size()) return false;
@@ -47,6 +47,16 @@ bool SameEntries(const Map& a, const Map& b) {
     if (!BytewiseEqual(x->first, y->first) || !BytewiseEqual(x->second, y->second)) return false;
   }
   return true;
+}
+
+// Calls fn on each policy map of a MapState or EndpointPolicy, in write
+// order: ms_policy, ms_policy_lpm, ms_policy6, ms_policy6_lpm.
+template <typename State, typename Fn>
+void ForEachPolicyMap(State& state, Fn&& fn) {
+  fn(state.exact);
+  fn(state.lpm);
+  fn(state.exact6);
+  fn(state.lpm6);
 }
 
 // An endpoint's flags without the generation bit: what decides verdicts.
@@ -102,8 +112,11 @@ class PolicyMapUpdater {
 
   const std::map<uint32_t, InstalledEndpoint>& installed() const { return installed_; }
   const InstalledEndpoint* Find(uint32_t endpoint_id) const;
+  // Entries in ms_policy, ms_policy_lpm, ms_policy6 and ms_policy6_lpm.
   size_t exact_entries() const;
   size_t lpm_entries() const;
+  size_t exact6_entries() const;
+  size_t lpm6_entries() const;
   const UpdaterCounters& counters() const { return counters_; }
 
   // Everything as it sits in the kernel maps (generation bits included).
@@ -118,8 +131,7 @@ class PolicyMapUpdater {
   MapWriter& writer_;
   Mode mode_;
   std::map<uint32_t, InstalledEndpoint> installed_;  // key: endpoint_id
-  MapState::ExactMap stray_exact_;                    // kernel keys
-  MapState::LpmMap stray_lpm_;
+  MapState strays_;  // policy entries (kernel keys) nobody owns; `endpoints` unused
   std::vector<uint32_t> stray_endpoints_;  // ifindexes in ms_endpoints nobody owns
   UpdaterCounters counters_;
 };

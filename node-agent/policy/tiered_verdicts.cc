@@ -5,25 +5,40 @@
 #include <set>
 
 #include "ipv4_cidr.h"
+#include "ipv6_address.h"
 #include "lpm_verdicts.h"
 
 namespace microseg {
 namespace {
 
-bool InBlock(const IpBlock& block, uint32_t addr) {
-  return CidrContainsAddress(block.cidr, addr) &&
-         std::none_of(block.except.begin(), block.except.end(),
-                      [&](const Ipv4Cidr& except) { return CidrContainsAddress(except, addr); });
+// One family's view of a rule, chosen by the address type.
+const std::vector<IpBlock>& BlocksOf(const VerdictRule& rule, uint32_t) { return rule.blocks; }
+const std::vector<Ipv6Block>& BlocksOf(const VerdictRule& rule, const Ipv6Address&) { return rule.blocks6; }
+const std::map<uint32_t, std::vector<PortKey>>& PodPortsOf(const VerdictRule& rule, uint32_t) {
+  return rule.pod_ports;
+}
+const std::map<Ipv6Address, std::vector<PortKey>>& PodPortsOf(const VerdictRule& rule, const Ipv6Address&) {
+  return rule.pod_ports6;
 }
 
-bool InAnyBlock(const VerdictRule& rule, uint32_t addr) {
-  return std::any_of(rule.blocks.begin(), rule.blocks.end(),
-                     [&](const IpBlock& block) { return InBlock(block, addr); });
+template <typename Block, typename Address>
+bool InBlock(const Block& block, const Address& addr) {
+  return CidrContainsAddress(block.cidr, addr) &&
+         std::none_of(block.except.begin(), block.except.end(),
+                      [&](const auto& except) { return CidrContainsAddress(except, addr); });
+}
+
+template <typename Address>
+bool InAnyBlock(const VerdictRule& rule, const Address& addr) {
+  const auto& blocks = BlocksOf(rule, addr);
+  return std::any_of(blocks.begin(), blocks.end(), [&](const auto& block) { return InBlock(block, addr); });
 }
 
 // The port keys `rule` matches the pod at `addr` on; empty: it does not match it.
-const std::vector<PortKey>* KeysForPod(const VerdictRule& rule, uint32_t addr) {
-  if (const auto found = rule.pod_ports.find(addr); found != rule.pod_ports.end()) return &found->second;
+template <typename Address>
+const std::vector<PortKey>* KeysForPod(const VerdictRule& rule, const Address& addr) {
+  const auto& pod_ports = PodPortsOf(rule, addr);
+  if (const auto found = pod_ports.find(addr); found != pod_ports.end()) return &found->second;
   if (InAnyBlock(rule, addr)) return &rule.ports;
   return nullptr;
 }
@@ -65,7 +80,9 @@ NamespaceOutcome NamespaceTier(const DirectionRules& direction, const std::vecto
 // (packets whose most specific key it is) sees a uniform rule set; packets
 // outside all its keys match no rule on it and fall through to the LPM,
 // which gives the same answer.
-void AppendExactVerdicts(const DirectionRules& direction, uint32_t addr, std::vector<ExactVerdict>& out) {
+template <typename Address>
+void AppendExactVerdicts(const DirectionRules& direction, const Address& addr,
+                         std::vector<BasicExactVerdict<Address>>& out) {
   std::set<PortKey> keys;
   for (const VerdictRule& rule : direction.rules) {
     if (const std::vector<PortKey>* rule_keys = KeysForPod(rule, addr)) keys.insert(rule_keys->begin(), rule_keys->end());
@@ -80,13 +97,52 @@ void AppendExactVerdicts(const DirectionRules& direction, uint32_t addr, std::ve
   }
 }
 
-// Every address some rule matches as a pod.
-std::set<uint32_t> PodAddresses(const DirectionRules& direction) {
-  std::set<uint32_t> addresses;
+// Every address of the family some rule matches as a pod.
+template <typename Address>
+std::set<Address> PodAddresses(const DirectionRules& direction) {
+  std::set<Address> addresses;
   for (const VerdictRule& rule : direction.rules) {
-    for (const auto& [addr, keys] : rule.pod_ports) addresses.insert(addr);
+    for (const auto& [addr, keys] : PodPortsOf(rule, Address{})) addresses.insert(addr);
   }
   return addresses;
+}
+
+const std::vector<IpBlock>& BlocksOfFamily(const VerdictRule& rule, const Ipv4Cidr&) { return rule.blocks; }
+const std::vector<Ipv6Block>& BlocksOfFamily(const VerdictRule& rule, const Ipv6Cidr&) { return rule.blocks6; }
+
+// LPM entries of one family from the CIDR view of every rule; spec i is (rule, block, key).
+template <typename Cidr>
+void AppendLpmVerdicts(const DirectionRules& direction, ms_action default_action,
+                       std::vector<BasicLpmVerdictEntry<Cidr>>& out) {
+  std::vector<BasicLpmRuleSpec<Cidr>> specs;
+  std::vector<const VerdictRule*> spec_rules;
+  for (const VerdictRule& rule : direction.rules) {
+    for (const auto& block : BlocksOfFamily(rule, Cidr{})) {
+      for (const PortKey& key : rule.ports) {
+        specs.push_back({key.proto, key.port, block.cidr, block.except, rule.rule_id});
+        spec_rules.push_back(&rule);
+      }
+    }
+  }
+  if (default_action == MS_ACTION_ALLOW_AUDIT) {
+    // A catch-all so every lookup finds an entry: the flags cannot say "audit".
+    specs.push_back({0, 0, Cidr{{}, 0}, {}, 0});
+    spec_rules.push_back(nullptr);
+  }
+  for (const BasicLpmRegion<Cidr>& region : ComputeLpmRegions(specs)) {
+    std::vector<const VerdictRule*> matching;
+    for (size_t i : region.matching) {
+      if (spec_rules[i] && std::find(matching.begin(), matching.end(), spec_rules[i]) == matching.end()) {
+        matching.push_back(spec_rules[i]);
+      }
+    }
+    out.push_back({region.prefix, PortKey{region.proto, region.port}, EvaluateTiers(direction, matching)});
+  }
+}
+
+template <typename Entries>
+bool AllRepeat(const Entries& entries, ms_action action) {
+  return std::all_of(entries.begin(), entries.end(), [&](const auto& entry) { return entry.value.action == action; });
 }
 
 }  // namespace
@@ -123,47 +179,23 @@ DirectionEntries CompileDirection(const DirectionRules& direction) {
   DirectionEntries entries;
   const ms_action default_action = DefaultAction(direction);
 
-  for (uint32_t addr : PodAddresses(direction)) AppendExactVerdicts(direction, addr, entries.exact);
-
-  // LPM entries from the CIDR view of every rule; spec i is (rule, block, key).
-  std::vector<LpmRuleSpec> specs;
-  std::vector<const VerdictRule*> spec_rules;
-  for (const VerdictRule& rule : direction.rules) {
-    for (const IpBlock& block : rule.blocks) {
-      for (const PortKey& key : rule.ports) {
-        specs.push_back({key.proto, key.port, block.cidr, block.except, rule.rule_id});
-        spec_rules.push_back(&rule);
-      }
-    }
+  for (uint32_t addr : PodAddresses<uint32_t>(direction)) AppendExactVerdicts(direction, addr, entries.exact);
+  for (const Ipv6Address& addr : PodAddresses<Ipv6Address>(direction)) {
+    AppendExactVerdicts(direction, addr, entries.exact6);
   }
-  if (default_action == MS_ACTION_ALLOW_AUDIT) {
-    // A catch-all so every lookup finds an entry: the flags cannot say "audit".
-    specs.push_back({0, 0, Ipv4Cidr{0, 0}, {}, 0});
-    spec_rules.push_back(nullptr);
-  }
-  for (const LpmRegion& region : ComputeLpmRegions(specs)) {
-    std::vector<const VerdictRule*> matching;
-    for (size_t i : region.matching) {
-      if (spec_rules[i] && std::find(matching.begin(), matching.end(), spec_rules[i]) == matching.end()) {
-        matching.push_back(spec_rules[i]);
-      }
-    }
-    entries.lpm.push_back({region.prefix, PortKey{region.proto, region.port}, EvaluateTiers(direction, matching)});
-  }
+  AppendLpmVerdicts(direction, default_action, entries.lpm);
+  AppendLpmVerdicts(direction, default_action, entries.lpm6);
 
   // Entries that all repeat the default are redundant: a miss gives it too.
-  const bool all_default =
-      std::all_of(entries.exact.begin(), entries.exact.end(),
-                  [&](const ExactVerdict& entry) { return entry.value.action == default_action; }) &&
-      std::all_of(entries.lpm.begin(), entries.lpm.end(),
-                  [&](const LpmVerdictEntry& entry) { return entry.value.action == default_action; });
+  const bool all_default = AllRepeat(entries.exact, default_action) && AllRepeat(entries.lpm, default_action) &&
+                           AllRepeat(entries.exact6, default_action) && AllRepeat(entries.lpm6, default_action);
   if (all_default && default_action != MS_ACTION_ALLOW_AUDIT) return {};
   return entries;
 }
 
 std::vector<ExactVerdict> CompileExactVerdicts(const DirectionRules& direction, const std::set<uint32_t>& addresses) {
   std::vector<ExactVerdict> out;
-  const std::set<uint32_t> pods = PodAddresses(direction);
+  const std::set<uint32_t> pods = PodAddresses<uint32_t>(direction);
   for (uint32_t addr : addresses) {
     if (pods.contains(addr)) AppendExactVerdicts(direction, addr, out);
   }

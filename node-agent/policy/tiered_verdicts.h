@@ -39,12 +39,15 @@ struct VerdictRule {
   // Port keys that apply to every peer of the rule (numeric ports; on
   // ingress also the named ports resolved on the local pod).
   std::vector<PortKey> ports;
-  // CIDR peers ("every peer" is 0.0.0.0/0), matched against any address.
+  // CIDR peers of each family, matched against any address of that family
+  // ("every peer" is 0.0.0.0/0 and ::/0).
   std::vector<IpBlock> blocks;
-  // Pod addresses (host order) the rule matches as pods, with the port keys
-  // for that pod: selector peers, and pods inside `blocks` for which a named
-  // egress port resolves. Addresses not listed match through `blocks` only.
-  std::map<uint32_t, std::vector<PortKey>> pod_ports;
+  std::vector<Ipv6Block> blocks6;
+  // Pod addresses the rule matches as pods, with the port keys for that pod:
+  // selector peers, and pods inside `blocks`/`blocks6` for which a named
+  // egress port resolves. Addresses not listed match through the blocks only.
+  std::map<uint32_t, std::vector<PortKey>> pod_ports;      // IPv4, host order
+  std::map<Ipv6Address, std::vector<PortKey>> pod_ports6;  // IPv6
 };
 
 struct DirectionRules {
@@ -54,20 +57,35 @@ struct DirectionRules {
   bool isolated_all = false;
 };
 
-struct ExactVerdict {
-  uint32_t peer_ipv4 = 0;  // host order
+// `Address`: uint32_t (IPv4, host order) or Ipv6Address; `Cidr`: Ipv4Cidr or Ipv6Cidr.
+template <typename Address>
+struct BasicExactVerdict {
+  Address peer{};
   PortKey port;
   ms_policy_value value{};
 };
-struct LpmVerdictEntry {
-  Ipv4Cidr prefix;
+using ExactVerdict = BasicExactVerdict<uint32_t>;
+using ExactVerdict6 = BasicExactVerdict<Ipv6Address>;
+template <typename Cidr>
+struct BasicLpmVerdictEntry {
+  Cidr prefix;
   PortKey port;
   ms_policy_value value{};
 };
+using LpmVerdictEntry = BasicLpmVerdictEntry<Ipv4Cidr>;
+using LpmVerdictEntry6 = BasicLpmVerdictEntry<Ipv6Cidr>;
 
+// Entries of both families: the data plane looks an IPv4 packet up in the
+// IPv4 maps only and an IPv6 packet in the IPv6 maps only, with the same
+// endpoint default for both.
 struct DirectionEntries {
   std::vector<ExactVerdict> exact;
   std::vector<LpmVerdictEntry> lpm;
+  std::vector<ExactVerdict6> exact6;
+  std::vector<LpmVerdictEntry6> lpm6;
+  bool empty() const { return exact.empty() && lpm.empty() && exact6.empty() && lpm6.empty(); }
+  size_t exact_size() const { return exact.size() + exact6.size(); }
+  size_t lpm_size() const { return lpm.size() + lpm6.size(); }
 };
 
 // The verdict of a packet matched by exactly `matching` (all tiers, Audit).
@@ -83,7 +101,7 @@ ms_action DefaultAction(const DirectionRules& direction);
 // when every verdict equals the default.
 DirectionEntries CompileDirection(const DirectionRules& direction);
 
-// CompileDirection's exact entries for `addresses` only, before its
+// CompileDirection's IPv4 exact entries for `addresses` only, before its
 // all-default trimming (see PeerEntries in policy_compiler.h).
 std::vector<ExactVerdict> CompileExactVerdicts(const DirectionRules& direction, const std::set<uint32_t>& addresses);
 

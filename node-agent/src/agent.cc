@@ -212,7 +212,8 @@ absl::Status Agent::ApplyWithLockdownsLocked(const std::set<uint32_t>& ids, cons
   now.merge(*locked);
   LogWarning("a policy map is full: policy applied endpoint by endpoint, ", locked->size(),
              " endpoint(s) of this change locked down; ", updater_.exact_entries(), " exact and ",
-             updater_.lpm_entries(), " LPM entries in the maps");
+             updater_.lpm_entries(), " LPM entries in the IPv4 maps, ", updater_.exact6_entries(), " and ",
+             updater_.lpm6_entries(), " in the IPv6 maps");
   SetLockdownsLocked(std::move(now));
   return absl::OkStatus();
 }
@@ -371,6 +372,8 @@ AgentCounters Agent::counters() const {
   c.endpoint_entries = updater_.installed().size();
   c.exact_entries = updater_.exact_entries();
   c.lpm_entries = updater_.lpm_entries();
+  c.exact6_entries = updater_.exact6_entries();
+  c.lpm6_entries = updater_.lpm6_entries();
   c.locked_down_endpoints = static_cast<uint32_t>(lockdowns_.size());
   c.compiled_endpoints = engine_.compiled_endpoints();
   c.updater = updater_.counters();

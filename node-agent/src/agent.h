@@ -49,8 +49,10 @@ struct AgentCounters {
   uint32_t segment_policies = 0;
   uint32_t cluster_segment_policies = 0;
   size_t endpoint_entries = 0;  // ms_endpoints entries the agent keeps
-  size_t exact_entries = 0;
-  size_t lpm_entries = 0;
+  size_t exact_entries = 0;   // ms_policy
+  size_t lpm_entries = 0;     // ms_policy_lpm
+  size_t exact6_entries = 0;  // ms_policy6
+  size_t lpm6_entries = 0;    // ms_policy6_lpm
   double last_reconcile_seconds = 0;
   uint32_t locked_down_endpoints = 0;
   uint64_t lockdowns_total = 0;  // endpoints that went into lockdown since start
@@ -64,6 +66,8 @@ struct AgentCounters {
     entries[MS_PMAP_ENDPOINTS] = endpoint_entries;
     entries[MS_PMAP_POLICY] = exact_entries;
     entries[MS_PMAP_POLICY_LPM] = lpm_entries;
+    entries[MS_PMAP_POLICY6] = exact6_entries;
+    entries[MS_PMAP_POLICY6_LPM] = lpm6_entries;
     return entries;
   }
 };

@@ -11,11 +11,19 @@ namespace microseg {
 
 class BpfMapWriter final : public MapWriter {
  public:
+  // The maps it writes, by fd (tests load the object without pinning it).
+  struct MapFds {
+    int endpoints = -1;
+    int policy = -1;
+    int policy_lpm = -1;
+    int policy6 = -1;
+    int policy6_lpm = -1;
+  };
+
   explicit BpfMapWriter(const BpfDatapath& datapath)
-      : BpfMapWriter(datapath.endpoints_fd(), datapath.policy_fd(), datapath.policy_lpm_fd()) {}
-  // The maps by fd (tests load the object without pinning it).
-  BpfMapWriter(int endpoints_fd, int policy_fd, int policy_lpm_fd)
-      : endpoints_fd_(endpoints_fd), policy_fd_(policy_fd), policy_lpm_fd_(policy_lpm_fd) {}
+      : BpfMapWriter(MapFds{datapath.endpoints_fd(), datapath.policy_fd(), datapath.policy_lpm_fd(),
+                            datapath.policy6_fd(), datapath.policy6_lpm_fd()}) {}
+  explicit BpfMapWriter(const MapFds& fds) : fds_(fds) {}
 
   absl::Status UpsertEndpoint(uint32_t ifindex, const ms_endpoint& value) override;
   absl::Status DeleteEndpoint(uint32_t ifindex) override;
@@ -23,6 +31,10 @@ class BpfMapWriter final : public MapWriter {
   absl::Status DeleteExact(const ms_policy_key& key) override;
   absl::Status UpsertLpm(const ms_lpm_key& key, const ms_policy_value& value) override;
   absl::Status DeleteLpm(const ms_lpm_key& key) override;
+  absl::Status UpsertExact6(const ms_policy6_key& key, const ms_policy_value& value) override;
+  absl::Status DeleteExact6(const ms_policy6_key& key) override;
+  absl::Status UpsertLpm6(const ms_lpm6_key& key, const ms_policy_value& value) override;
+  absl::Status DeleteLpm6(const ms_lpm6_key& key) override;
 
   // Failed upserts per map (index: enum ms_pressure_map), for the metrics.
   uint64_t insert_failures(unsigned map) const { return map < MS_PMAP_MAX ? insert_failures_[map].load() : 0; }
@@ -30,9 +42,7 @@ class BpfMapWriter final : public MapWriter {
  private:
   absl::Status Update(int fd, const void* key, const void* value, const char* name, unsigned map);
 
-  int endpoints_fd_;
-  int policy_fd_;
-  int policy_lpm_fd_;
+  MapFds fds_;
   std::array<std::atomic<uint64_t>, MS_PMAP_MAX> insert_failures_{};
 };
 

@@ -7,7 +7,9 @@
 namespace microseg {
 namespace {
 
-long EntriesOf(const EndpointPolicy& policy) { return static_cast<long>(policy.exact.size() + policy.lpm.size()); }
+long EntriesOf(const EndpointPolicy& policy) {
+  return static_cast<long>(policy.exact.size() + policy.lpm.size() + policy.exact6.size() + policy.lpm6.size());
+}
 
 }  // namespace
 

@@ -3,8 +3,10 @@
 #include <arpa/inet.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 
 #include "agent_fixture.h"
+#include "ipv6_address.h"
 
 namespace microseg {
 namespace {
@@ -14,20 +16,13 @@ using testing::FakeMapWriter;
 using testing::PodRecord;
 
 bool SameMaps(const MapState& a, const MapState& b) {
-  auto same_endpoints = a.endpoints.size() == b.endpoints.size() &&
-                        std::equal(a.endpoints.begin(), a.endpoints.end(), b.endpoints.begin(),
-                                   [](const auto& x, const auto& y) {
-                                     return x.first == y.first && BytewiseEqual(x.second, y.second);
-                                   });
-  auto same_exact = a.exact.size() == b.exact.size() &&
-                    std::equal(a.exact.begin(), a.exact.end(), b.exact.begin(), [](const auto& x, const auto& y) {
-                      return BytewiseEqual(x.first, y.first) && BytewiseEqual(x.second, y.second);
-                    });
-  auto same_lpm = a.lpm.size() == b.lpm.size() &&
-                  std::equal(a.lpm.begin(), a.lpm.end(), b.lpm.begin(), [](const auto& x, const auto& y) {
-                    return BytewiseEqual(x.first, y.first) && BytewiseEqual(x.second, y.second);
-                  });
-  return same_endpoints && same_exact && same_lpm;
+  const auto same = [](const auto& x, const auto& y) {
+    return x.size() == y.size() && std::equal(x.begin(), x.end(), y.begin(), [](const auto& p, const auto& q) {
+             return BytewiseEqual(p.first, q.first) && BytewiseEqual(p.second, q.second);
+           });
+  };
+  return same(a.endpoints, b.endpoints) && same(a.exact, b.exact) && same(a.lpm, b.lpm) &&
+         same(a.exact6, b.exact6) && same(a.lpm6, b.lpm6);
 }
 
 // x/b accepts TCP 80 from pods labelled pod=a; nothing else.
@@ -64,6 +59,33 @@ TEST_CASE("an endpoint's policy is in the maps when AddEndpoint returns", "[agen
   key.direction = MS_DIR_INGRESS;
   REQUIRE(f.writer.maps.exact.count(key) == 1);
   CHECK(f.writer.maps.exact.at(key).action == MS_ACTION_ALLOW);
+}
+
+TEST_CASE("an IPv6-only pod registers and gets its policy in the IPv6 maps", "[agent][ipv6]") {
+  Fixture f;
+  ClusterState cluster = AllowAToB();
+  // Dual-stack client a: its IPv6 address from status.podIPs.
+  cluster.pods["x/a"].ipv6 = *ParseIpv6Address("fd00::102");
+  REQUIRE(f.agent.Start(cluster).ok());
+  EndpointRecord record = PodRecord("b", 7, "10.244.1.3");
+  record.ips = {"fd00::103/64"};
+  auto b = f.agent.AddEndpoint(record);
+  REQUIRE(b.ok());
+  CHECK(b->policy.ingress_isolated);
+  const ms_endpoint& ep = f.writer.maps.endpoints.at(7);
+  CHECK(ep.ipv4 == 0);
+  CHECK(std::memcmp(ep.ipv6, ParseIpv6Address("fd00::103")->data(), sizeof ep.ipv6) == 0);
+  CHECK(ep.flags == MS_EP_F_INGRESS_ISOLATED);
+  ms_policy6_key key{};
+  key.endpoint_id = ep.endpoint_id;
+  std::memcpy(key.peer_ipv6, ParseIpv6Address("fd00::102")->data(), sizeof key.peer_ipv6);
+  key.port = 80;
+  key.proto = IPPROTO_TCP;
+  key.direction = MS_DIR_INGRESS;
+  REQUIRE(f.writer.maps.exact6.count(key) == 1);
+  CHECK(f.writer.maps.exact6.at(key).action == MS_ACTION_ALLOW);
+  CHECK(f.agent.counters().exact6_entries == f.writer.maps.exact6.size());
+  CHECK(f.agent.counters().owned_map_entries()[MS_PMAP_POLICY6] == f.writer.maps.exact6.size());
 }
 
 TEST_CASE("a failed map write leaves the previous policy and registry in place", "[agent]") {
@@ -111,6 +133,14 @@ TEST_CASE("rollback restores the maps exactly when deletes still work", "[agent]
       return Limit() ? inner_.UpsertLpm(k, v) : absl::ResourceExhaustedError("full");
     }
     absl::Status DeleteLpm(const ms_lpm_key& k) override { return inner_.DeleteLpm(k); }
+    absl::Status UpsertExact6(const ms_policy6_key& k, const ms_policy_value& v) override {
+      return Limit() ? inner_.UpsertExact6(k, v) : absl::ResourceExhaustedError("full");
+    }
+    absl::Status DeleteExact6(const ms_policy6_key& k) override { return inner_.DeleteExact6(k); }
+    absl::Status UpsertLpm6(const ms_lpm6_key& k, const ms_policy_value& v) override {
+      return Limit() ? inner_.UpsertLpm6(k, v) : absl::ResourceExhaustedError("full");
+    }
+    absl::Status DeleteLpm6(const ms_lpm6_key& k) override { return inner_.DeleteLpm6(k); }
 
    private:
     bool Limit() { return upserts_left-- > 0; }

@@ -134,7 +134,7 @@ TEST_CASE("a full policy map locks the endpoint down in the kernel, in its statu
       datapath, pressure_options,
       [&agent] { return agent.counters().owned_map_entries(); },
       [&writer](unsigned map) { return writer.insert_failures(map); });
-  auto allow = ParseSessionAllowList("10.244.0.10/32:udp:53, 10.244.0.0/24:tcp");
+  auto allow = ParseSessionAllowList("10.244.0.10/32:udp:53, 10.244.0.0/24:tcp, fd00:96::a/128:udp:53");
   REQUIRE(allow.ok());
   REQUIRE(monitor.Configure(*allow).ok());
   AgentMetrics metrics(datapath, agent, nullptr, nullptr);
@@ -163,6 +163,16 @@ TEST_CASE("a full policy map locks the endpoint down in the kernel, in its statu
     ++allow_entries;
   }
   CHECK(allow_entries == 2);
+  ms_allow6_key allow6_key{}, next6{};
+  int allow6_entries = 0;
+  for (const void* prev = nullptr; bpf_map_get_next_key(datapath.session_allow6_fd(), prev, &next6) == 0;
+       prev = &allow6_key) {
+    allow6_key = next6;
+    ++allow6_entries;
+  }
+  CHECK(allow6_entries == 1);
+  CHECK(allow6_key.prefixlen == MS_ALLOW_FIXED_BITS + 128);
+  CHECK(allow6_key.port == 53);
 
   SECTION("the session map is counted exactly, silent disappearance is an eviction") {
     for (uint16_t port = 1; port <= 10; ++port) {

@@ -81,6 +81,10 @@ class HookedWriter : public MapWriter {
   absl::Status DeleteExact(const ms_policy_key& k) override { return Hook(inner_.DeleteExact(k)); }
   absl::Status UpsertLpm(const ms_lpm_key& k, const ms_policy_value& v) override { return Hook(inner_.UpsertLpm(k, v)); }
   absl::Status DeleteLpm(const ms_lpm_key& k) override { return Hook(inner_.DeleteLpm(k)); }
+  absl::Status UpsertExact6(const ms_policy6_key& k, const ms_policy_value& v) override { return Hook(inner_.UpsertExact6(k, v)); }
+  absl::Status DeleteExact6(const ms_policy6_key& k) override { return Hook(inner_.DeleteExact6(k)); }
+  absl::Status UpsertLpm6(const ms_lpm6_key& k, const ms_policy_value& v) override { return Hook(inner_.UpsertLpm6(k, v)); }
+  absl::Status DeleteLpm6(const ms_lpm6_key& k) override { return Hook(inner_.DeleteLpm6(k)); }
 
  private:
   absl::Status Hook(absl::Status status) {
@@ -156,7 +160,8 @@ struct HammerResult {
 };
 
 HammerResult Hammer(LoadedDatapath& datapath, PolicyMapUpdater::Mode mode, int transitions) {
-  BpfMapWriter real(datapath.map_fd("ms_endpoints"), datapath.map_fd("ms_policy"), datapath.map_fd("ms_policy_lpm"));
+  BpfMapWriter real({datapath.map_fd("ms_endpoints"), datapath.map_fd("ms_policy"), datapath.map_fd("ms_policy_lpm"),
+                     datapath.map_fd("ms_policy6"), datapath.map_fd("ms_policy6_lpm")});
   REQUIRE(datapath.map_fd("ms_policy") >= 0);
 
   const std::vector<Probe> probes = MakeProbes();

@@ -13,6 +13,7 @@
 
 #include "fuzz_check.h"
 #include "ipv4_cidr.h"
+#include "ipv6_address.h"
 #include "manifest_parser.h"
 #include "naive_policy_evaluator.h"
 #include "policy_compiler.h"
@@ -39,8 +40,10 @@ size_t ObjectCount(const microseg::ParsedManifests& parsed) {
 // no single right verdict, so such inputs stop after parsing.
 bool PodAddressesUnique(const ClusterState& cluster) {
   std::set<uint32_t> seen;
+  std::set<microseg::Ipv6Address> seen6;
   for (const auto& [key, pod] : cluster.pods) {
     if (pod.ipv4 && !seen.insert(*pod.ipv4).second) return false;
+    if (pod.ipv6 && !seen6.insert(*pod.ipv6).second) return false;
   }
   return true;
 }
@@ -48,9 +51,10 @@ bool PodAddressesUnique(const ClusterState& cluster) {
 std::vector<LocalEndpoint> LocalEndpointsOf(const ClusterState& cluster) {
   std::vector<LocalEndpoint> endpoints;
   for (const auto& [key, pod] : cluster.pods) {
-    if (!pod.ipv4 || endpoints.size() == kMaxLocalEndpoints) continue;
+    if ((!pod.ipv4 && !pod.ipv6) || endpoints.size() == kMaxLocalEndpoints) continue;
     const uint32_t id = static_cast<uint32_t>(endpoints.size()) + 1;
-    endpoints.push_back({id, 100 + id, pod.namespace_name, pod.name, *pod.ipv4});
+    endpoints.push_back({id, 100 + id, pod.namespace_name, pod.name, pod.ipv4.value_or(0)});
+    endpoints.back().ipv6 = pod.ipv6.value_or(microseg::Ipv6Address{});
   }
   return endpoints;
 }
@@ -94,22 +98,29 @@ void CheckCompiledAgainstNaive(const ClusterState& cluster) {
   if (addresses.size() > kMaxProbeAddresses) addresses.resize(kMaxProbeAddresses);
   const std::vector<std::pair<uint8_t, uint16_t>> ports = ProbePorts(cluster);
 
-  for (const LocalEndpoint& endpoint : endpoints) {
-    for (uint32_t peer : addresses) {
-      for (ms_direction direction : {MS_DIR_INGRESS, MS_DIR_EGRESS}) {
-        for (const auto& [proto, port] : ports) {
-          const NaiveVerdict expected =
-              microseg::testing::NaiveVerdictOf(cluster, endpoints, endpoint, direction, peer, proto, port);
-          const NaiveVerdict actual = VerdictOfMaps(
-              microseg::testing::ReferenceLookup(compiled.maps, endpoint.ifindex, direction, peer, proto, port));
-          FUZZ_CHECK(actual == expected, "endpoint %s/%s %s %s proto %u port %u: naive says %s, maps say %s",
-                     endpoint.pod_namespace.c_str(), endpoint.pod_name.c_str(),
-                     direction == MS_DIR_INGRESS ? "ingress from" : "egress to",
-                     microseg::FormatIpv4(peer).c_str(), proto, port, microseg::testing::NameOf(expected),
-                     microseg::testing::NameOf(actual));
-        }
+  std::vector<microseg::Ipv6Address> addresses6 = microseg::testing::EdgeProbeAddresses6(cluster, endpoints);
+  std::sort(addresses6.begin(), addresses6.end());
+  addresses6.erase(std::unique(addresses6.begin(), addresses6.end()), addresses6.end());
+  if (addresses6.size() > kMaxProbeAddresses) addresses6.resize(kMaxProbeAddresses);
+
+  // Both families: each address is looked up in its own family's maps.
+  const auto check = [&](const LocalEndpoint& endpoint, const auto& peer, const std::string& peer_text) {
+    for (ms_direction direction : {MS_DIR_INGRESS, MS_DIR_EGRESS}) {
+      for (const auto& [proto, port] : ports) {
+        const NaiveVerdict expected =
+            microseg::testing::NaiveVerdictOf(cluster, endpoints, endpoint, direction, peer, proto, port);
+        const NaiveVerdict actual = VerdictOfMaps(
+            microseg::testing::ReferenceLookup(compiled.maps, endpoint.ifindex, direction, peer, proto, port));
+        FUZZ_CHECK(actual == expected, "endpoint %s/%s %s %s proto %u port %u: naive says %s, maps say %s",
+                   endpoint.pod_namespace.c_str(), endpoint.pod_name.c_str(),
+                   direction == MS_DIR_INGRESS ? "ingress from" : "egress to", peer_text.c_str(), proto, port,
+                   microseg::testing::NameOf(expected), microseg::testing::NameOf(actual));
       }
     }
+  };
+  for (const LocalEndpoint& endpoint : endpoints) {
+    for (uint32_t peer : addresses) check(endpoint, peer, microseg::FormatIpv4(peer));
+    for (const microseg::Ipv6Address& peer : addresses6) check(endpoint, peer, microseg::FormatIpv6(peer));
   }
 }
 

@@ -62,4 +62,30 @@ absl::Status FakeMapWriter::DeleteLpm(const ms_lpm_key& key) {
   return absl::OkStatus();
 }
 
+absl::Status FakeMapWriter::UpsertExact6(const ms_policy6_key& key, const ms_policy_value& value) {
+  if (absl::Status status = NextOperation(); !status.ok()) return status;
+  if (absl::Status status = Room(maps.exact6, key, exact6_capacity, "ms_policy6"); !status.ok()) return status;
+  maps.exact6[key] = value;
+  return absl::OkStatus();
+}
+
+absl::Status FakeMapWriter::DeleteExact6(const ms_policy6_key& key) {
+  if (absl::Status status = NextOperation(); !status.ok()) return status;
+  if (maps.exact6.erase(key) == 0) return absl::NotFoundError("no such IPv6 exact entry");
+  return absl::OkStatus();
+}
+
+absl::Status FakeMapWriter::UpsertLpm6(const ms_lpm6_key& key, const ms_policy_value& value) {
+  if (absl::Status status = NextOperation(); !status.ok()) return status;
+  if (absl::Status status = Room(maps.lpm6, key, lpm6_capacity, "ms_policy6_lpm"); !status.ok()) return status;
+  maps.lpm6[key] = value;
+  return absl::OkStatus();
+}
+
+absl::Status FakeMapWriter::DeleteLpm6(const ms_lpm6_key& key) {
+  if (absl::Status status = NextOperation(); !status.ok()) return status;
+  if (maps.lpm6.erase(key) == 0) return absl::NotFoundError("no such IPv6 LPM entry");
+  return absl::OkStatus();
+}
+
 }  // namespace microseg::testing

@@ -19,6 +19,8 @@ class FakeMapWriter : public MapWriter {
   std::optional<size_t> endpoint_capacity;
   std::optional<size_t> exact_capacity;
   std::optional<size_t> lpm_capacity;
+  std::optional<size_t> exact6_capacity;
+  std::optional<size_t> lpm6_capacity;
   int capacity_refusals = 0;
 
   absl::Status UpsertEndpoint(uint32_t ifindex, const ms_endpoint& value) override;
@@ -27,6 +29,10 @@ class FakeMapWriter : public MapWriter {
   absl::Status DeleteExact(const ms_policy_key& key) override;
   absl::Status UpsertLpm(const ms_lpm_key& key, const ms_policy_value& value) override;
   absl::Status DeleteLpm(const ms_lpm_key& key) override;
+  absl::Status UpsertExact6(const ms_policy6_key& key, const ms_policy_value& value) override;
+  absl::Status DeleteExact6(const ms_policy6_key& key) override;
+  absl::Status UpsertLpm6(const ms_lpm6_key& key, const ms_policy_value& value) override;
+  absl::Status DeleteLpm6(const ms_lpm6_key& key) override;
 
  private:
   absl::Status NextOperation();

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "ipv4_cidr.h"
+#include "ipv6_address.h"
 #include "manifest_parser.h"
 
 namespace microseg {
@@ -185,7 +186,7 @@ TEST_CASE("ipBlock cidr host bits are masked like Kubernetes normalises them", "
   CHECK(FormatCidr(policy.ingress[0].peers[0].ip_block->cidr) == "10.0.0.0/24");
 }
 
-TEST_CASE("IPv6 addresses are not errors but match nothing", "[parser]") {
+TEST_CASE("IPv6 pod addresses and ipBlocks are parsed per family", "[parser]") {
   const ParsedManifests parsed = ParseOk(R"(
 apiVersion: v1
 kind: Pod
@@ -204,16 +205,48 @@ spec:
 )");
   REQUIRE(parsed.pods.size() == 1);
   CHECK_FALSE(parsed.pods[0].ipv4.has_value());
+  REQUIRE(parsed.pods[0].ipv6.has_value());
+  CHECK(FormatIpv6(*parsed.pods[0].ipv6) == "fd00::5");
   const NetworkPolicy& policy = parsed.network_policies.at(0);
   REQUIRE(policy.ingress.size() == 3);
-  // Only IPv6 peers: allows nothing (not "every peer").
-  CHECK(policy.ingress[0].only_ipv6_peers);
-  CHECK(policy.ingress[0].peers.empty());
-  CHECK_FALSE(policy.ingress[1].only_ipv6_peers);
-  CHECK(policy.ingress[1].peers.size() == 1);
+  // IPv6 blocks are kept as IPv6 peers (never "every peer").
+  REQUIRE(policy.ingress[0].peers.size() == 1);
+  REQUIRE(policy.ingress[0].peers[0].ipv6_block.has_value());
+  CHECK_FALSE(policy.ingress[0].peers[0].ip_block.has_value());
+  CHECK(FormatCidr(policy.ingress[0].peers[0].ipv6_block->cidr) == "fd00::/64");
+  REQUIRE(policy.ingress[0].peers[0].ipv6_block->except.size() == 1);
+  CHECK(FormatCidr(policy.ingress[0].peers[0].ipv6_block->except[0]) == "fd00::/80");
+  REQUIRE(policy.ingress[1].peers.size() == 2);
+  CHECK(policy.ingress[1].peers[0].ipv6_block.has_value());
+  CHECK(policy.ingress[1].peers[1].ip_block.has_value());
   // An explicitly empty peer list does mean every peer.
-  CHECK_FALSE(policy.ingress[2].only_ipv6_peers);
   CHECK(policy.ingress[2].peers.empty());
+}
+
+TEST_CASE("status.podIPs gives a dual-stack pod one address per family", "[parser]") {
+  struct Case {
+    std::string status;
+    std::optional<std::string> ipv4;
+    std::optional<std::string> ipv6;
+  };
+  const std::vector<Case> cases = {
+      {"{podIP: 10.244.0.7, podIPs: [{ip: 10.244.0.7}, {ip: \"fd00::7\"}]}", "10.244.0.7", "fd00::7"},
+      {"{podIP: \"fd00::7\", podIPs: [{ip: \"fd00::7\"}, {ip: 10.244.0.7}]}", "10.244.0.7", "fd00::7"},
+      {"{podIPs: [{ip: \"fd00::7\"}]}", std::nullopt, "fd00::7"},
+      {"{podIP: 10.244.0.7}", "10.244.0.7", std::nullopt},
+      // The first address of a family wins (the API server allows only one).
+      {"{podIPs: [{ip: \"fd00::7\"}, {ip: \"fd00::8\"}]}", std::nullopt, "fd00::7"},
+      {"{podIPs: []}", std::nullopt, std::nullopt},
+  };
+  for (const Case& c : cases) {
+    INFO(c.status);
+    const ParsedManifests parsed =
+        ParseOk("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: a}\nstatus: " + c.status + "\n");
+    REQUIRE(parsed.pods.size() == 1);
+    const Pod& pod = parsed.pods[0];
+    CHECK((pod.ipv4 ? std::optional<std::string>(FormatIpv4(*pod.ipv4)) : std::nullopt) == c.ipv4);
+    CHECK((pod.ipv6 ? std::optional<std::string>(FormatIpv6(*pod.ipv6)) : std::nullopt) == c.ipv6);
+  }
 }
 
 TEST_CASE("quoted numbers are strings and plain numbers are integers", "[parser]") {
@@ -284,6 +317,27 @@ TEST_CASE("invalid manifests are rejected with the document, object and field", 
        "must be a strict subset of cidr"},
       {"bad except", PolicyDoc("  podSelector: {}\n  egress:\n  - to: [{ipBlock: {cidr: 10.0.0.0/8, except: [x]}}]\n"),
        "ipBlock.except[0]: \"x\" is not a CIDR"},
+      {"bad IPv6 cidr", PolicyDoc("  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: \"fd00::/129\"}}]\n"),
+       "spec.ingress[0].from[0].ipBlock.cidr: \"fd00::/129\" is not a valid IPv6 CIDR"},
+      {"IPv6 cidr without length", PolicyDoc("  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: \"fd00::1\"}}]\n"),
+       "ipBlock.cidr: \"fd00::1\" is not a CIDR"},
+      {"malformed IPv6 cidr", PolicyDoc("  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: \"fd00:::1/64\"}}]\n"),
+       "\"fd00:::1/64\" is not a valid IPv6 CIDR"},
+      {"IPv6 except outside cidr",
+       PolicyDoc("  podSelector: {}\n  egress:\n  - to: [{ipBlock: {cidr: \"2001:db8::/32\", except: [\"2001:db9::/48\"]}}]\n"),
+       "spec.egress[0].to[0].ipBlock.except[0]: \"2001:db9::/48\" must be a strict subset of cidr \"2001:db8::/32\""},
+      {"IPv6 except equal to cidr",
+       PolicyDoc("  podSelector: {}\n  egress:\n  - to: [{ipBlock: {cidr: \"2001:db8::/32\", except: [\"2001:db8::/32\"]}}]\n"),
+       "must be a strict subset of cidr"},
+      {"IPv4 except in an IPv6 cidr",
+       PolicyDoc("  podSelector: {}\n  egress:\n  - to: [{ipBlock: {cidr: \"::/0\", except: [10.0.0.0/8]}}]\n"),
+       "ipBlock.except[0]: \"10.0.0.0/8\" must be a strict subset of cidr \"::/0\""},
+      {"IPv6 except in an IPv4 cidr",
+       PolicyDoc("  podSelector: {}\n  egress:\n  - to: [{ipBlock: {cidr: 0.0.0.0/0, except: [\"fd00::/8\"]}}]\n"),
+       "ipBlock.except[0]: \"fd00::/8\" must be a strict subset of cidr \"0.0.0.0/0\""},
+      {"bad pod IPv6 address", "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: a}\n"
+                               "status: {podIPs: [{ip: \"fd00::g\"}]}\n",
+       "status.podIPs[0].ip: \"fd00::g\" is not a valid IP address"},
       {"unknown operator",
        PolicyDoc("  podSelector: {matchExpressions: [{key: a, operator: Equals, values: [b]}]}\n"),
        "spec.podSelector.matchExpressions[0].operator: unknown operator \"Equals\""},

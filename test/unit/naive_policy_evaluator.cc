@@ -20,21 +20,47 @@ bool InCidr(uint32_t addr, const Ipv4Cidr& cidr) {
   return (addr & mask) == (cidr.addr & mask);
 }
 
-// The pod that owns `ipv4`, if any: a local endpoint's address first, then
-// a manifest's status.podIP (unless a local endpoint took over that pod).
+// Bit by bit over the 16 bytes as on the wire.
+bool InCidr(const Ipv6Address& addr, const Ipv6Cidr& cidr) {
+  const auto* a = reinterpret_cast<const uint8_t*>(addr.data());
+  const auto* c = reinterpret_cast<const uint8_t*>(cidr.addr.data());
+  for (int bit = 0; bit < cidr.prefix_len; ++bit) {
+    const int shift = 7 - bit % 8;
+    if (((a[bit / 8] >> shift) & 1) != ((c[bit / 8] >> shift) & 1)) return false;
+  }
+  return true;
+}
+
+// A pod's or endpoint's address of the peer's family (0 / all zero: none).
+PeerAddress AddressOf(const LocalEndpoint& endpoint, const PeerAddress& family) {
+  if (std::holds_alternative<uint32_t>(family)) return endpoint.ipv4;
+  return endpoint.ipv6;
+}
+PeerAddress AddressOf(const Pod& pod, const PeerAddress& family) {
+  if (std::holds_alternative<uint32_t>(family)) return pod.ipv4.value_or(0);
+  return pod.ipv6.value_or(Ipv6Address{});
+}
+bool IsNone(const PeerAddress& address) {
+  return address == PeerAddress(uint32_t{0}) || address == PeerAddress(Ipv6Address{});
+}
+
+// The pod that owns `address`, if any: a local endpoint's address first,
+// then a manifest's status.podIPs of that family (unless a local endpoint
+// of that pod has an address of that family: the CNI's replaces it).
 std::optional<PodView> PodAt(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints,
-                             uint32_t ipv4) {
+                             const PeerAddress& address) {
   for (const LocalEndpoint& endpoint : endpoints) {
-    if (endpoint.ipv4 != ipv4) continue;
+    if (AddressOf(endpoint, address) != address) continue;
     const auto pod = cluster.pods.find(endpoint.pod_namespace + "/" + endpoint.pod_name);
     if (pod == cluster.pods.end()) return PodView{endpoint.pod_namespace, {}, {}};
     return PodView{pod->second.namespace_name, pod->second.labels, pod->second.container_ports};
   }
   for (const auto& [key, pod] : cluster.pods) {
-    if (pod.ipv4 != ipv4) continue;
+    if (AddressOf(pod, address) != address) continue;
     bool replaced_by_endpoint = false;
     for (const LocalEndpoint& endpoint : endpoints) {
-      replaced_by_endpoint |= endpoint.pod_namespace == pod.namespace_name && endpoint.pod_name == pod.name;
+      replaced_by_endpoint |= endpoint.pod_namespace == pod.namespace_name && endpoint.pod_name == pod.name &&
+                              !IsNone(AddressOf(endpoint, address));
     }
     if (!replaced_by_endpoint) return PodView{pod.namespace_name, pod.labels, pod.container_ports};
   }
@@ -50,14 +76,21 @@ Labels NamespaceLabels(const ClusterState& cluster, const std::string& name) {
 
 // policy_namespace nullopt: a cluster-scoped policy, whose podSelector alone
 // selects in every namespace.
+template <typename Block, typename Address>
+bool InBlock(const Block& block, const Address& address) {
+  if (!InCidr(address, block.cidr)) return false;
+  for (const auto& except : block.except) {
+    if (InCidr(address, except)) return false;
+  }
+  return true;
+}
+
 bool PeerAllows(const ClusterState& cluster, const PolicyPeer& peer, const std::optional<std::string>& policy_namespace,
-                uint32_t peer_ipv4, const std::optional<PodView>& peer_pod) {
-  if (peer.ip_block) {
-    if (!InCidr(peer_ipv4, peer.ip_block->cidr)) return false;
-    for (const Ipv4Cidr& except : peer.ip_block->except) {
-      if (InCidr(peer_ipv4, except)) return false;
-    }
-    return true;
+                const PeerAddress& address, const std::optional<PodView>& peer_pod) {
+  // An ipBlock never matches an address of the other family.
+  if (peer.ip_block) return std::holds_alternative<uint32_t>(address) && InBlock(*peer.ip_block, std::get<uint32_t>(address));
+  if (peer.ipv6_block) {
+    return std::holds_alternative<Ipv6Address>(address) && InBlock(*peer.ipv6_block, std::get<Ipv6Address>(address));
   }
   if (!peer_pod) return false;
   if (peer.namespace_selector) {
@@ -86,7 +119,7 @@ bool PortAllows(const PolicyPort& policy_port, uint8_t proto, uint16_t port,
 }
 
 struct Packet {
-  uint32_t peer_ipv4;
+  PeerAddress peer;
   uint8_t proto;
   uint16_t port;
   std::optional<PodView> peer_pod;
@@ -95,10 +128,9 @@ struct Packet {
 
 bool RuleMatches(const ClusterState& cluster, const PolicyRule& rule,
                  const std::optional<std::string>& policy_namespace, const Packet& packet) {
-  if (rule.only_ipv6_peers) return false;
   bool peer_ok = rule.peers.empty();
   for (const PolicyPeer& peer : rule.peers) {
-    peer_ok |= PeerAllows(cluster, peer, policy_namespace, packet.peer_ipv4, packet.peer_pod);
+    peer_ok |= PeerAllows(cluster, peer, policy_namespace, packet.peer, packet.peer_pod);
   }
   bool port_ok = rule.ports.empty();
   for (const PolicyPort& policy_port : rule.ports) {
@@ -147,14 +179,15 @@ const char* NameOf(NaiveVerdict verdict) {
 }
 
 NaiveVerdict NaiveVerdictOf(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints,
-                            const LocalEndpoint& endpoint, ms_direction direction, uint32_t peer_ipv4,
+                            const LocalEndpoint& endpoint, ms_direction direction, const PeerAddress& peer,
                             uint8_t proto, uint16_t port) {
   PodView local{endpoint.pod_namespace, {}, {}};
   if (const auto pod = cluster.pods.find(endpoint.pod_namespace + "/" + endpoint.pod_name);
       pod != cluster.pods.end()) {
     local = PodView{pod->second.namespace_name, pod->second.labels, pod->second.container_ports};
   }
-  Packet packet{peer_ipv4, proto, port, PodAt(cluster, endpoints, peer_ipv4), std::nullopt};
+  // An all-zero address is nobody's (pods without one of a family have none).
+  Packet packet{peer, proto, port, IsNone(peer) ? std::nullopt : PodAt(cluster, endpoints, peer), std::nullopt};
   packet.destination = direction == MS_DIR_INGRESS ? std::optional<PodView>(local) : packet.peer_pod;
 
   // Cluster tier, in (priority, name) order; rules in their listed order.
@@ -188,9 +221,9 @@ NaiveVerdict NaiveVerdictOf(const ClusterState& cluster, const std::vector<Local
 }
 
 bool NaiveAllows(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints,
-                 const LocalEndpoint& endpoint, ms_direction direction, uint32_t peer_ipv4, uint8_t proto,
+                 const LocalEndpoint& endpoint, ms_direction direction, const PeerAddress& peer, uint8_t proto,
                  uint16_t port) {
-  return NaiveVerdictOf(cluster, endpoints, endpoint, direction, peer_ipv4, proto, port) != NaiveVerdict::kDeny;
+  return NaiveVerdictOf(cluster, endpoints, endpoint, direction, peer, proto, port) != NaiveVerdict::kDeny;
 }
 
 }  // namespace microseg::testing

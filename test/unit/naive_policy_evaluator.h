@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <variant>
 #include <vector>
 
 #include "microseg/datapath.h"
@@ -19,17 +20,21 @@ namespace microseg::testing {
 // would-be drops into kAllowAudit.
 enum class NaiveVerdict { kAllow, kDeny, kAllowAudit };
 
+// A peer of either family: IPv4 (host order) or IPv6. An ipBlock matches
+// addresses of its own family only; a rule without peers matches both.
+using PeerAddress = std::variant<uint32_t, Ipv6Address>;
+
 NaiveVerdict NaiveVerdictOf(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints,
-                            const LocalEndpoint& endpoint, ms_direction direction, uint32_t peer_ipv4,
+                            const LocalEndpoint& endpoint, ms_direction direction, const PeerAddress& peer,
                             uint8_t proto, uint16_t port);
 
 const char* NameOf(NaiveVerdict verdict);
 
 // NaiveVerdictOf(...) != kDeny. Does Kubernetes allow a new flow between the local `endpoint` and
-// `peer_ipv4` (host order)? `port` is the destination port (the endpoint's
+// `peer`? `port` is the destination port (the endpoint's
 // own port on ingress, the peer's on egress); 0 for portless protocols.
 bool NaiveAllows(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints,
-                 const LocalEndpoint& endpoint, ms_direction direction, uint32_t peer_ipv4, uint8_t proto,
+                 const LocalEndpoint& endpoint, ms_direction direction, const PeerAddress& peer, uint8_t proto,
                  uint16_t port);
 
 }  // namespace microseg::testing

@@ -2,7 +2,9 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <set>
 
+#include "ipv6_address.h"
 #include "policy_compiler.h"
 #include "reference_datapath.h"
 #include "rule_id.h"
@@ -299,7 +301,14 @@ spec:
   const ms_policy_value& value = compiled.maps.lpm.at(any_peer_any_port);
   CHECK(value.action == MS_ACTION_ALLOW);
   CHECK(value.rule_id == PolicyRuleId("a", "p", MS_DIR_EGRESS, 0));
-  CHECK(compiled.summaries.at(2).lpm_entries == 2);
+  // "Every peer" is 0.0.0.0/0 and ::/0: one entry per family and rule class.
+  ms_lpm6_key any_peer6{};
+  any_peer6.prefixlen = MS_LPM_FIXED_BITS;
+  any_peer6.endpoint_id = 2;
+  any_peer6.direction = MS_DIR_EGRESS;
+  REQUIRE(compiled.maps.lpm6.count(any_peer6) == 1);
+  CHECK(compiled.maps.lpm6.at(any_peer6).action == MS_ACTION_ALLOW);
+  CHECK(compiled.summaries.at(2).lpm_entries == 4);
 }
 
 TEST_CASE("named ports resolve on the local pod for ingress and per peer pod for egress", "[compiler]") {
@@ -406,8 +415,59 @@ spec:
   CHECK(compiled.maps.lpm.empty());
 }
 
-TEST_CASE("a rule whose peers were all IPv6 allows nothing", "[compiler]") {
-  const ClusterState cluster = ClusterWith(R"(
+// Dual-stack pods (status.podIPs) in namespaces a and b: web and client in
+// a, client in b; an IPv6-only pod v6only in b.
+const char* const kDualStack = R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: a}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: b}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec:
+  containers:
+  - ports: [{name: http, containerPort: 8080}]
+status: {podIP: 10.244.0.10, podIPs: [{ip: 10.244.0.10}, {ip: "fd00::10"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: a, labels: {role: client}}
+status: {podIP: 10.244.0.12, podIPs: [{ip: 10.244.0.12}, {ip: "fd00::12"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: b, labels: {role: client}}
+status: {podIP: 10.244.1.12, podIPs: [{ip: 10.244.1.12}, {ip: "fd00:1::12"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: v6only, namespace: b, labels: {role: client}}
+spec:
+  containers:
+  - ports: [{name: http, containerPort: 9090}]
+status: {podIP: "fd00:1::13", podIPs: [{ip: "fd00:1::13"}]}
+)";
+
+Ipv6Address Ip6(const char* text) { return *ParseIpv6Address(text); }
+
+bool Allows6(const CompiledPolicy& compiled, uint32_t ifindex, ms_direction direction, const char* peer,
+             uint8_t proto, uint16_t port) {
+  return ReferenceLookup(compiled.maps, ifindex, direction, Ip6(peer), proto, port).allowed();
+}
+
+std::vector<LocalEndpoint> DualStackWeb() {
+  LocalEndpoint web{1, 10, "a", "web", Ip("10.244.0.10")};
+  web.ipv6 = Ip6("fd00::10");
+  return {web};
+}
+
+TEST_CASE("IPv6: pod addresses become ms_policy6 entries, IPv6 ipBlocks ms_policy6_lpm entries", "[compiler][ipv6]") {
+  const ClusterState cluster = ClusterFromYaml(std::string(kDualStack) + R"(
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -415,12 +475,140 @@ metadata: {name: p, namespace: a}
 spec:
   podSelector: {matchLabels: {app: web}}
   ingress:
-  - from: [{ipBlock: {cidr: "fd00::/8"}}]
+  - from: [{podSelector: {matchLabels: {role: client}}}]
+    ports: [{port: 80}]
+  - from: [{ipBlock: {cidr: "2001:db8::/32", except: ["2001:db8:1::/48"]}}]
+  - from: [{ipBlock: {cidr: 10.0.0.0/8}}]
 )");
-  const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
-  CHECK(compiled.maps.endpoints.at(10).flags == MS_EP_F_INGRESS_ISOLATED);
-  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "8.8.8.8", kTcp, 80));
+  const CompiledPolicy compiled = CompilePolicy(cluster, DualStackWeb());
+  const ms_endpoint& web = compiled.maps.endpoints.at(10);
+  CHECK(web.flags == MS_EP_F_INGRESS_ISOLATED);
+  CHECK(std::memcmp(web.ipv6, Ip6("fd00::10").data(), sizeof web.ipv6) == 0);
+
+  // The selected pod's IPv6 address: exact entries with the rule's ports.
+  CHECK(Allows6(compiled, 10, MS_DIR_INGRESS, "fd00::12", kTcp, 80));
+  CHECK_FALSE(Allows6(compiled, 10, MS_DIR_INGRESS, "fd00::12", kTcp, 81));
+  CHECK(ReferenceLookup(compiled.maps, 10, MS_DIR_INGRESS, Ip6("fd00::12"), kTcp, 80).decision ==
+        Decision::kAllowExact);
+  CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kTcp, 80));  // and its IPv4 one
+  CHECK_FALSE(Allows6(compiled, 10, MS_DIR_INGRESS, "fd00::99", kTcp, 80));  // nobody's
+  // The IPv6 block with its except, through the LPM.
+  CHECK(Allows6(compiled, 10, MS_DIR_INGRESS, "2001:db8::5", kUdp, 53));
+  CHECK(Allows6(compiled, 10, MS_DIR_INGRESS, "2001:db8:ffff::1", kTcp, 443));
+  CHECK_FALSE(Allows6(compiled, 10, MS_DIR_INGRESS, "2001:db8:1::5", kUdp, 53));
+  CHECK_FALSE(Allows6(compiled, 10, MS_DIR_INGRESS, "2001:db9::1", kUdp, 53));
+  CHECK(ReferenceLookup(compiled.maps, 10, MS_DIR_INGRESS, Ip6("2001:db8:1::5"), kUdp, 53).decision ==
+        Decision::kDenyLpm);
+  // An ipBlock matches its own family only.
+  CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "10.1.2.3", kTcp, 22));
+  CHECK_FALSE(Allows6(compiled, 10, MS_DIR_INGRESS, "::ffff:10.1.2.3", kTcp, 22));
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "32.1.13.184", kTcp, 22));  // 2001:db8::/32's first bytes
+
+  // Where the entries are: the selected pod's IPv6 address in ms_policy6
+  // (a podSelector alone: namespace a's client only), the IPv6 block and
+  // except in ms_policy6_lpm, the IPv4 block in ms_policy_lpm.
+  std::set<Ipv6Address> exact_peers;
+  for (const auto& [key, value] : compiled.maps.exact6) {
+    Ipv6Address peer{};
+    std::memcpy(peer.data(), key.peer_ipv6, sizeof key.peer_ipv6);
+    exact_peers.insert(peer);
+    CHECK(key.endpoint_id == 1);
+  }
+  CHECK(exact_peers == std::set<Ipv6Address>{Ip6("fd00::12")});
+  std::set<uint32_t> lpm_lengths;
+  for (const auto& [key, value] : compiled.maps.lpm6) lpm_lengths.insert(key.prefixlen - MS_LPM_FIXED_BITS);
+  CHECK(lpm_lengths == std::set<uint32_t>{32, 48});
+  for (const auto& [key, value] : compiled.maps.lpm) CHECK(key.prefixlen - MS_LPM_FIXED_BITS == 8);
+  CHECK(compiled.summaries.at(1).exact_entries == compiled.maps.exact.size() + compiled.maps.exact6.size());
+  CHECK(compiled.summaries.at(1).lpm_entries == compiled.maps.lpm.size() + compiled.maps.lpm6.size());
+}
+
+TEST_CASE("IPv6: a rule without peers covers both families, an ipBlock its own family only", "[compiler][ipv6]") {
+  const ClusterState cluster = ClusterFromYaml(std::string(kDualStack) + R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from: [{ipBlock: {cidr: 0.0.0.0/0}}]
+    ports: [{port: 22}]
+  - from: [{ipBlock: {cidr: "::/0"}}]
+    ports: [{port: 443}]
+  egress:
+  - ports: [{port: 53, protocol: UDP}]
+  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: b}}}]
+    ports: [{port: http}]
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, DualStackWeb());
+  CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "192.0.2.1", kTcp, 22));
+  CHECK_FALSE(Allows6(compiled, 10, MS_DIR_INGRESS, "2001:db8::1", kTcp, 22));
+  CHECK(Allows6(compiled, 10, MS_DIR_INGRESS, "2001:db8::1", kTcp, 443));
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "192.0.2.1", kTcp, 443));
+  // No peers: every address of both families.
+  CHECK(Allows(compiled, 10, MS_DIR_EGRESS, "8.8.8.8", kUdp, 53));
+  CHECK(Allows6(compiled, 10, MS_DIR_EGRESS, "2001:4860:4860::8888", kUdp, 53));
+  CHECK_FALSE(Allows6(compiled, 10, MS_DIR_EGRESS, "2001:4860:4860::8888", kTcp, 53));
+  // A named port resolved on the peer pod, for its IPv6 address too; the
+  // IPv6-only pod is selected by the namespace like any other.
+  CHECK(Allows6(compiled, 10, MS_DIR_EGRESS, "fd00:1::13", kTcp, 9090));
+  CHECK_FALSE(Allows6(compiled, 10, MS_DIR_EGRESS, "fd00:1::13", kTcp, 8080));
+  CHECK_FALSE(Allows6(compiled, 10, MS_DIR_EGRESS, "fd00:1::12", kTcp, 9090));  // client b has no http port
+  CHECK_FALSE(Allows6(compiled, 10, MS_DIR_EGRESS, "fd00::12", kTcp, 9090));    // namespace a
+}
+
+TEST_CASE("IPv6: an IPv6-only endpoint is compiled and is a peer by its IPv6 address", "[compiler][ipv6]") {
+  const ClusterState cluster = ClusterFromYaml(std::string(kDualStack) + R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: b}
+spec:
+  podSelector: {}
+  ingress:
+  - from: [{podSelector: {}}]
+)");
+  // The CNI gave v6only another address than the manifest says: the CNI's wins.
+  LocalEndpoint v6only{7, 17, "b", "v6only", 0};
+  v6only.ipv6 = Ip6("fd00:1::77");
+  LocalEndpoint client{8, 18, "b", "client", Ip("10.244.1.12")};
+  client.ipv6 = Ip6("fd00:1::12");
+  const CompiledPolicy compiled = CompilePolicy(cluster, {v6only, client});
+  const ms_endpoint& value = compiled.maps.endpoints.at(17);
+  CHECK(value.ipv4 == 0);
+  CHECK(std::memcmp(value.ipv6, Ip6("fd00:1::77").data(), sizeof value.ipv6) == 0);
+  CHECK(value.flags == MS_EP_F_INGRESS_ISOLATED);
+  CHECK(Allows6(compiled, 17, MS_DIR_INGRESS, "fd00:1::12", kTcp, 80));
+  CHECK(Allows(compiled, 17, MS_DIR_INGRESS, "10.244.1.12", kTcp, 80));
+  CHECK(Allows6(compiled, 18, MS_DIR_INGRESS, "fd00:1::77", kTcp, 80));
+  CHECK_FALSE(Allows6(compiled, 18, MS_DIR_INGRESS, "fd00:1::13", kTcp, 80));  // the manifest's, replaced
+  CHECK_FALSE(Allows6(compiled, 18, MS_DIR_INGRESS, "fd00::12", kTcp, 80));    // namespace a
+}
+
+TEST_CASE("IPv6: a cluster Deny on a direction nobody isolates is looked up in the IPv6 maps", "[compiler][ipv6]") {
+  const ClusterState cluster = ClusterFromYaml(std::string(kDualStack) + R"(
+---
+apiVersion: microseg.io/v1alpha1
+kind: ClusterSegmentPolicy
+metadata: {name: no-ssh-out}
+spec:
+  priority: 1
+  egress:
+  - action: Deny
+    to: [{ipBlock: {cidr: "2001:db8::/32"}}]
+    ports: [{port: 22}]
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, DualStackWeb());
+  CHECK(compiled.maps.endpoints.at(10).flags == MS_EP_F_EGRESS_LOOKUP);
+  CHECK(compiled.maps.exact.empty());
   CHECK(compiled.maps.lpm.empty());
+  CHECK_FALSE(compiled.maps.lpm6.empty());
+  CHECK_FALSE(Allows6(compiled, 10, MS_DIR_EGRESS, "2001:db8::1", kTcp, 22));
+  CHECK(Allows6(compiled, 10, MS_DIR_EGRESS, "2001:db8::1", kTcp, 23));
+  CHECK(Allows6(compiled, 10, MS_DIR_EGRESS, "2001:db9::1", kTcp, 22));
+  CHECK(Allows(compiled, 10, MS_DIR_EGRESS, "32.1.13.184", kTcp, 22));
 }
 
 TEST_CASE("a local endpoint without a Pod object is an unlabelled pod of its namespace", "[compiler]") {

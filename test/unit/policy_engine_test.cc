@@ -4,7 +4,10 @@
 // endpoints it touches (counted).
 #include "policy_engine.h"
 
+#include <arpa/inet.h>
+
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -32,8 +35,11 @@ void CheckAgainstFullCompile(const PolicyEngine& engine,
     REQUIRE(actual != nullptr);
     CHECK(SameEntries(actual->exact, expected.exact));
     CHECK(SameEntries(actual->lpm, expected.lpm));
+    CHECK(SameEntries(actual->exact6, expected.exact6));
+    CHECK(SameEntries(actual->lpm6, expected.lpm6));
     CHECK(actual->endpoint.endpoint_id == expected.endpoint.endpoint_id);
     CHECK(actual->endpoint.ipv4 == expected.endpoint.ipv4);
+    CHECK(std::memcmp(actual->endpoint.ipv6, expected.endpoint.ipv6, sizeof expected.endpoint.ipv6) == 0);
     CHECK(VerdictFlags(actual->endpoint) == expected.endpoint.flags);  // the generation bit is the updater's
     CHECK(actual->summary == expected.summary);
   }
@@ -69,7 +75,8 @@ class Mirror {
 
 class RandomEvents {
  public:
-  explicit RandomEvents(uint32_t seed) : rng_(seed) {}
+  // `ipv6`: pods and endpoints also get IPv6 addresses (some IPv6 only), rules IPv6 blocks.
+  explicit RandomEvents(uint32_t seed, bool ipv6 = false) : rng_(seed), ipv6_(ipv6) {}
 
   // Applies one random event to the engine and returns what it was; with
   // `crds`, SegmentPolicy and ClusterSegmentPolicy events too.
@@ -118,6 +125,7 @@ class RandomEvents {
         }
         LocalEndpoint endpoint{id, 100 + id, Pick(kNamespaces), "p" + std::to_string(Uniform(0, 7)),
                                Chance(0.8) ? 0x0af40200u + id : 0u};
+        if (ipv6_ && Chance(0.6)) endpoint.ipv6 = Address6(0x200 + id);
         engine.UpsertEndpoint(endpoint);
         return "upsert endpoint " + std::to_string(id) + " " + endpoint.pod_namespace + "/" + endpoint.pod_name;
       }
@@ -198,6 +206,10 @@ class RandomEvents {
     pod.labels = RandomLabels();
     if (Chance(0.85)) pod.ipv4 = 0x0af40100u + static_cast<uint32_t>(Uniform(1, 40));
     if (Chance(0.5)) pod.container_ports.push_back({"http", static_cast<uint16_t>(Chance(0.5) ? 80 : 8080)});
+    if (ipv6_ && Chance(0.6)) {
+      pod.ipv6 = Address6(0x100 + static_cast<uint32_t>(Uniform(1, 40)));
+      if (Chance(0.3)) pod.ipv4.reset();
+    }
     return pod;
   }
 
@@ -228,6 +240,11 @@ class RandomEvents {
           peer.namespace_selector = LabelSelector{};
           break;
         default:
+          if (ipv6_ && Chance(0.5)) {
+            peer.ipv6_block = Ipv6Block{{Address6(0x100), 122}, {}};
+            if (Chance(0.5)) peer.ipv6_block->except.push_back({Address6(0x110), 124});
+            break;
+          }
           peer.ip_block = IpBlock{{0x0af40100u, 26}, {}};
           if (Chance(0.5)) peer.ip_block->except.push_back({0x0af40110u, 28});
       }
@@ -257,7 +274,11 @@ class RandomEvents {
     return policy;
   }
 
+  // fd00::<low>
+  static Ipv6Address Address6(uint32_t low) { return {htonl(0xfd000000u), 0, 0, htonl(low)}; }
+
   std::mt19937 rng_;
+  bool ipv6_ = false;
 };
 
 TEST_CASE("incremental recompilation equals a full compile after every event", "[engine][random]") {
@@ -299,6 +320,37 @@ TEST_CASE("peer patches and whole recompiles together equal a full compile after
     patches += updater.counters().peer_patches;
   }
   CHECK(patches > 100);  // the patch path is what most pod events take
+}
+
+// Dual-stack and IPv6-only pods and endpoints, IPv6 blocks: a pod with an
+// IPv6 address recompiles the endpoints referencing it whole (no IPv6 peer
+// patches), IPv4-only pods still patch; either way the maps equal a full compile.
+TEST_CASE("with IPv6 addresses, incremental updates still equal a full compile after every event",
+          "[engine][updater][random][ipv6]") {
+  uint64_t patches = 0;
+  uint64_t flips = 0;
+  for (uint32_t seed = 1; seed <= 40; ++seed) {
+    PolicyEngine engine;
+    testing::FakeMapWriter writer;
+    PolicyMapUpdater updater(writer);
+    RandomEvents events(seed, /*ipv6=*/true);
+    for (int step = 0; step < 80; ++step) {
+      const std::string what = events.Step(engine, /*crds=*/true);
+      REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+
+      INFO("seed " << seed << " step " << step << ": " << what);
+      REQUIRE(updater.installed().size() == engine.endpoints().size());
+      CheckAgainstFullCompile(engine, [&](uint32_t id) -> const EndpointPolicy* {
+        const InstalledEndpoint* installed = updater.Find(id);
+        return installed ? &installed->policy : nullptr;
+      });
+      CHECK(testing::SameMapState(writer.maps, updater.Snapshot()));
+    }
+    patches += updater.counters().peer_patches;
+    flips += updater.counters().generation_flips;
+  }
+  CHECK(patches > 50);
+  CHECK(flips > 100);
 }
 
 // Three namespaces, one local endpoint per pod; x/web accepts pods labelled

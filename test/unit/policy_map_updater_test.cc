@@ -35,6 +35,10 @@ class ObservedWriter : public MapWriter {
   absl::Status DeleteExact(const ms_policy_key& k) override { return Observe(inner.DeleteExact(k)); }
   absl::Status UpsertLpm(const ms_lpm_key& k, const ms_policy_value& v) override { return Upsert([&] { return inner.UpsertLpm(k, v); }); }
   absl::Status DeleteLpm(const ms_lpm_key& k) override { return Observe(inner.DeleteLpm(k)); }
+  absl::Status UpsertExact6(const ms_policy6_key& k, const ms_policy_value& v) override { return Upsert([&] { return inner.UpsertExact6(k, v); }); }
+  absl::Status DeleteExact6(const ms_policy6_key& k) override { return Observe(inner.DeleteExact6(k)); }
+  absl::Status UpsertLpm6(const ms_lpm6_key& k, const ms_policy_value& v) override { return Upsert([&] { return inner.UpsertLpm6(k, v); }); }
+  absl::Status DeleteLpm6(const ms_lpm6_key& k) override { return Observe(inner.DeleteLpm6(k)); }
 
  private:
   absl::Status Upsert(const std::function<absl::Status()>& op) {
@@ -217,10 +221,10 @@ TEST_CASE("peer patches in place never show a verdict outside {old, new}", "[upd
   segment.policy.namespace_name = "x";
   segment.policy.name = "s";
   segment.policy.pod_selector.match_labels = {{"app", "web"}};
-  segment.policy.ingress.push_back({{db}, {http}, RuleAction::kDeny, false});
-  segment.policy.ingress.push_back({{clients, db}, {}, RuleAction::kAllow, false});
+  segment.policy.ingress.push_back({{db}, {http}, RuleAction::kDeny});
+  segment.policy.ingress.push_back({{clients, db}, {}, RuleAction::kAllow});
   segment.policy.isolates_egress = true;
-  segment.policy.egress.push_back({{clients}, {http}, RuleAction::kAllow, false});
+  segment.policy.egress.push_back({{clients}, {http}, RuleAction::kAllow});
   engine.UpsertSegmentPolicy(segment);
   ClusterSegmentPolicy cluster;
   cluster.name = "c";
@@ -228,11 +232,11 @@ TEST_CASE("peer patches in place never show a verdict outside {old, new}", "[upd
   PolicyPeer role_admin;
   role_admin.namespace_selector = LabelSelector{};
   role_admin.pod_selector = LabelSelector{{{"role", "admin"}}, {}};
-  cluster.ingress.push_back({{role_admin}, {}, RuleAction::kAllow, false});
+  cluster.ingress.push_back({{role_admin}, {}, RuleAction::kAllow});
   PolicyPeer role_bad;
   role_bad.namespace_selector = LabelSelector{};
   role_bad.pod_selector = LabelSelector{{{"role", "bad"}}, {}};
-  cluster.ingress.push_back({{role_bad}, {http}, RuleAction::kDeny, false});
+  cluster.ingress.push_back({{role_bad}, {http}, RuleAction::kDeny});
   engine.UpsertClusterSegmentPolicy(cluster);
   const std::vector<Probe> probes = Probes({11, 12});
   REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());

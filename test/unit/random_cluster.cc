@@ -1,10 +1,37 @@
 #include "random_cluster.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 
 #include "ipv4_cidr.h"
+#include "ipv6_address.h"
 
 namespace microseg::testing {
+namespace {
+
+// IPv6 arithmetic for edges and "just outside" addresses.
+unsigned __int128 ToNumber(const Ipv6Address& address) {
+  unsigned __int128 value = 0;
+  for (uint32_t word : address) value = (value << 32) | ntohl(word);
+  return value;
+}
+Ipv6Address FromNumber(unsigned __int128 value) {
+  Ipv6Address address{};
+  for (int word = 3; word >= 0; --word) {
+    address[word] = htonl(static_cast<uint32_t>(value));
+    value >>= 32;
+  }
+  return address;
+}
+unsigned __int128 HostBits(uint8_t prefix_len) {
+  return prefix_len == 0 ? ~static_cast<unsigned __int128>(0)
+                         : (static_cast<unsigned __int128>(1) << (128 - prefix_len)) - 1;
+}
+
+}  // namespace
+
+Ipv6Address RandomCluster::PodAddress6(uint32_t host) { return {htonl(0xfd000010u), htonl(0x02440000u), 0, htonl(host)}; }
 
 void RandomCluster::Build(ClusterState& cluster, std::vector<LocalEndpoint>& endpoints) {
   for (const char* name : {"a", "b", "c"}) {
@@ -20,6 +47,10 @@ void RandomCluster::Build(ClusterState& cluster, std::vector<LocalEndpoint>& end
     pod.name = "pod" + std::to_string(i);
     pod.labels = RandomLabels({"app", "role"});
     if (Chance(0.85)) pod.ipv4 = kBase + free_hosts[i];
+    if (ipv6_ && Chance(0.6)) {
+      pod.ipv6 = PodAddress6(free_hosts[i]);
+      if (Chance(0.3)) pod.ipv4.reset();  // IPv6 only
+    }
     if (Chance(0.5)) pod.container_ports.push_back({"http", Pick<uint16_t>({80, 8080}), Protocol::kTcp});
     if (Chance(0.3)) pod.container_ports.push_back({"dns", 53, Protocol::kUdp});
     if (tiers_) {
@@ -33,14 +64,22 @@ void RandomCluster::Build(ClusterState& cluster, std::vector<LocalEndpoint>& end
   // Local endpoints: some pods of the cluster (the CNI's address replaces
   // the manifest's) and sometimes a pod with no Pod object.
   uint32_t next_id = 1;
+  // Dual-stack or IPv6-only endpoints in `ipv6` mode; always some address.
+  const auto give_ipv6 = [&](LocalEndpoint& endpoint) {
+    if (!ipv6_ || !Chance(0.7)) return;
+    endpoint.ipv6 = PodAddress6(free_hosts[32 + endpoint.endpoint_id]);
+    if (Chance(0.3)) endpoint.ipv4 = 0;
+  };
   for (const auto& [key, pod] : cluster.pods) {
     if (!Chance(0.5)) continue;
     endpoints.push_back({next_id, 100 + next_id, pod.namespace_name, pod.name, kBase + free_hosts[32 + next_id]});
+    give_ipv6(endpoints.back());
     ++next_id;
   }
   if (Chance(0.3)) {
     endpoints.push_back({next_id, 100 + next_id, Pick<std::string>({"a", "b"}), "ghost",
                          kBase + free_hosts[32 + next_id]});
+    give_ipv6(endpoints.back());
   }
   const int policy_count = tiers_ ? Uniform(0, 3) : Uniform(1, 4);
   for (int i = 0; i < policy_count; ++i) {
@@ -79,7 +118,7 @@ ClusterSegmentPolicy RandomCluster::RandomClusterPolicy(const std::string& name)
       for (PolicyPeer& peer : rule.peers) {
         // The parser's normal form for cluster-scoped peers (sometimes left
         // out: a podSelector alone means every namespace either way).
-        if (!peer.ip_block && !peer.namespace_selector && Chance(0.5)) peer.namespace_selector = LabelSelector{};
+        if (!peer.is_ip_block() && !peer.namespace_selector && Chance(0.5)) peer.namespace_selector = LabelSelector{};
       }
       rules->push_back(rule);
     }
@@ -97,6 +136,13 @@ std::vector<uint32_t> RandomCluster::ProbeAddresses(const ClusterState& cluster,
                                                  const std::vector<LocalEndpoint>& endpoints) {
   std::vector<uint32_t> addresses = EdgeProbeAddresses(cluster, endpoints);
   for (int i = 0; i < 12; ++i) addresses.push_back(kBase + static_cast<uint32_t>(Uniform(0, 255)));
+  return addresses;
+}
+
+std::vector<Ipv6Address> RandomCluster::ProbeAddresses6(const ClusterState& cluster,
+                                                        const std::vector<LocalEndpoint>& endpoints) {
+  std::vector<Ipv6Address> addresses = EdgeProbeAddresses6(cluster, endpoints);
+  for (int i = 0; i < 12; ++i) addresses.push_back(PodAddress6(static_cast<uint32_t>(Uniform(0, 255))));
   return addresses;
 }
 
@@ -124,7 +170,9 @@ std::vector<uint32_t> EdgeProbeAddresses(const ClusterState& cluster, const std:
   for (const auto& [key, pod] : cluster.pods) {
     if (pod.ipv4) addresses.push_back(*pod.ipv4);
   }
-  for (const LocalEndpoint& endpoint : endpoints) addresses.push_back(endpoint.ipv4);
+  for (const LocalEndpoint& endpoint : endpoints) {
+    if (endpoint.ipv4 != 0) addresses.push_back(endpoint.ipv4);
+  }
   // Both edges of every block and except, and the addresses just outside.
   const auto add_edges = [&](const Ipv4Cidr& cidr) {
     const uint32_t last = cidr.addr | ~PrefixMask(cidr.prefix_len);
@@ -135,6 +183,32 @@ std::vector<uint32_t> EdgeProbeAddresses(const ClusterState& cluster, const std:
       if (!peer.ip_block) continue;
       add_edges(peer.ip_block->cidr);
       for (const Ipv4Cidr& except : peer.ip_block->except) add_edges(except);
+    }
+  });
+  return addresses;
+}
+
+std::vector<Ipv6Address> EdgeProbeAddresses6(const ClusterState& cluster,
+                                             const std::vector<LocalEndpoint>& endpoints) {
+  std::vector<Ipv6Address> addresses = {RandomCluster::PodAddress6(0), RandomCluster::PodAddress6(255),
+                                        *ParseIpv6Address("2001:db8::1"), *ParseIpv6Address("fd00:10:245::1"),
+                                        *ParseIpv6Address("::ffff:10.244.0.1")};
+  for (const auto& [key, pod] : cluster.pods) {
+    if (pod.ipv6) addresses.push_back(*pod.ipv6);
+  }
+  for (const LocalEndpoint& endpoint : endpoints) {
+    if (endpoint.ipv6 != Ipv6Address{}) addresses.push_back(endpoint.ipv6);
+  }
+  const auto add_edges = [&](const Ipv6Cidr& cidr) {
+    const unsigned __int128 first = ToNumber(cidr.addr);
+    const unsigned __int128 last = first | HostBits(cidr.prefix_len);
+    for (unsigned __int128 address : {first, last, first - 1, last + 1}) addresses.push_back(FromNumber(address));
+  };
+  ForEachRule(cluster, [&](const PolicyRule& rule) {
+    for (const PolicyPeer& peer : rule.peers) {
+      if (!peer.ipv6_block) continue;
+      add_edges(peer.ipv6_block->cidr);
+      for (const Ipv6Cidr& except : peer.ipv6_block->except) add_edges(except);
     }
   });
   return addresses;
@@ -172,6 +246,13 @@ Ipv4Cidr RandomCluster::RandomCidr(uint8_t min_len) {
   return Ipv4Cidr{addr & PrefixMask(len), len};
 }
 
+Ipv6Cidr RandomCluster::RandomCidr6(uint8_t min_len) {
+  const uint8_t len = static_cast<uint8_t>(
+      std::max<int>(min_len, Pick<int>({0, 8, 16, 32, 64, 96, 112, 120, 121, 122, 124, 126, 127, 128})));
+  const Ipv6Address address = PodAddress6(static_cast<uint32_t>(Uniform(0, 255)));
+  return Ipv6Cidr{MaskIpv6(address, len), len};
+}
+
 PolicyPeer RandomCluster::RandomPeer() {
   PolicyPeer peer;
   switch (Uniform(0, 4)) {
@@ -186,6 +267,19 @@ PolicyPeer RandomCluster::RandomPeer() {
       peer.namespace_selector = RandomSelector({"team", "env"});
       break;
     default: {
+      if (ipv6_ && Chance(0.5)) {
+        Ipv6Block block;
+        block.cidr = RandomCidr6(0);
+        const int excepts = block.cidr.prefix_len < 128 ? Pick<int>({0, 1, 1, 2, 2}) : 0;
+        for (int i = 0; i < excepts; ++i) {
+          const Ipv6Cidr except = RandomCidr6(static_cast<uint8_t>(block.cidr.prefix_len + 1));
+          // Move the except inside the cidr.
+          const unsigned __int128 inside = ToNumber(block.cidr.addr) | (ToNumber(except.addr) & HostBits(block.cidr.prefix_len));
+          block.except.push_back({MaskIpv6(FromNumber(inside), except.prefix_len), except.prefix_len});
+        }
+        peer.ipv6_block = block;
+        break;
+      }
       IpBlock block;
       block.cidr = RandomCidr(0);
       const int excepts = block.cidr.prefix_len < 32 ? Pick<int>({0, 1, 1, 2, 2}) : 0;
@@ -254,7 +348,12 @@ PolicyRule RandomCluster::RandomRule() {
   for (int i = 0; i < peers; ++i) rule.peers.push_back(RandomPeer());
   const int ports = Uniform(0, 2);
   for (int i = 0; i < ports; ++i) rule.ports.push_back(RandomPort());
-  rule.only_ipv6_peers = rule.peers.empty() && Chance(0.05);
+  if (Chance(0.05)) {
+    // An IPv6 block matches no IPv4 address, whatever else the rule lists.
+    PolicyPeer v6;
+    v6.ipv6_block = Ipv6Block{{{htonl(0x20010db8u), 0, 0, 0}, 32}, {}};
+    rule.peers.push_back(std::move(v6));
+  }
   return rule;
 }
 

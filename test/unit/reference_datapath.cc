@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <cstring>
 #include <optional>
 #include <utility>
 
@@ -29,10 +30,39 @@ std::optional<ms_policy_value> LongestPrefix(const MapState& maps, uint32_t endp
   return best;
 }
 
-}  // namespace
+// The same for IPv6: the first `len` bits of the 16 address bytes.
+bool Ipv6PrefixMatches(const Ipv6Address& peer, const uint32_t (&prefix)[4], uint32_t len) {
+  const auto* a = reinterpret_cast<const uint8_t*>(peer.data());
+  const auto* b = reinterpret_cast<const uint8_t*>(prefix);
+  for (uint32_t bit = 0; bit < len; ++bit) {
+    const int shift = 7 - static_cast<int>(bit % 8);
+    if (((a[bit / 8] >> shift) & 1) != ((b[bit / 8] >> shift) & 1)) return false;
+  }
+  return true;
+}
 
-ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_direction direction,
-                                 uint32_t peer_ipv4, uint8_t proto, uint16_t port) {
+std::optional<ms_policy_value> LongestPrefix6(const MapState& maps, uint32_t endpoint_id, ms_direction direction,
+                                              const Ipv6Address& peer, uint8_t proto, uint16_t port) {
+  std::optional<ms_policy_value> best;
+  uint32_t best_len = 0;
+  for (const auto& [key, value] : maps.lpm6) {
+    if (key.endpoint_id != endpoint_id || key.direction != direction || key.proto != proto || key.port != port) {
+      continue;
+    }
+    const uint32_t len = key.prefixlen - MS_LPM_FIXED_BITS;
+    if (!Ipv6PrefixMatches(peer, key.peer_ipv6, len)) continue;
+    if (!best || len > best_len) {
+      best = value;
+      best_len = len;
+    }
+  }
+  return best;
+}
+
+// The data plane's steps after the endpoint: exact classes, LPM classes, default.
+template <typename ExactLookup, typename LpmLookup>
+ReferenceVerdict Decide(const MapState& maps, uint32_t ifindex, ms_direction direction, uint8_t proto, uint16_t port,
+                        ExactLookup&& exact, LpmLookup&& lpm) {
   const auto endpoint = maps.endpoints.find(ifindex);
   if (endpoint == maps.endpoints.end()) return {Decision::kUnknownEndpoint, 0};
   const uint8_t isolation_flag = direction == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
@@ -44,22 +74,15 @@ ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_dire
   const uint32_t policy_id = ms_policy_id(endpoint->second.endpoint_id, endpoint->second.flags);
   const std::pair<uint8_t, uint16_t> classes[] = {{proto, port}, {proto, 0}, {0, 0}};
   for (const auto& [class_proto, class_port] : classes) {
-    ms_policy_key key{};
-    key.endpoint_id = policy_id;
-    key.peer_ipv4 = htonl(peer_ipv4);
-    key.port = class_port;
-    key.proto = class_proto;
-    key.direction = static_cast<uint8_t>(direction);
-    const auto found = maps.exact.find(key);
-    if (found == maps.exact.end()) continue;
-    const Decision decision = found->second.action == MS_ACTION_ALLOW         ? Decision::kAllowExact
-                              : found->second.action == MS_ACTION_ALLOW_AUDIT ? Decision::kAuditExact
-                                                                              : Decision::kDenyExact;
-    return {decision, found->second.rule_id};
+    const std::optional<ms_policy_value> found = exact(policy_id, class_proto, class_port);
+    if (!found) continue;
+    const Decision decision = found->action == MS_ACTION_ALLOW         ? Decision::kAllowExact
+                              : found->action == MS_ACTION_ALLOW_AUDIT ? Decision::kAuditExact
+                                                                       : Decision::kDenyExact;
+    return {decision, found->rule_id};
   }
   for (const auto& [class_proto, class_port] : classes) {
-    const std::optional<ms_policy_value> value =
-        LongestPrefix(maps, policy_id, direction, peer_ipv4, class_proto, class_port);
+    const std::optional<ms_policy_value> value = lpm(policy_id, class_proto, class_port);
     if (!value) continue;
     const Decision decision = value->action == MS_ACTION_ALLOW         ? Decision::kAllowLpm
                               : value->action == MS_ACTION_ALLOW_AUDIT ? Decision::kAuditLpm
@@ -67,6 +90,48 @@ ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_dire
     return {decision, value->rule_id};
   }
   return {isolated ? Decision::kDenyNoMatch : Decision::kAllowNotIsolated, 0};
+}
+
+}  // namespace
+
+ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_direction direction,
+                                 uint32_t peer_ipv4, uint8_t proto, uint16_t port) {
+  return Decide(
+      maps, ifindex, direction, proto, port,
+      [&](uint32_t policy_id, uint8_t class_proto, uint16_t class_port) -> std::optional<ms_policy_value> {
+        ms_policy_key key{};
+        key.endpoint_id = policy_id;
+        key.peer_ipv4 = htonl(peer_ipv4);
+        key.port = class_port;
+        key.proto = class_proto;
+        key.direction = static_cast<uint8_t>(direction);
+        const auto found = maps.exact.find(key);
+        if (found == maps.exact.end()) return std::nullopt;
+        return found->second;
+      },
+      [&](uint32_t policy_id, uint8_t class_proto, uint16_t class_port) {
+        return LongestPrefix(maps, policy_id, direction, peer_ipv4, class_proto, class_port);
+      });
+}
+
+ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_direction direction,
+                                 const Ipv6Address& peer_ipv6, uint8_t proto, uint16_t port) {
+  return Decide(
+      maps, ifindex, direction, proto, port,
+      [&](uint32_t policy_id, uint8_t class_proto, uint16_t class_port) -> std::optional<ms_policy_value> {
+        ms_policy6_key key{};
+        key.endpoint_id = policy_id;
+        std::memcpy(key.peer_ipv6, peer_ipv6.data(), sizeof key.peer_ipv6);
+        key.port = class_port;
+        key.proto = class_proto;
+        key.direction = static_cast<uint8_t>(direction);
+        const auto found = maps.exact6.find(key);
+        if (found == maps.exact6.end()) return std::nullopt;
+        return found->second;
+      },
+      [&](uint32_t policy_id, uint8_t class_proto, uint16_t class_port) {
+        return LongestPrefix6(maps, policy_id, direction, peer_ipv6, class_proto, class_port);
+      });
 }
 
 }  // namespace microseg::testing

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "map_state.h"
+#include "model.h"
 
 namespace microseg::testing {
 
@@ -37,5 +38,8 @@ struct ReferenceVerdict {
 // peer_ipv4 in host order; port 0 for protocols without ports.
 ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_direction direction,
                                  uint32_t peer_ipv4, uint8_t proto, uint16_t port);
+// An IPv6 peer: the same steps on the IPv6 maps (exact6, lpm6).
+ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_direction direction,
+                                 const Ipv6Address& peer_ipv6, uint8_t proto, uint16_t port);
 
 }  // namespace microseg::testing

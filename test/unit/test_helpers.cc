@@ -34,7 +34,8 @@ uint32_t Ip(const std::string& dotted) {
 }
 
 bool SameMapState(const MapState& a, const MapState& b) {
-  return SameMap(a.endpoints, b.endpoints) && SameMap(a.exact, b.exact) && SameMap(a.lpm, b.lpm);
+  return SameMap(a.endpoints, b.endpoints) && SameMap(a.exact, b.exact) && SameMap(a.lpm, b.lpm) &&
+         SameMap(a.exact6, b.exact6) && SameMap(a.lpm6, b.lpm6);
 }
 
 }  // namespace microseg::testing

@@ -8,6 +8,7 @@
 
 #include "fake_map_writer.h"
 #include "ipv4_cidr.h"
+#include "ipv6_address.h"
 #include "naive_policy_evaluator.h"
 #include "policy_compiler.h"
 #include "random_cluster.h"
@@ -261,6 +262,74 @@ TEST_CASE("tiers: random clusters of all three kinds agree with the naive evalua
                         testing::Decision::kDenyExact, testing::Decision::kAuditExact, testing::Decision::kAuditLpm}) {
     INFO("decision " << static_cast<int>(decision) << " seen " << decisions[decision] << " times");
     CHECK(decisions[decision] > 1000);
+  }
+}
+
+// Both families at once: IPv4 and IPv6 ipBlocks never match the other
+// family's addresses, rules without peers cover both, pods are dual-stack or
+// single-stack; every pair is checked on the IPv4 and the IPv6 maps.
+TEST_CASE("tiers: dual-stack random clusters agree with the naive evaluator for both families",
+          "[tiers][random][ipv6]") {
+  constexpr int kClusters = 1500;
+  const auto probe_ports = RandomCluster::TieredProbePorts();
+  int checked6 = 0;
+  int checked4 = 0;
+  std::map<NaiveVerdict, int> verdicts6;
+  std::map<testing::Decision, int> decisions6;
+  for (uint32_t seed = 1; seed <= kClusters; ++seed) {
+    RandomCluster generator(seed, /*tiers=*/true, /*ipv6=*/true);
+    ClusterState cluster;
+    std::vector<LocalEndpoint> endpoints;
+    generator.Build(cluster, endpoints);
+    const CompiledPolicy compiled = CompilePolicy(cluster, endpoints);
+    const std::vector<uint32_t> addresses = generator.ProbeAddresses(cluster, endpoints);
+    const std::vector<Ipv6Address> addresses6 = generator.ProbeAddresses6(cluster, endpoints);
+    for (const LocalEndpoint& endpoint : endpoints) {
+      for (ms_direction direction : {MS_DIR_INGRESS, MS_DIR_EGRESS}) {
+        for (const auto& [proto, port] : probe_ports) {
+          for (const Ipv6Address& peer : addresses6) {
+            const NaiveVerdict expected = NaiveVerdictOf(cluster, endpoints, endpoint, direction, peer, proto, port);
+            const ReferenceVerdict actual = ReferenceLookup(compiled.maps, endpoint.ifindex, direction, peer, proto, port);
+            if (FromMaps(actual) != expected) {
+              FAIL("seed " << seed << " (RandomCluster(seed, tiers=true, ipv6=true)): endpoint "
+                           << endpoint.pod_namespace << "/" << endpoint.pod_name
+                           << (direction == MS_DIR_INGRESS ? " ingress from " : " egress to ") << FormatIpv6(peer)
+                           << " proto " << int(proto) << " port " << port << ": naive says " << NameOf(expected)
+                           << ", maps say " << NameOf(FromMaps(actual)));
+            }
+            ++checked6;
+            ++verdicts6[expected];
+            ++decisions6[actual.decision];
+          }
+          for (uint32_t peer : addresses) {
+            const NaiveVerdict expected = NaiveVerdictOf(cluster, endpoints, endpoint, direction, peer, proto, port);
+            const ReferenceVerdict actual = ReferenceLookup(compiled.maps, endpoint.ifindex, direction, peer, proto, port);
+            if (FromMaps(actual) != expected) {
+              FAIL("seed " << seed << " (RandomCluster(seed, tiers=true, ipv6=true)): endpoint "
+                           << endpoint.pod_namespace << "/" << endpoint.pod_name
+                           << (direction == MS_DIR_INGRESS ? " ingress from " : " egress to ") << FormatIpv4(peer)
+                           << " proto " << int(proto) << " port " << port << ": naive says " << NameOf(expected)
+                           << ", maps say " << NameOf(FromMaps(actual)));
+            }
+            ++checked4;
+          }
+        }
+      }
+    }
+  }
+  INFO("checked " << checked6 << " IPv6 and " << checked4 << " IPv4 probes: IPv6 allow " << verdicts6[NaiveVerdict::kAllow]
+                  << ", deny " << verdicts6[NaiveVerdict::kDeny] << ", audit " << verdicts6[NaiveVerdict::kAllowAudit]);
+  CHECK(checked6 > 300000);
+  CHECK(checked4 > 300000);
+  for (NaiveVerdict verdict : {NaiveVerdict::kAllow, NaiveVerdict::kDeny, NaiveVerdict::kAllowAudit}) {
+    CHECK(verdicts6[verdict] > checked6 / 50);
+  }
+  // Every way the IPv6 maps reach a verdict is exercised.
+  for (auto decision : {testing::Decision::kAllowNotIsolated, testing::Decision::kAllowExact,
+                        testing::Decision::kAllowLpm, testing::Decision::kDenyLpm, testing::Decision::kDenyNoMatch,
+                        testing::Decision::kDenyExact, testing::Decision::kAuditExact, testing::Decision::kAuditLpm}) {
+    INFO("IPv6 decision " << static_cast<int>(decision) << " seen " << decisions6[decision] << " times");
+    CHECK(decisions6[decision] > 500);
   }
 }
 
