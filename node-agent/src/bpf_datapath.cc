@@ -278,6 +278,12 @@ absl::StatusOr<MapState> BpfDatapath::ReadPolicyMaps() const {
   status = ForEachEntry<ms_lpm_key, ms_policy_value>(
       policy_lpm_fd(), [&](const ms_lpm_key& k, const ms_policy_value& v) { state.lpm[k] = v; });
   if (!status.ok()) return status;
+  status = ForEachEntry<ms_policy6_key, ms_policy_value>(
+      policy6_fd(), [&](const ms_policy6_key& k, const ms_policy_value& v) { state.exact6[k] = v; });
+  if (!status.ok()) return status;
+  status = ForEachEntry<ms_lpm6_key, ms_policy_value>(
+      policy6_lpm_fd(), [&](const ms_lpm6_key& k, const ms_policy_value& v) { state.lpm6[k] = v; });
+  if (!status.ok()) return status;
   return state;
 }
 

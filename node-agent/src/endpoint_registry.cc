@@ -140,7 +140,10 @@ absl::StatusOr<EndpointRecord> EndpointRegistry::Register(EndpointRecord record,
   }
   record.ipv4 = FirstIpv4(record.ips);
   record.ipv6 = FirstIpv6(record.ips);
-  if (record.ipv4 == 0) return absl::InvalidArgumentError("ips: the endpoint has no IPv4 address");
+  // IPv4, IPv6 or both (the compiler and the data path handle either family).
+  if (record.ipv4 == 0 && record.ipv6 == Ipv6Address{}) {
+    return absl::InvalidArgumentError("ips: the endpoint has no IP address");
+  }
 
   const Key key{record.container_id, record.ifname};
   // The kernel reuses ifindexes: another record on this ifindex is a veth

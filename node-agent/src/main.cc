@@ -118,7 +118,8 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 // Map pressure (docs/map-pressure.md).
 ABSL_FLAG(std::string, session_allow_list, "10.96.0.10/32:udp:53,10.96.0.10/32:tcp:53",
           "Peers that may still open sessions when the session map is full, as CIDR:tcp|udp|sctp[:port] "
-          "comma separated (port 0 or none = any); default: the usual cluster DNS service address. Empty: none.");
+          "comma separated, IPv4 or IPv6 CIDRs (e.g. fd00:96::a/128:udp:53; port 0 or none = any); default: the "
+          "usual cluster DNS service address. Empty: none.");
 ABSL_FLAG(double, session_map_reserve, 0.02,
           "Share of the session map kept for allow-listed flows: beyond (1 - this) of its capacity new sessions are "
           "refused (reason map_full) instead of letting the LRU evict live ones.");

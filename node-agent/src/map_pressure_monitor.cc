@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include "absl/strings/numbers.h"
@@ -14,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "absl/strings/ascii.h"
 #include "ipv4_cidr.h"
+#include "ipv6_address.h"
 #include "log.h"
 #include "map_state.h"
 
@@ -76,18 +78,28 @@ absl::StatusOr<uint64_t> CountMapEntries(int fd, uint32_t key_size, uint32_t val
   }
 }
 
-absl::StatusOr<std::vector<ms_allow_key>> ParseSessionAllowList(absl::string_view text) {
-  std::vector<ms_allow_key> out;
+absl::StatusOr<SessionAllowList> ParseSessionAllowList(absl::string_view text) {
+  SessionAllowList out;
   for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
     item = absl::StripAsciiWhitespace(item);
-    std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
     auto bad = [&](absl::string_view why) {
       return absl::InvalidArgumentError(
           absl::StrCat("session allow-list entry '", item, "': ", why, " (want CIDR:tcp|udp|sctp[:port])"));
     };
+    // An IPv6 CIDR has ':' of its own: the fields start after the prefix length.
+    const size_t slash = item.find('/');
+    if (slash == absl::string_view::npos) return bad("the CIDR needs a /prefix-length");
+    const size_t fields_start = item.find(':', slash);
+    if (fields_start == absl::string_view::npos) return bad("wrong number of ':' fields");
+    const absl::string_view cidr_text = item.substr(0, fields_start);
+    std::vector<absl::string_view> parts = absl::StrSplit(item.substr(fields_start + 1), ':');
+    parts.insert(parts.begin(), cidr_text);
     if (parts.size() < 2 || parts.size() > 3) return bad("wrong number of ':' fields");
-    auto cidr = ParseIpv4Cidr(parts[0]);
+    const bool ipv6 = cidr_text.find(':') != absl::string_view::npos;
+    absl::StatusOr<Ipv4Cidr> cidr = ipv6 ? Ipv4Cidr{} : ParseIpv4Cidr(cidr_text);
+    absl::StatusOr<Ipv6Cidr> cidr6 = ipv6 ? ParseIpv6Cidr(cidr_text) : Ipv6Cidr{};
     if (!cidr.ok()) return bad(cidr.status().message());
+    if (!cidr6.ok()) return bad(cidr6.status().message());
     uint8_t proto = 0;
     if (parts[1] == "tcp") proto = IPPROTO_TCP;
     else if (parts[1] == "udp") proto = IPPROTO_UDP;
@@ -97,15 +109,50 @@ absl::StatusOr<std::vector<ms_allow_key>> ParseSessionAllowList(absl::string_vie
     if (parts.size() == 3 && (!absl::SimpleAtoi(parts[2], &port) || port > 65535)) {
       return bad(absl::StrCat("bad port '", parts[2], "'"));
     }
+    if (ipv6) {
+      ms_allow6_key key{};
+      key.prefixlen = MS_ALLOW_FIXED_BITS + cidr6->prefix_len;
+      key.proto = proto;
+      key.port = static_cast<uint16_t>(port);
+      std::memcpy(key.peer_ipv6, cidr6->addr.data(), sizeof key.peer_ipv6);
+      out.ipv6.push_back(key);
+      continue;
+    }
     ms_allow_key key{};
     key.prefixlen = MS_ALLOW_FIXED_BITS + cidr->prefix_len;
     key.proto = proto;
     key.port = static_cast<uint16_t>(port);
     key.peer_ipv4 = htonl(cidr->addr);
-    out.push_back(key);
+    out.ipv4.push_back(key);
   }
   return out;
 }
+
+namespace {
+
+// Replaces an allow-list map's contents as a whole: what an earlier run had
+// and this one does not want goes.
+template <typename Key>
+absl::Status ReplaceAllowList(int fd, const std::vector<Key>& allow_list, const char* name, size_t& written) {
+  std::set<Key, BytewiseLess<Key>> wanted(allow_list.begin(), allow_list.end());
+  std::vector<Key> stale;
+  Key key{}, next{};
+  for (const void* previous = nullptr; bpf_map_get_next_key(fd, previous, &next) == 0; previous = &key) {
+    key = next;
+    if (!wanted.contains(key)) stale.push_back(key);
+  }
+  for (const Key& k : stale) (void)bpf_map_delete_elem(fd, &k);
+  const uint8_t present = 1;
+  for (const Key& k : wanted) {
+    if (bpf_map_update_elem(fd, &k, &present, BPF_ANY) != 0) {
+      return Errno(errno, absl::StrCat("write the session allow-list (", name, ")"));
+    }
+  }
+  written = wanted.size();
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 MapPressureMonitor::MapPressureMonitor(const BpfDatapath& datapath, MapPressureOptions options, AgentEntries entries,
                                        AgentFailures failures)
@@ -124,7 +171,7 @@ MapPressureMonitor::MapPressureMonitor(const BpfDatapath& datapath, MapPressureO
   }
 }
 
-absl::Status MapPressureMonitor::Configure(const std::vector<ms_allow_key>& allow_list) {
+absl::Status MapPressureMonitor::Configure(const SessionAllowList& allow_list) {
   std::lock_guard<std::mutex> lock(mu_);
   const uint64_t capacity = maps_[MS_PMAP_SESSIONS].capacity;
   const auto reserve = static_cast<uint64_t>(std::ceil(static_cast<double>(capacity) * options_.session_reserve_ratio));
@@ -140,25 +187,20 @@ absl::Status MapPressureMonitor::Configure(const std::vector<ms_allow_key>& allo
       static_cast<uint32_t>(std::max<double>(1, std::ceil(static_cast<double>(capacity6) * options_.alert_ratio)));
   if (absl::Status status = CountSessions6Locked(absl::Now()); !status.ok()) return status;
 
-  // The allow-list is replaced as a whole: what an earlier run had and this
-  // one does not want goes.
-  std::set<ms_allow_key, BytewiseLess<ms_allow_key>> wanted(allow_list.begin(), allow_list.end());
-  std::vector<ms_allow_key> stale;
-  ms_allow_key key{}, next{};
-  for (const void* previous = nullptr; bpf_map_get_next_key(datapath_.session_allow_fd(), previous, &next) == 0;
-       previous = &key) {
-    key = next;
-    if (!wanted.contains(key)) stale.push_back(key);
+  size_t ranges = 0;
+  size_t ranges6 = 0;
+  if (absl::Status status = ReplaceAllowList(datapath_.session_allow_fd(), allow_list.ipv4, "ms_sess_allow", ranges);
+      !status.ok()) {
+    return status;
   }
-  for (const ms_allow_key& k : stale) (void)bpf_map_delete_elem(datapath_.session_allow_fd(), &k);
-  const uint8_t present = 1;
-  for (const ms_allow_key& k : wanted) {
-    if (bpf_map_update_elem(datapath_.session_allow_fd(), &k, &present, BPF_ANY) != 0) {
-      return Errno(errno, "write the session allow-list (ms_sess_allow)");
-    }
+  if (absl::Status status =
+          ReplaceAllowList(datapath_.session_allow6_fd(), allow_list.ipv6, "ms_sess_allow6", ranges6);
+      !status.ok()) {
+    return status;
   }
   LogInfo("session map: new sessions refused beyond ", session_config_.full_entries, " of ", capacity,
-          " entries except for ", wanted.size(), " allow-listed peer ranges; alert at ", session_config_.alert_entries);
+          " entries (ms_sessions6: ", session6_config_.full_entries, " of ", capacity6, ") except for ", ranges,
+          " IPv4 and ", ranges6, " IPv6 allow-listed peer ranges; alert at ", session_config_.alert_entries);
   return absl::OkStatus();
 }
 
@@ -220,7 +262,7 @@ void MapPressureMonitor::AgentAlertLocked(unsigned map, absl::Time now) {
 absl::Status MapPressureMonitor::Check(absl::Time now) {
   const std::array<uint64_t, MS_PMAP_MAX> entries = agent_entries_();
   std::lock_guard<std::mutex> lock(mu_);
-  for (unsigned map : {MS_PMAP_ENDPOINTS, MS_PMAP_POLICY, MS_PMAP_POLICY_LPM}) {
+  for (unsigned map : {MS_PMAP_ENDPOINTS, MS_PMAP_POLICY, MS_PMAP_POLICY_LPM, MS_PMAP_POLICY6, MS_PMAP_POLICY6_LPM}) {
     MapPressure& m = maps_[map];
     m.entries = entries[map];
     m.insert_failures = agent_failures_ ? agent_failures_(map) : 0;

@@ -47,9 +47,17 @@ struct MapPressureOptions {
   absl::Duration agent_alert_interval = absl::Minutes(1);  // log rate limit for the agent-written maps
 };
 
-// "CIDR:proto[:port]" entries, comma separated (e.g.
-// "10.96.0.10/32:udp:53,10.96.0.10/32:tcp:53"); port 0 or none = any port.
-[[nodiscard]] absl::StatusOr<std::vector<ms_allow_key>> ParseSessionAllowList(absl::string_view text);
+// The peers new sessions may still open when the session map is full:
+// ms_sess_allow (IPv4) and ms_sess_allow6 (IPv6).
+struct SessionAllowList {
+  std::vector<ms_allow_key> ipv4;
+  std::vector<ms_allow6_key> ipv6;
+};
+
+// "CIDR:proto[:port]" entries of either family, comma separated (e.g.
+// "10.96.0.10/32:udp:53,fd00:96::a/128:udp:53"); port 0 or none = any port.
+// The CIDR ends at the first ':' after its '/'.
+[[nodiscard]] absl::StatusOr<SessionAllowList> ParseSessionAllowList(absl::string_view text);
 
 class MapPressureMonitor {
  public:
@@ -63,7 +71,7 @@ class MapPressureMonitor {
 
   // Writes the session map's limits and the allow-list (replacing what a
   // previous run left). Call once before traffic matters.
-  [[nodiscard]] absl::Status Configure(const std::vector<ms_allow_key>& allow_list);
+  [[nodiscard]] absl::Status Configure(const SessionAllowList& allow_list);
   // One round: samples every map, counts the session map when due, alerts.
   [[nodiscard]] absl::Status Check(absl::Time now);
   // An alert the data path sent through the ring buffer.

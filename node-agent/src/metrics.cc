@@ -117,6 +117,8 @@ void AgentMetrics::CollectMapPressure(std::vector<MetricFamily>& out, const Agen
     AddGauge(entries, static_cast<double>(c.endpoint_entries), {{"map", "ms_endpoints"}});
     AddGauge(entries, static_cast<double>(c.exact_entries), {{"map", "ms_policy"}});
     AddGauge(entries, static_cast<double>(c.lpm_entries), {{"map", "ms_policy_lpm"}});
+    AddGauge(entries, static_cast<double>(c.exact6_entries), {{"map", "ms_policy6"}});
+    AddGauge(entries, static_cast<double>(c.lpm6_entries), {{"map", "ms_policy6_lpm"}});
     for (const MapCapacity& m : datapath_.capacities()) AddGauge(capacity, m.max_entries, {{"map", m.name}});
     out.push_back(std::move(entries));
     out.push_back(std::move(capacity));

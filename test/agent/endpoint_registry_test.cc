@@ -76,7 +76,7 @@ TEST_CASE("registry rejects incomplete registrations with a reason", "[registry]
       {"no pod name", [](EndpointRecord& r) { r.pod_name.clear(); }, "K8S_POD_NAME"},
       {"no ifindex", [](EndpointRecord& r) { r.host_ifindex = 0; }, "host_ifindex"},
       {"garbage ip", [](EndpointRecord& r) { r.ips = {"10.244.300.1/24"}; }, "not an IP address"},
-      {"ipv6 only", [](EndpointRecord& r) { r.ips = {"fd00::5/64"}; }, "no IPv4"},
+      {"no address", [](EndpointRecord& r) { r.ips.clear(); }, "no IP address"},
   };
   for (const Case& c : cases) {
     SECTION(c.name) {
@@ -102,6 +102,18 @@ TEST_CASE("registry skips a corrupt record file on load", "[registry]") {
   EndpointRegistry reloaded(dir.path());
   REQUIRE(reloaded.Load().ok());
   CHECK(reloaded.records().size() == 1);
+}
+
+TEST_CASE("registry registers an IPv6-only pod (no IPv4 address)", "[registry][ipv6]") {
+  TempDir dir;
+  EndpointRegistry registry(dir.path());
+  REQUIRE(registry.Load().ok());
+  auto registered = registry.Register(Record("a", 10, "fd00::5/64"), nullptr);
+  REQUIRE(registered.ok());
+  CHECK(registered->ipv4 == 0);
+  CHECK(registered->ipv6 == *ParseIpv6Address("fd00::5"));
+  REQUIRE(registry.LocalEndpoints().size() == 1);
+  CHECK(registry.LocalEndpoints()[0].ipv6 == *ParseIpv6Address("fd00::5"));
 }
 
 TEST_CASE("registry keeps a dual-stack pod's IPv6 address for ms_endpoint", "[registry][ipv6]") {

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "fake_transport.h"
+#include "ipv6_address.h"
 #include "kube/kube_source.h"
 #include "kube/object_converter.h"
 
@@ -60,7 +61,22 @@ TEST_CASE("pods convert with only what policy needs; finished and host-network p
     CHECK(pod.labels == Labels{{"app", "web"}});
     CHECK(pod.container_ports.size() == 1);
     CHECK(pod.ipv4.has_value() == c.has_ip);
+    // status.podIPs carries the dual-stack pod's IPv6 address.
+    CHECK(pod.ipv6.has_value() == c.has_ip);
+    if (pod.ipv6) CHECK(FormatIpv6(*pod.ipv6) == "fd00::5");
   }
+}
+
+TEST_CASE("an IPv6-only pod converts with its IPv6 address and no IPv4 one") {
+  nlohmann::json json = PodJson("v6", "Running", false);
+  json["status"]["podIP"] = "fd00::9";
+  json["status"]["podIPs"] = nlohmann::json::parse(R"([{"ip": "fd00::9"}])");
+  auto parsed = ConvertObject(json);
+  REQUIRE(parsed.ok());
+  const Pod& pod = std::get<Pod>(*parsed);
+  CHECK_FALSE(pod.ipv4.has_value());
+  REQUIRE(pod.ipv6.has_value());
+  CHECK(FormatIpv6(*pod.ipv6) == "fd00::9");
 }
 
 TEST_CASE("invalid policy version: rejected with its reason, the last good version stays; delete clears both") {

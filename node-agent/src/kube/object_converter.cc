@@ -39,7 +39,11 @@ nlohmann::json TrimPod(const nlohmann::json& pod) {
                                   : "";
     const bool finished = phase == "Succeeded" || phase == "Failed";
     nlohmann::json trimmed = nlohmann::json::object();
-    if (!finished && !host_network && status->contains("podIP")) trimmed["podIP"] = (*status)["podIP"];
+    if (!finished && !host_network) {
+      for (const char* field : {"podIP", "podIPs"}) {
+        if (status->contains(field)) trimmed[field] = (*status)[field];
+      }
+    }
     out["status"] = std::move(trimmed);
   }
   return out;
