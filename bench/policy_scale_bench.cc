@@ -383,9 +383,10 @@ int Run(const Options& options) {
   commit();
   const auto filled = Clock::now();
   std::printf("\n## full compile + initial map fill\n");
-  std::printf("state load %.1f ms, compile+fill %.1f ms, total %.1f ms (CPU %.1f ms); %zu exact + %zu LPM entries\n",
+  std::printf("state load %.1f ms, compile+fill %.1f ms, total %.1f ms (CPU %.1f ms); %zu exact + %zu LPM entries"
+              " (IPv6: %zu exact + %zu LPM)\n",
               Ms(loaded - started), Ms(filled - loaded), Ms(filled - started), CpuMs() - fill_cpu0,
-              updater.exact_entries(), updater.lpm_entries());
+              updater.exact_entries(), updater.lpm_entries(), updater.exact6_entries(), updater.lpm6_entries());
 
   // Baseline: the whole-state compiler the agent used before (one full
   // CompilePolicy per change).
@@ -495,10 +496,12 @@ int Run(const Options& options) {
               static_cast<unsigned long>(updater.counters().rollbacks));
 
   std::printf("\n## memory\n");
-  std::printf("RSS %s (peak %s); %zu exact + %zu LPM entries\n", ProcStatus("VmRSS:").c_str(),
-              ProcStatus("VmHWM:").c_str(), updater.exact_entries(), updater.lpm_entries());
+  std::printf("RSS %s (peak %s); %zu exact + %zu LPM entries (IPv6: %zu exact + %zu LPM)\n",
+              ProcStatus("VmRSS:").c_str(), ProcStatus("VmHWM:").c_str(), updater.exact_entries(),
+              updater.lpm_entries(), updater.exact6_entries(), updater.lpm6_entries());
   if (skeleton != nullptr) {
-    for (bpf_map* map : {skeleton->maps.ms_endpoints, skeleton->maps.ms_policy, skeleton->maps.ms_policy_lpm}) {
+    for (bpf_map* map : {skeleton->maps.ms_endpoints, skeleton->maps.ms_policy, skeleton->maps.ms_policy_lpm,
+                         skeleton->maps.ms_policy6, skeleton->maps.ms_policy6_lpm}) {
       std::printf("| %-14s | max_entries %8u | key %2u B | value %2u B | memlock %s |\n", bpf_map__name(map),
                   bpf_map__max_entries(map), bpf_map__key_size(map), bpf_map__value_size(map),
                   MemlockOf(bpf_map__fd(map)).c_str());
