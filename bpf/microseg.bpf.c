@@ -415,6 +415,26 @@ static __always_inline int ms_policy_reason(int v6, int lpm, __u32 endpoint_id, 
 		   : ms_policy_exact_reason(endpoint_id, peer4, proto, port, dir);
 }
 
+/*
+ * The first port of the endPort interval holding `port` for this endpoint,
+ * direction and protocol; 0 when no range covers it (ranges never start at
+ * port 0). Port-only, so it serves IPv6 flows too.
+ */
+static __always_inline __u16 ms_port_interval(__u32 endpoint_id, __u8 proto, __u16 port, __u32 dir)
+{
+	struct ms_lpm_key key = {
+		.prefixlen = MS_PORT_LOOKUP_FIXED_BITS + 16,
+		.endpoint_id = endpoint_id,
+		.direction = dir | MS_DIR_F_PORT_LOOKUP,
+		.proto = proto,
+		.port = bpf_htons(port),
+	};
+	const struct ms_policy_value *value = bpf_map_lookup_elem(&ms_policy_lpm, &key);
+	if (!value || value->action != MS_ACTION_PORT_INTERVAL)
+		return 0;
+	return (__u16)value->rule_id;
+}
+
 /* ICMP has no ports: its echo id (kept in the ports for sessions) is no port. */
 static __always_inline __u16 ms_policy_port(int v6, const struct ms_flow *flow)
 {
@@ -422,15 +442,17 @@ static __always_inline __u16 ms_policy_port(int v6, const struct ms_flow *flow)
 }
 
 /*
- * Most specific first: (proto, port), (proto, any port), (any proto, any
- * port), exact map before LPM; a combination equal to an earlier one is
- * skipped. The first entry decides (the agent compiled every policy tier
- * into it); none: the endpoint's default for the direction. IPv6 flows
- * (`v6`, addresses in `addrs6`) take the same steps on the *6 maps.
+ * Most specific first: (proto, port), (proto, the port's endPort interval),
+ * (proto, any port), (any proto, any port), exact map before LPM; a
+ * combination equal to an earlier one is skipped, the interval rung is
+ * taken only when the endpoint has ranges and one covers the port. The
+ * first entry decides (the agent compiled every policy tier into it); none:
+ * the endpoint's default for the direction. IPv6 flows (`v6`, addresses in
+ * `addrs6`) take the same steps on the *6 maps.
  */
 static __always_inline __u32 ms_policy_verdict(int v6, const struct ms_flow *flow,
 					       const struct ms_flow6 *addrs6, __u32 endpoint_id,
-					       __u32 dir, int isolated)
+					       __u32 dir, int isolated, int has_ranges)
 {
 	__u32 peer = 0;
 	const __u32 *peer6 = 0;
@@ -442,11 +464,20 @@ static __always_inline __u32 ms_policy_verdict(int v6, const struct ms_flow *flo
 	__u8 proto = flow->proto;
 	int try_proto_any_port = port != 0;
 	int try_any_proto = proto != 0;
+	__u32 interval_dir = dir | MS_DIR_F_PORT_INTERVAL;
+	__u16 interval = 0;
 
 	int reason = -1;
 	/* The bloom pre-filter covers ms_policy only. */
-	if (v6 || ms_policy_exact_may_match(endpoint_id, peer, dir)) {
+	int exact_may_match = v6 || ms_policy_exact_may_match(endpoint_id, peer, dir);
+	if (exact_may_match)
 		reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, proto, port, dir);
+	/* Only when the exact port did not decide: an exact hit pays nothing for ranges. */
+	if (reason < 0 && has_ranges && port != 0)
+		interval = ms_port_interval(endpoint_id, proto, port, dir);
+	if (exact_may_match) {
+		if (reason < 0 && interval)
+			reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, proto, interval, interval_dir);
 		if (reason < 0 && try_proto_any_port)
 			reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, proto, 0, dir);
 		if (reason < 0 && try_any_proto)
@@ -454,6 +485,8 @@ static __always_inline __u32 ms_policy_verdict(int v6, const struct ms_flow *flo
 	}
 	if (reason < 0)
 		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, port, dir);
+	if (reason < 0 && interval)
+		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, interval, interval_dir);
 	if (reason < 0 && try_proto_any_port)
 		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, 0, dir);
 	if (reason < 0 && try_any_proto)
@@ -477,7 +510,7 @@ static __always_inline __u32 ms_flow_verdict(int v6, const struct ms_flow *flow,
 		return MS_REASON_ALLOW_NOT_ISOLATED;
 	/* The policy generation the entry's one read of the flags named. */
 	return ms_policy_verdict(v6, flow, addrs6, ms_policy_id(endpoint_id, endpoint_flags), dir,
-				 isolated);
+				 isolated, (endpoint_flags & MS_EP_F_PORT_RANGES) != 0);
 }
 
 /* ---- session tracking: what a packet of a trackable flow does ---- */

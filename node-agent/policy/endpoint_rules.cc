@@ -53,13 +53,14 @@ class RuleBuilder {
       } else if (const auto* number = std::get_if<uint16_t>(&*policy_port.port)) {
         const uint32_t last = policy_port.end_port.value_or(*number);
         if (*number == 1 && last == 65535) {
-          // Every port: one "any port of proto" key instead of 65,535 (it
+          // Every port: the "any port of proto" key, no interval lookup (it
           // also matches a destination port 0, which no connection uses).
           out.ports.push_back({proto, 0});
           continue;
         }
-        // One key per port: the maps match ports exactly (docs/policy-compiler.md, "Port ranges").
-        for (uint32_t port = *number; port <= last; ++port) out.ports.push_back({proto, static_cast<uint16_t>(port)});
+        // A range is one key whatever its width: the maps hold it as port
+        // intervals (port_intervals.h; docs/policy-compiler.md, "Port ranges").
+        out.ports.push_back({proto, *number, last == *number ? uint16_t{0} : static_cast<uint16_t>(last)});
       } else if (direction_ == MS_DIR_EGRESS) {
         named_egress.push_back({proto, std::get<std::string>(*policy_port.port)});  // resolved per peer pod
       } else {

@@ -8,19 +8,24 @@
 
 #include "ipv4_cidr.h"
 #include "ipv6_address.h"
+#include "tiered_verdicts.h"
 
 namespace microseg {
 namespace {
 
-using PortClass = std::pair<uint8_t, uint16_t>;  // (proto, port), 0 = any
+using PortClass = PortKey;
+
+template <typename Cidr>
+PortClass ClassOf(const BasicLpmRuleSpec<Cidr>& spec) {
+  return {spec.proto, spec.port, spec.last};
+}
 
 // A spec covers a class when the data plane, looking up that class, must
 // take the spec into account: (any,any) covers everything, (proto,any)
-// covers every port of its protocol.
+// covers every port of its protocol, an interval covers the ports in it.
 template <typename Cidr>
 bool Covers(const BasicLpmRuleSpec<Cidr>& spec, const PortClass& port_class) {
-  if (spec.proto == 0) return true;
-  return spec.proto == port_class.first && (spec.port == 0 || spec.port == port_class.second);
+  return PortKeyCovers(ClassOf(spec), port_class);
 }
 
 struct PrefixLess {
@@ -49,8 +54,9 @@ BasicLpmVerdict<Cidr> DecideRegion(const PortClass& port_class, const Cidr& pref
     slot = slot ? std::min(*slot, spec->rule_id) : spec->rule_id;
   }
   BasicLpmVerdict<Cidr> verdict;
-  verdict.proto = port_class.first;
-  verdict.port = port_class.second;
+  verdict.proto = port_class.proto;
+  verdict.port = port_class.port;
+  verdict.last = port_class.last;
   verdict.prefix = prefix;
   verdict.allow = allowing_rule.has_value();
   // Every key is some covering spec's cidr or except, so one of the two is set.
@@ -63,7 +69,7 @@ BasicLpmVerdict<Cidr> DecideRegion(const PortClass& port_class, const Cidr& pref
 template <typename Cidr>
 std::vector<BasicLpmVerdict<Cidr>> ComputeLpmVerdicts(const std::vector<BasicLpmRuleSpec<Cidr>>& specs) {
   std::set<PortClass> classes;
-  for (const BasicLpmRuleSpec<Cidr>& spec : specs) classes.emplace(spec.proto, spec.port);
+  for (const BasicLpmRuleSpec<Cidr>& spec : specs) classes.insert(ClassOf(spec));
 
   std::vector<BasicLpmVerdict<Cidr>> verdicts;
   for (const PortClass& port_class : classes) {
@@ -83,7 +89,7 @@ std::vector<BasicLpmVerdict<Cidr>> ComputeLpmVerdicts(const std::vector<BasicLpm
 template <typename Cidr>
 std::vector<BasicLpmRegion<Cidr>> ComputeLpmRegions(const std::vector<BasicLpmRuleSpec<Cidr>>& specs) {
   std::set<PortClass> classes;
-  for (const BasicLpmRuleSpec<Cidr>& spec : specs) classes.emplace(spec.proto, spec.port);
+  for (const BasicLpmRuleSpec<Cidr>& spec : specs) classes.insert(ClassOf(spec));
 
   std::vector<BasicLpmRegion<Cidr>> regions;
   for (const PortClass& port_class : classes) {
@@ -96,7 +102,7 @@ std::vector<BasicLpmRegion<Cidr>> ComputeLpmRegions(const std::vector<BasicLpmRu
       keys.insert(specs[i].except.begin(), specs[i].except.end());
     }
     for (const Cidr& key : keys) {
-      BasicLpmRegion<Cidr> region{port_class.first, port_class.second, key, {}};
+      BasicLpmRegion<Cidr> region{port_class.proto, port_class.port, key, {}, port_class.last};
       // Same argument as DecideRegion: containment of the whole key decides.
       for (size_t i : covering) {
         const BasicLpmRuleSpec<Cidr>& spec = specs[i];

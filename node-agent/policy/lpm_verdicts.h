@@ -28,6 +28,9 @@ struct BasicLpmRuleSpec {
   Cidr cidr;
   std::vector<Cidr> except;
   uint32_t rule_id = 0;
+  // != 0: the class is the port interval [port, last] (tiered_verdicts.h
+  // PortKey); specs of one call use disjoint intervals.
+  uint16_t last = 0;
 };
 using LpmRuleSpec = BasicLpmRuleSpec<Ipv4Cidr>;
 using Lpm6RuleSpec = BasicLpmRuleSpec<Ipv6Cidr>;
@@ -41,6 +44,7 @@ struct BasicLpmVerdict {
   // Smallest id among the rules that decide the verdict: the allowing rules
   // for an allow, the rules whose except removed the region for a deny.
   uint32_t rule_id = 0;
+  uint16_t last = 0;  // as LpmRuleSpec::last
 };
 using LpmVerdict = BasicLpmVerdict<Ipv4Cidr>;
 
@@ -59,6 +63,7 @@ struct BasicLpmRegion {
   uint16_t port = 0;
   Cidr prefix;
   std::vector<size_t> matching;
+  uint16_t last = 0;  // as LpmRuleSpec::last
 };
 template <typename Cidr>
 std::vector<BasicLpmRegion<Cidr>> ComputeLpmRegions(const std::vector<BasicLpmRuleSpec<Cidr>>& specs);

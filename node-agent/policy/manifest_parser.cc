@@ -27,9 +27,6 @@ using yaml_fields::ReadString;
 using yaml_fields::RequireMap;
 using yaml_fields::RequireSequence;
 
-// Wider ranges would need range-aware map entries, not one entry per port.
-constexpr int64_t kMaxEndPortRange = 1024;
-
 std::string Field(absl::string_view path, absl::string_view name) { return absl::StrCat(path, ".", name); }
 std::string Element(absl::string_view path, size_t index) { return absl::StrCat(path, "[", index, "]"); }
 
@@ -272,15 +269,6 @@ absl::StatusOr<PolicyPort> ParsePolicyPort(const YAML::Node& node, const std::st
     const uint16_t start = std::get<uint16_t>(*port.port);
     if (end_port < start) {
       return FieldError(end_port_path, absl::StrCat(end_port, " is less than port ", start));
-    }
-    // Every port (1-65535) is one "any port" class (docs/policy-compiler.md,
-    // "Port ranges"); other ranges cost one map entry per port and peer.
-    const bool every_port = start == 1 && end_port == 65535;
-    if (!every_port && int64_t{end_port} - start + 1 > kMaxEndPortRange) {
-      return FieldError(end_port_path,
-                        absl::StrCat("endPort ranges wider than ", kMaxEndPortRange,
-                                     " ports are not supported yet, except 1-65535 (", start, "-", end_port,
-                                     " is ", int64_t{end_port} - start + 1, " ports)"));
     }
     port.end_port = end_port;
   }

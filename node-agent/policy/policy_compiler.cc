@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "ipv4_cidr.h"
 #include "endpoint_rules.h"
+#include "port_intervals.h"
 #include "selector.h"
 #include "tiered_verdicts.h"
 
@@ -27,14 +28,14 @@ void AddDirectionEntries(const DirectionEntries& entries, uint32_t endpoint_id, 
     key.peer_ipv4 = htonl(verdict.peer);
     key.port = verdict.port.port;
     key.proto = verdict.port.proto;
-    key.direction = static_cast<uint8_t>(direction);
+    key.direction = PolicyKeyDirection(direction, verdict.port);
     out.exact[key] = verdict.value;
   }
   for (const LpmVerdictEntry& verdict : entries.lpm) {
     ms_lpm_key key{};
     key.prefixlen = MS_LPM_FIXED_BITS + verdict.prefix.prefix_len;
     key.endpoint_id = endpoint_id;
-    key.direction = static_cast<uint8_t>(direction);
+    key.direction = PolicyKeyDirection(direction, verdict.port);
     key.proto = verdict.port.proto;
     key.port = verdict.port.port;
     key.peer_ipv4 = htonl(verdict.prefix.addr);
@@ -46,18 +47,30 @@ void AddDirectionEntries(const DirectionEntries& entries, uint32_t endpoint_id, 
     std::memcpy(key.peer_ipv6, verdict.peer.data(), sizeof key.peer_ipv6);
     key.port = verdict.port.port;
     key.proto = verdict.port.proto;
-    key.direction = static_cast<uint8_t>(direction);
+    key.direction = PolicyKeyDirection(direction, verdict.port);
     out.exact6[key] = verdict.value;
   }
   for (const LpmVerdictEntry6& verdict : entries.lpm6) {
     ms_lpm6_key key{};
     key.prefixlen = MS_LPM_FIXED_BITS + verdict.prefix.prefix_len;
     key.endpoint_id = endpoint_id;
-    key.direction = static_cast<uint8_t>(direction);
+    key.direction = PolicyKeyDirection(direction, verdict.port);
     key.proto = verdict.port.proto;
     key.port = verdict.port.port;
     std::memcpy(key.peer_ipv6, verdict.prefix.addr.data(), sizeof key.peer_ipv6);
     out.lpm6[key] = verdict.value;
+  }
+  // Port -> interval lookups: in ms_policy_lpm only, for both families.
+  for (const PortKey& interval : entries.intervals) {
+    for (const PortPrefix& prefix : PortPrefixes(interval.port, interval.last)) {
+      ms_lpm_key key{};
+      key.prefixlen = MS_PORT_LOOKUP_FIXED_BITS + prefix.bits;
+      key.endpoint_id = endpoint_id;
+      key.direction = static_cast<uint8_t>(direction | MS_DIR_F_PORT_LOOKUP);
+      key.proto = interval.proto;
+      key.port = htons(prefix.port);
+      out.lpm[key] = PortIntervalValue(interval.port);
+    }
   }
 }
 
@@ -110,6 +123,18 @@ void ApplyEndpointAddresses(const LocalEndpoint& endpoint, PeerPod& peer) {
   if (endpoint.ipv6 != Ipv6Address{}) peer.ipv6 = endpoint.ipv6;
 }
 
+uint8_t PolicyKeyDirection(ms_direction direction, const PortKey& port) {
+  const auto plain = static_cast<uint8_t>(direction);
+  return port.interval() ? static_cast<uint8_t>(plain | MS_DIR_F_PORT_INTERVAL) : plain;
+}
+
+ms_policy_value PortIntervalValue(uint16_t first_port) {
+  ms_policy_value value{};
+  value.action = MS_ACTION_PORT_INTERVAL;
+  value.rule_id = first_port;
+  return value;
+}
+
 PolicyContext BuildPolicyContext(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints) {
   PolicyContext context;
   context.cluster = &cluster;
@@ -130,8 +155,6 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
     const DirectionRules rules = CollectDirectionRules(context, endpoint, pod, direction, &summary.policies);
     const DirectionEntries entries = CompileDirection(rules);
     AddDirectionEntries(entries, endpoint.endpoint_id, direction, out);
-    summary.exact_entries += static_cast<uint32_t>(entries.exact_size());
-    summary.lpm_entries += static_cast<uint32_t>(entries.lpm_size());
     const bool ingress = direction == MS_DIR_INGRESS;
     (ingress ? summary.ingress_isolated : summary.egress_isolated) = rules.isolated_enforced;
     if (rules.isolated_enforced) flags |= ingress ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
@@ -139,7 +162,11 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
     if (!rules.isolated_enforced && !entries.empty()) {
       flags |= ingress ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
     }
+    if (!entries.intervals.empty()) flags |= MS_EP_F_PORT_RANGES;
   }
+  // What the maps hold (both families), port-interval lookup entries included.
+  summary.exact_entries = static_cast<uint32_t>(out.exact.size() + out.exact6.size());
+  summary.lpm_entries = static_cast<uint32_t>(out.lpm.size() + out.lpm6.size());
   std::sort(summary.policies.begin(), summary.policies.end());
   summary.policies.erase(std::unique(summary.policies.begin(), summary.policies.end()), summary.policies.end());
 

@@ -20,6 +20,7 @@
 
 #include "map_state.h"
 #include "model.h"
+#include "tiered_verdicts.h"
 
 namespace microseg {
 
@@ -71,6 +72,12 @@ struct PolicyContext {
 };
 
 PolicyContext BuildPolicyContext(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints);
+
+// The `direction` byte of a policy key (any family, exact or LPM) for a
+// port class: an interval class carries MS_DIR_F_PORT_INTERVAL.
+uint8_t PolicyKeyDirection(ms_direction direction, const PortKey& port);
+// The value of a MS_DIR_F_PORT_LOOKUP entry of ms_policy_lpm.
+ms_policy_value PortIntervalValue(uint16_t first_port);
 
 // One endpoint's desired state: its ms_endpoints entry and its policy
 // entries of both families (all keyed by its endpoint_id). policy_rev is left 0.

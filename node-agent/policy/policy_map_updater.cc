@@ -72,8 +72,11 @@ void AdoptEntries(Map& strays, uint32_t policy_id, uint32_t endpoint_id, Map& in
 }
 
 // Position of a key in the data path's lookup chain for one peer:
-// (proto,port) first, then (proto,any), then (any,any).
-int ChainPosition(const ms_policy_key& key) { return key.port != 0 ? 0 : key.proto != 0 ? 1 : 2; }
+// (proto,port) first, then (proto,interval), then (proto,any), then (any,any).
+int ChainPosition(const ms_policy_key& key) {
+  if ((key.direction & MS_DIR_F_PORT_INTERVAL) != 0) return 1;
+  return key.port != 0 ? 0 : key.proto != 0 ? 2 : 3;
+}
 
 using ExactChange = std::pair<ms_policy_key, ms_policy_value>;
 
@@ -220,8 +223,11 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
     const ms_action fallback = peers.default_action[direction];
     // An audit default always has a catch-all LPM entry: never trimmed.
     if (fallback == MS_ACTION_ALLOW_AUDIT) continue;
-    auto in_direction = [&](const auto& entry) { return entry.first.direction == direction; };
-    auto not_default = [&](const auto& entry) { return in_direction(entry) && entry.second.action != fallback; };
+    auto in_direction = [&](const auto& entry) { return ms_key_direction(entry.first.direction) == direction; };
+    // A port-interval lookup entry is no verdict: it never makes a direction matter.
+    auto not_default = [&](const auto& entry) {
+      return in_direction(entry) && entry.second.action != fallback && entry.second.action != MS_ACTION_PORT_INTERVAL;
+    };
     const bool new_entries_matter = std::any_of(peers.exact.begin(), peers.exact.end(), not_default);
     bool has_entries = false;
     ForEachPolicyMap(policy, [&](const auto& entries) {
@@ -468,7 +474,7 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
   plan.endpoint = old.endpoint;
   std::array<bool, MS_DIR_MAX> trimmed{};
   for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
-    auto in_direction = [&](const auto& entry) { return entry.first.direction == direction; };
+    auto in_direction = [&](const auto& entry) { return ms_key_direction(entry.first.direction) == direction; };
     bool has_entries = false;
     ForEachPolicyMap(old, [&](const auto& entries) {
       has_entries = has_entries || std::any_of(entries.begin(), entries.end(), in_direction);
@@ -476,7 +482,7 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
     trimmed[direction] = peers.default_action[direction] != MS_ACTION_ALLOW_AUDIT && !has_entries;
   }
   for (const auto& [key, value] : peers.exact) {
-    if (!trimmed[key.direction] && !SameValue(old.exact, key, value)) plan.upserts.emplace_back(key, value);
+    if (!trimmed[ms_key_direction(key.direction)] && !SameValue(old.exact, key, value)) plan.upserts.emplace_back(key, value);
   }
   for (uint32_t address : peers.addresses) {
     const auto [begin, end] = PeerRange(old.exact, plan.endpoint_id, address);

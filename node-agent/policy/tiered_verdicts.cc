@@ -7,6 +7,7 @@
 #include "ipv4_cidr.h"
 #include "ipv6_address.h"
 #include "lpm_verdicts.h"
+#include "port_intervals.h"
 
 namespace microseg {
 namespace {
@@ -80,12 +81,19 @@ NamespaceOutcome NamespaceTier(const DirectionRules& direction, const std::vecto
 // (packets whose most specific key it is) sees a uniform rule set; packets
 // outside all its keys match no rule on it and fall through to the LPM,
 // which gives the same answer.
+// A range key stands for the port intervals inside it (port_intervals.h).
 template <typename Address>
-void AppendExactVerdicts(const DirectionRules& direction, const Address& addr,
+void AppendExactVerdicts(const DirectionRules& direction, const PortIntervals& intervals, const Address& addr,
                          std::vector<BasicExactVerdict<Address>>& out) {
   std::set<PortKey> keys;
   for (const VerdictRule& rule : direction.rules) {
-    if (const std::vector<PortKey>* rule_keys = KeysForPod(rule, addr)) keys.insert(rule_keys->begin(), rule_keys->end());
+    const std::vector<PortKey>* rule_keys = KeysForPod(rule, addr);
+    if (!rule_keys) continue;
+    if (intervals.empty()) {
+      keys.insert(rule_keys->begin(), rule_keys->end());
+    } else {
+      intervals.Split(*rule_keys, keys);
+    }
   }
   for (const PortKey& key : keys) {
     std::vector<const VerdictRule*> matching;
@@ -110,16 +118,21 @@ std::set<Address> PodAddresses(const DirectionRules& direction) {
 const std::vector<IpBlock>& BlocksOfFamily(const VerdictRule& rule, const Ipv4Cidr&) { return rule.blocks; }
 const std::vector<Ipv6Block>& BlocksOfFamily(const VerdictRule& rule, const Ipv6Cidr&) { return rule.blocks6; }
 
-// LPM entries of one family from the CIDR view of every rule; spec i is (rule, block, key).
+// LPM entries of one family from the CIDR view of every rule; spec i is
+// (rule, block, key), ranges split into their intervals.
 template <typename Cidr>
-void AppendLpmVerdicts(const DirectionRules& direction, ms_action default_action,
+void AppendLpmVerdicts(const DirectionRules& direction, const PortIntervals& intervals, ms_action default_action,
                        std::vector<BasicLpmVerdictEntry<Cidr>>& out) {
   std::vector<BasicLpmRuleSpec<Cidr>> specs;
   std::vector<const VerdictRule*> spec_rules;
   for (const VerdictRule& rule : direction.rules) {
-    for (const auto& block : BlocksOfFamily(rule, Cidr{})) {
-      for (const PortKey& key : rule.ports) {
-        specs.push_back({key.proto, key.port, block.cidr, block.except, rule.rule_id});
+    const auto& blocks = BlocksOfFamily(rule, Cidr{});
+    if (blocks.empty()) continue;
+    std::set<PortKey> keys;
+    intervals.Split(rule.ports, keys);
+    for (const auto& block : blocks) {
+      for (const PortKey& key : keys) {
+        specs.push_back({key.proto, key.port, block.cidr, block.except, rule.rule_id, key.last});
         spec_rules.push_back(&rule);
       }
     }
@@ -136,7 +149,7 @@ void AppendLpmVerdicts(const DirectionRules& direction, ms_action default_action
         matching.push_back(spec_rules[i]);
       }
     }
-    out.push_back({region.prefix, PortKey{region.proto, region.port}, EvaluateTiers(direction, matching)});
+    out.push_back({region.prefix, PortKey{region.proto, region.port, region.last}, EvaluateTiers(direction, matching)});
   }
 }
 
@@ -149,7 +162,14 @@ bool AllRepeat(const Entries& entries, ms_action action) {
 
 bool PortKeyCovers(const PortKey& outer, const PortKey& inner) {
   if (outer.proto == 0) return true;
-  return outer.proto == inner.proto && (outer.port == 0 || outer.port == inner.port);
+  if (outer.proto != inner.proto) return false;
+  if (outer.port == 0) return true;
+  if (inner.port == 0) return false;
+  if (outer.interval()) {
+    return outer.port <= inner.port && (inner.interval() ? inner.last : inner.port) <= outer.last;
+  }
+  // A single port covers no interval, not even one of a single port (a different class).
+  return !inner.interval() && outer.port == inner.port;
 }
 
 ms_policy_value EvaluateTiers(const DirectionRules& direction, const std::vector<const VerdictRule*>& matching) {
@@ -178,26 +198,33 @@ ms_action DefaultAction(const DirectionRules& direction) {
 DirectionEntries CompileDirection(const DirectionRules& direction) {
   DirectionEntries entries;
   const ms_action default_action = DefaultAction(direction);
+  const PortIntervals intervals(direction.rules);
 
-  for (uint32_t addr : PodAddresses<uint32_t>(direction)) AppendExactVerdicts(direction, addr, entries.exact);
-  for (const Ipv6Address& addr : PodAddresses<Ipv6Address>(direction)) {
-    AppendExactVerdicts(direction, addr, entries.exact6);
+  for (uint32_t addr : PodAddresses<uint32_t>(direction)) {
+    AppendExactVerdicts(direction, intervals, addr, entries.exact);
   }
-  AppendLpmVerdicts(direction, default_action, entries.lpm);
-  AppendLpmVerdicts(direction, default_action, entries.lpm6);
+  for (const Ipv6Address& addr : PodAddresses<Ipv6Address>(direction)) {
+    AppendExactVerdicts(direction, intervals, addr, entries.exact6);
+  }
+  AppendLpmVerdicts(direction, intervals, default_action, entries.lpm);
+  AppendLpmVerdicts(direction, intervals, default_action, entries.lpm6);
 
   // Entries that all repeat the default are redundant: a miss gives it too.
   const bool all_default = AllRepeat(entries.exact, default_action) && AllRepeat(entries.lpm, default_action) &&
                            AllRepeat(entries.exact6, default_action) && AllRepeat(entries.lpm6, default_action);
   if (all_default && default_action != MS_ACTION_ALLOW_AUDIT) return {};
+  // Every interval, not only those with entries: a peer patch may add
+  // entries for any of them (the intervals depend on the rules alone).
+  entries.intervals = intervals.all();
   return entries;
 }
 
 std::vector<ExactVerdict> CompileExactVerdicts(const DirectionRules& direction, const std::set<uint32_t>& addresses) {
   std::vector<ExactVerdict> out;
   const std::set<uint32_t> pods = PodAddresses<uint32_t>(direction);
+  const PortIntervals intervals(direction.rules);
   for (uint32_t addr : addresses) {
-    if (pods.contains(addr)) AppendExactVerdicts(direction, addr, out);
+    if (pods.contains(addr)) AppendExactVerdicts(direction, intervals, addr, out);
   }
   return out;
 }

@@ -19,11 +19,16 @@
 
 namespace microseg {
 
-// A port class as the maps key it: proto 0 = any protocol (port then 0),
-// port 0 = every port of `proto`.
+// A port class: proto 0 = any protocol (port then 0), port 0 = every port of
+// `proto`; `last` != 0: the ports [port, last] (port >= 1) instead of the
+// single `port`. In a rule that is an endPort range; in map entries one of
+// the direction's disjoint port intervals (port_intervals.h), which the maps
+// key by its first port with MS_DIR_F_PORT_INTERVAL.
 struct PortKey {
   uint8_t proto = 0;
   uint16_t port = 0;
+  uint16_t last = 0;
+  bool interval() const { return last != 0; }
   friend auto operator<=>(const PortKey&, const PortKey&) = default;
 };
 
@@ -83,6 +88,10 @@ struct DirectionEntries {
   std::vector<LpmVerdictEntry> lpm;
   std::vector<ExactVerdict6> exact6;
   std::vector<LpmVerdictEntry6> lpm6;
+  // The direction's port intervals (PortKey with `last`), for the data
+  // path's port -> interval lookup (one for both families); empty without
+  // endPort ranges.
+  std::vector<PortKey> intervals;
   bool empty() const { return exact.empty() && lpm.empty() && exact6.empty() && lpm6.empty(); }
   size_t exact_size() const { return exact.size() + exact6.size(); }
   size_t lpm_size() const { return lpm.size() + lpm6.size(); }

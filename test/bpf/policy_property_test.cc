@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstring>
@@ -118,6 +119,7 @@ struct Tally {
   int checked6 = 0;
   std::map<std::uint32_t, int> reasons;
   std::map<std::uint32_t, int> reasons6;
+  int clusters_with_port_ranges = 0;  // the random endPort ranges reached the data path's interval rung
 };
 
 // The frame of a new flow's first packet; `v6` picks the family (ICMP
@@ -158,6 +160,8 @@ void ProbeRandomClusters(LoadedDatapath& datapath, bool ipv6, uint32_t clusters,
       endpoints[i].endpoint_id = (ipv6 ? 0x100000 : 0) + seed * 16 + static_cast<uint32_t>(i);
     }
     const CompiledPolicy compiled = CompilePolicy(cluster, endpoints);
+    tally.clusters_with_port_ranges += std::any_of(compiled.maps.endpoints.begin(), compiled.maps.endpoints.end(),
+                                                   [](const auto& entry) { return (entry.second.flags & MS_EP_F_PORT_RANGES) != 0; });
 
     MapState desired = compiled.maps;
     desired.endpoints.clear();
@@ -231,8 +235,10 @@ TEST_CASE("property: compiled maps in the BPF data path agree with the reference
   ProbeRandomClusters(*datapath, /*ipv6=*/false, 2000, tally);
   INFO("checked " << tally.checked << " packets: ALLOW_POLICY " << tally.reasons[MS_REASON_ALLOW_POLICY]
                   << ", ALLOW_NOT_ISOLATED " << tally.reasons[MS_REASON_ALLOW_NOT_ISOLATED] << ", DROP_POLICY "
-                  << tally.reasons[MS_REASON_DROP_POLICY] << ", ALLOW_AUDIT " << tally.reasons[MS_REASON_ALLOW_AUDIT]);
+                  << tally.reasons[MS_REASON_DROP_POLICY] << ", ALLOW_AUDIT " << tally.reasons[MS_REASON_ALLOW_AUDIT]
+                  << "; " << tally.clusters_with_port_ranges << " clusters had endpoints with port ranges");
   CHECK(tally.checked > 30000);
+  CHECK(tally.clusters_with_port_ranges > 200);
   for (std::uint32_t reason : kReasonsSeen) CHECK(tally.reasons[reason] > tally.checked / 50);
 }
 
@@ -245,9 +251,11 @@ TEST_CASE("property: dual-stack clusters, IPv4 and crafted IPv6 frames, agree wi
   INFO("checked " << tally.checked6 << " IPv6 packets: ALLOW_POLICY " << tally.reasons6[MS_REASON_ALLOW_POLICY]
                   << ", ALLOW_NOT_ISOLATED " << tally.reasons6[MS_REASON_ALLOW_NOT_ISOLATED] << ", DROP_POLICY "
                   << tally.reasons6[MS_REASON_DROP_POLICY] << ", ALLOW_AUDIT " << tally.reasons6[MS_REASON_ALLOW_AUDIT]
-                  << "; and " << tally.checked << " IPv4 packets");
+                  << "; and " << tally.checked << " IPv4 packets; " << tally.clusters_with_port_ranges
+                  << " clusters had endpoints with port ranges");
   CHECK(tally.checked6 > 10000);
   CHECK(tally.checked > 5000);
+  CHECK(tally.clusters_with_port_ranges > 150);
   for (std::uint32_t reason : kReasonsSeen) CHECK(tally.reasons6[reason] > tally.checked6 / 50);
 }
 

@@ -61,6 +61,14 @@ def from_namespace(ns: str, port: int = PORT, end_port: int | None = None, pod_l
     return {"from": [peer], "ports": [p]}
 
 
+def unknown_operator_rule() -> dict:
+    """A rule the agent rejects but this API server stores: a kube-apiserver
+    would refuse the operator itself; ours does not validate selectors (every
+    port range, the earlier example, is valid for the agent now)."""
+    return {"from": [{"podSelector": {"matchExpressions": [{"key": "app", "operator": "Equals",
+                                                              "values": ["a"]}]}}]}
+
+
 def segment_policy(name: str, pod_labels: dict, action: str, rule: dict) -> dict:
     return {"apiVersion": SEGPOL[0], "kind": "SegmentPolicy", "metadata": {"name": name, "namespace": "x"},
             "spec": {"podSelector": {"matchLabels": pod_labels}, "policyTypes": ["Ingress"],
@@ -140,26 +148,26 @@ class Scenario:
         ok(f"NetworkPolicy created through the API is enforced ({took:.1f} s)")
 
         # ---- invalid versions: Event, last good stays --------------------------
-        self.api.create(network_policy("too-wide", "x", [from_namespace("x", 1000, 3000)]))
-        self.api.patch(*NP, "only-from-y", {"spec": {"ingress": [from_namespace("x", 1000, 3000)]}}, namespace="x")
+        self.api.create(network_policy("bad-operator", "x", [unknown_operator_rule()]))
+        self.api.patch(*NP, "only-from-y", {"spec": {"ingress": [unknown_operator_rule()]}}, namespace="x")
         def rejection_events():
             found = [e for e in self.api.events("x") if e["type"] == "Warning"
-                     and e["involvedObject"]["name"] in ("too-wide", "only-from-y")]
-            return found if {e["involvedObject"]["name"] for e in found} == {"too-wide", "only-from-y"} else None
+                     and e["involvedObject"]["name"] in ("bad-operator", "only-from-y")]
+            return found if {e["involvedObject"]["name"] for e in found} == {"bad-operator", "only-from-y"} else None
         events = self.api.wait_for(rejection_events, timeout=CONVERGE, what="Events for the rejected NetworkPolicies")
-        require(all("endPort" in e["message"] for e in events), f"event messages: {[e['message'] for e in events]}")
+        require(all("operator" in e["message"] for e in events), f"event messages: {[e['message'] for e in events]}")
         status = node.ctl_json("status")
         errors = {e["file"]: e["message"] for e in status.get("manifest_errors", [])}
-        require("NetworkPolicy x/only-from-y" in errors and "NetworkPolicy x/too-wide" in errors,
+        require("NetworkPolicy x/only-from-y" in errors and "NetworkPolicy x/bad-operator" in errors,
                 f"microsegctl status errors: {errors}")
         self.expect(lambda s, d: s.namespace == "y", "after an invalid update", within=0)
         ok("invalid policy versions: Warning Events, reported by microsegctl, last good version still enforced")
         self.api.patch(*NP, "only-from-y", {"spec": {"ingress": [from_namespace("y")]}}, namespace="x")
-        self.api.delete(*NP, "too-wide", namespace="x")
+        self.api.delete(*NP, "bad-operator", namespace="x")
         self.api.wait_for(lambda: not node.ctl_json("status").get("manifest_errors"), timeout=CONVERGE,
                           what="errors cleared after the fix")
         # The same problem again (a new generation) bumps the count of the same Event.
-        self.api.patch(*NP, "only-from-y", {"spec": {"ingress": [from_namespace("x", 1000, 3000)]}}, namespace="x")
+        self.api.patch(*NP, "only-from-y", {"spec": {"ingress": [unknown_operator_rule()]}}, namespace="x")
         self.api.wait_for(lambda: any(e["involvedObject"]["name"] == "only-from-y" and e.get("count", 1) >= 2
                                       for e in self.api.events("x")), timeout=CONVERGE, what="Event count bump")
         self.api.patch(*NP, "only-from-y", {"spec": {"ingress": [from_namespace("y")]}}, namespace="x")

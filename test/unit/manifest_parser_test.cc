@@ -256,10 +256,17 @@ TEST_CASE("quoted numbers are strings and plain numbers are integers", "[parser]
   CHECK(std::get<uint16_t>(*policy.ingress[0].ports[0].port) == 443);
 }
 
-TEST_CASE("the largest allowed endPort range parses", "[parser]") {
+TEST_CASE("endPort ranges of any width parse (wider than 1024 ports too)", "[parser]") {
   const NetworkPolicy policy =
-      ParseOnePolicy(PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{port: 1000, endPort: 2023}]\n"));
-  CHECK(policy.ingress[0].ports[0].end_port == std::optional<uint16_t>(2023));
+      ParseOnePolicy(PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{port: 1000, endPort: 2024}]\n"));
+  CHECK(policy.ingress[0].ports[0].end_port == std::optional<uint16_t>(2024));
+  const NetworkPolicy almost_every_port =
+      ParseOnePolicy(PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{port: 2, endPort: 65535}]\n"));
+  CHECK(std::get<uint16_t>(*almost_every_port.ingress[0].ports[0].port) == 2);
+  CHECK(almost_every_port.ingress[0].ports[0].end_port == std::optional<uint16_t>(65535));
+  const NetworkPolicy one_port =
+      ParseOnePolicy(PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{port: 443, endPort: 443}]\n"));
+  CHECK(one_port.ingress[0].ports[0].end_port == std::optional<uint16_t>(443));
   const NetworkPolicy every_port =
       ParseOnePolicy(PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{port: 1, endPort: 65535}]\n"));
   CHECK(every_port.ingress[0].ports[0].end_port == std::optional<uint16_t>(65535));
@@ -288,10 +295,6 @@ TEST_CASE("invalid manifests are rejected with the document, object and field", 
        "spec.ingress[0].ports[0].endPort: 79 is less than port 80"},
       {"endPort out of range", PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{port: 80, endPort: 70000}]\n"),
        "endPort: 70000 is out of range 1-65535"},
-      {"endPort range too wide", PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{port: 1000, endPort: 2024}]\n"),
-       "endPort ranges wider than 1024 ports are not supported yet, except 1-65535"},
-      {"endPort range almost every port", PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{port: 2, endPort: 65535}]\n"),
-       "(2-65535 is 65534 ports)"},
       {"unknown protocol", PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{protocol: ICMP}]\n"),
        "spec.ingress[0].ports[0].protocol: unknown protocol \"ICMP\" (expected TCP, UDP or SCTP)"},
       {"lowercase protocol", PolicyDoc("  podSelector: {}\n  ingress:\n  - ports: [{protocol: tcp, port: 1}]\n"),

@@ -350,7 +350,52 @@ spec:
   for (const auto& [key, value] : compiled.maps.lpm) CHECK(key.direction == MS_DIR_INGRESS);
 }
 
-TEST_CASE("endPort ranges expand to one entry per port", "[compiler]") {
+TEST_CASE("an endPort range of any width costs one entry per peer plus its port prefixes", "[compiler][port-ranges]") {
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {role: client}}}, {ipBlock: {cidr: 192.168.0.0/16}}]
+    ports: [{port: 8000, endPort: 60000}]
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
+  CHECK(compiled.maps.exact.size() == 1);  // a/client: (tcp, interval 8000-60000)
+  const auto& [exact_key, exact_value] = *compiled.maps.exact.begin();
+  CHECK(exact_key.direction == (MS_DIR_INGRESS | MS_DIR_F_PORT_INTERVAL));
+  CHECK(exact_key.port == 8000);
+  CHECK(exact_value.action == MS_ACTION_ALLOW);
+  // One verdict for the /16 and the interval's 11 aligned port prefixes.
+  size_t lookups = 0;
+  for (const auto& [key, value] : compiled.maps.lpm) {
+    if ((key.direction & MS_DIR_F_PORT_LOOKUP) == 0) continue;
+    ++lookups;
+    CHECK(key.prefixlen <= MS_PORT_LOOKUP_FIXED_BITS + 16);
+    CHECK(value.action == MS_ACTION_PORT_INTERVAL);
+    CHECK(value.rule_id == 8000);
+  }
+  CHECK(lookups == 11);
+  CHECK(compiled.maps.lpm.size() == 12);
+  CHECK(compiled.summaries.at(1).lpm_entries == 12);
+  CHECK((compiled.maps.endpoints.at(10).flags & MS_EP_F_PORT_RANGES) != 0);
+  CHECK((compiled.maps.endpoints.at(11).flags & MS_EP_F_PORT_RANGES) == 0);  // db: no policy
+  for (const char* peer : {"10.244.0.12", "192.168.3.4"}) {
+    INFO(peer);
+    CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, peer, kTcp, 7999));
+    CHECK(Allows(compiled, 10, MS_DIR_INGRESS, peer, kTcp, 8000));
+    CHECK(Allows(compiled, 10, MS_DIR_INGRESS, peer, kTcp, 32768));
+    CHECK(Allows(compiled, 10, MS_DIR_INGRESS, peer, kTcp, 60000));
+    CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, peer, kTcp, 60001));
+    CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, peer, kUdp, 8000));
+  }
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.1.13", kTcp, 8000));  // not a peer
+}
+
+TEST_CASE("overlapping ranges and exact ports are cut into intervals; a one-port range is an exact port",
+          "[compiler][port-ranges]") {
   const ClusterState cluster = ClusterWith(R"(
 ---
 apiVersion: networking.k8s.io/v1
@@ -360,13 +405,39 @@ spec:
   podSelector: {matchLabels: {app: web}}
   ingress:
   - from: [{podSelector: {matchLabels: {role: client}}}]
-    ports: [{port: 8000, endPort: 8003}]
+    ports: [{port: 1000, endPort: 2000}, {port: 1500, endPort: 3000}, {port: 1700}, {port: 443, endPort: 443}]
+  - from: [{namespaceSelector: {}}]
+    ports: [{port: 1800, endPort: 1900}]
 )");
   const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
-  CHECK(compiled.maps.exact.size() == 4);
-  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kTcp, 7999));
-  for (uint16_t port = 8000; port <= 8003; ++port) CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kTcp, port));
-  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kTcp, 8004));
+  // Intervals 1000-1499, 1500-1799, 1800-1900, 1901-2000, 2001-3000.
+  std::set<uint16_t> firsts;
+  for (const auto& [key, value] : compiled.maps.lpm) {
+    if ((key.direction & MS_DIR_F_PORT_LOOKUP) != 0) firsts.insert(static_cast<uint16_t>(value.rule_id));
+  }
+  CHECK(firsts == std::set<uint16_t>{1000, 1500, 1800, 1901, 2001});
+  // a/client: 5 intervals + exact 1700 + exact 443; every other pod: 1800-1900.
+  ms_policy_key client_443{};
+  client_443.endpoint_id = 1;
+  client_443.peer_ipv4 = htonl(Ip("10.244.0.12"));
+  client_443.port = 443;
+  client_443.proto = kTcp;
+  client_443.direction = MS_DIR_INGRESS;
+  CHECK(compiled.maps.exact.contains(client_443));
+  for (uint16_t port : {uint16_t{443}, uint16_t{1000}, uint16_t{1499}, uint16_t{1500}, uint16_t{1700},
+                        uint16_t{1799}, uint16_t{1800}, uint16_t{2000}, uint16_t{2001}, uint16_t{3000}}) {
+    INFO(port);
+    CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kTcp, port));
+  }
+  for (uint16_t port : {uint16_t{442}, uint16_t{444}, uint16_t{999}, uint16_t{3001}}) {
+    INFO(port);
+    CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.0.12", kTcp, port));
+  }
+  CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.1.13", kTcp, 1800));
+  CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.1.13", kTcp, 1900));
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.1.13", kTcp, 1799));
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.1.13", kTcp, 1901));
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.244.1.13", kTcp, 1700));  // exact port of another peer
 }
 
 TEST_CASE("port 1 endPort 65535 is every port of the protocol: one entry, not 65,535", "[compiler]") {

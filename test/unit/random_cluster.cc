@@ -127,9 +127,13 @@ ClusterSegmentPolicy RandomCluster::RandomClusterPolicy(const std::string& name)
 }
 
 std::vector<std::pair<uint8_t, uint16_t>> RandomCluster::TieredProbePorts() {
-  return {{6, 80},   {6, 81},    {6, 82},    {6, 83},     {6, 8080},  {6, 53},  {6, 9000}, {17, 53},
-          {17, 80},  {17, 5353}, {17, 5354}, {132, 80},   {132, 81},  {132, 9000}, {132, 9001},
-          {132, 9002}, {1, 0}};
+  return {{6, 80},      {6, 81},      {6, 82},      {6, 83},      {6, 8080},   {6, 53},     {6, 9000},
+          {17, 53},     {17, 80},     {17, 5353},   {17, 5354},   {132, 80},   {132, 81},   {132, 9000},
+          {132, 9001},  {132, 9002},  {1, 0},
+          // Around the wide ranges' boundaries (RandomPort cases 4-7).
+          {6, 78},      {6, 79},      {6, 14999},   {6, 15000},   {6, 20000},  {6, 20001},  {6, 60000},
+          {6, 65535},   {17, 4999},   {17, 5000},   {17, 29999},  {132, 8998}, {132, 8999}, {132, 10000},
+          {132, 10001}};
 }
 
 std::vector<uint32_t> RandomCluster::ProbeAddresses(const ClusterState& cluster,
@@ -324,8 +328,23 @@ PolicyPort RandomCluster::RandomPort() {
       port.protocol = Protocol::kSctp;
       port.port = uint16_t{80};
   }
-  if (tiers_ && Chance(0.3)) {
-    switch (Uniform(0, 3)) {
+  if (tiers_ && Chance(0.45)) {
+    // Cases 4-7: ranges far wider than the old 1,024-port limit, overlapping
+    // each other and the exact ports above (port_intervals.h). They stay
+    // clear of 30000-59999, the probes' source ports.
+    switch (Uniform(0, 7)) {
+      case 4:
+        port = PolicyPort{Protocol::kTcp, uint16_t{79}, uint16_t{20000}};
+        break;
+      case 5:
+        port = PolicyPort{Protocol::kTcp, uint16_t{15000}, uint16_t{65535}};
+        break;
+      case 6:
+        port = PolicyPort{Protocol::kUdp, uint16_t{5000}, uint16_t{29999}};
+        break;
+      case 7:
+        port = PolicyPort{Protocol::kSctp, uint16_t{8999}, uint16_t{10000}};
+        break;
       case 0:
         port = PolicyPort{Protocol::kSctp, std::string("sig"), std::nullopt};
         break;

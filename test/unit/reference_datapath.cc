@@ -4,14 +4,16 @@
 
 #include <cstring>
 #include <optional>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 namespace microseg::testing {
 namespace {
 
 // Longest-prefix match restricted to one (endpoint, direction, class), the
 // way the kernel's LPM trie answers it (the fixed fields are matched in full).
-std::optional<ms_policy_value> LongestPrefix(const MapState& maps, uint32_t endpoint_id, ms_direction direction,
+std::optional<ms_policy_value> LongestPrefix(const MapState& maps, uint32_t endpoint_id, uint8_t direction,
                                              uint32_t peer_ipv4, uint8_t proto, uint16_t port) {
   std::optional<ms_policy_value> best;
   uint32_t best_len = 0;
@@ -41,7 +43,7 @@ bool Ipv6PrefixMatches(const Ipv6Address& peer, const uint32_t (&prefix)[4], uin
   return true;
 }
 
-std::optional<ms_policy_value> LongestPrefix6(const MapState& maps, uint32_t endpoint_id, ms_direction direction,
+std::optional<ms_policy_value> LongestPrefix6(const MapState& maps, uint32_t endpoint_id, uint8_t direction,
                                               const Ipv6Address& peer, uint8_t proto, uint16_t port) {
   std::optional<ms_policy_value> best;
   uint32_t best_len = 0;
@@ -59,6 +61,28 @@ std::optional<ms_policy_value> LongestPrefix6(const MapState& maps, uint32_t end
   return best;
 }
 
+// The first port of the interval holding `port`, as the data path's
+// MS_DIR_F_PORT_LOOKUP lookup in ms_policy_lpm finds it (both families);
+// nullopt: no range covers it.
+std::optional<uint16_t> PortInterval(const MapState& maps, uint32_t policy_id, ms_direction direction,
+                                     uint8_t proto, uint16_t port) {
+  std::optional<uint16_t> found;
+  uint32_t best_len = 0;
+  for (const auto& [key, value] : maps.lpm) {
+    if (key.endpoint_id != policy_id || key.direction != (direction | MS_DIR_F_PORT_LOOKUP) || key.proto != proto) {
+      continue;
+    }
+    const uint32_t len = key.prefixlen - MS_PORT_LOOKUP_FIXED_BITS;
+    const uint32_t mask = len == 0 ? 0 : (0xffffu << (16 - len)) & 0xffffu;
+    if ((port & mask) != (ntohs(key.port) & mask)) continue;
+    if (!found || len > best_len) {
+      found = value.action == MS_ACTION_PORT_INTERVAL ? std::optional<uint16_t>(value.rule_id) : std::nullopt;
+      best_len = len;
+    }
+  }
+  return found;
+}
+
 // The data plane's steps after the endpoint: exact classes, LPM classes, default.
 template <typename ExactLookup, typename LpmLookup>
 ReferenceVerdict Decide(const MapState& maps, uint32_t ifindex, ms_direction direction, uint8_t proto, uint16_t port,
@@ -72,17 +96,27 @@ ReferenceVerdict Decide(const MapState& maps, uint32_t ifindex, ms_direction dir
 
   // The entries of the generation the endpoint's flags name.
   const uint32_t policy_id = ms_policy_id(endpoint->second.endpoint_id, endpoint->second.flags);
-  const std::pair<uint8_t, uint16_t> classes[] = {{proto, port}, {proto, 0}, {0, 0}};
-  for (const auto& [class_proto, class_port] : classes) {
-    const std::optional<ms_policy_value> found = exact(policy_id, class_proto, class_port);
+  // (direction byte, proto, port) per rung; the interval rung only when a range covers the port.
+  std::vector<std::tuple<uint8_t, uint8_t, uint16_t>> classes;
+  const auto dir = static_cast<uint8_t>(direction);
+  classes.emplace_back(dir, proto, port);
+  if ((endpoint->second.flags & MS_EP_F_PORT_RANGES) != 0 && port != 0) {
+    if (const std::optional<uint16_t> first = PortInterval(maps, policy_id, direction, proto, port)) {
+      classes.emplace_back(static_cast<uint8_t>(dir | MS_DIR_F_PORT_INTERVAL), proto, *first);
+    }
+  }
+  classes.emplace_back(dir, proto, 0);
+  classes.emplace_back(dir, 0, 0);
+  for (const auto& [class_direction, class_proto, class_port] : classes) {
+    const std::optional<ms_policy_value> found = exact(policy_id, class_direction, class_proto, class_port);
     if (!found) continue;
     const Decision decision = found->action == MS_ACTION_ALLOW         ? Decision::kAllowExact
                               : found->action == MS_ACTION_ALLOW_AUDIT ? Decision::kAuditExact
                                                                        : Decision::kDenyExact;
     return {decision, found->rule_id};
   }
-  for (const auto& [class_proto, class_port] : classes) {
-    const std::optional<ms_policy_value> value = lpm(policy_id, class_proto, class_port);
+  for (const auto& [class_direction, class_proto, class_port] : classes) {
+    const std::optional<ms_policy_value> value = lpm(policy_id, class_direction, class_proto, class_port);
     if (!value) continue;
     const Decision decision = value->action == MS_ACTION_ALLOW         ? Decision::kAllowLpm
                               : value->action == MS_ACTION_ALLOW_AUDIT ? Decision::kAuditLpm
@@ -98,19 +132,20 @@ ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_dire
                                  uint32_t peer_ipv4, uint8_t proto, uint16_t port) {
   return Decide(
       maps, ifindex, direction, proto, port,
-      [&](uint32_t policy_id, uint8_t class_proto, uint16_t class_port) -> std::optional<ms_policy_value> {
+      [&](uint32_t policy_id, uint8_t class_direction, uint8_t class_proto,
+          uint16_t class_port) -> std::optional<ms_policy_value> {
         ms_policy_key key{};
         key.endpoint_id = policy_id;
         key.peer_ipv4 = htonl(peer_ipv4);
         key.port = class_port;
         key.proto = class_proto;
-        key.direction = static_cast<uint8_t>(direction);
+        key.direction = class_direction;
         const auto found = maps.exact.find(key);
         if (found == maps.exact.end()) return std::nullopt;
         return found->second;
       },
-      [&](uint32_t policy_id, uint8_t class_proto, uint16_t class_port) {
-        return LongestPrefix(maps, policy_id, direction, peer_ipv4, class_proto, class_port);
+      [&](uint32_t policy_id, uint8_t class_direction, uint8_t class_proto, uint16_t class_port) {
+        return LongestPrefix(maps, policy_id, class_direction, peer_ipv4, class_proto, class_port);
       });
 }
 
@@ -118,19 +153,20 @@ ReferenceVerdict ReferenceLookup(const MapState& maps, uint32_t ifindex, ms_dire
                                  const Ipv6Address& peer_ipv6, uint8_t proto, uint16_t port) {
   return Decide(
       maps, ifindex, direction, proto, port,
-      [&](uint32_t policy_id, uint8_t class_proto, uint16_t class_port) -> std::optional<ms_policy_value> {
+      [&](uint32_t policy_id, uint8_t class_direction, uint8_t class_proto,
+          uint16_t class_port) -> std::optional<ms_policy_value> {
         ms_policy6_key key{};
         key.endpoint_id = policy_id;
         std::memcpy(key.peer_ipv6, peer_ipv6.data(), sizeof key.peer_ipv6);
         key.port = class_port;
         key.proto = class_proto;
-        key.direction = static_cast<uint8_t>(direction);
+        key.direction = class_direction;
         const auto found = maps.exact6.find(key);
         if (found == maps.exact6.end()) return std::nullopt;
         return found->second;
       },
-      [&](uint32_t policy_id, uint8_t class_proto, uint16_t class_port) {
-        return LongestPrefix6(maps, policy_id, direction, peer_ipv6, class_proto, class_port);
+      [&](uint32_t policy_id, uint8_t class_direction, uint8_t class_proto, uint16_t class_port) {
+        return LongestPrefix6(maps, policy_id, class_direction, peer_ipv6, class_proto, class_port);
       });
 }
 

@@ -1,7 +1,8 @@
 // A reference of the BPF program's policy decision over a MapState, used to
 // check the compiler's output by its effect on packets rather than by its
 // exact entries. Mirrors the data plane's order: endpoint flags, then exact
-// entries (proto,port) -> (proto,any) -> (any,any), any ALLOW wins; then the
+// entries (proto,port) -> (proto,interval) -> (proto,any) -> (any,any)
+// (the first found decides); then the
 // LPM classes in the same order, the first class with a matching prefix
 // decides; nothing matched: drop.
 #pragma once

@@ -169,6 +169,56 @@ TEST_CASE("tiers: scenarios agree with the contract, the naive evaluator and the
         {"web", kOut, "8.8.8.8", kUdp, 53, kDeny},         // enforced denies
         // The audit policy's defaulted policyTypes include Ingress: it would isolate.
         {"web", kIn, "8.8.8.8", kUdp, 53, kAudit}}},
+      {"wide endPort ranges: CSP Pass and Deny, SegmentPolicy Deny over NetworkPolicy Allow, exact ports inside",
+       Csp("pass-range", 1, "  ingress:\n  - action: Pass\n    from: [{podSelector: {matchLabels: {app: mon}}}]\n"
+                            "    ports: [{port: 20000, endPort: 20999}]\n") +
+           Csp("deny-range", 2, "  ingress:\n  - action: Deny\n    ports: [{port: 20000, endPort: 29999}]\n") +
+           NetPol("allow-wide", "  podSelector: {matchLabels: {app: web}}\n  ingress:\n"
+                                "  - from: [{namespaceSelector: {}}]\n    ports: [{port: 1000, endPort: 40000}]\n"
+                                "  - from: [{ipBlock: {cidr: 8.8.0.0/16}}]\n"
+                                "    ports: [{port: 1000, endPort: 40000, protocol: UDP}]\n"
+                                "  - from: [{ipBlock: {cidr: 10.244.0.12/32}}]\n    ports: [{port: 5500}]\n") +
+           SegPol("deny-middle", "  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - action: Deny\n"
+                                 "    from: [{podSelector: {matchLabels: {app: mon}}}]\n"
+                                 "    ports: [{port: 5000, endPort: 5999}, {port: 7000}]\n") +
+           NetPol("db-egress", "  podSelector: {matchLabels: {app: db}}\n  policyTypes: [Egress]\n  egress:\n"
+                               "  - to: [{podSelector: {}}]\n    ports: [{port: 1, endPort: 65534}]\n"),
+       {{"web", kIn, "10.244.1.20", kTcp, 999, kDeny},
+        {"web", kIn, "10.244.1.20", kTcp, 1000, kAllow},
+        {"web", kIn, "10.244.1.20", kTcp, 4999, kAllow},
+        {"web", kIn, "10.244.1.20", kTcp, 5000, kAllow},  // the Deny is for mon only
+        {"web", kIn, "10.244.1.20", kTcp, 19999, kAllow},
+        {"web", kIn, "10.244.1.20", kTcp, 20000, kDeny},  // deny-range
+        {"web", kIn, "10.244.1.20", kTcp, 20500, kDeny},
+        {"web", kIn, "10.244.1.20", kTcp, 29999, kDeny},
+        {"web", kIn, "10.244.1.20", kTcp, 30000, kAllow},
+        {"web", kIn, "10.244.1.20", kTcp, 40000, kAllow},
+        {"web", kIn, "10.244.1.20", kTcp, 40001, kDeny},
+        {"web", kIn, "10.244.1.20", kUdp, 20000, kDeny},   // TCP ranges only for pods
+        {"web", kIn, "10.244.0.12", kTcp, 4999, kAllow},
+        {"web", kIn, "10.244.0.12", kTcp, 5000, kDeny},    // SegmentPolicy Deny over the Allow
+        {"web", kIn, "10.244.0.12", kTcp, 5500, kDeny},    // exact Allow inside the Deny range
+        {"web", kIn, "10.244.0.12", kTcp, 5999, kDeny},
+        {"web", kIn, "10.244.0.12", kTcp, 6000, kAllow},
+        {"web", kIn, "10.244.0.12", kTcp, 7000, kDeny},    // exact Deny inside the Allow range
+        {"web", kIn, "10.244.0.12", kTcp, 7001, kAllow},
+        {"web", kIn, "10.244.0.12", kTcp, 19999, kAllow},
+        {"web", kIn, "10.244.0.12", kTcp, 20000, kAllow},  // passed, then allow-wide
+        {"web", kIn, "10.244.0.12", kTcp, 20999, kAllow},
+        {"web", kIn, "10.244.0.12", kTcp, 21000, kDeny},   // deny-range
+        {"web", kIn, "8.8.8.8", kUdp, 999, kDeny},
+        {"web", kIn, "8.8.8.8", kUdp, 1000, kAllow},
+        {"web", kIn, "8.8.8.8", kUdp, 25000, kAllow},      // deny-range is TCP
+        {"web", kIn, "8.8.8.8", kTcp, 25000, kDeny},
+        {"web", kIn, "8.8.8.8", kUdp, 40000, kAllow},
+        {"web", kIn, "8.8.8.8", kUdp, 40001, kDeny},
+        {"web", kIn, "8.9.0.1", kUdp, 1000, kDeny},
+        {"db", kIn, "10.244.0.10", kTcp, 25000, kDeny},    // the cluster Deny needs no isolation
+        {"db", kIn, "10.244.0.10", kTcp, 30000, kAllow},
+        {"db", kOut, "10.244.0.10", kTcp, 1, kAllow},
+        {"db", kOut, "10.244.0.10", kTcp, 65534, kAllow},
+        {"db", kOut, "10.244.0.10", kTcp, 65535, kDeny},
+        {"db", kOut, "8.8.8.8", kTcp, 80, kDeny}}},
       {"egress named port and SCTP endPort resolved per destination pod",
        Csp("allow-sig", 3, "  subject: {podSelector: {matchLabels: {app: client}}}\n  egress:\n"
                            "  - action: Allow\n    to: [{podSelector: {}}]\n    ports: [{port: sig, protocol: SCTP}]\n"

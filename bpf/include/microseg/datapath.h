@@ -145,6 +145,14 @@ MS_STATIC_ASSERT(sizeof(struct ms_endpoint_key) == 4, "ms_endpoint_key layout");
  * `flags` once sees one consistent policy. Endpoint ids stay below the bit.
  */
 #define MS_EP_F_POLICY_GEN (1U << 7)
+/*
+ * Some direction of the endpoint's policy has endPort ranges: ms_policy_lpm
+ * holds its port-interval lookup entries (see MS_DIR_F_PORT_LOOKUP) and the
+ * data path looks them up before the (proto, interval) rung. Unset, new
+ * flows pay nothing for ranges. Shares the flags byte with the generation
+ * for the same reason as isolation does.
+ */
+#define MS_EP_F_PORT_RANGES (1U << 5)
 #define MS_POLICY_GEN_BIT 0x80000000U
 
 static inline __u32 ms_policy_id(__u32 endpoint_id, __u8 flags)
@@ -166,17 +174,19 @@ MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_endpoint, ipv6) == 16, "ms_endpoint layou
 /*
  * ---- ms_policy: HASH, exact peer address (pods matched by selectors) ----
  * port 0 means "any port", proto 0 means "any protocol". The program looks
- * up (proto, port), then (proto, any port), then (any proto, any port), then
- * the same three in ms_policy_lpm; the first entry found decides (its action
+ * up (proto, port), then (proto, the port's interval) when the endpoint has
+ * port ranges (MS_EP_F_PORT_RANGES), then (proto, any port), then (any
+ * proto, any port), then the same in ms_policy_lpm; the first entry found decides (its action
  * is the final verdict of all policy tiers), no entry means the endpoint's
  * default (drop if isolated in that direction, else allow).
  */
 struct ms_policy_key {
 	__u32 endpoint_id; /* host order: ms_policy_id(), i.e. with the generation bit */
 	__u32 peer_ipv4;   /* net */
-	__u16 port;        /* host order: destination port of the flow; 0 = any */
+	__u16 port;        /* host order: destination port of the flow; 0 = any;
+			    * with MS_DIR_F_PORT_INTERVAL the interval's first port */
 	__u8 proto;        /* IPPROTO_*; 0 = any */
-	__u8 direction;    /* enum ms_direction */
+	__u8 direction;    /* enum ms_direction, optionally | MS_DIR_F_PORT_INTERVAL */
 };
 MS_STATIC_ASSERT(sizeof(struct ms_policy_key) == 12, "ms_policy_key layout");
 
@@ -184,6 +194,7 @@ enum ms_action {
 	MS_ACTION_DENY = 0,
 	MS_ACTION_ALLOW = 1,
 	MS_ACTION_ALLOW_AUDIT = 2, /* allowed, counted as MS_REASON_ALLOW_AUDIT: an Audit policy would drop it */
+	MS_ACTION_PORT_INTERVAL = 3, /* no verdict: a MS_DIR_F_PORT_LOOKUP entry (drops if ever read as one) */
 };
 
 struct ms_policy_value {
@@ -194,6 +205,33 @@ struct ms_policy_value {
 MS_STATIC_ASSERT(sizeof(struct ms_policy_value) == 8, "ms_policy_value layout");
 
 /*
+ * ---- port ranges (endPort; docs/policy-compiler.md, "Port ranges") ----
+ * Per (policy id, direction, proto) the agent cuts the ports covered by the
+ * rules' ranges into disjoint intervals at every range boundary. Two kinds
+ * of keys, told apart by flag bits in the `direction` byte that no real
+ * direction has:
+ *  - MS_DIR_F_PORT_LOOKUP, in ms_policy_lpm only: destination port ->
+ *    the interval holding it. Each interval is stored as aligned port
+ *    prefixes: `port` in NETWORK order (so the trie's bit order is the
+ *    port's), `peer_ipv4` 0 and unmatched, prefixlen =
+ *    MS_PORT_LOOKUP_FIXED_BITS + prefix bits. The value's `action` is
+ *    MS_ACTION_PORT_INTERVAL and its `rule_id` the interval's first port.
+ *  - MS_DIR_F_PORT_INTERVAL, in every policy map: a verdict for the
+ *    interval class "(proto, interval)", `port` = the interval's first port
+ *    (host order). Looked up after (proto, port) and before (proto, any).
+ * One lookup serves both families: the interval depends on the port alone.
+ */
+#define MS_DIR_F_PORT_INTERVAL 0x40U
+#define MS_DIR_F_PORT_LOOKUP 0x80U
+#define MS_PORT_LOOKUP_FIXED_BITS 48 /* endpoint_id + direction + proto */
+
+/* The ms_direction of a policy key's `direction` byte, flag bits removed. */
+static inline __u8 ms_key_direction(__u8 direction)
+{
+	return direction & (__u8)~(MS_DIR_F_PORT_INTERVAL | MS_DIR_F_PORT_LOOKUP);
+}
+
+/*
  * ---- ms_policy_lpm: LPM_TRIE, peer CIDRs (ipBlock, "any peer") ----
  * The kernel matches `prefixlen` bits starting at endpoint_id, so the fixed
  * fields come first and are always matched in full:
@@ -202,12 +240,16 @@ MS_STATIC_ASSERT(sizeof(struct ms_policy_value) == 8, "ms_policy_value layout");
 struct ms_lpm_key {
 	__u32 prefixlen;   /* host order, required first by LPM_TRIE */
 	__u32 endpoint_id; /* host order: ms_policy_id(), i.e. with the generation bit */
-	__u8 direction;    /* enum ms_direction */
+	__u8 direction;    /* enum ms_direction, optionally | MS_DIR_F_PORT_INTERVAL or
+			    * MS_DIR_F_PORT_LOOKUP (see "port ranges" above) */
 	__u8 proto;        /* IPPROTO_*; 0 = any */
-	__u16 port;        /* host order; 0 = any */
+	__u16 port;        /* host order; 0 = any; MS_DIR_F_PORT_LOOKUP: net order */
 	__u32 peer_ipv4;   /* net */
 };
 MS_STATIC_ASSERT(sizeof(struct ms_lpm_key) == 16, "ms_lpm_key layout");
+MS_STATIC_ASSERT((MS_OFFSETOF(struct ms_lpm_key, port) - MS_OFFSETOF(struct ms_lpm_key, endpoint_id)) * 8 ==
+			 MS_PORT_LOOKUP_FIXED_BITS,
+		 "port lookup prefixes start right after proto");
 MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_lpm_key, endpoint_id) == 4, "LPM data starts after prefixlen");
 MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_lpm_key, peer_ipv4) == 12, "peer address is the matched suffix");
 #define MS_LPM_FIXED_BITS 64 /* endpoint_id + direction + proto + port */
@@ -409,9 +451,9 @@ MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_allow_key, peer_ipv4) == 8, "peer address
 struct ms_policy6_key {
 	__u32 endpoint_id;  /* host order: as ms_policy_key.endpoint_id */
 	__u32 peer_ipv6[4]; /* net */
-	__u16 port;         /* host order: destination port of the flow; 0 = any */
+	__u16 port;         /* host order: as ms_policy_key.port (interval classes too) */
 	__u8 proto;         /* IPPROTO_*; 0 = any */
-	__u8 direction;     /* enum ms_direction */
+	__u8 direction;     /* as ms_policy_key.direction */
 };
 MS_STATIC_ASSERT(sizeof(struct ms_policy6_key) == 24, "ms_policy6_key layout");
 
@@ -419,7 +461,7 @@ MS_STATIC_ASSERT(sizeof(struct ms_policy6_key) == 24, "ms_policy6_key layout");
 struct ms_lpm6_key {
 	__u32 prefixlen;    /* host order, required first by LPM_TRIE */
 	__u32 endpoint_id;  /* host order: as ms_lpm_key.endpoint_id */
-	__u8 direction;     /* enum ms_direction */
+	__u8 direction;     /* as ms_policy_key.direction (never MS_DIR_F_PORT_LOOKUP: ms_policy_lpm has those) */
 	__u8 proto;         /* IPPROTO_*; 0 = any */
 	__u16 port;         /* host order; 0 = any */
 	__u32 peer_ipv6[4]; /* net */
