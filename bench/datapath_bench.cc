@@ -42,6 +42,8 @@
 #include "microseg.skel.h"
 #include "microseg/datapath.h"
 #include "packet_builder.h"
+#include "policy_compiler.h"
+#include "port_intervals.h"
 
 namespace microseg::bench {
 namespace {
@@ -72,6 +74,16 @@ constexpr std::uint8_t kProtoGre = 47;
 constexpr std::uint32_t kNewFlowFirstPeer = 0x0AF44000u;  // host order
 constexpr std::uint16_t kNewFlowTcpPort = 443;
 constexpr std::uint16_t kNewFlowUdpPort = 5353;
+// Port-range fills (docs/policy-compiler.md, "Port ranges"): the endpoint
+// under test has UDP intervals 10000-29999 (allowed for every new-flow peer)
+// and 40000-49999 (no entry for them), looked up by their port prefixes;
+// kDeniedDport and kNewFlowUdpPort lie in neither.
+constexpr std::uint16_t kRangeAllowedFirst = 10000;
+constexpr std::uint16_t kRangeAllowedLast = 29999;
+constexpr std::uint16_t kRangeOtherFirst = 40000;
+constexpr std::uint16_t kRangeOtherLast = 49999;
+constexpr std::uint16_t kRangeAllowedPort = 20000;
+constexpr std::uint16_t kRangeDeniedPort = 45000;
 
 // The established connection: both SYNs seen (window scale 7 each way), the
 // peer (initiator) at sequence kPeerSeq, the pod at kPodSeq.
@@ -95,6 +107,7 @@ struct Fill {
   std::uint32_t exact;
   std::uint32_t lpm;
   std::uint32_t sessions;
+  bool ranges = false;  // the endpoint under test has the port-range intervals above
 };
 
 absl::Status errno_status(const std::string& what, int error) {
@@ -323,7 +336,7 @@ class FilledDatapath {
     } sizings[] = {
         {skeleton->maps.ms_endpoints, kFillEndpoints + 16},
         {skeleton->maps.ms_policy, fill.exact + 1024},
-        {skeleton->maps.ms_policy_lpm, fill.lpm + 16},
+        {skeleton->maps.ms_policy_lpm, fill.lpm + 64},  // + port-range lookup prefixes
         {skeleton->maps.ms_sessions, sessions_per_cpu * static_cast<std::uint32_t>(cpus)},
     };
     for (const Sizing& sizing : sizings) {
@@ -425,6 +438,37 @@ class FilledDatapath {
     return update(skeleton_->maps.ms_policy, &key, sizeof(key), &value, sizeof(value));
   }
 
+  // The endpoint under test's UDP ingress intervals (lookup prefixes in
+  // ms_policy_lpm) and an Allow of the first one for every new-flow peer.
+  absl::Status put_port_ranges(std::uint32_t new_flows, std::uint32_t& scenario_entries) {
+    for (auto [first, last] : {std::pair{kRangeAllowedFirst, kRangeAllowedLast},
+                               std::pair{kRangeOtherFirst, kRangeOtherLast}}) {
+      for (const PortPrefix& prefix : PortPrefixes(first, last)) {
+        const ms_lpm_key key{.prefixlen = static_cast<std::uint32_t>(MS_PORT_LOOKUP_FIXED_BITS + prefix.bits),
+                             .endpoint_id = kEndpointId,
+                             .direction = MS_DIR_INGRESS | MS_DIR_F_PORT_LOOKUP,
+                             .proto = test::kProtoUdp,
+                             .port = htons(prefix.port),
+                             .peer_ipv4 = 0};
+        const ms_policy_value value = PortIntervalValue(first);
+        if (auto status =
+                update(skeleton_->maps.ms_policy_lpm, &key, sizeof(key), &value, sizeof(value));
+            !status.ok()) {
+          return status;
+        }
+      }
+    }
+    for (std::uint32_t peer = 0; peer < new_flow_peers(std::max<std::uint32_t>(new_flows, 1)); ++peer) {
+      if (auto status = put_exact(kEndpointId, new_flow_peer(peer << 16), test::kProtoUdp, kRangeAllowedFirst,
+                                  static_cast<ms_direction>(MS_DIR_INGRESS | MS_DIR_F_PORT_INTERVAL));
+          !status.ok()) {
+        return status;
+      }
+      ++scenario_entries;
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status put_session(const ms_session_key& key, const ms_session& value) {
     return update(skeleton_->maps.ms_sessions, &key, sizeof(key), &value, sizeof(value));
   }
@@ -438,7 +482,9 @@ class FilledDatapath {
           .endpoint_id = id,
           .ipv4 = id == kEndpointId ? test::ipv4_net(kPod) : cluster_address(0x8000 + id),
           .policy_rev = 1,
-          .flags = MS_EP_F_INGRESS_ISOLATED | MS_EP_F_EGRESS_ISOLATED,
+          .flags = static_cast<std::uint8_t>(
+              MS_EP_F_INGRESS_ISOLATED | MS_EP_F_EGRESS_ISOLATED |
+              (fill.ranges && id == kEndpointId ? MS_EP_F_PORT_RANGES : 0)),
           .pad = {}};
       if (auto status = update(skeleton_->maps.ms_endpoints, &key, sizeof(key), &value,
                                sizeof(value));
@@ -466,6 +512,9 @@ class FilledDatapath {
           ++scenario_entries;
         }
       }
+    }
+    if (fill.ranges) {
+      if (auto status = put_port_ranges(new_flows, scenario_entries); !status.ok()) return status;
     }
     for (std::uint32_t i = 0; i + scenario_entries < fill.exact; ++i) {
       if (auto status = put_exact(1 + i % kFillEndpoints, cluster_address(i), test::kProtoTcp,
@@ -791,7 +840,34 @@ absl::Status run(const Options& options) {
                      test::ipv4({.src = kGrePeer, .dst = kPod, .proto = kProtoGre}, Bytes(8, 0))),
       MS_REASON_ALLOW_POLICY};
 
+  // With port ranges (MS_EP_F_PORT_RANGES): the rows above against the same
+  // fill plus the endpoint's intervals, and the interval rung's own paths.
+  const Scenario new_udp_in_range{
+      "new allowed udp flow, port in a range, every repetition a new flow",
+      "session miss + exact (proto,port) miss + 1 port-interval LPM lookup + 1 exact interval hit + insert",
+      true, test::udp_packet("10.244.64.0", 1, kPod, kRangeAllowedPort), MS_REASON_ALLOW_POLICY, true,
+      test::kProtoUdp, kRangeAllowedPort};
+  const Scenario denied_in_range{
+      "denied udp, port in a range, every repetition a new flow",
+      "session miss + port-interval lookup + 4 exact misses + 4 LPM misses; no insert", true,
+      test::udp_packet("10.244.64.0", 1, kPod, kRangeDeniedPort), MS_REASON_DROP_POLICY, true,
+      test::kProtoUdp, kRangeDeniedPort};
+
+  // The same denials without the walker (one packet repeated, nothing
+  // inserted): steadier than the walked rows, so the rung's own cost shows.
+  const Scenario denied_udp_same{
+      "denied udp, same packet repeated",
+      "session miss + 3 exact misses + 3 LPM misses (endpoint with ranges: + 1 port-interval lookup miss)", true,
+      test::udp_packet(kDeniedPeer, 40003, kPod, kDeniedDport), MS_REASON_DROP_POLICY};
+  const Scenario denied_udp_in_range_same{
+      "denied udp to a port in a range, same packet repeated",
+      "session miss + 3 exact misses + 3 LPM misses (endpoint with ranges: + 1 port-interval lookup hit, "
+      "+ 1 exact and 1 LPM interval miss)",
+      true, test::udp_packet(kDeniedPeer, 40004, kPod, kRangeDeniedPort), MS_REASON_DROP_POLICY};
+
   const Fill large{"100k exact / 10k LPM / 100k sessions", 100'000, 10'000, 100'000};
+  const Fill large_ranges{"100k exact / 10k LPM / 100k sessions, endpoint with port ranges", 100'000, 10'000,
+                          100'000, true};
   const Fill small{"1k exact / 100 LPM / 100k sessions", 1'000, 100, 100'000};
 
   std::printf("BPF_PROG_TEST_RUN repeat=%u, median of %u runs, kernel-reported ns per run\n\n",
@@ -802,12 +878,20 @@ absl::Status run(const Options& options) {
 
   if (auto status = run_block(large, 0,
                               {&established, &established_reply, &new_tcp, &new_udp, &denied_syn,
-                               &denied_midstream, &denied_new_flows, &gre_allowed},
+                               &denied_midstream, &denied_new_flows, &gre_allowed, &denied_udp_same,
+                               &denied_udp_in_range_same},
                               *helpers, options);
       !status.ok()) {
     return status;
   }
   if (auto status = run_block(small, 0, {&established, &denied_syn}, *helpers, options);
+      !status.ok()) {
+    return status;
+  }
+  if (auto status = run_block(large_ranges, 0,
+                              {&established, &new_udp, &new_udp_in_range, &denied_new_flows,
+                               &denied_in_range, &denied_syn, &denied_udp_same, &denied_udp_in_range_same},
+                              *helpers, options);
       !status.ok()) {
     return status;
   }
