@@ -37,8 +37,8 @@ const Labels& NamespaceLabelsOf(const PolicyContext& context, const std::string&
 class RuleBuilder {
  public:
   RuleBuilder(const PolicyContext& context, ms_direction direction, const std::vector<ContainerPort>& local_ports,
-              const std::vector<const PeerPod*>* scope)
-      : context_(context), direction_(direction), local_ports_(local_ports), scope_(scope) {}
+              const std::vector<const PeerPod*>* scope, PeerSelectionCache* selections)
+      : context_(context), direction_(direction), local_ports_(local_ports), scope_(scope), selections_(selections) {}
 
   // `policy_namespace` nullopt: cluster-scoped (podSelector alone = every namespace).
   std::optional<VerdictRule> Build(const PolicyRule& rule, const std::optional<std::string>& policy_namespace) const {
@@ -133,6 +133,10 @@ class RuleBuilder {
       }
       return;
     }
+    if (selections_) {
+      for (const PeerPod* pod : selections_->Select(context_, peer, policy_namespace)) fn(*pod);
+      return;
+    }
     if (!peer.namespace_selector && policy_namespace) {
       // podSelector alone selects within the policy's namespace: one contiguous range of peers.
       const std::string prefix = *policy_namespace + "/";
@@ -197,6 +201,7 @@ class RuleBuilder {
   ms_direction direction_;
   const std::vector<ContainerPort>& local_ports_;
   const std::vector<const PeerPod*>* scope_;
+  PeerSelectionCache* selections_;
 };
 
 bool Isolates(const NetworkPolicy& policy, ms_direction direction) {
@@ -212,12 +217,13 @@ const std::vector<PolicyRule>& RulesOf(const NetworkPolicy& policy, ms_direction
 DirectionRules CollectDirectionRules(const PolicyContext& context, const LocalEndpoint& endpoint,
                                      const Pod* local_pod, ms_direction direction,
                                      std::vector<std::string>* policies,
-                                     const std::vector<const PeerPod*>* scope) {
+                                     const std::vector<const PeerPod*>* scope, PeerSelectionCache* selections) {
   static const Labels kNoLabels;
   static const std::vector<ContainerPort> kNoPorts;
   const ClusterState& cluster = *context.cluster;
   const Labels& labels = local_pod ? local_pod->labels : kNoLabels;
-  const RuleBuilder builder(context, direction, local_pod ? local_pod->container_ports : kNoPorts, scope);
+  const RuleBuilder builder(context, direction, local_pod ? local_pod->container_ports : kNoPorts, scope,
+                            scope ? nullptr : selections);
   DirectionRules out;
 
   // Cluster tier.

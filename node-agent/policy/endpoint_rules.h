@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "model.h"
+#include "peer_selection_cache.h"
 #include "policy_compiler.h"
 #include "tiered_verdicts.h"
 
@@ -24,9 +25,12 @@ namespace microseg {
 // `scope` (nullptr: every pod of the context) limits the peer pods selectors
 // are resolved against: each rule's pod_ports then covers only those, which
 // is all a patch for their addresses needs (CompileEndpointPeers).
+// `selections` (may be nullptr) shares selector resolution between the
+// rules and endpoints of one batch; it is not used with a `scope`.
 DirectionRules CollectDirectionRules(const PolicyContext& context, const LocalEndpoint& endpoint,
                                      const Pod* local_pod, ms_direction direction,
                                      std::vector<std::string>* policies,
-                                     const std::vector<const PeerPod*>* scope = nullptr);
+                                     const std::vector<const PeerPod*>* scope = nullptr,
+                                     PeerSelectionCache* selections = nullptr);
 
 }  // namespace microseg

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "peer_selection_cache.h"
+
 namespace microseg {
 
 std::vector<EndpointUpdate> PlanEndpointUpdates(PolicyEngine& engine, const PolicyMapUpdater& updater,
@@ -10,9 +12,10 @@ std::vector<EndpointUpdate> PlanEndpointUpdates(PolicyEngine& engine, const Poli
   work.whole.insert(also_whole.begin(), also_whole.end());
   std::vector<EndpointUpdate> updates;
   updates.reserve(work.whole.size() + work.peers.size());
+  PeerSelectionCache selections;  // one batch, no event in between
   auto compile_whole = [&](uint32_t id) {
     EndpointUpdate update{id, std::nullopt, std::nullopt};
-    if (engine.endpoints().contains(id)) update.desired = engine.Compile(id);
+    if (engine.endpoints().contains(id)) update.desired = engine.Compile(id, &selections);
     updates.push_back(std::move(update));
   };
   for (uint32_t id : work.whole) compile_whole(id);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "ipv4_cidr.h"
 #include "endpoint_rules.h"
+#include "peer_selection_cache.h"
 #include "port_intervals.h"
 #include "selector.h"
 #include "tiered_verdicts.h"
@@ -146,13 +147,15 @@ PolicyContext BuildPolicyContext(const ClusterState& cluster, const std::vector<
   return context;
 }
 
-EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEndpoint& endpoint) {
+EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEndpoint& endpoint,
+                                     PeerSelectionCache* selections) {
   const Pod* pod = FindPod(*context.cluster, endpoint);
   EndpointPolicy out;
   EndpointPolicySummary& summary = out.summary;
   uint8_t flags = 0;
   for (ms_direction direction : {MS_DIR_INGRESS, MS_DIR_EGRESS}) {
-    const DirectionRules rules = CollectDirectionRules(context, endpoint, pod, direction, &summary.policies);
+    const DirectionRules rules =
+        CollectDirectionRules(context, endpoint, pod, direction, &summary.policies, nullptr, selections);
     const DirectionEntries entries = CompileDirection(rules);
     AddDirectionEntries(entries, endpoint.endpoint_id, direction, out);
     const bool ingress = direction == MS_DIR_INGRESS;
@@ -203,9 +206,10 @@ PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoi
 
 CompiledPolicy CompilePolicy(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints) {
   const PolicyContext context = BuildPolicyContext(cluster, endpoints);
+  PeerSelectionCache selections;
   CompiledPolicy compiled;
   for (const LocalEndpoint& endpoint : endpoints) {
-    EndpointPolicy policy = CompileEndpointPolicy(context, endpoint);
+    EndpointPolicy policy = CompileEndpointPolicy(context, endpoint, &selections);
     compiled.maps.exact.merge(policy.exact);
     compiled.maps.lpm.merge(policy.lpm);
     compiled.maps.exact6.merge(policy.exact6);

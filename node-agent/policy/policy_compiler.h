@@ -91,7 +91,12 @@ struct EndpointPolicy {
   EndpointPolicySummary summary;
 };
 
-EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEndpoint& endpoint);
+class PeerSelectionCache;  // peer_selection_cache.h
+
+// `selections` (may be nullptr): selector results shared with the other
+// endpoints compiled against the same, unchanged context.
+EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEndpoint& endpoint,
+                                     PeerSelectionCache* selections = nullptr);
 
 // What a peer pod's change does to one endpoint: the exact entries keyed by
 // the pod's old and new (IPv4) addresses are the only ones that can change (its

@@ -469,9 +469,9 @@ void PolicyEngine::MarkAllDirty() {
   for (const auto& [id, endpoint] : endpoints_) dirty_.insert(id);
 }
 
-EndpointPolicy PolicyEngine::Compile(uint32_t endpoint_id) {
+EndpointPolicy PolicyEngine::Compile(uint32_t endpoint_id, PeerSelectionCache* selections) {
   ++compiled_endpoints_;
-  return CompileEndpointPolicy(context_, endpoints_.at(endpoint_id));
+  return CompileEndpointPolicy(context_, endpoints_.at(endpoint_id), selections);
 }
 
 PeerEntries PolicyEngine::CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses) const {

@@ -84,7 +84,9 @@ class PolicyEngine {
   void MarkDirty(uint32_t endpoint_id) { dirty_.insert(endpoint_id); }
 
   // The endpoint's desired entries now. Counted in compiled_endpoints().
-  EndpointPolicy Compile(uint32_t endpoint_id);
+  // `selections` (may be nullptr) is shared by the compiles of one batch:
+  // no event may come between them.
+  EndpointPolicy Compile(uint32_t endpoint_id, PeerSelectionCache* selections = nullptr);
   uint64_t compiled_endpoints() const { return compiled_endpoints_; }
   // The endpoint's entries for these peer addresses now. Not counted above.
   PeerEntries CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses) const;

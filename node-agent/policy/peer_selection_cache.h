@@ -1,0 +1,43 @@
+// The peer pods one selector pair chooses, resolved once per batch of
+// compiles instead of once per rule and endpoint. Resolving a namespace
+// selector walks every namespace of the cluster, and the same selectors
+// recur across policies (a team's namespaces, "every monitoring pod") and
+// across the endpoints a ClusterSegmentPolicy applies to.
+//
+// A cache is valid for one unchanged PolicyContext: create one per batch
+// (PlanEndpointUpdates, CompilePolicy) and drop it before the next event.
+// Passed to the compiler explicitly, so compiling stays a pure function.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model.h"
+#include "policy_compiler.h"
+
+namespace microseg {
+
+class PeerSelectionCache {
+ public:
+  // The pods `peer` (a selector peer, not an ipBlock) selects, in
+  // context.peers order. `policy_namespace` nullopt: a cluster-scoped
+  // policy (a podSelector alone then means every namespace).
+  const std::vector<const PeerPod*>& Select(const PolicyContext& context, const PolicyPeer& peer,
+                                            const std::optional<std::string>& policy_namespace);
+
+ private:
+  struct NamespacePods {
+    const Labels* labels = nullptr;  // as namespace selectors see them
+    std::vector<const PeerPod*> pods;
+  };
+  void IndexNamespaces(const PolicyContext& context);
+
+  bool indexed_ = false;
+  std::vector<NamespacePods> namespaces_;
+  std::map<std::string, Labels> implicit_labels_;  // namespaces known only by name
+  std::map<std::string, std::vector<const PeerPod*>> selections_;  // key: SelectionKey()
+};
+
+}  // namespace microseg
