@@ -13,7 +13,8 @@
  * every packet is accounted for exactly once in ms_stats.
  *
  * The pipeline fails closed: a veth without a registered endpoint, a packet
- * we cannot parse, or a protocol we cannot judge for an isolated pod is
+ * we cannot parse, or a protocol we cannot judge in a direction where
+ * policy is enforced (isolated, or cluster-tier verdicts to look up) is
  * dropped, never waved through.
  */
 #include <linux/bpf.h>
@@ -255,8 +256,13 @@ static __always_inline __u32 ms_parse_l4(void *l4, void *data_end, __u32 l4_room
  * Parse L2-L4. Returns MS_CONTINUE with `flow` filled for IPv4 (and IPv6,
  * its addresses in `addrs6`: ipv6.h), or the
  * final reason for everything that is decided by parsing alone.
+ * `enforced`: the direction is isolated or has verdicts to look up (its
+ * *_LOOKUP flag: cluster-tier Deny, Audit). What parsing cannot judge
+ * (other L3, later fragments, an unwalkable IPv6 chain) passes only where
+ * nothing is enforced: a Deny must not be bypassed by fragmenting the
+ * packet or by wrapping it in another protocol.
  */
-static __always_inline __u32 ms_parse(struct __sk_buff *skb, int isolated, __u32 dir,
+static __always_inline __u32 ms_parse(struct __sk_buff *skb, int enforced, __u32 dir,
 				     const struct ms_endpoint *endpoint, struct ms_flow *flow,
 				     struct ms_flow6 *addrs6)
 {
@@ -283,10 +289,10 @@ static __always_inline __u32 ms_parse(struct __sk_buff *skb, int isolated, __u32
 	if (ethertype == ETH_P_ARP)
 		return MS_REASON_ALLOW_NON_IP;
 	if (ethertype == ETH_P_IPV6)
-		return ms_parse6(skb, data_end, (void *)(eth + 1), isolated, dir, endpoint->ipv6, flow,
+		return ms_parse6(skb, data_end, (void *)(eth + 1), enforced, dir, endpoint->ipv6, flow,
 				 addrs6);
 	if (ethertype != ETH_P_IP)
-		return isolated ? MS_REASON_DROP_UNSUPPORTED_L3 : MS_REASON_ALLOW_NOT_ISOLATED;
+		return enforced ? MS_REASON_DROP_UNSUPPORTED_L3 : MS_REASON_ALLOW_NOT_ISOLATED;
 
 	struct iphdr *ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end)
@@ -317,7 +323,7 @@ static __always_inline __u32 ms_parse(struct __sk_buff *skb, int isolated, __u32
 
 	/* Only the first fragment carries L4 ports; later ones cannot be judged. */
 	if (bpf_ntohs(ip->frag_off) & MS_IPV4_FRAG_OFFSET_MASK)
-		return isolated ? MS_REASON_DROP_FRAGMENT : MS_REASON_ALLOW_NOT_ISOLATED;
+		return enforced ? MS_REASON_DROP_FRAGMENT : MS_REASON_ALLOW_NOT_ISOLATED;
 
 	return ms_parse_l4(l4, data_end, ip_total_bytes - ip_header_bytes, flow);
 }
@@ -761,16 +767,17 @@ static __always_inline __u32 ms_entry(struct __sk_buff *skb, __u32 dir, __u32 st
 		return MS_REASON_DROP_UNKNOWN_ENDPOINT;
 	/* One read: isolation and policy generation must come from the same update. */
 	__u8 flags = *(volatile __u8 *)&endpoint->flags;
-	__u8 isolation_bit =
-		dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
-	int isolated = (flags & isolation_bit) != 0;
+	__u8 enforced_bits = dir == MS_DIR_INGRESS
+				     ? MS_EP_F_INGRESS_ISOLATED | MS_EP_F_INGRESS_LOOKUP
+				     : MS_EP_F_EGRESS_ISOLATED | MS_EP_F_EGRESS_LOOKUP;
+	int enforced = (flags & enforced_bits) != 0;
 
 	__u32 zero = 0;
 	struct ms_stage_state *state = bpf_map_lookup_elem(&ms_scratch, &zero);
 	if (!state) /* cannot happen (one-slot array); fail closed */
 		return MS_REASON_DROP_MISSED_TAIL_CALL;
 	__builtin_memset(&state->flow, 0, sizeof(state->flow));
-	__u32 reason = ms_parse(skb, isolated, dir, endpoint, &state->flow, &state->flow6);
+	__u32 reason = ms_parse(skb, enforced, dir, endpoint, &state->flow, &state->flow6);
 	if (reason != MS_CONTINUE)
 		return reason;
 	state->ifindex = skb->ifindex;

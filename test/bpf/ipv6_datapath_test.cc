@@ -225,6 +225,16 @@ std::vector<Case> single_packet_cases() {
        Program::kToPod, later_fragment, MS_REASON_DROP_FRAGMENT},
       {"later fragment, not isolated", 0, {}, Program::kToPod, later_fragment,
        MS_REASON_ALLOW_NOT_ISOLATED},
+      // A direction with verdicts to look up (cluster-tier Deny) judges
+      // what it cannot parse like an isolated one: no bypass by fragmenting.
+      {"later fragment, lookup flag", MS_EP_F_INGRESS_LOOKUP,
+       {exact6(MS_DIR_INGRESS, kPeer, 0, 0, MS_ACTION_DENY)}, Program::kToPod, later_fragment,
+       MS_REASON_DROP_FRAGMENT},
+      {"later fragment, only the other direction's lookup flag", MS_EP_F_EGRESS_LOOKUP, {},
+       Program::kToPod, later_fragment, MS_REASON_ALLOW_NOT_ISOLATED},
+      {"nine extension headers, lookup flag", MS_EP_F_INGRESS_LOOKUP,
+       {exact6(MS_DIR_INGRESS, kPeer, 0, 0, MS_ACTION_DENY)}, Program::kToPod,
+       tcp_syn(kPeer, 40000, kPod, 80, chain_of(9)), MS_REASON_DROP_MALFORMED},
 
       // Anti-spoofing on pod egress.
       {"own source", 0, {}, Program::kFromPod, tcp_syn(kPod, 40000, kPeer, 80),
