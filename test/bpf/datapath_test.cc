@@ -24,15 +24,6 @@ constexpr std::uint8_t kIngressIsolated = MS_EP_F_INGRESS_ISOLATED;
 constexpr std::uint8_t kEgressIsolated = MS_EP_F_EGRESS_ISOLATED;
 constexpr std::uint8_t kBothIsolated = MS_EP_F_INGRESS_ISOLATED | MS_EP_F_EGRESS_ISOLATED;
 
-void expect_verdict(LoadedDatapath& datapath, Program program, const Bytes& frame,
-                    ms_reason expected) {
-  const RunResult result = datapath.run(program, frame);
-  INFO(name_of(program) << " expected " << name_of_reason(expected) << "; counters: "
-                        << describe(result.stats_delta));
-  CHECK(result.tc_action == tc_action_for(expected));
-  check_only_counter_moved(result.stats_delta, direction_of(program), expected, frame.size());
-}
-
 struct PolicyEntry {
   enum class Map { kExact, kLpm } map = Map::kExact;
   ms_direction direction = MS_DIR_INGRESS;
@@ -335,7 +326,7 @@ TEST_CASE("each packet gets the expected verdict and counter", "[bpf][privileged
                             entry.proto, entry.port, entry.action);
         }
       }
-      expect_verdict(*datapath, verdict_case.program, verdict_case.frame, verdict_case.expected);
+      check_verdict(*datapath, verdict_case.program, verdict_case.frame, verdict_case.expected);
     }
   }
 }
@@ -347,24 +338,24 @@ TEST_CASE("reply of an admitted TCP flow passes, a fresh flow does not", "[bpf][
   datapath->put_exact(1, MS_DIR_INGRESS, kPeer, kProtoTcp, 80, MS_ACTION_ALLOW);
 
   // Before anything was admitted the server cannot talk to the client.
-  expect_verdict(*datapath, Program::kFromPod, tcp_packet(kPod, 80, kPeer, 40000),
-                 MS_REASON_DROP_POLICY);
-  expect_verdict(*datapath, Program::kToPod, tcp_packet(kPeer, 40000, kPod, 80),
-                 MS_REASON_ALLOW_POLICY);
-  expect_verdict(*datapath, Program::kFromPod, tcp_packet(kPod, 80, kPeer, 40000),
-                 MS_REASON_ALLOW_SESSION);
-  expect_verdict(*datapath, Program::kToPod, tcp_packet(kPeer, 40000, kPod, 80),
-                 MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kFromPod, tcp_packet(kPod, 80, kPeer, 40000),
+                MS_REASON_DROP_POLICY);
+  check_verdict(*datapath, Program::kToPod, tcp_packet(kPeer, 40000, kPod, 80),
+                MS_REASON_ALLOW_POLICY);
+  check_verdict(*datapath, Program::kFromPod, tcp_packet(kPod, 80, kPeer, 40000),
+                MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kToPod, tcp_packet(kPeer, 40000, kPod, 80),
+                MS_REASON_ALLOW_SESSION);
   // Same direction as the reply, but a flow nobody admitted.
-  expect_verdict(*datapath, Program::kFromPod, tcp_packet(kPod, 80, kPeer, 40001),
-                 MS_REASON_DROP_POLICY);
-  expect_verdict(*datapath, Program::kFromPod, tcp_packet(kPod, 80, kOtherPeer, 40000),
-                 MS_REASON_DROP_POLICY);
+  check_verdict(*datapath, Program::kFromPod, tcp_packet(kPod, 80, kPeer, 40001),
+                MS_REASON_DROP_POLICY);
+  check_verdict(*datapath, Program::kFromPod, tcp_packet(kPod, 80, kOtherPeer, 40000),
+                MS_REASON_DROP_POLICY);
 
   SECTION("sessions belong to one endpoint") {
     datapath->set_endpoint(2, kBothIsolated, kPod);
-    expect_verdict(*datapath, Program::kFromPod, tcp_packet(kPod, 80, kPeer, 40000),
-                   MS_REASON_DROP_POLICY);
+    check_verdict(*datapath, Program::kFromPod, tcp_packet(kPod, 80, kPeer, 40000),
+                  MS_REASON_DROP_POLICY);
   }
 }
 
@@ -374,14 +365,14 @@ TEST_CASE("a flow out of a non-isolated direction lets its reply into an isolate
   if (!datapath) return;
   datapath->set_endpoint(1, kIngressIsolated, kPod);
 
-  expect_verdict(*datapath, Program::kFromPod, udp_packet(kPod, 5000, kPeer, 53),
-                 MS_REASON_ALLOW_NOT_ISOLATED);
-  expect_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5000),
-                 MS_REASON_ALLOW_SESSION);
-  expect_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5001),
-                 MS_REASON_DROP_POLICY);
-  expect_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 54, kPod, 5000),
-                 MS_REASON_DROP_POLICY);
+  check_verdict(*datapath, Program::kFromPod, udp_packet(kPod, 5000, kPeer, 53),
+                MS_REASON_ALLOW_NOT_ISOLATED);
+  check_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5000),
+                MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5001),
+                MS_REASON_DROP_POLICY);
+  check_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 54, kPod, 5000),
+                MS_REASON_DROP_POLICY);
 }
 
 TEST_CASE("ICMP echo reply follows its request, by echo id", "[bpf][privileged]") {
@@ -391,19 +382,19 @@ TEST_CASE("ICMP echo reply follows its request, by echo id", "[bpf][privileged]"
   datapath->put_exact(1, MS_DIR_EGRESS, kPeer, kProtoIcmp, 0, MS_ACTION_ALLOW);
 
   // A reply nobody asked for opens nothing.
-  expect_verdict(*datapath, Program::kToPod, icmp_packet(kPeer, kPod, kIcmpEchoReply, 7),
-                 MS_REASON_DROP_POLICY);
-  expect_verdict(*datapath, Program::kFromPod, icmp_packet(kPod, kPeer, kIcmpEchoRequest, 7),
-                 MS_REASON_ALLOW_POLICY);
-  expect_verdict(*datapath, Program::kToPod, icmp_packet(kPeer, kPod, kIcmpEchoReply, 7),
-                 MS_REASON_ALLOW_SESSION);
-  expect_verdict(*datapath, Program::kFromPod, icmp_packet(kPod, kPeer, kIcmpEchoRequest, 7),
-                 MS_REASON_ALLOW_SESSION);
-  expect_verdict(*datapath, Program::kToPod, icmp_packet(kPeer, kPod, kIcmpEchoReply, 8),
-                 MS_REASON_DROP_POLICY);
+  check_verdict(*datapath, Program::kToPod, icmp_packet(kPeer, kPod, kIcmpEchoReply, 7),
+                MS_REASON_DROP_POLICY);
+  check_verdict(*datapath, Program::kFromPod, icmp_packet(kPod, kPeer, kIcmpEchoRequest, 7),
+                MS_REASON_ALLOW_POLICY);
+  check_verdict(*datapath, Program::kToPod, icmp_packet(kPeer, kPod, kIcmpEchoReply, 7),
+                MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kFromPod, icmp_packet(kPod, kPeer, kIcmpEchoRequest, 7),
+                MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kToPod, icmp_packet(kPeer, kPod, kIcmpEchoReply, 8),
+                MS_REASON_DROP_POLICY);
   // The peer cannot start its own ping by reusing our echo id.
-  expect_verdict(*datapath, Program::kToPod, icmp_packet(kPeer, kPod, kIcmpEchoRequest, 7),
-                 MS_REASON_DROP_POLICY);
+  check_verdict(*datapath, Program::kToPod, icmp_packet(kPeer, kPod, kIcmpEchoRequest, 7),
+                MS_REASON_DROP_POLICY);
 }
 
 TEST_CASE("sessions expire after the configured per-protocol timeout", "[bpf][privileged]") {
@@ -420,22 +411,22 @@ TEST_CASE("sessions expire after the configured per-protocol timeout", "[bpf][pr
   const Bytes udp_reply = udp_packet(kPeer, 53, kPod, 5000);
   const Bytes tcp_out = tcp_packet(kPod, 40000, kPeer, 443);
   const Bytes tcp_reply = tcp_packet(kPeer, 443, kPod, 40000);
-  expect_verdict(*datapath, Program::kFromPod, udp_out, MS_REASON_ALLOW_NOT_ISOLATED);
-  expect_verdict(*datapath, Program::kFromPod, tcp_out, MS_REASON_ALLOW_NOT_ISOLATED);
+  check_verdict(*datapath, Program::kFromPod, udp_out, MS_REASON_ALLOW_NOT_ISOLATED);
+  check_verdict(*datapath, Program::kFromPod, tcp_out, MS_REASON_ALLOW_NOT_ISOLATED);
 
   // Each packet refreshes the session: 1.2 s after it started it is still live.
   std::this_thread::sleep_for(600ms);
-  expect_verdict(*datapath, Program::kToPod, udp_reply, MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kToPod, udp_reply, MS_REASON_ALLOW_SESSION);
   std::this_thread::sleep_for(600ms);
-  expect_verdict(*datapath, Program::kToPod, udp_reply, MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kToPod, udp_reply, MS_REASON_ALLOW_SESSION);
 
   std::this_thread::sleep_for(kUdpTimeout + 500ms);
-  expect_verdict(*datapath, Program::kToPod, udp_reply, MS_REASON_DROP_POLICY);
+  check_verdict(*datapath, Program::kToPod, udp_reply, MS_REASON_DROP_POLICY);
   // TCP keeps its own (default, one hour) timeout.
-  expect_verdict(*datapath, Program::kToPod, tcp_reply, MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kToPod, tcp_reply, MS_REASON_ALLOW_SESSION);
   // A new packet out re-creates the expired UDP session.
-  expect_verdict(*datapath, Program::kFromPod, udp_out, MS_REASON_ALLOW_NOT_ISOLATED);
-  expect_verdict(*datapath, Program::kToPod, udp_reply, MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kFromPod, udp_out, MS_REASON_ALLOW_NOT_ISOLATED);
+  check_verdict(*datapath, Program::kToPod, udp_reply, MS_REASON_ALLOW_SESSION);
 }
 
 }  // namespace

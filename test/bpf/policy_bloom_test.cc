@@ -32,10 +32,7 @@ void push_bloom(microseg_bpf& skeleton, const char* peer, ms_direction direction
 }
 
 void expect_verdict(LoadedDatapath& datapath, const Bytes& frame, ms_reason expected) {
-  const RunResult result = datapath.run(Program::kToPod, frame);
-  INFO("expected " << name_of_reason(expected) << "; counters: " << describe(result.stats_delta));
-  CHECK(result.tc_action == tc_action_for(expected));
-  check_only_counter_moved(result.stats_delta, MS_DIR_INGRESS, expected, frame.size());
+  check_verdict(datapath, Program::kToPod, frame, expected);
 }
 
 struct BloomCase {

@@ -45,15 +45,6 @@ std::unique_ptr<LoadedDatapath> load_with_test_clock(
   return datapath;
 }
 
-void expect_verdict(LoadedDatapath& datapath, Program program, const Bytes& frame,
-                    ms_reason expected) {
-  const RunResult result = datapath.run(program, frame);
-  INFO(name_of(program) << " expected " << name_of_reason(expected) << "; counters: "
-                        << describe(result.stats_delta));
-  CHECK(result.tc_action == tc_action_for(expected));
-  check_only_counter_moved(result.stats_delta, direction_of(program), expected, frame.size());
-}
-
 ms_session_key tcp_key(std::uint16_t pod_port = kPodPort, std::uint16_t peer_port = kPeerPort) {
   return {.endpoint_id = kEndpointId,
           .pod_addr = ipv4_net(kPod),
@@ -254,8 +245,8 @@ TEST_CASE("TCP conversations: verdict, counter and state after every segment",
       int index = 0;
       for (const Step& step : conversation.steps) {
         INFO("step " << index++);
-        expect_verdict(*datapath, step.from == From::kPod ? Program::kFromPod : Program::kToPod,
-                       segment_of(step), step.expected);
+        check_verdict(*datapath, step.from == From::kPod ? Program::kFromPod : Program::kToPod,
+                      segment_of(step), step.expected);
         const auto session = datapath->session(tcp_key());
         REQUIRE(session.has_value() == step.state.has_value());
         if (step.state) CHECK(static_cast<int>(session->tcp_state) == *step.state);
@@ -277,8 +268,8 @@ TEST_CASE("window scale from the SYNs widens the window", "[bpf][privileged][ses
              {POD, ACK, 1, 1, 0, S, EST, 0, 1000},
              {PEER, ACK, 1, 1, 0, S, EST, 0, 1000},
              {POD, PSHACK, beyond_unscaled, 1, 100, S, EST, 0, 1000}}) {
-      expect_verdict(*datapath, step.from == POD ? Program::kFromPod : Program::kToPod,
-                     segment_of(step), step.expected);
+      check_verdict(*datapath, step.from == POD ? Program::kFromPod : Program::kToPod,
+                    segment_of(step), step.expected);
     }
   }
   SECTION("only one SYN offers a scale: windows are not scaled") {
@@ -289,8 +280,8 @@ TEST_CASE("window scale from the SYNs widens the window", "[bpf][privileged][ses
              {PEER, ACK, 1, 1, 0, S, EST, 0, 1000},
              {POD, PSHACK, beyond_unscaled, 1, 100, MS_REASON_DROP_INVALID_SEQ, EST, 0,
               1000}}) {
-      expect_verdict(*datapath, step.from == POD ? Program::kFromPod : Program::kToPod,
-                     segment_of(step), step.expected);
+      check_verdict(*datapath, step.from == POD ? Program::kFromPod : Program::kToPod,
+                    segment_of(step), step.expected);
     }
   }
 }
@@ -304,44 +295,44 @@ TEST_CASE("a mid-stream segment without a session is re-checked against policy",
   datapath->put_exact(kEndpointId, MS_DIR_EGRESS, kPeer, kProtoTcp, kPeerPort, MS_ACTION_ALLOW);
 
   SECTION("the peer's segment of a flow the pod may open is picked up") {
-    expect_verdict(*datapath, Program::kToPod, segment_of({PEER, PSHACK, 1, 1, 10}),
-                   MS_REASON_ALLOW_POLICY);
+    check_verdict(*datapath, Program::kToPod, segment_of({PEER, PSHACK, 1, 1, 10}),
+                  MS_REASON_ALLOW_POLICY);
     const auto session = datapath->session(tcp_key());
     REQUIRE(session);
     CHECK(session->tcp_state == MS_TCP_ESTABLISHED);
     CHECK(session->direction == MS_DIR_EGRESS);
     CHECK((session->flags & MS_SESSION_F_PICKED_UP) != 0);
-    expect_verdict(*datapath, Program::kFromPod, segment_of({POD, ACK, 1, 11}),
-                   MS_REASON_ALLOW_SESSION);
-    expect_verdict(*datapath, Program::kFromPod, segment_of({POD, FINACK, 1, 11}),
-                   MS_REASON_ALLOW_SESSION);
+    check_verdict(*datapath, Program::kFromPod, segment_of({POD, ACK, 1, 11}),
+                  MS_REASON_ALLOW_SESSION);
+    check_verdict(*datapath, Program::kFromPod, segment_of({POD, FINACK, 1, 11}),
+                  MS_REASON_ALLOW_SESSION);
     CHECK(datapath->session(tcp_key())->tcp_state == MS_TCP_FIN_WAIT1);
   }
   SECTION("a SYN-ACK without its SYN's session is picked up as half-open") {
-    expect_verdict(*datapath, Program::kToPod, segment_of({PEER, SYNACK, 0, 1}),
-                   MS_REASON_ALLOW_POLICY);
+    check_verdict(*datapath, Program::kToPod, segment_of({PEER, SYNACK, 0, 1}),
+                  MS_REASON_ALLOW_POLICY);
     CHECK(datapath->session(tcp_key())->tcp_state == MS_TCP_SYN_RECV);
-    expect_verdict(*datapath, Program::kFromPod, segment_of({POD, ACK, 1, 1}),
-                   MS_REASON_ALLOW_SESSION);
+    check_verdict(*datapath, Program::kFromPod, segment_of({POD, ACK, 1, 1}),
+                  MS_REASON_ALLOW_SESSION);
     CHECK(datapath->session(tcp_key())->tcp_state == MS_TCP_ESTABLISHED);
   }
   SECTION("a segment of a flow nobody may open is dropped, nothing is created") {
     const Bytes other = tcp_frame(kPeer, kPod,
                                   {.sport = 7000, .dport = kPodPort, .seq = 5, .ack = 5,
                                    .flags = ACK});
-    expect_verdict(*datapath, Program::kToPod, other, MS_REASON_DROP_POLICY);
+    check_verdict(*datapath, Program::kToPod, other, MS_REASON_DROP_POLICY);
     CHECK(datapath->session_count() == 0);
   }
   SECTION("a RST without a session opens nothing") {
-    expect_verdict(*datapath, Program::kToPod, segment_of({PEER, RSTACK, 1, 1}),
-                   MS_REASON_DROP_POLICY);
-    expect_verdict(*datapath, Program::kFromPod, segment_of({POD, RST, 1, 0}),
-                   MS_REASON_ALLOW_POLICY);
+    check_verdict(*datapath, Program::kToPod, segment_of({PEER, RSTACK, 1, 1}),
+                  MS_REASON_DROP_POLICY);
+    check_verdict(*datapath, Program::kFromPod, segment_of({POD, RST, 1, 0}),
+                  MS_REASON_ALLOW_POLICY);
     CHECK(datapath->session_count() == 0);
   }
   SECTION("invalid flags are dropped before policy") {
-    expect_verdict(*datapath, Program::kFromPod, segment_of({POD, kTcpSyn | kTcpFin, 0, 0}),
-                   MS_REASON_DROP_INVALID_TCP_STATE);
+    check_verdict(*datapath, Program::kFromPod, segment_of({POD, kTcpSyn | kTcpFin, 0, 0}),
+                  MS_REASON_DROP_INVALID_TCP_STATE);
     CHECK(datapath->session_count() == 0);
   }
 }
@@ -394,22 +385,22 @@ TEST_CASE("each TCP state expires after its own timeout", "[bpf][privileged][ses
       datapath->put_exact(kEndpointId, MS_DIR_EGRESS, kPeer, kProtoTcp, kPeerPort,
                           MS_ACTION_ALLOW);
       for (const Step& step : timeout_case.setup) {
-        expect_verdict(*datapath, step.from == POD ? Program::kFromPod : Program::kToPod,
-                       segment_of(step), step.expected);
+        check_verdict(*datapath, step.from == POD ? Program::kFromPod : Program::kToPod,
+                      segment_of(step), step.expected);
       }
       const ms_tcp_state state = *timeout_case.setup.back().state;
       REQUIRE(datapath->session(tcp_key())->tcp_state == state);
       // At the timeout exactly the session is live and the probe refreshes it ...
       datapath->set_clock(kClockStart + timeout_case.timeout_ns);
       const Step& probe = timeout_case.probe;
-      expect_verdict(*datapath, probe.from == POD ? Program::kFromPod : Program::kToPod,
-                     segment_of(probe), MS_REASON_ALLOW_SESSION);
+      check_verdict(*datapath, probe.from == POD ? Program::kFromPod : Program::kToPod,
+                    segment_of(probe), MS_REASON_ALLOW_SESSION);
       CHECK(datapath->session(tcp_key())->tcp_state == state);
       // ... one nanosecond past the next timeout the entry counts as absent:
       // the peer's segment must be re-admitted by policy (picked up).
       datapath->set_clock(kClockStart + 2 * timeout_case.timeout_ns + 1);
-      expect_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
-                     MS_REASON_ALLOW_POLICY);
+      check_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
+                    MS_REASON_ALLOW_POLICY);
       const auto after = datapath->session(tcp_key());
       REQUIRE(after);
       CHECK((after->flags & MS_SESSION_F_PICKED_UP) != 0);
@@ -426,23 +417,23 @@ TEST_CASE("timeouts are configurable before load", "[bpf][privileged][session]")
   if (!datapath) return;
   datapath->set_endpoint(kEndpointId, MS_EP_F_INGRESS_ISOLATED, kPod);
   for (const Step& step : pod_opens()) {
-    expect_verdict(*datapath, step.from == POD ? Program::kFromPod : Program::kToPod,
-                   segment_of(step), step.expected == MS_REASON_ALLOW_POLICY
+    check_verdict(*datapath, step.from == POD ? Program::kFromPod : Program::kToPod,
+                  segment_of(step), step.expected == MS_REASON_ALLOW_POLICY
                                          ? MS_REASON_ALLOW_NOT_ISOLATED
                                          : step.expected);
   }
-  expect_verdict(*datapath, Program::kFromPod, udp_packet(kPod, 5353, kPeer, 53),
-                 MS_REASON_ALLOW_NOT_ISOLATED);
+  check_verdict(*datapath, Program::kFromPod, udp_packet(kPod, 5353, kPeer, 53),
+                MS_REASON_ALLOW_NOT_ISOLATED);
   datapath->set_clock(kClockStart + 3 * kSecond);
-  expect_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5353),
-                 MS_REASON_DROP_POLICY);
-  expect_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
-                 MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5353),
+                MS_REASON_DROP_POLICY);
+  check_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
+                MS_REASON_ALLOW_SESSION);
   datapath->set_clock(kClockStart + 9 * kSecond);
   // Expired: the reply direction is isolated and only the pod may open it, so
   // the pick-up is admitted through the pod's (non-isolated) egress.
-  expect_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
-                 MS_REASON_ALLOW_NOT_ISOLATED);
+  check_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
+                MS_REASON_ALLOW_NOT_ISOLATED);
   CHECK((datapath->session(tcp_key())->flags & MS_SESSION_F_PICKED_UP) != 0);
 }
 
@@ -453,24 +444,24 @@ TEST_CASE("UDP and ICMP echo pseudo-sessions and their timeouts", "[bpf][privile
   datapath->put_exact(kEndpointId, MS_DIR_EGRESS, kPeer, kProtoUdp, 53, MS_ACTION_ALLOW);
   datapath->put_exact(kEndpointId, MS_DIR_EGRESS, kPeer, kProtoIcmp, 0, MS_ACTION_ALLOW);
 
-  expect_verdict(*datapath, Program::kFromPod, udp_packet(kPod, 5353, kPeer, 53),
-                 MS_REASON_ALLOW_POLICY);
-  expect_verdict(*datapath, Program::kFromPod, icmp_packet(kPod, kPeer, kIcmpEchoRequest, 9),
-                 MS_REASON_ALLOW_POLICY);
+  check_verdict(*datapath, Program::kFromPod, udp_packet(kPod, 5353, kPeer, 53),
+                MS_REASON_ALLOW_POLICY);
+  check_verdict(*datapath, Program::kFromPod, icmp_packet(kPod, kPeer, kIcmpEchoRequest, 9),
+                MS_REASON_ALLOW_POLICY);
   datapath->set_clock(kClockStart + 30 * kSecond);
-  expect_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5353),
-                 MS_REASON_ALLOW_SESSION);
-  expect_verdict(*datapath, Program::kToPod, icmp_packet(kPeer, kPod, kIcmpEchoReply, 9),
-                 MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5353),
+                MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kToPod, icmp_packet(kPeer, kPod, kIcmpEchoReply, 9),
+                MS_REASON_ALLOW_SESSION);
   // ICMP: 30 s after its last packet; UDP: 60 s after its last packet.
   datapath->set_clock(kClockStart + 60 * kSecond + 1);
-  expect_verdict(*datapath, Program::kToPod, icmp_packet(kPeer, kPod, kIcmpEchoReply, 9),
-                 MS_REASON_DROP_POLICY);
-  expect_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5353),
-                 MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kToPod, icmp_packet(kPeer, kPod, kIcmpEchoReply, 9),
+                MS_REASON_DROP_POLICY);
+  check_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5353),
+                MS_REASON_ALLOW_SESSION);
   datapath->set_clock(kClockStart + 120 * kSecond + 2);
-  expect_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5353),
-                 MS_REASON_DROP_POLICY);
+  check_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5353),
+                MS_REASON_DROP_POLICY);
   CHECK(datapath->session_count() == 0);
 }
 
@@ -489,48 +480,48 @@ TEST_CASE("ICMP errors about a tracked session are related, others need policy",
   const Bytes pod_syn = segment_of({POD, SYN, 0, 0});
   const Bytes peer_query = udp_packet(kPeer, 4444, kPod, 53);
   const Bytes pod_ping = icmp_packet(kPod, kPeer, kIcmpEchoRequest, 77);
-  expect_verdict(*datapath, Program::kFromPod, pod_syn, MS_REASON_ALLOW_POLICY);
-  expect_verdict(*datapath, Program::kToPod, peer_query, MS_REASON_ALLOW_POLICY);
-  expect_verdict(*datapath, Program::kFromPod, pod_ping, MS_REASON_ALLOW_POLICY);
+  check_verdict(*datapath, Program::kFromPod, pod_syn, MS_REASON_ALLOW_POLICY);
+  check_verdict(*datapath, Program::kToPod, peer_query, MS_REASON_ALLOW_POLICY);
+  check_verdict(*datapath, Program::kFromPod, pod_ping, MS_REASON_ALLOW_POLICY);
 
   SECTION("fragmentation needed from a router, about the pod's TCP flow") {
-    expect_verdict(*datapath, Program::kToPod,
-                   icmp_error_packet(kRouter, kPod, kIcmpDestUnreachable,
+    check_verdict(*datapath, Program::kToPod,
+                  icmp_error_packet(kRouter, kPod, kIcmpDestUnreachable,
                                      kIcmpCodeFragmentationNeeded, ip_packet_of(pod_syn)),
-                   MS_REASON_ALLOW_RELATED);
+                  MS_REASON_ALLOW_RELATED);
   }
   SECTION("time exceeded about the pod's ping") {
-    expect_verdict(*datapath, Program::kToPod,
-                   icmp_error_packet(kRouter, kPod, kIcmpTimeExceeded, 0, ip_packet_of(pod_ping)),
-                   MS_REASON_ALLOW_RELATED);
+    check_verdict(*datapath, Program::kToPod,
+                  icmp_error_packet(kRouter, kPod, kIcmpTimeExceeded, 0, ip_packet_of(pod_ping)),
+                  MS_REASON_ALLOW_RELATED);
   }
   SECTION("port unreachable sent by the pod about the peer's UDP query") {
-    expect_verdict(*datapath, Program::kFromPod,
-                   icmp_error_packet(kPod, kPeer, kIcmpDestUnreachable, 3,
+    check_verdict(*datapath, Program::kFromPod,
+                  icmp_error_packet(kPod, kPeer, kIcmpDestUnreachable, 3,
                                      ip_packet_of(peer_query)),
-                   MS_REASON_ALLOW_RELATED);
+                  MS_REASON_ALLOW_RELATED);
   }
   SECTION("an error about a flow nobody tracks is dropped for an isolated pod") {
     const Bytes unknown = tcp_frame(kPod, kPeer, {.sport = 1234, .dport = kPeerPort});
-    expect_verdict(*datapath, Program::kToPod,
-                   icmp_error_packet(kRouter, kPod, kIcmpDestUnreachable,
+    check_verdict(*datapath, Program::kToPod,
+                  icmp_error_packet(kRouter, kPod, kIcmpDestUnreachable,
                                      kIcmpCodeFragmentationNeeded, ip_packet_of(unknown)),
-                   MS_REASON_DROP_POLICY);
+                  MS_REASON_DROP_POLICY);
   }
   SECTION("an error quoting the session the wrong way round is not related") {
     // Claims the peer sent the SYN: the quoted flow is reversed.
     const Bytes reversed = segment_of({PEER, SYN, 0, 0});
-    expect_verdict(*datapath, Program::kToPod,
-                   icmp_error_packet(kRouter, kPod, kIcmpDestUnreachable, 1,
+    check_verdict(*datapath, Program::kToPod,
+                  icmp_error_packet(kRouter, kPod, kIcmpDestUnreachable, 1,
                                      ip_packet_of(reversed)),
-                   MS_REASON_DROP_POLICY);
+                  MS_REASON_DROP_POLICY);
   }
   SECTION("an error about an expired session is not related") {
     datapath->set_clock(kClockStart + 31 * kSecond);
-    expect_verdict(*datapath, Program::kToPod,
-                   icmp_error_packet(kRouter, kPod, kIcmpDestUnreachable,
+    check_verdict(*datapath, Program::kToPod,
+                  icmp_error_packet(kRouter, kPod, kIcmpDestUnreachable,
                                      kIcmpCodeFragmentationNeeded, ip_packet_of(pod_syn)),
-                   MS_REASON_DROP_POLICY);
+                  MS_REASON_DROP_POLICY);
   }
 }
 
@@ -544,8 +535,8 @@ TEST_CASE("the half-open cap drops SYNs beyond it, established flows go on",
   datapath->put_exact(kEndpointId, MS_DIR_INGRESS, kPeer, kProtoTcp, kPodPort, MS_ACTION_ALLOW);
 
   for (const Step& step : peer_opens()) {
-    expect_verdict(*datapath, step.from == POD ? Program::kFromPod : Program::kToPod,
-                   segment_of(step), step.expected);
+    check_verdict(*datapath, step.from == POD ? Program::kFromPod : Program::kToPod,
+                  segment_of(step), step.expected);
   }
   CHECK(datapath->half_open(kEndpointId) == 0);
 
@@ -553,38 +544,38 @@ TEST_CASE("the half-open cap drops SYNs beyond it, established flows go on",
     return tcp_frame(kPeer, kPod, {.sport = sport, .dport = kPodPort, .seq = 42});
   };
   for (std::uint16_t i = 0; i < kCap; ++i) {
-    expect_verdict(*datapath, Program::kToPod, flood_syn(20000 + i), MS_REASON_ALLOW_POLICY);
+    check_verdict(*datapath, Program::kToPod, flood_syn(20000 + i), MS_REASON_ALLOW_POLICY);
   }
   CHECK(datapath->half_open(kEndpointId) == kCap);
-  expect_verdict(*datapath, Program::kToPod, flood_syn(20000 + kCap), MS_REASON_DROP_SYN_FLOOD);
-  expect_verdict(*datapath, Program::kToPod, flood_syn(20000 + kCap + 1),
-                 MS_REASON_DROP_SYN_FLOOD);
+  check_verdict(*datapath, Program::kToPod, flood_syn(20000 + kCap), MS_REASON_DROP_SYN_FLOOD);
+  check_verdict(*datapath, Program::kToPod, flood_syn(20000 + kCap + 1),
+                MS_REASON_DROP_SYN_FLOOD);
   CHECK(datapath->session_count() == 1 + kCap);
   // A retransmission of a counted SYN is no new session.
-  expect_verdict(*datapath, Program::kToPod, flood_syn(20000), MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kToPod, flood_syn(20000), MS_REASON_ALLOW_SESSION);
   // The established connection is untouched.
-  expect_verdict(*datapath, Program::kToPod, segment_of({PEER, PSHACK, 1, 1, 100}),
-                 MS_REASON_ALLOW_SESSION);
-  expect_verdict(*datapath, Program::kFromPod, segment_of({POD, ACK, 1, 101}),
-                 MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kToPod, segment_of({PEER, PSHACK, 1, 1, 100}),
+                MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kFromPod, segment_of({POD, ACK, 1, 101}),
+                MS_REASON_ALLOW_SESSION);
 
   // One handshake completes, one half-open session expires: room for two.
   const std::uint16_t completing_port = 20000;
-  expect_verdict(*datapath, Program::kFromPod,
-                 tcp_frame(kPod, kPeer, {.sport = kPodPort, .dport = completing_port, .seq = 7,
+  check_verdict(*datapath, Program::kFromPod,
+                tcp_frame(kPod, kPeer, {.sport = kPodPort, .dport = completing_port, .seq = 7,
                                          .ack = 43, .flags = SYNACK}),
-                 MS_REASON_ALLOW_SESSION);
+                MS_REASON_ALLOW_SESSION);
   CHECK(datapath->half_open(kEndpointId) == kCap);
-  expect_verdict(*datapath, Program::kToPod,
-                 tcp_frame(kPeer, kPod, {.sport = completing_port, .dport = kPodPort, .seq = 43,
+  check_verdict(*datapath, Program::kToPod,
+                tcp_frame(kPeer, kPod, {.sport = completing_port, .dport = kPodPort, .seq = 43,
                                          .ack = 8, .flags = ACK}),
-                 MS_REASON_ALLOW_SESSION);
+                MS_REASON_ALLOW_SESSION);
   CHECK(datapath->half_open(kEndpointId) == kCap - 1);
-  expect_verdict(*datapath, Program::kToPod, flood_syn(30000), MS_REASON_ALLOW_POLICY);
-  expect_verdict(*datapath, Program::kToPod, flood_syn(30001), MS_REASON_DROP_SYN_FLOOD);
+  check_verdict(*datapath, Program::kToPod, flood_syn(30000), MS_REASON_ALLOW_POLICY);
+  check_verdict(*datapath, Program::kToPod, flood_syn(30001), MS_REASON_DROP_SYN_FLOOD);
   // An expired half-open session stops counting when it is found expired.
   datapath->set_clock(kClockStart + 31 * kSecond);
-  expect_verdict(*datapath, Program::kToPod, flood_syn(20001), MS_REASON_ALLOW_POLICY);
+  check_verdict(*datapath, Program::kToPod, flood_syn(20001), MS_REASON_ALLOW_POLICY);
   CHECK(datapath->half_open(kEndpointId) == kCap);
 }
 
@@ -596,73 +587,73 @@ TEST_CASE("a policy change re-checks live sessions on their next packet",
   datapath->put_exact(kEndpointId, MS_DIR_INGRESS, kPeer, kProtoTcp, kPodPort, MS_ACTION_ALLOW);
   datapath->put_exact(kEndpointId, MS_DIR_EGRESS, kPeer, kProtoUdp, 53, MS_ACTION_ALLOW);
   for (const Step& step : peer_opens()) {
-    expect_verdict(*datapath, step.from == POD ? Program::kFromPod : Program::kToPod,
-                   segment_of(step), step.expected);
+    check_verdict(*datapath, step.from == POD ? Program::kFromPod : Program::kToPod,
+                  segment_of(step), step.expected);
   }
-  expect_verdict(*datapath, Program::kFromPod, udp_packet(kPod, 5353, kPeer, 53),
-                 MS_REASON_ALLOW_POLICY);
+  check_verdict(*datapath, Program::kFromPod, udp_packet(kPod, 5353, kPeer, 53),
+                MS_REASON_ALLOW_POLICY);
 
   SECTION("a revision that still allows the flow only moves the session's revision") {
     datapath->set_endpoint(kEndpointId, kBothIsolated, kPod, kTestRunIfindex, 2);
-    expect_verdict(*datapath, Program::kFromPod, segment_of({POD, ACK, 1, 1}),
-                   MS_REASON_ALLOW_SESSION);
+    check_verdict(*datapath, Program::kFromPod, segment_of({POD, ACK, 1, 1}),
+                  MS_REASON_ALLOW_SESSION);
     CHECK(datapath->session(tcp_key())->policy_rev == 2);
-    expect_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5353),
-                   MS_REASON_ALLOW_SESSION);
+    check_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5353),
+                  MS_REASON_ALLOW_SESSION);
   }
   SECTION("a revision that denies the flow stops it, in either direction") {
     datapath->delete_exact(kEndpointId, MS_DIR_INGRESS, kPeer, kProtoTcp, kPodPort);
     datapath->delete_exact(kEndpointId, MS_DIR_EGRESS, kPeer, kProtoUdp, 53);
     // Entries gone but the revision not bumped yet: sessions still hold.
-    expect_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
-                   MS_REASON_ALLOW_SESSION);
+    check_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
+                  MS_REASON_ALLOW_SESSION);
     datapath->set_endpoint(kEndpointId, kBothIsolated, kPod, kTestRunIfindex, 2);
     // The pod's own segment (the reply direction) is the first to notice.
-    expect_verdict(*datapath, Program::kFromPod, segment_of({POD, ACK, 1, 1}),
-                   MS_REASON_DROP_POLICY_REVOKED);
+    check_verdict(*datapath, Program::kFromPod, segment_of({POD, ACK, 1, 1}),
+                  MS_REASON_DROP_POLICY_REVOKED);
     REQUIRE(datapath->session(tcp_key()).has_value());
     CHECK((datapath->session(tcp_key())->flags & MS_SESSION_F_REVOKED) != 0);
     // The tombstone keeps dropping the flow either way, and no pick-up
     // (through the reverse orientation) can bring it back.
-    expect_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
-                   MS_REASON_DROP_POLICY_REVOKED);
-    expect_verdict(*datapath, Program::kFromPod, segment_of({POD, PSHACK, 1, 1, 10}),
-                   MS_REASON_DROP_POLICY_REVOKED);
-    expect_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5353),
-                   MS_REASON_DROP_POLICY_REVOKED);
+    check_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
+                  MS_REASON_DROP_POLICY_REVOKED);
+    check_verdict(*datapath, Program::kFromPod, segment_of({POD, PSHACK, 1, 1, 10}),
+                  MS_REASON_DROP_POLICY_REVOKED);
+    check_verdict(*datapath, Program::kToPod, udp_packet(kPeer, 53, kPod, 5353),
+                  MS_REASON_DROP_POLICY_REVOKED);
     CHECK(datapath->session_count() == 2);
     // ICMP errors about a revoked flow are not related.
-    expect_verdict(*datapath, Program::kToPod,
-                   icmp_error_packet("10.244.0.1", kPod, kIcmpDestUnreachable, 3,
+    check_verdict(*datapath, Program::kToPod,
+                  icmp_error_packet("10.244.0.1", kPod, kIcmpDestUnreachable, 3,
                                      ip_packet_of(udp_packet(kPod, 5353, kPeer, 53))),
-                   MS_REASON_DROP_POLICY);
+                  MS_REASON_DROP_POLICY);
   }
   SECTION("a revoked flow comes back when a later revision allows it again") {
     datapath->delete_exact(kEndpointId, MS_DIR_INGRESS, kPeer, kProtoTcp, kPodPort);
     datapath->set_endpoint(kEndpointId, kBothIsolated, kPod, kTestRunIfindex, 2);
-    expect_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
-                   MS_REASON_DROP_POLICY_REVOKED);
+    check_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
+                  MS_REASON_DROP_POLICY_REVOKED);
     datapath->put_exact(kEndpointId, MS_DIR_INGRESS, kPeer, kProtoTcp, kPodPort, MS_ACTION_ALLOW);
     datapath->set_endpoint(kEndpointId, kBothIsolated, kPod, kTestRunIfindex, 3);
-    expect_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
-                   MS_REASON_ALLOW_SESSION);
+    check_verdict(*datapath, Program::kToPod, segment_of({PEER, ACK, 1, 1}),
+                  MS_REASON_ALLOW_SESSION);
     CHECK((datapath->session(tcp_key())->flags & MS_SESSION_F_REVOKED) == 0);
   }
   SECTION("a revoked half-open session stops counting against the SYN cap") {
     const Bytes syn = tcp_frame(kPeer, kPod, {.sport = 41000, .dport = kPodPort, .seq = 9});
-    expect_verdict(*datapath, Program::kToPod, syn, MS_REASON_ALLOW_POLICY);
+    check_verdict(*datapath, Program::kToPod, syn, MS_REASON_ALLOW_POLICY);
     CHECK(datapath->half_open(kEndpointId) == 1);
     datapath->delete_exact(kEndpointId, MS_DIR_INGRESS, kPeer, kProtoTcp, kPodPort);
     datapath->set_endpoint(kEndpointId, kBothIsolated, kPod, kTestRunIfindex, 2);
-    expect_verdict(*datapath, Program::kToPod, syn, MS_REASON_DROP_POLICY_REVOKED);
+    check_verdict(*datapath, Program::kToPod, syn, MS_REASON_DROP_POLICY_REVOKED);
     CHECK(datapath->half_open(kEndpointId) == 0);
   }
   SECTION("a flow admitted while not isolated is revoked by isolation") {
     datapath->set_endpoint(kEndpointId, 0, kPod, kTestRunIfindex, 2);
     const Bytes out = udp_packet(kPod, 7777, kPeer, 9999);
-    expect_verdict(*datapath, Program::kFromPod, out, MS_REASON_ALLOW_NOT_ISOLATED);
+    check_verdict(*datapath, Program::kFromPod, out, MS_REASON_ALLOW_NOT_ISOLATED);
     datapath->set_endpoint(kEndpointId, kBothIsolated, kPod, kTestRunIfindex, 3);
-    expect_verdict(*datapath, Program::kFromPod, out, MS_REASON_DROP_POLICY_REVOKED);
+    check_verdict(*datapath, Program::kFromPod, out, MS_REASON_DROP_POLICY_REVOKED);
   }
 }
 
