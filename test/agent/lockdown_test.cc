@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "agent_fixture.h"
+#include "ipv6_address.h"
 
 namespace microseg {
 namespace {
@@ -153,6 +154,75 @@ TEST_CASE("a full endpoint map is an error, not a lockdown", "[agent][lockdown]"
   CHECK(third.status().code() == absl::StatusCode::kResourceExhausted);
   CHECK(f.writer.maps.endpoints.size() == 2);
   CHECK(f.agent.counters().locked_down_endpoints == 0);
+}
+
+// x/server accepts TCP 80 from `clients` dual-stack client pods (one entry
+// per client in ms_policy and one in ms_policy6) and, when `ipv6_ranges` is
+// set, from that many IPv6 ranges (entries of ms_policy6_lpm).
+ClusterState DualStackClients(int clients, int ipv6_ranges) {
+  ClusterState cluster;
+  cluster.namespaces["x"] = {"x", {{"ns", "x"}}};
+  cluster.pods["x/server"] = {"x", "server", {{"role", "server"}}, "node-1", 0x0af40102u, {}};
+  for (int i = 0; i < clients; ++i) {
+    const std::string name = "client-" + std::to_string(i);
+    Pod pod{"x", name, {{"role", "client"}}, "node-2", 0x0af40210u + i, {}};
+    pod.ipv6 = *ParseIpv6Address("fd00:10:244:2::" + std::to_string(16 + i));
+    cluster.pods["x/" + name] = pod;
+  }
+  NetworkPolicy policy = AllowIngressFrom("server-from-clients", "role", "server", "client", 80);
+  for (int i = 0; i < ipv6_ranges; ++i) {
+    PolicyPeer range;
+    auto cidr = ParseIpv6Cidr("fd00:99:" + std::to_string(i + 1) + "::/48");
+    REQUIRE(cidr.ok());
+    range.ipv6_block = Ipv6Block{*cidr, {}};
+    policy.ingress.front().peers.push_back(range);
+  }
+  cluster.network_policies["x/server-from-clients"] = policy;
+  return cluster;
+}
+
+size_t Ipv6EntriesOf(const MapState& maps, uint32_t endpoint_id) {
+  size_t n = 0;
+  for (const auto& [key, value] : maps.exact6) n += (key.endpoint_id & ~MS_POLICY_GEN_BIT) == endpoint_id;
+  for (const auto& [key, value] : maps.lpm6) n += (key.endpoint_id & ~MS_POLICY_GEN_BIT) == endpoint_id;
+  return n;
+}
+
+TEST_CASE("a full IPv6 policy map locks the endpoint down in both families, never half applied",
+          "[agent][lockdown][ipv6]") {
+  testing::AgentFixture f;
+  const bool lpm = GENERATE(false, true);
+  CAPTURE(lpm);
+  // Room for two entries in the IPv6 map under test; plenty everywhere else.
+  (lpm ? f.writer.lpm6_capacity : f.writer.exact6_capacity) = 2;
+  auto cluster_of = [&](int n) { return lpm ? DualStackClients(1, n) : DualStackClients(n, 0); };
+  REQUIRE(f.agent.Start(cluster_of(2)).ok());
+  auto server = f.agent.AddEndpoint(PodRecord("server", 7, "10.244.1.2"));
+  REQUIRE(server.ok());
+  const uint32_t id = server->record.endpoint_id;
+  CHECK_FALSE(server->locked_down);
+  const size_t ipv6_entries_before = Ipv6EntriesOf(f.writer.maps, id);
+  CHECK(ipv6_entries_before >= 2);
+  const uint32_t rev_before = f.writer.maps.endpoints.at(7).policy_rev;
+
+  // One more IPv6 entry than the map holds: neither family's entries stay.
+  REQUIRE(f.agent.SetClusterState(cluster_of(3)).ok());
+  CHECK(f.writer.capacity_refusals > 0);
+  const ms_endpoint& entry = f.writer.maps.endpoints.at(7);
+  CHECK(VerdictFlags(entry) == (MS_EP_F_LOCKDOWN | MS_EP_F_INGRESS_ISOLATED | MS_EP_F_EGRESS_ISOLATED));
+  CHECK(entry.policy_rev == rev_before);
+  CHECK(ExactEntriesOf(f.writer.maps, id) == 0);
+  CHECK(Ipv6EntriesOf(f.writer.maps, id) == 0);
+  const EndpointView view = *f.agent.GetEndpoint({"cid-server", "eth0"});
+  CHECK(view.locked_down);
+  CHECK_THAT(view.lockdown_reason, Catch::Contains(lpm ? "ms_policy6_lpm is full" : "ms_policy6 is full"));
+
+  // Back to what fits: the whole policy, both families, and the lockdown lifts.
+  REQUIRE(f.agent.SetClusterState(cluster_of(2)).ok());
+  CHECK_FALSE(f.agent.GetEndpoint({"cid-server", "eth0"})->locked_down);
+  CHECK(VerdictFlags(f.writer.maps.endpoints.at(7)) == MS_EP_F_INGRESS_ISOLATED);
+  CHECK(Ipv6EntriesOf(f.writer.maps, id) == ipv6_entries_before);
+  CHECK(ExactEntriesOf(f.writer.maps, id) == (lpm ? 1u : 2u));
 }
 
 }  // namespace
