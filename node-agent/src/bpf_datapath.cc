@@ -331,11 +331,10 @@ absl::StatusOr<uint64_t> DeleteSessionsIn(int fd, uint32_t endpoint_id) {
 absl::Status BpfDatapath::DeleteSessionsOf(uint32_t endpoint_id) const {
   auto deleted = DeleteSessionsIn<ms_session_key>(sessions_fd(), endpoint_id);
   if (!deleted.ok()) return deleted.status();
-  CountSessionDeletes(*deleted);
-  // IPv6 sessions are not in the IPv4 pressure estimate: not counted there.
-  if (auto deleted6 = DeleteSessionsIn<ms_session6_key>(sessions6_fd(), endpoint_id); !deleted6.ok()) {
-    return deleted6.status();
-  }
+  CountSessionDeletes(MS_PMAP_SESSIONS, *deleted);
+  auto deleted6 = DeleteSessionsIn<ms_session6_key>(sessions6_fd(), endpoint_id);
+  if (!deleted6.ok()) return deleted6.status();
+  CountSessionDeletes(MS_PMAP_SESSIONS6, *deleted6);
   if (bpf_map_delete_elem(half_open_fd(), &endpoint_id) != 0 && errno != ENOENT) {
     return Errno(errno, "delete half-open counter");
   }

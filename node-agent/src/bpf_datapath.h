@@ -64,10 +64,11 @@ class BpfDatapath {
   int pressure_config_fd() const;
   int pressure_events_fd() const;
   int session_allow_fd() const;
-  // Sessions this agent deleted (purges, sweeps): the monitor tells them
-  // apart from LRU evictions. Whoever deletes sessions reports them here.
-  void CountSessionDeletes(uint64_t n) const { session_deletes_ += n; }
-  uint64_t session_deletes() const { return session_deletes_; }
+  // Sessions this agent deleted (purges, sweeps) from ms_sessions
+  // (MS_PMAP_SESSIONS) or ms_sessions6 (MS_PMAP_SESSIONS6): the monitor tells
+  // them apart from LRU evictions. Whoever deletes sessions reports them here.
+  void CountSessionDeletes(unsigned session_map, uint64_t n) const { session_deletes_[SessionSlot(session_map)] += n; }
+  uint64_t session_deletes(unsigned session_map) const { return session_deletes_[SessionSlot(session_map)]; }
   int half_open_fd() const;
 
   // Number of maps taken over from an earlier agent's pins.
@@ -94,7 +95,8 @@ class BpfDatapath {
   microseg_bpf* skel_;
   std::string bpffs_dir_;
   int reused_maps_;
-  mutable std::atomic<uint64_t> session_deletes_{0};
+  static size_t SessionSlot(unsigned session_map) { return session_map == MS_PMAP_SESSIONS6 ? 1 : 0; }
+  mutable std::array<std::atomic<uint64_t>, 2> session_deletes_{};
 };
 
 }  // namespace microseg

@@ -416,7 +416,8 @@ int Run() {
   }
   const absl::Duration pressure_interval = absl::GetFlag(FLAGS_map_pressure_interval);
   absl::Time next_pressure_check = absl::Now();
-  uint64_t swept_reported = 0;
+  uint64_t swept_reported = 0;   // both session maps
+  uint64_t swept6_reported = 0;  // ms_sessions6
 
   metrics->set_map_pressure(&pressure);
 
@@ -449,8 +450,11 @@ int Run() {
     if (absl::Now() >= next_pressure_check) {
       // The sweeper's deletes are deletes, not LRU evictions.
       const uint64_t swept = sweeper.removed_total();
-      dp.CountSessionDeletes(swept - swept_reported);
+      const uint64_t swept6 = sweeper.removed6_total();
+      dp.CountSessionDeletes(MS_PMAP_SESSIONS, (swept - swept_reported) - (swept6 - swept6_reported));
+      dp.CountSessionDeletes(MS_PMAP_SESSIONS6, swept6 - swept6_reported);
       swept_reported = swept;
+      swept6_reported = swept6;
       if (auto status = pressure.Check(absl::Now()); !status.ok()) LogWarning("map pressure check: ", status.ToString());
       if (auto status = agent.RetryLockdowns(); !status.ok()) LogError("retrying locked-down endpoints: ", status.ToString());
       next_pressure_check = absl::Now() + pressure_interval;

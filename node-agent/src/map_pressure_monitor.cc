@@ -22,14 +22,12 @@
 namespace microseg {
 namespace {
 
-constexpr uint32_t kSessionSlot = MS_PMAP_SESSIONS;
 constexpr uint32_t kCountBatch = 4096;
 constexpr int kNotSupported = 524;  // ENOTSUPP, kernel-internal, what old kernels return for batch ops
 
 absl::Status Errno(int err, absl::string_view what) { return absl::ErrnoToStatus(err, std::string(what)); }
 
-absl::StatusOr<ms_pressure_counters> ReadSessionCounters(const BpfDatapath& datapath,
-                                                          uint32_t slot = kSessionSlot) {
+absl::StatusOr<ms_pressure_counters> ReadSessionCounters(const BpfDatapath& datapath, uint32_t slot) {
   ms_pressure_counters counters{};
   if (bpf_map_lookup_elem(datapath.pressure_counters_fd(), &slot, &counters) != 0) {
     return Errno(errno, "read ms_pressure");
@@ -164,6 +162,8 @@ MapPressureMonitor::MapPressureMonitor(const BpfDatapath& datapath, MapPressureO
       "ms_endpoints", "ms_policy", "ms_policy_lpm", "ms_sessions", "ms_policy6", "ms_policy6_lpm", "ms_sessions6"};
   static_assert(kNames.back() != nullptr, "every pressure slot has a map name");
   for (unsigned map = 0; map < MS_PMAP_MAX; ++map) maps_[map].map = kNames[map];
+  session_maps_[0].slot = MS_PMAP_SESSIONS;
+  session_maps_[1].slot = MS_PMAP_SESSIONS6;
   for (const MapCapacity& capacity : datapath_.capacities()) {
     for (MapPressure& m : maps_) {
       if (m.map == capacity.name) m.capacity = capacity.max_entries;
@@ -173,19 +173,15 @@ MapPressureMonitor::MapPressureMonitor(const BpfDatapath& datapath, MapPressureO
 
 absl::Status MapPressureMonitor::Configure(const SessionAllowList& allow_list) {
   std::lock_guard<std::mutex> lock(mu_);
-  const uint64_t capacity = maps_[MS_PMAP_SESSIONS].capacity;
-  const auto reserve = static_cast<uint64_t>(std::ceil(static_cast<double>(capacity) * options_.session_reserve_ratio));
-  session_config_.full_entries = static_cast<uint32_t>(capacity > reserve ? capacity - reserve : 1);
-  session_config_.alert_entries =
-      static_cast<uint32_t>(std::max<double>(1, std::ceil(static_cast<double>(capacity) * options_.alert_ratio)));
-  if (absl::Status status = CountSessionsLocked(absl::Now()); !status.ok()) return status;
-  const uint64_t capacity6 = maps_[MS_PMAP_SESSIONS6].capacity;
-  const auto reserve6 =
-      static_cast<uint64_t>(std::ceil(static_cast<double>(capacity6) * options_.session_reserve_ratio));
-  session6_config_.full_entries = static_cast<uint32_t>(capacity6 > reserve6 ? capacity6 - reserve6 : 1);
-  session6_config_.alert_entries =
-      static_cast<uint32_t>(std::max<double>(1, std::ceil(static_cast<double>(capacity6) * options_.alert_ratio)));
-  if (absl::Status status = CountSessions6Locked(absl::Now()); !status.ok()) return status;
+  for (SessionMapCount& sessions : session_maps_) {
+    const uint64_t capacity = maps_[sessions.slot].capacity;
+    const auto reserve =
+        static_cast<uint64_t>(std::ceil(static_cast<double>(capacity) * options_.session_reserve_ratio));
+    sessions.config.full_entries = static_cast<uint32_t>(capacity > reserve ? capacity - reserve : 1);
+    sessions.config.alert_entries =
+        static_cast<uint32_t>(std::max<double>(1, std::ceil(static_cast<double>(capacity) * options_.alert_ratio)));
+    if (absl::Status status = CountSessionsLocked(sessions, absl::Now()); !status.ok()) return status;
+  }
 
   size_t ranges = 0;
   size_t ranges6 = 0;
@@ -198,54 +194,61 @@ absl::Status MapPressureMonitor::Configure(const SessionAllowList& allow_list) {
       !status.ok()) {
     return status;
   }
-  LogInfo("session map: new sessions refused beyond ", session_config_.full_entries, " of ", capacity,
-          " entries (ms_sessions6: ", session6_config_.full_entries, " of ", capacity6, ") except for ", ranges,
-          " IPv4 and ", ranges6, " IPv6 allow-listed peer ranges; alert at ", session_config_.alert_entries);
+  const SessionMapCount& v4 = session_maps_[0];
+  const SessionMapCount& v6 = session_maps_[1];
+  LogInfo("session map: new sessions refused beyond ", v4.config.full_entries, " of ", maps_[v4.slot].capacity,
+          " entries (ms_sessions6: ", v6.config.full_entries, " of ", maps_[v6.slot].capacity, ") except for ", ranges,
+          " IPv4 and ", ranges6, " IPv6 allow-listed peer ranges; alert at ", v4.config.alert_entries, " (",
+          v6.config.alert_entries, ")");
   return absl::OkStatus();
 }
 
-absl::Status MapPressureMonitor::CountSessionsLocked(absl::Time now) {
-  auto counters = ReadSessionCounters(datapath_);
+MapPressureMonitor::SessionMapCount& MapPressureMonitor::SessionMapLocked(unsigned slot) {
+  return slot == MS_PMAP_SESSIONS6 ? session_maps_[1] : session_maps_[0];
+}
+
+absl::Status MapPressureMonitor::CountSessionsLocked(SessionMapCount& sessions, absl::Time now) {
+  auto counters = ReadSessionCounters(datapath_, sessions.slot);
   if (!counters.ok()) return counters.status();
-  const uint64_t known_deletes = datapath_.session_deletes() + counters->deletes;
-  auto count = CountMapEntries(datapath_.sessions_fd(), sizeof(ms_session_key), sizeof(ms_session));
+  const uint64_t known_deletes = datapath_.session_deletes(sessions.slot) + counters->deletes;
+  const bool ipv6 = sessions.slot == MS_PMAP_SESSIONS6;
+  auto count = ipv6 ? CountMapEntries(datapath_.sessions6_fd(), sizeof(ms_session6_key), sizeof(ms_session))
+                    : CountMapEntries(datapath_.sessions_fd(), sizeof(ms_session_key), sizeof(ms_session));
   if (!count.ok()) return count.status();
-  if (counted_) {
+  if (sessions.counted) {
     // Signed: sessions created during the count may already be in it.
-    const auto expected = static_cast<int64_t>(counted_entries_ + (counters->inserts - counted_inserts_) -
-                                               (known_deletes - counted_known_deletes_));
+    const auto expected = static_cast<int64_t>(sessions.counted_entries +
+                                               (counters->inserts - sessions.counted_inserts) -
+                                               (known_deletes - sessions.counted_known_deletes));
     if (expected > static_cast<int64_t>(*count)) {
-      maps_[MS_PMAP_SESSIONS].evictions += static_cast<uint64_t>(expected - static_cast<int64_t>(*count));
+      maps_[sessions.slot].evictions += static_cast<uint64_t>(expected - static_cast<int64_t>(*count));
     }
   }
-  counted_ = true;
-  last_count_ = now;
-  counted_entries_ = *count;
-  counted_inserts_ = counters->inserts;
-  counted_known_deletes_ = known_deletes;
-  session_config_.removed = counters->inserts - *count;  // modulo 2^64: see ms_pressure_config
-  if (bpf_map_update_elem(datapath_.pressure_config_fd(), &kSessionSlot, &session_config_, BPF_ANY) != 0) {
-    return Errno(errno, "write ms_pressure_cfg");
+  sessions.counted = true;
+  sessions.last_count = now;
+  sessions.counted_entries = *count;
+  sessions.counted_inserts = counters->inserts;
+  sessions.counted_known_deletes = known_deletes;
+  sessions.config.removed = counters->inserts - *count;  // modulo 2^64: see ms_pressure_config
+  if (bpf_map_update_elem(datapath_.pressure_config_fd(), &sessions.slot, &sessions.config, BPF_ANY) != 0) {
+    return Errno(errno, absl::StrCat("write ms_pressure_cfg (", maps_[sessions.slot].map, ")"));
   }
   return absl::OkStatus();
 }
 
-absl::Status MapPressureMonitor::CountSessions6Locked(absl::Time now) {
-  const uint32_t slot = MS_PMAP_SESSIONS6;
-  auto counters = ReadSessionCounters(datapath_, slot);
+absl::Status MapPressureMonitor::CheckSessionsLocked(SessionMapCount& sessions, absl::Time now) {
+  auto counters = ReadSessionCounters(datapath_, sessions.slot);
   if (!counters.ok()) return counters.status();
-  auto count = CountMapEntries(datapath_.sessions6_fd(), sizeof(ms_session6_key), sizeof(ms_session));
-  if (!count.ok()) return count.status();
-  last_count6_ = now;
-  session6_config_.removed = counters->inserts - *count;  // modulo 2^64: see ms_pressure_config
-  if (bpf_map_update_elem(datapath_.pressure_config_fd(), &slot, &session6_config_, BPF_ANY) != 0) {
-    return Errno(errno, "write ms_pressure_cfg (ms_sessions6)");
+  MapPressure& m = maps_[sessions.slot];
+  const bool near_full = Estimate(counters->inserts, sessions.config.removed) >= sessions.config.alert_entries;
+  if (near_full || now - sessions.last_count >= options_.session_count_interval) {
+    if (absl::Status status = CountSessionsLocked(sessions, now); !status.ok()) return status;
   }
-  MapPressure& sessions6 = maps_[slot];
-  sessions6.entries = *count;
-  sessions6.insert_failures = counters->insert_failures;
-  sessions6.refused = counters->refused;
-  sessions6.last_check = now;
+  m.entries = std::min(Estimate(counters->inserts, sessions.config.removed), m.capacity);
+  if (sessions.counted && sessions.last_count == now) m.entries = sessions.counted_entries;
+  m.insert_failures = counters->insert_failures;
+  m.refused = counters->refused;
+  m.last_check = now;
   return absl::OkStatus();
 }
 
@@ -272,19 +275,9 @@ absl::Status MapPressureMonitor::Check(absl::Time now) {
     }
   }
 
-  auto counters = ReadSessionCounters(datapath_);
-  if (!counters.ok()) return counters.status();
-  MapPressure& sessions = maps_[MS_PMAP_SESSIONS];
-  const bool near_full = Estimate(counters->inserts, session_config_.removed) >= session_config_.alert_entries;
-  if (near_full || now - last_count_ >= options_.session_count_interval) {
-    if (absl::Status status = CountSessionsLocked(now); !status.ok()) return status;
+  for (SessionMapCount& sessions : session_maps_) {
+    if (absl::Status status = CheckSessionsLocked(sessions, now); !status.ok()) return status;
   }
-  sessions.entries = std::min(Estimate(counters->inserts, session_config_.removed), sessions.capacity);
-  if (counted_ && last_count_ == now) sessions.entries = counted_entries_;
-  sessions.insert_failures = counters->insert_failures;
-  sessions.refused = counters->refused;
-  sessions.last_check = now;
-  if (now - last_count6_ >= options_.session_count_interval) return CountSessions6Locked(now);
   return absl::OkStatus();
 }
 
@@ -297,7 +290,7 @@ void MapPressureMonitor::OnDataPathAlert(const ms_pressure_alert& alert) {
   MapPressure& m = maps_[alert.map];
   ++m.alerts;
   LogWarning("map pressure: ", m.map, " at about ", alert.entries, " of ", m.capacity, " entries (alert threshold ",
-             alert.threshold, "); beyond ", session_config_.full_entries,
+             alert.threshold, "); beyond ", SessionMapLocked(alert.map).config.full_entries,
              " new sessions are refused (reason map_full) except allow-listed ones");
 }
 

@@ -80,10 +80,21 @@ class MapPressureMonitor {
   std::vector<MapPressure> Snapshot() const;
 
  private:
-  [[nodiscard]] absl::Status CountSessionsLocked(absl::Time now);
-  // ms_sessions6 (docs/ipv6.md): the same limits, re-based on an exact count
-  // every session_count_interval; its evictions are not estimated.
-  [[nodiscard]] absl::Status CountSessions6Locked(absl::Time now);
+  // One session map (ms_sessions or ms_sessions6): the limits the data path
+  // enforces and the last exact count, which re-bases the data path's
+  // estimate and tells LRU evictions from deletes.
+  struct SessionMapCount {
+    unsigned slot = MS_PMAP_SESSIONS;  // MS_PMAP_SESSIONS or MS_PMAP_SESSIONS6
+    ms_pressure_config config{};
+    bool counted = false;
+    absl::Time last_count = absl::InfinitePast();
+    uint64_t counted_entries = 0;
+    uint64_t counted_inserts = 0;
+    uint64_t counted_known_deletes = 0;
+  };
+  [[nodiscard]] absl::Status CountSessionsLocked(SessionMapCount& sessions, absl::Time now);
+  [[nodiscard]] absl::Status CheckSessionsLocked(SessionMapCount& sessions, absl::Time now);
+  SessionMapCount& SessionMapLocked(unsigned slot);
   void AgentAlertLocked(unsigned map, absl::Time now);
 
   const BpfDatapath& datapath_;
@@ -94,15 +105,7 @@ class MapPressureMonitor {
   mutable std::mutex mu_;
   std::array<MapPressure, MS_PMAP_MAX> maps_;
   std::array<absl::Time, MS_PMAP_MAX> last_agent_alert_{};
-  ms_pressure_config session_config_{};
-  // At the last exact count of the session map.
-  bool counted_ = false;
-  absl::Time last_count_ = absl::InfinitePast();
-  uint64_t counted_entries_ = 0;
-  uint64_t counted_inserts_ = 0;
-  uint64_t counted_known_deletes_ = 0;
-  ms_pressure_config session6_config_{};
-  absl::Time last_count6_ = absl::InfinitePast();
+  std::array<SessionMapCount, 2> session_maps_{};  // ms_sessions, ms_sessions6
 };
 
 // Counts a hash map's entries with batched lookups (falls back to walking

@@ -129,10 +129,12 @@ absl::StatusOr<SweepResult> SessionSweeper::Sweep(uint64_t now) {
     return status;
   }
   if (sessions6_fd_ >= 0) {
+    const uint64_t removed4 = result.removed;
     if (auto status = SweepMap<ms_session6_key>(sessions6_fd_, "ms_sessions6", timeouts_, now, result, half_open);
         !status.ok()) {
       return status;
     }
+    result.removed6 = result.removed - removed4;
   }
 
   // Rewrite the counters: endpoints without half-open sessions go to zero.
@@ -154,6 +156,7 @@ absl::StatusOr<SweepResult> SessionSweeper::Sweep(uint64_t now) {
 
   sweeps_.fetch_add(1);
   removed_total_.fetch_add(result.removed);
+  removed6_total_.fetch_add(result.removed6);
   last_half_open_.store(result.half_open);
   return result;
 }

@@ -38,7 +38,8 @@ bool SessionExpired(const SessionTimeouts& timeouts, const ms_session6_key& key,
 
 struct SweepResult {
   uint64_t scanned = 0;
-  uint64_t removed = 0;
+  uint64_t removed = 0;   // both maps
+  uint64_t removed6 = 0;  // of `removed`, from ms_sessions6
   uint64_t half_open = 0;  // live half-open sessions, all endpoints
 };
 
@@ -54,7 +55,8 @@ class SessionSweeper {
   [[nodiscard]] absl::StatusOr<SweepResult> Sweep(uint64_t now_ns);
 
   uint64_t sweeps() const { return sweeps_.load(); }
-  uint64_t removed_total() const { return removed_total_.load(); }
+  uint64_t removed_total() const { return removed_total_.load(); }  // both maps
+  uint64_t removed6_total() const { return removed6_total_.load(); }
   uint64_t last_half_open() const { return last_half_open_.load(); }
 
  private:
@@ -64,6 +66,7 @@ class SessionSweeper {
   SessionTimeouts timeouts_;
   std::atomic<uint64_t> sweeps_{0};
   std::atomic<uint64_t> removed_total_{0};
+  std::atomic<uint64_t> removed6_total_{0};
   std::atomic<uint64_t> last_half_open_{0};
 };
 

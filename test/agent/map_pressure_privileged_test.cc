@@ -174,8 +174,50 @@ TEST_CASE("a full policy map locks the endpoint down in the kernel, in its statu
   CHECK(allow6_key.prefixlen == MS_ALLOW_FIXED_BITS + 128);
   CHECK(allow6_key.port == 53);
 
-  SECTION("the session map is counted exactly, silent disappearance is an eviction") {
+  // Ten sessions in; three vanish without anybody reporting a delete (as an
+  // LRU eviction would); the agent's own purge of the rest is a delete.
+  auto evictions_are_told_from_deletes = [&](auto key_type, int fd, const std::string& map,
+                                             const std::string& other_map) {
+    using Key = decltype(key_type);
+    auto key_of = [&](uint16_t port) {
+      Key key{};
+      key.endpoint_id = server_id;
+      key.pod_port = port;
+      key.proto = 17;
+      return key;
+    };
     for (uint16_t port = 1; port <= 10; ++port) {
+      const Key key = key_of(port);
+      ms_session value{};
+      REQUIRE(bpf_map_update_elem(fd, &key, &value, BPF_NOEXIST) == 0);
+    }
+    REQUIRE(monitor.Check(absl::Now()).ok());
+    families = metrics.Collect();
+    CHECK(MetricValue(families, "microseg_bpf_map_entries", map) == 10.0);
+    CHECK(MetricValue(families, "microseg_bpf_map_evictions_total", map) == 0.0);
+    for (uint16_t port = 1; port <= 3; ++port) {
+      const Key key = key_of(port);
+      REQUIRE(bpf_map_delete_elem(fd, &key) == 0);
+    }
+    REQUIRE(monitor.Check(absl::Now()).ok());
+    REQUIRE(datapath.DeleteSessionsOf(server_id).ok());
+    REQUIRE(monitor.Check(absl::Now()).ok());
+    families = metrics.Collect();
+    CHECK(MetricValue(families, "microseg_bpf_map_entries", map) == 0.0);
+    CHECK(MetricValue(families, "microseg_bpf_map_evictions_total", map) == 3.0);
+    // The purge is not credited to the other family's map either.
+    CHECK(MetricValue(families, "microseg_bpf_map_evictions_total", other_map) == 0.0);
+  };
+  SECTION("ms_sessions is counted exactly, silent disappearance is an eviction") {
+    evictions_are_told_from_deletes(ms_session_key{}, datapath.sessions_fd(), "ms_sessions", "ms_sessions6");
+  }
+  SECTION("ms_sessions6 is counted exactly, silent disappearance is an eviction") {
+    evictions_are_told_from_deletes(ms_session6_key{}, datapath.sessions6_fd(), "ms_sessions6", "ms_sessions");
+  }
+  SECTION("deletes reported for one family never hide evictions of the other") {
+    // Seven IPv6 sessions swept by the agent, reported as ms_sessions6 deletes,
+    // while three IPv4 sessions vanish: those three are evictions.
+    for (uint16_t port = 1; port <= 3; ++port) {
       ms_session_key key{};
       key.endpoint_id = server_id;
       key.pod_port = port;
@@ -184,10 +226,6 @@ TEST_CASE("a full policy map locks the endpoint down in the kernel, in its statu
       REQUIRE(bpf_map_update_elem(datapath.sessions_fd(), &key, &value, BPF_NOEXIST) == 0);
     }
     REQUIRE(monitor.Check(absl::Now()).ok());
-    families = metrics.Collect();
-    CHECK(MetricValue(families, "microseg_bpf_map_entries", "ms_sessions") == 10.0);
-    CHECK(MetricValue(families, "microseg_bpf_map_evictions_total", "ms_sessions") == 0.0);
-    // Three go without anybody reporting a delete (as an LRU eviction would)...
     for (uint16_t port = 1; port <= 3; ++port) {
       ms_session_key key{};
       key.endpoint_id = server_id;
@@ -195,12 +233,9 @@ TEST_CASE("a full policy map locks the endpoint down in the kernel, in its statu
       key.proto = 17;
       REQUIRE(bpf_map_delete_elem(datapath.sessions_fd(), &key) == 0);
     }
-    // ...and the agent's own purge of the rest is a delete, not an eviction.
-    REQUIRE(monitor.Check(absl::Now()).ok());
-    REQUIRE(datapath.DeleteSessionsOf(server_id).ok());
+    datapath.CountSessionDeletes(MS_PMAP_SESSIONS6, 7);
     REQUIRE(monitor.Check(absl::Now()).ok());
     families = metrics.Collect();
-    CHECK(MetricValue(families, "microseg_bpf_map_entries", "ms_sessions") == 0.0);
     CHECK(MetricValue(families, "microseg_bpf_map_evictions_total", "ms_sessions") == 3.0);
   }
   SECTION("recovery once the policy fits") {
