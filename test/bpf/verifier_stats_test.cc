@@ -26,11 +26,16 @@ constexpr std::uint32_t kVerifierLogLevel = 4;
 constexpr std::size_t kVerifierLogBytes = 64u << 10;
 
 constexpr long kProcessedInsnsCeiling = 500000;  // half of BPF_COMPLEXITY_LIMIT_INSNS
-constexpr long kStackDepthLimit = 512;           // MAX_BPF_STACK
+// MAX_BPF_STACK is 512 bytes for a whole call chain, and the verifier
+// rejects more itself, so checking against it could never fail: our own
+// ceiling leaves 32 bytes of headroom, so a change that grows a frame is
+// caught here, with a figure, instead of as a load failure on some kernel
+// whose code generation needs a few bytes more.
+constexpr long kStackDepthCeiling = 480;
 
 struct VerifierFigures {
   long processed_insns = -1;
-  long stack_depth = -1;  // deepest subprogram frame, bytes
+  long stack_depth = -1;  // all subprogram frames together (an upper bound of the deepest chain), bytes
 };
 
 // The summary the kernel appends to the log: "processed 1234 insns (limit
@@ -48,15 +53,15 @@ VerifierFigures parse_verifier_log(const std::string& log) {
   for (auto it = std::sregex_iterator(log.begin(), log.end(), stack);
        it != std::sregex_iterator(); ++it) {
     const std::string frames = (*it)[1].str();
-    long deepest = 0;
+    long total = 0;
     std::size_t start = 0;
     while (start < frames.size()) {
       std::size_t end = frames.find('+', start);
       if (end == std::string::npos) end = frames.size();
-      deepest = std::max(deepest, std::stol(frames.substr(start, end - start)));
+      total += std::stol(frames.substr(start, end - start));
       start = end + 1;
     }
-    figures.stack_depth = deepest;
+    figures.stack_depth = total;
   }
   return figures;
 }
@@ -67,7 +72,7 @@ TEST_CASE("parse_verifier_log reads the kernel's summary lines", "[verifier]") {
       "processed 4321 insns (limit 1000000) max_states_per_insn 4 total_states 300 "
       "peak_states 300 mark_read 20\n");
   CHECK(figures.processed_insns == 4321);
-  CHECK(figures.stack_depth == 48);
+  CHECK(figures.stack_depth == 64);
   const VerifierFigures missing = parse_verifier_log("libbpf: some unrelated text\n");
   CHECK(missing.processed_insns == -1);
   CHECK(missing.stack_depth == -1);
@@ -103,7 +108,7 @@ TEST_CASE("the verifier accepts every program well inside its limits",
     REQUIRE(figures.processed_insns > 0);  // the summary was found
     REQUIRE(figures.stack_depth >= 0);
     CHECK(figures.processed_insns < kProcessedInsnsCeiling);
-    CHECK(figures.stack_depth <= kStackDepthLimit);
+    CHECK(figures.stack_depth <= kStackDepthCeiling);
   }
 }
 
