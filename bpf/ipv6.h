@@ -202,7 +202,12 @@ static __always_inline __u32 ms_parse6(struct __sk_buff *skb, void *data_end, st
 	__u8 hop_limit = ip6->hop_limit;
 
 	int l2_control_only = 0; /* the source may send NDP/MLD and nothing else */
-	if (dir == MS_DIR_EGRESS && !ms_ipv6_equal(addrs->saddr, pod_ipv6)) {
+	/*
+	 * A pod without an IPv6 address (all zero) owns none: its "own" ::
+	 * would otherwise let it send anything from the unspecified address.
+	 */
+	int pod_has_ipv6 = (pod_ipv6[0] | pod_ipv6[1] | pod_ipv6[2] | pod_ipv6[3]) != 0;
+	if (dir == MS_DIR_EGRESS && (!pod_has_ipv6 || !ms_ipv6_equal(addrs->saddr, pod_ipv6))) {
 		if (!ms_ipv6_link_local_or_unspecified(addrs->saddr))
 			return MS_REASON_DROP_SPOOFED_SOURCE;
 		l2_control_only = 1;

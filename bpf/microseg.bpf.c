@@ -316,9 +316,10 @@ static __always_inline __u32 ms_parse(struct __sk_buff *skb, int enforced, __u32
 	/*
 	 * A pod speaks only with its own address: a forged source would pass as
 	 * another pod at every peer's ingress policy. Checked before anything
-	 * else may admit the packet (sessions, fragments, non-isolation).
+	 * else may admit the packet (sessions, fragments, non-isolation). A pod
+	 * without an IPv4 address (0) owns none, 0.0.0.0 included.
 	 */
-	if (dir == MS_DIR_EGRESS && flow->saddr != endpoint->ipv4)
+	if (dir == MS_DIR_EGRESS && (endpoint->ipv4 == 0 || flow->saddr != endpoint->ipv4))
 		return MS_REASON_DROP_SPOOFED_SOURCE;
 
 	/* Only the first fragment carries L4 ports; later ones cannot be judged. */

@@ -252,6 +252,14 @@ std::vector<Case> single_packet_cases() {
        tcp_syn(kOtherPeer, 40000, kPeer, 80, chain_of(9)), MS_REASON_DROP_SPOOFED_SOURCE},
       {"pod without an IPv6 address", 0, {}, Program::kFromPod, tcp_syn(kPod, 40000, kPeer, 80),
        MS_REASON_DROP_SPOOFED_SOURCE, nullptr},
+      // Its all-zero address is no address: :: is not its own.
+      {"pod without an IPv6 address, TCP from ::", 0, {}, Program::kFromPod,
+       tcp_syn("::", 40000, kPeer, 80), MS_REASON_DROP_SPOOFED_SOURCE, nullptr},
+      {"pod without an IPv6 address, DAD from ::", kBothIsolated, {}, Program::kFromPod,
+       ndp_frame("::", "ff02::1:ff00:a", kIcmp6NeighborSolicit), MS_REASON_ALLOW_NON_IP, nullptr},
+      {"pod without an IPv6 address, router solicitation from link-local", kBothIsolated, {},
+       Program::kFromPod, ndp_frame(kLinkLocal, "ff02::2", kIcmp6RouterSolicit),
+       MS_REASON_ALLOW_NON_IP, nullptr},
       {"link-local source, TCP", 0, {}, Program::kFromPod, tcp_syn(kLinkLocal, 40000, kPeer, 80),
        MS_REASON_DROP_SPOOFED_SOURCE},
       {"link-local source, too many extension headers", 0, {}, Program::kFromPod,
@@ -315,6 +323,22 @@ TEST_CASE("IPv6: an IPv4 policy entry never admits IPv6 and the other way round"
   check_verdict(*datapath, Program::kToPod, tcp_syn(kPeer, 40000, kPod, 80), MS_REASON_ALLOW_POLICY);
   CHECK(datapath->session6_count() == 1);
   CHECK(datapath->session_count() == 0);  // IPv6 sessions live in ms_sessions6 only
+}
+
+TEST_CASE("IPv6: an IPv6-only pod sends no IPv4, not even from 0.0.0.0", "[bpf][privileged][ipv6]") {
+  auto datapath = load_or_skip();
+  if (!datapath) return;
+  datapath->set_endpoint(kEndpointId, 0, "0.0.0.0", kTestRunIfindex, 1);
+  datapath->set_endpoint_ipv6(kPod);
+  for (const char* source : {"0.0.0.0", kPod4}) {
+    INFO("IPv4 source " << source);
+    check_verdict(*datapath, Program::kFromPod,
+                  ethernet(kEthertypeIpv4, ipv4({.src = source, .dst = "10.244.2.20", .proto = kProtoTcp},
+                                                tcp_header(40000, 80))),
+                  MS_REASON_DROP_SPOOFED_SOURCE);
+  }
+  // Its IPv6 traffic is unaffected.
+  check_verdict(*datapath, Program::kFromPod, tcp_syn(kPod, 40000, kPeer, 80), MS_REASON_ALLOW_NOT_ISOLATED);
 }
 
 struct Step {
