@@ -267,6 +267,28 @@ std::vector<MapCapacity> BpfDatapath::capacities() const {
   return out;
 }
 
+absl::StatusOr<std::vector<MapMemory>> BpfDatapath::MapMemoryUsage() const {
+  std::vector<MapMemory> out;
+  bpf_map* map = nullptr;
+  bpf_object__for_each_map(map, skel_->obj) {
+    const int fd = bpf_map__fd(map);
+    if (fd < 0) continue;  // not created (a map this kernel has no use for)
+    const std::string path = absl::StrCat("/proc/self/fdinfo/", fd);
+    std::FILE* info = std::fopen(path.c_str(), "r");
+    if (info == nullptr) return Errno(errno, absl::StrCat("open ", path));
+    char line[256];
+    unsigned long long memlock = 0;
+    bool found = false;
+    while (!found && std::fgets(line, sizeof line, info) != nullptr) {
+      found = std::sscanf(line, "memlock: %llu", &memlock) == 1;
+    }
+    std::fclose(info);
+    if (!found) return absl::InternalError(absl::StrCat(path, " has no memlock line (", bpf_map__name(map), ")"));
+    out.push_back({bpf_map__name(map), memlock});
+  }
+  return out;
+}
+
 absl::StatusOr<MapState> BpfDatapath::ReadPolicyMaps() const {
   MapState state;
   auto status = ForEachEntry<ms_endpoint_key, ms_endpoint>(

@@ -43,6 +43,13 @@ struct MapCapacity {
   uint32_t max_entries = 0;
 };
 
+// What the kernel charges for one map (fdinfo "memlock"): preallocated hash
+// maps their whole capacity up front, LPM tries per entry as they grow.
+struct MapMemory {
+  std::string name;
+  uint64_t memlock_bytes = 0;
+};
+
 class BpfDatapath {
  public:
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<BpfDatapath>> LoadAndPin(const DatapathOptions& options);
@@ -74,6 +81,8 @@ class BpfDatapath {
   // Number of maps taken over from an earlier agent's pins.
   int reused_maps() const { return reused_maps_; }
   std::vector<MapCapacity> capacities() const;
+  // Every map of the object, read at the call (the LPM tries grow).
+  [[nodiscard]] absl::StatusOr<std::vector<MapMemory>> MapMemoryUsage() const;
 
   // What the endpoint and policy maps hold right now (after a restart this is
   // the previous agent's state, the starting point of the first diff).

@@ -67,6 +67,16 @@ std::vector<MetricFamily> AgentMetrics::Collect() const {
 
   CollectMapPressure(out, c);
 
+  if (auto memory = datapath_.MapMemoryUsage(); memory.ok()) {
+    auto bytes = Family("microseg_bpf_map_memory_bytes",
+                        "Kernel memory charged for each BPF map (fdinfo memlock): hash maps preallocate their "
+                        "capacity, LPM tries grow per entry.", MetricType::Gauge);
+    for (const MapMemory& m : *memory) AddGauge(bytes, static_cast<double>(m.memlock_bytes), {{"map", m.name}});
+    out.push_back(std::move(bytes));
+  } else {
+    LogWarning("metrics: cannot read BPF map memory: ", memory.status().ToString());
+  }
+
   if (sweeper_ != nullptr) {
     auto swept = Family("microseg_sessions_swept_total",
                         "Expired sessions the agent's sweeper removed from the session map.", MetricType::Counter);

@@ -148,6 +148,11 @@ TEST_CASE("a full policy map locks the endpoint down in the kernel, in its statu
   CHECK(MetricValue(families, "microseg_bpf_map_entries", "ms_policy") == 0.0);
   CHECK(MetricValue(families, "microseg_bpf_map_insert_failures_total", "ms_policy").value_or(0) > 0);
   CHECK(MetricValue(families, "microseg_bpf_map_pressure", "ms_sessions") == 0.0);
+  // Preallocated: at least key + value for every one of the 1024 slots.
+  CHECK(MetricValue(families, "microseg_bpf_map_memory_bytes", "ms_sessions").value_or(0) >=
+        1024.0 * (sizeof(ms_session_key) + sizeof(ms_session)));
+  CHECK(MetricValue(families, "microseg_bpf_map_memory_bytes", "ms_policy").value_or(0) > 0);
+  CHECK(MetricValue(families, "microseg_bpf_map_memory_bytes", "ms_policy_lpm").has_value());
 
   // The session limits and the allow-list are in the kernel.
   const uint32_t slot = MS_PMAP_SESSIONS;
