@@ -521,6 +521,34 @@ TEST_CASE("UDP and ICMP echo pseudo-sessions and their timeouts", "[bpf][privile
   CHECK(datapath->session_count() == 0);
 }
 
+TEST_CASE("SCTP pseudo-sessions: replies pass, the session lives the established timeout",
+          "[bpf][privileged][session]") {
+  auto datapath = load_with_test_clock();
+  if (!datapath) return;
+  datapath->set_endpoint(kEndpointId, kBothIsolated, kPod);
+  datapath->put_exact(kEndpointId, MS_DIR_EGRESS, kPeer, kProtoSctp, 3868, MS_ACTION_ALLOW);
+  auto sctp = [](const char* src, std::uint16_t sport, const char* dst, std::uint16_t dport) {
+    return ethernet(kEthertypeIpv4,
+                    ipv4({.src = src, .dst = dst, .proto = kProtoSctp}, sctp_common_header(sport, dport)));
+  };
+  const Bytes to_peer = sctp(kPod, 5000, kPeer, 3868);
+  const Bytes reply = sctp(kPeer, 3868, kPod, 5000);
+  const Bytes unsolicited = sctp(kPeer, 3868, kPod, 5001);
+
+  // The peer may not open an association towards the pod; the pod may.
+  check_verdict(*datapath, Program::kToPod, reply, MS_REASON_DROP_POLICY);
+  check_verdict(*datapath, Program::kFromPod, to_peer, MS_REASON_ALLOW_POLICY);
+  CHECK(datapath->session_count() == 1);
+  check_verdict(*datapath, Program::kToPod, reply, MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kToPod, unsolicited, MS_REASON_DROP_POLICY);
+  // SCTP has no state machine here: its session lives like an established TCP one (1 h idle).
+  datapath->set_clock(kClockStart + 3600 * kSecond);
+  check_verdict(*datapath, Program::kToPod, reply, MS_REASON_ALLOW_SESSION);
+  datapath->set_clock(kClockStart + 2 * 3600 * kSecond + 1);
+  check_verdict(*datapath, Program::kToPod, reply, MS_REASON_DROP_POLICY);
+  CHECK(datapath->session_count() == 0);
+}
+
 // The IPv4 packet inside a frame (what an ICMP error quotes).
 Bytes ip_packet_of(const Bytes& frame) { return Bytes(frame.begin() + 14, frame.end()); }
 
