@@ -238,9 +238,11 @@ static __always_inline __u32 ms_parse6(struct __sk_buff *skb, void *data_end, st
 
 /*
  * The flow an ICMPv6 error at `l4_offset` quotes: the offending packet's
- * fixed header and its first upper-layer bytes. A quoted packet with
- * extension headers is not followed (it is then judged as plain ICMPv6).
- * Returns 1 with `embedded`/`addrs` filled, else 0.
+ * fixed header, its extension headers (walked like a packet's own, e.g. the
+ * fragment header of a Packet Too Big about a fragmented flow) and its
+ * first upper-layer bytes. A quote whose chain is truncated, too long, or a
+ * later fragment names no ports: 0, and the error is judged as plain
+ * ICMPv6. Returns 1 with `embedded`/`addrs` filled, else 0.
  */
 static __always_inline int ms_icmp6_error_quote(struct __sk_buff *skb, __u32 l4_offset,
 						struct ms_flow *embedded, struct ms_flow6 *addrs)
@@ -253,11 +255,18 @@ static __always_inline int ms_icmp6_error_quote(struct __sk_buff *skb, __u32 l4_
 		return 0;
 	__builtin_memcpy(addrs->saddr, &inner.saddr, sizeof(addrs->saddr));
 	__builtin_memcpy(addrs->daddr, &inner.daddr, sizeof(addrs->daddr));
-	embedded->proto = inner.nexthdr;
-	__u8 head[6]; /* ports; or ICMPv6 type, code, checksum, echo id */
-	if (bpf_skb_load_bytes(skb, l4_offset + icmp_header_bytes + sizeof(inner), head, sizeof(head)))
+	/* A quote is cut short by design (RFC 4443: as much as fits): walk to the skb's end. */
+	int walk = ms_ipv6_skip_extensions(skb, l4_offset + icmp_header_bytes + sizeof(inner), skb->len,
+					   inner.nexthdr);
+	if (walk < 0 || (walk & MS_IPV6_WALK_LATER_FRAGMENT))
 		return 0;
-	switch (inner.nexthdr) {
+	__u8 proto = walk & 0xFF;
+	__u32 upper_offset = (walk >> MS_IPV6_WALK_OFFSET_SHIFT) & MS_IPV6_WALK_OFFSET_MASK;
+	embedded->proto = proto;
+	__u8 head[6]; /* ports; or ICMPv6 type, code, checksum, echo id */
+	if (bpf_skb_load_bytes(skb, upper_offset, head, sizeof(head)))
+		return 0;
+	switch (proto) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
 	case IPPROTO_SCTP:

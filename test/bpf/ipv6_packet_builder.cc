@@ -119,7 +119,8 @@ Bytes ndp_frame(const std::string& src, const std::string& dst, std::uint8_t typ
 Bytes icmp6_error_frame(const std::string& src, const std::string& dst, std::uint8_t type,
                         const Bytes& quoted_ip6_packet) {
   Bytes body = {0, 0, 0x05, 0x00};  // unused, or the MTU (1280) of a packet-too-big
-  const std::size_t quoted = std::min<std::size_t>(quoted_ip6_packet.size(), kIpv6HeaderBytes + 8);
+  // RFC 4443: as much of the invoking packet as fits in the minimum MTU (1280).
+  const std::size_t quoted = std::min<std::size_t>(quoted_ip6_packet.size(), 1280 - kIpv6HeaderBytes - 8);
   body.insert(body.end(), quoted_ip6_packet.begin(),
               quoted_ip6_packet.begin() + static_cast<std::ptrdiff_t>(quoted));
   return ipv6_frame({.src = src, .dst = dst}, kProtoIcmpv6, icmp6_message(type, 0, body));
