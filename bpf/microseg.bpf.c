@@ -529,10 +529,10 @@ static __always_inline __u32 ms_flow_verdict(int v6, const struct ms_flow *flow,
  * A packet of a live session. Re-checks policy if it changed since the
  * session was admitted, then advances the TCP state machine.
  */
-static __always_inline __u32 ms_session_continue(int v6, struct ms_session *s,
+static __always_inline __u32 ms_session_continue(struct __sk_buff *skb, int v6, struct ms_session *s,
 						 const union ms_any_session_key *key,
 						 const struct ms_flow *flow,
-						 const struct ms_tcp_packet *tcp, __u32 endpoint_id,
+						 struct ms_tcp_packet *tcp, __u32 endpoint_id,
 						 __u8 endpoint_flags, __u32 policy_rev, __u32 dir,
 						 __u64 now)
 {
@@ -563,6 +563,7 @@ static __always_inline __u32 ms_session_continue(int v6, struct ms_session *s,
 		return MS_REASON_DROP_POLICY_REVOKED;
 
 	if (flow->proto == IPPROTO_TCP) {
+		ms_tcp_read_window_scale(skb, tcp);
 		__u32 verdict = ms_tcp_advance(s, tcp, from_initiator);
 		if (verdict == MS_TCP_RESTART)
 			return verdict;
@@ -580,9 +581,10 @@ static __always_inline __u32 ms_session_continue(int v6, struct ms_session *s,
  * evicted or expired, or predates the agent) is re-checked in both
  * orientations, since either side may have opened it, and picked up.
  */
-static __always_inline __u32 ms_session_open(int v6, const union ms_any_session_key *key,
+static __always_inline __u32 ms_session_open(struct __sk_buff *skb, int v6,
+					     const union ms_any_session_key *key,
 					     const struct ms_flow *flow, const struct ms_flow6 *addrs6,
-					     const struct ms_tcp_packet *tcp, __u32 endpoint_id,
+					     struct ms_tcp_packet *tcp, __u32 endpoint_id,
 					     __u8 endpoint_flags, __u32 policy_rev, __u32 dir,
 					     __u64 now)
 {
@@ -592,6 +594,7 @@ static __always_inline __u32 ms_session_open(int v6, const union ms_any_session_
 		.policy_rev = policy_rev,
 		.direction = dir,
 	};
+	struct ms_half_open *half_open = 0;
 
 	if (flow->proto == IPPROTO_TCP) {
 		if (tcp->flags & MS_TCP_RST)
@@ -599,10 +602,13 @@ static __always_inline __u32 ms_session_open(int v6, const union ms_any_session_
 		if ((tcp->flags & (MS_TCP_SYN | MS_TCP_ACK)) == MS_TCP_SYN) {
 			if (ms_reason_is_drop(reason))
 				return reason;
-			if (ms_half_open_cap_reached(endpoint_id))
+			/* Looked up once: the cap check and the count after the insert. */
+			half_open = ms_half_open_counter(endpoint_id);
+			if (ms_half_open_cap_reached(half_open))
 				return MS_REASON_DROP_SYN_FLOOD;
 			s.tcp_state = MS_TCP_SYN_SENT;
 			s.flags = MS_SESSION_F_HALF_OPEN;
+			ms_tcp_read_window_scale(skb, tcp);
 			ms_tcp_side_init_from_syn(&s.tcp[0], tcp);
 		} else {
 			__u32 reverse_dir = dir == MS_DIR_INGRESS ? MS_DIR_EGRESS : MS_DIR_INGRESS;
@@ -634,6 +640,7 @@ static __always_inline __u32 ms_session_open(int v6, const union ms_any_session_
 				return reason;
 			s.tcp_state = syn_ack ? MS_TCP_SYN_SENT : MS_TCP_ESTABLISHED;
 			s.flags = MS_SESSION_F_PICKED_UP;
+			ms_tcp_read_window_scale(skb, tcp);
 			__u32 verdict = ms_tcp_advance(&s, tcp, s.direction == dir);
 			if (verdict != MS_CONTINUE)
 				return verdict;
@@ -657,7 +664,7 @@ static __always_inline __u32 ms_session_open(int v6, const union ms_any_session_
 	 * A failed insert (a race with another CPU, memory pressure) still lets
 	 * this packet through: policy admitted it.
 	 */
-	ms_session_insert(v6, key, &s);
+	ms_session_insert(v6, key, &s, half_open);
 	return reason;
 }
 
@@ -678,8 +685,8 @@ static __always_inline __u32 ms_track(struct __sk_buff *skb, int v6, const struc
 	ms_any_session_key_of(v6, flow, addrs6, endpoint_id, dir, &key);
 	struct ms_session *s = ms_session_lookup_live(v6, &key, now);
 	if (s) {
-		__u32 verdict = ms_session_continue(v6, s, &key, flow, &tcp, endpoint_id, endpoint_flags,
-						    policy_rev, dir, now);
+		__u32 verdict = ms_session_continue(skb, v6, s, &key, flow, &tcp, endpoint_id,
+						    endpoint_flags, policy_rev, dir, now);
 		if (verdict == MS_TCP_RESTART)
 			ms_session_delete(v6, &key, s); /* port reuse: a new connection, through policy */
 		else if (verdict != MS_SESSION_MISMATCH)
@@ -688,8 +695,8 @@ static __always_inline __u32 ms_track(struct __sk_buff *skb, int v6, const struc
 	/* Its policy did not fit the maps: only tracked flows go on. */
 	if (ms_endpoint_locked_down(endpoint_flags))
 		return MS_REASON_DROP_MAP_FULL;
-	return ms_session_open(v6, &key, flow, addrs6, &tcp, endpoint_id, endpoint_flags, policy_rev,
-			       dir, now);
+	return ms_session_open(skb, v6, &key, flow, addrs6, &tcp, endpoint_id, endpoint_flags,
+			       policy_rev, dir, now);
 }
 
 /* An ICMP or ICMPv6 error about a live session of this endpoint? */

@@ -193,11 +193,16 @@ static __always_inline void ms_half_open_add(__u32 endpoint_id, __s64 delta)
 	__sync_fetch_and_add(&counter->count, delta);
 }
 
-static __always_inline int ms_half_open_cap_reached(__u32 endpoint_id)
+/* The endpoint's half-open count, or NULL before its first half-open session. */
+static __always_inline struct ms_half_open *ms_half_open_counter(__u32 endpoint_id)
+{
+	return bpf_map_lookup_elem(&ms_half_open, &endpoint_id);
+}
+
+static __always_inline int ms_half_open_cap_reached(const struct ms_half_open *counter)
 {
 	if (max_half_open_per_endpoint == 0)
 		return 0;
-	struct ms_half_open *counter = bpf_map_lookup_elem(&ms_half_open, &endpoint_id);
 	return counter && counter->count >= (__s64)max_half_open_per_endpoint;
 }
 
@@ -253,14 +258,21 @@ static __always_inline struct ms_session *ms_session_lookup_live(int v6, const u
 /*
  * The one place a session is inserted (map-pressure handling hooks here).
  * Returns 0 or the map update's error; the caller's packet was admitted by
- * policy either way.
+ * policy either way. `half_open`: the endpoint's counter if the caller
+ * already looked it up (a SYN), so a half-open session is counted without
+ * a second lookup.
  */
 static __always_inline long ms_session_insert(int v6, const union ms_any_session_key *key,
-					      const struct ms_session *s)
+					      const struct ms_session *s,
+					      struct ms_half_open *half_open)
 {
 	long err = bpf_map_update_elem(ms_sessions_map(v6), key, s, BPF_NOEXIST);
 	ms_pressure_session_inserted_in(v6 ? MS_PMAP_SESSIONS6 : MS_PMAP_SESSIONS, err, s->last_seen_ns);
-	if (!err && (s->flags & MS_SESSION_F_HALF_OPEN))
+	if (err || !(s->flags & MS_SESSION_F_HALF_OPEN))
+		return err;
+	if (half_open)
+		__sync_fetch_and_add(&half_open->count, 1);
+	else
 		ms_half_open_add(key->v4.endpoint_id, 1);
 	return err;
 }
@@ -302,7 +314,11 @@ __noinline int ms_tcp_syn_window_scale(struct __sk_buff *skb, __u32 base, __u32 
 	return -1;
 }
 
-/* Reads the TCP header (and a SYN's window scale option) at `l4_offset`. */
+/*
+ * Reads the TCP header at `l4_offset`. A SYN's options are only located
+ * here; ms_tcp_read_window_scale() walks them once the segment is going
+ * to be tracked, so a SYN that policy refuses never pays for the walk.
+ */
 static __always_inline __u32 ms_tcp_read(struct __sk_buff *skb, __u32 l4_offset, __u32 l4_len,
 					 struct ms_tcp_packet *p)
 {
@@ -327,15 +343,23 @@ static __always_inline __u32 ms_tcp_read(struct __sk_buff *skb, __u32 l4_offset,
 	p->flags = ((__u8 *)&tcp)[13];
 	p->wscale = 0;
 	p->has_wscale = 0;
-	if (!(p->flags & MS_TCP_SYN))
-		return MS_CONTINUE;
+	p->options_pending = (p->flags & MS_TCP_SYN) && header_len > sizeof(tcp);
+	p->options_len = header_len - sizeof(tcp);
+	p->options_offset = l4_offset + sizeof(tcp);
+	return MS_CONTINUE;
+}
 
-	int wscale = ms_tcp_syn_window_scale(skb, l4_offset + sizeof(tcp), header_len - sizeof(tcp));
+/* A SYN's window scale option, read at most once, before the state machine uses it. */
+static __always_inline void ms_tcp_read_window_scale(struct __sk_buff *skb, struct ms_tcp_packet *p)
+{
+	if (!p->options_pending)
+		return;
+	p->options_pending = 0;
+	int wscale = ms_tcp_syn_window_scale(skb, p->options_offset, p->options_len);
 	if (wscale >= 0) {
 		p->wscale = wscale;
 		p->has_wscale = 1;
 	}
-	return MS_CONTINUE;
 }
 
 /* RFC 792 error types whose payload is the offending packet's header. */

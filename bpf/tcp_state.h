@@ -44,9 +44,11 @@ struct ms_tcp_packet {
 	__u32 payload_len;
 	__u16 window; /* as on the wire, unscaled */
 	__u8 flags;   /* MS_TCP_* */
-	__u8 wscale;  /* window scale option (SYN only) */
+	__u8 wscale;  /* window scale option (SYN only), once ms_tcp_read_window_scale() ran */
 	__u8 has_wscale;
-	__u8 pad[3];
+	__u8 options_pending; /* a SYN whose options were not walked yet */
+	__u8 options_len;     /* bytes of TCP options */
+	__u16 options_offset; /* from the start of the frame */
 };
 
 /*
