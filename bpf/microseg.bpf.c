@@ -604,10 +604,14 @@ static __always_inline __u32 ms_session_open(struct __sk_buff *skb, int v6,
 				return reason;
 			/* Looked up once: the cap check and the count after the insert. */
 			half_open = ms_half_open_counter(endpoint_id);
-			if (ms_half_open_cap_reached(half_open))
+			if (half_open && ms_half_open_cap_reached(half_open))
 				return MS_REASON_DROP_SYN_FLOOD;
+			/*
+			 * No counter (its map full of stale endpoints): admitted
+			 * uncounted, as before the counter existed.
+			 */
+			s.flags = half_open ? MS_SESSION_F_HALF_OPEN : 0;
 			s.tcp_state = MS_TCP_SYN_SENT;
-			s.flags = MS_SESSION_F_HALF_OPEN;
 			ms_tcp_read_window_scale(skb, tcp);
 			ms_tcp_side_init_from_syn(&s.tcp[0], tcp);
 		} else {
@@ -664,7 +668,8 @@ static __always_inline __u32 ms_session_open(struct __sk_buff *skb, int v6,
 	 * A failed insert (a race with another CPU, memory pressure) still lets
 	 * this packet through: policy admitted it.
 	 */
-	ms_session_insert(v6, key, &s, half_open);
+	if (ms_session_insert(v6, key, &s, half_open) == MS_SESSION_INSERT_OVER_CAP)
+		return MS_REASON_DROP_SYN_FLOOD;
 	return reason;
 }
 
@@ -829,6 +834,24 @@ static __always_inline __u32 ms_track_stage(struct __sk_buff *skb, __u32 dir, in
 }
 
 /* Every program leaves through ms_finish: each packet is counted once. */
+/*
+ * The agent's session sweeper sets an endpoint's half-open base here
+ * (BPF_PROG_TEST_RUN, args as ctx): written in place, where a map update
+ * from user space would replace the value and lose the data path's
+ * concurrent additions to opened and closed. Returns 0, or 1 when the
+ * endpoint has no counter.
+ */
+SEC("syscall")
+int ms_half_open_rebase(struct ms_half_open_rebase_args *args)
+{
+	__u32 endpoint_id = args->endpoint_id;
+	struct ms_half_open *counter = bpf_map_lookup_elem(&ms_half_open, &endpoint_id);
+	if (!counter)
+		return 1;
+	counter->base = args->base;
+	return 0;
+}
+
 SEC("tc")
 int from_pod(struct __sk_buff *skb)
 {

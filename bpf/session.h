@@ -178,32 +178,39 @@ static __always_inline void ms_session_initiator_flow(int v6, const union ms_any
 	flow->proto = key->proto;
 }
 
-static __always_inline void ms_half_open_add(__u32 endpoint_id, __s64 delta)
+/* What the SYN cap compares (datapath.h, ms_half_open). */
+static __always_inline __s64 ms_half_open_count(const struct ms_half_open *counter)
 {
-	struct ms_half_open *counter = bpf_map_lookup_elem(&ms_half_open, &endpoint_id);
-	if (!counter) {
-		if (delta < 0)
-			return; /* the sweeper rewrote it meanwhile */
-		struct ms_half_open first = { .count = 0 };
-		bpf_map_update_elem(&ms_half_open, &endpoint_id, &first, BPF_NOEXIST);
-		counter = bpf_map_lookup_elem(&ms_half_open, &endpoint_id);
-		if (!counter)
-			return;
-	}
-	__sync_fetch_and_add(&counter->count, delta);
+	return (__s64)(counter->opened - counter->closed) + counter->base;
 }
 
-/* The endpoint's half-open count, or NULL before its first half-open session. */
+/* The endpoint's counter, made on its first SYN; NULL only if the map is full. */
 static __always_inline struct ms_half_open *ms_half_open_counter(__u32 endpoint_id)
 {
+	struct ms_half_open *counter = bpf_map_lookup_elem(&ms_half_open, &endpoint_id);
+	if (counter)
+		return counter;
+	struct ms_half_open first = {};
+	bpf_map_update_elem(&ms_half_open, &endpoint_id, &first, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&ms_half_open, &endpoint_id);
+}
+
+/*
+ * One half-open session of the endpoint stops counting. Called before the
+ * session leaves the map or its SYN states, never after (datapath.h).
+ */
+static __always_inline void ms_half_open_closed(__u32 endpoint_id)
+{
+	struct ms_half_open *counter = bpf_map_lookup_elem(&ms_half_open, &endpoint_id);
+	if (counter) /* none: the endpoint was removed meanwhile */
+		__sync_fetch_and_add(&counter->closed, 1);
 }
 
 static __always_inline int ms_half_open_cap_reached(const struct ms_half_open *counter)
 {
 	if (max_half_open_per_endpoint == 0)
 		return 0;
-	return counter && counter->count >= (__s64)max_half_open_per_endpoint;
+	return ms_half_open_count(counter) >= (__s64)max_half_open_per_endpoint;
 }
 
 /* A half-open session stops counting once it leaves the SYN states. */
@@ -213,16 +220,16 @@ static __always_inline void ms_session_settle_half_open(struct ms_session *s, __
 		return;
 	if (s->tcp_state == MS_TCP_SYN_SENT || s->tcp_state == MS_TCP_SYN_RECV)
 		return;
+	ms_half_open_closed(endpoint_id);
 	s->flags &= ~MS_SESSION_F_HALF_OPEN;
-	ms_half_open_add(endpoint_id, -1);
 }
 
 /* The current policy denies the session: it stops counting as half-open. */
 static __always_inline void ms_session_revoke(struct ms_session *s, __u32 endpoint_id)
 {
 	if (s->flags & MS_SESSION_F_HALF_OPEN) {
+		ms_half_open_closed(endpoint_id);
 		s->flags &= ~MS_SESSION_F_HALF_OPEN;
-		ms_half_open_add(endpoint_id, -1);
 	}
 	s->flags |= MS_SESSION_F_REVOKED;
 }
@@ -231,8 +238,8 @@ static __always_inline void ms_session_delete(int v6, const union ms_any_session
 					      struct ms_session *s)
 {
 	if (s->flags & MS_SESSION_F_HALF_OPEN) {
+		ms_half_open_closed(key->v4.endpoint_id);
 		s->flags &= ~MS_SESSION_F_HALF_OPEN;
-		ms_half_open_add(key->v4.endpoint_id, -1);
 	}
 	if (bpf_map_delete_elem(ms_sessions_map(v6), key) == 0)
 		ms_pressure_session_deleted_in(v6 ? MS_PMAP_SESSIONS6 : MS_PMAP_SESSIONS);
@@ -255,26 +262,37 @@ static __always_inline struct ms_session *ms_session_lookup_live(int v6, const u
 	return s;
 }
 
+/* ms_session_insert(): the endpoint's last half-open slot went to another CPU. */
+#define MS_SESSION_INSERT_OVER_CAP 1
+
 /*
  * The one place a session is inserted (map-pressure handling hooks here).
- * Returns 0 or the map update's error; the caller's packet was admitted by
- * policy either way. `half_open`: the endpoint's counter if the caller
- * already looked it up (a SYN), so a half-open session is counted without
- * a second lookup.
+ * Returns 0, the map update's error (the caller's packet was admitted by
+ * policy either way) or MS_SESSION_INSERT_OVER_CAP (the session was taken
+ * out again: the SYN is a flood's). `half_open`: the endpoint's counter
+ * for a half-open session (the caller's cap check looked it up).
+ *
+ * The session is counted once it is in the map, never before (datapath.h,
+ * ms_half_open), and the cap is checked again after counting: the caller's
+ * check alone would let CPUs racing for the last slot all through.
  */
 static __always_inline long ms_session_insert(int v6, const union ms_any_session_key *key,
 					      const struct ms_session *s,
 					      struct ms_half_open *half_open)
 {
-	long err = bpf_map_update_elem(ms_sessions_map(v6), key, s, BPF_NOEXIST);
+	void *sessions = ms_sessions_map(v6);
+	long err = bpf_map_update_elem(sessions, key, s, BPF_NOEXIST);
 	ms_pressure_session_inserted_in(v6 ? MS_PMAP_SESSIONS6 : MS_PMAP_SESSIONS, err, s->last_seen_ns);
-	if (err || !(s->flags & MS_SESSION_F_HALF_OPEN))
+	if (err || !half_open)
 		return err;
-	if (half_open)
-		__sync_fetch_and_add(&half_open->count, 1);
-	else
-		ms_half_open_add(key->v4.endpoint_id, 1);
-	return err;
+	__sync_fetch_and_add(&half_open->opened, 1);
+	if (max_half_open_per_endpoint == 0 ||
+	    ms_half_open_count(half_open) <= (__s64)max_half_open_per_endpoint)
+		return 0;
+	__sync_fetch_and_add(&half_open->closed, 1);
+	if (bpf_map_delete_elem(sessions, key) == 0)
+		ms_pressure_session_deleted_in(v6 ? MS_PMAP_SESSIONS6 : MS_PMAP_SESSIONS);
+	return MS_SESSION_INSERT_OVER_CAP;
 }
 
 /*

@@ -256,6 +256,7 @@ int BpfDatapath::pressure_config_fd() const { return bpf_map__fd(skel_->maps.ms_
 int BpfDatapath::pressure_events_fd() const { return bpf_map__fd(skel_->maps.ms_pressure_ev); }
 int BpfDatapath::session_allow_fd() const { return bpf_map__fd(skel_->maps.ms_sess_allow); }
 int BpfDatapath::half_open_fd() const { return bpf_map__fd(skel_->maps.ms_half_open); }
+int BpfDatapath::half_open_rebase_fd() const { return bpf_program__fd(skel_->progs.ms_half_open_rebase); }
 
 std::vector<MapCapacity> BpfDatapath::capacities() const {
   std::vector<MapCapacity> out;

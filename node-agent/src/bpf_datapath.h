@@ -77,6 +77,7 @@ class BpfDatapath {
   void CountSessionDeletes(unsigned session_map, uint64_t n) const { session_deletes_[SessionSlot(session_map)] += n; }
   uint64_t session_deletes(unsigned session_map) const { return session_deletes_[SessionSlot(session_map)]; }
   int half_open_fd() const;
+  int half_open_rebase_fd() const;  // the ms_half_open_rebase program (SessionSweeper)
 
   // Number of maps taken over from an earlier agent's pins.
   int reused_maps() const { return reused_maps_; }

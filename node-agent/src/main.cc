@@ -386,7 +386,8 @@ int Run() {
   agent.ForgetEndpointsWhere(VethIsGone);  // pods deleted while the agent was down
   for (const EndpointView& view : agent.ListEndpoints()) AttachCurrentPrograms(view.record, options.bpffs_dir);
 
-  SessionSweeper sweeper(dp.sessions_fd(), dp.half_open_fd(), options.session_timeouts, dp.sessions6_fd());
+  SessionSweeper sweeper(dp.sessions_fd(), dp.half_open_fd(), dp.half_open_rebase_fd(), options.session_timeouts,
+                         dp.sessions6_fd());
   metrics->set_session_sweeper(&sweeper);
   SweeperThread sweeper_thread(sweeper, absl::GetFlag(FLAGS_session_sweep_interval));
 

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <cerrno>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -18,11 +19,13 @@ absl::Status Errno(int err, std::string_view what) { return absl::ErrnoToStatus(
 // Entries read per batch syscall.
 constexpr uint32_t kBatch = 4096;
 
-// Expired entries of one session map (Key: ms_session_key or
-// ms_session6_key) are deleted; live half-open ones are counted per endpoint.
+// One pass over a session map (Key: ms_session_key or ms_session6_key):
+// expired entries are deleted; `seen` counts, per endpoint, the half-open
+// sessions that the scan saw and that are still in the map after it
+// (expired ones the sweep deleted are taken off again).
 template <typename Key>
 absl::Status SweepMap(int fd, const char* name, const SessionTimeouts& timeouts, uint64_t now, SweepResult& result,
-                      std::map<uint32_t, int64_t>& half_open) {
+                      std::map<uint32_t, int64_t>& seen) {
   std::vector<Key> expired;
   std::vector<Key> keys(kBatch);
   std::vector<ms_session> values(kBatch);
@@ -43,10 +46,11 @@ absl::Status SweepMap(int fd, const char* name, const SessionTimeouts& timeouts,
     first = false;
     for (uint32_t i = 0; i < count; ++i) {
       ++result.scanned;
+      const bool half_open = values[i].flags & MS_SESSION_F_HALF_OPEN;
+      if (half_open) ++seen[keys[i].endpoint_id];
       if (SessionExpired(timeouts, keys[i], values[i], now)) {
         expired.push_back(keys[i]);
-      } else if (values[i].flags & MS_SESSION_F_HALF_OPEN) {
-        ++half_open[keys[i].endpoint_id];
+      } else if (half_open) {
         ++result.half_open;
       }
     }
@@ -58,17 +62,34 @@ absl::Status SweepMap(int fd, const char* name, const SessionTimeouts& timeouts,
   for (const Key& key : expired) {
     ms_session current{};
     if (bpf_map_lookup_elem(fd, &key, &current) != 0) continue;
+    const bool half_open = current.flags & MS_SESSION_F_HALF_OPEN;
     if (!SessionExpired(timeouts, key, current, now)) {
-      if (current.flags & MS_SESSION_F_HALF_OPEN) {
-        ++half_open[key.endpoint_id];
-        ++result.half_open;
-      }
+      if (half_open) ++result.half_open;
       continue;
     }
-    if (bpf_map_delete_elem(fd, &key) == 0) ++result.removed;
-    else if (errno != ENOENT) return Errno(errno, "delete expired session");
+    if (bpf_map_delete_elem(fd, &key) == 0) {
+      ++result.removed;
+      if (half_open) --seen[key.endpoint_id];
+    } else if (errno != ENOENT) {
+      return Errno(errno, "delete expired session");
+    }
   }
   return absl::OkStatus();
+}
+
+// endpoint_id -> its ms_half_open counter, as it is now.
+absl::StatusOr<std::map<uint32_t, ms_half_open>> ReadCounters(int fd) {
+  std::map<uint32_t, ms_half_open> counters;
+  uint32_t endpoint_id = 0, next_id = 0;
+  const uint32_t* cursor = nullptr;
+  while (bpf_map_get_next_key(fd, cursor, &next_id) == 0) {
+    ms_half_open value{};
+    if (bpf_map_lookup_elem(fd, &next_id, &value) == 0) counters[next_id] = value;
+    else if (errno != ENOENT) return Errno(errno, "read ms_half_open");
+    endpoint_id = next_id;
+    cursor = &endpoint_id;
+  }
+  return counters;
 }
 
 template <typename Key>
@@ -121,37 +142,41 @@ uint64_t MonotonicNowNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-absl::StatusOr<SweepResult> SessionSweeper::Sweep(uint64_t now) {
+absl::StatusOr<SweepResult> SessionSweeper::Sweep(uint64_t now, const std::function<void()>& before_rebase) {
   SweepResult result;
-  std::map<uint32_t, int64_t> half_open;  // endpoint_id -> live half-open sessions, both families
-  if (auto status = SweepMap<ms_session_key>(sessions_fd_, "ms_sessions", timeouts_, now, result, half_open);
+  // Why `opened` before the scan and `closed` after it: datapath.h, ms_half_open.
+  auto before = ReadCounters(half_open_fd_);
+  if (!before.ok()) return before.status();
+  std::map<uint32_t, int64_t> seen;  // endpoint_id -> half-open sessions, both families
+  if (auto status = SweepMap<ms_session_key>(sessions_fd_, "ms_sessions", timeouts_, now, result, seen);
       !status.ok()) {
     return status;
   }
   if (sessions6_fd_ >= 0) {
     const uint64_t removed4 = result.removed;
-    if (auto status = SweepMap<ms_session6_key>(sessions6_fd_, "ms_sessions6", timeouts_, now, result, half_open);
+    if (auto status = SweepMap<ms_session6_key>(sessions6_fd_, "ms_sessions6", timeouts_, now, result, seen);
         !status.ok()) {
       return status;
     }
     result.removed6 = result.removed - removed4;
   }
+  if (before_rebase) before_rebase();
+  auto after = ReadCounters(half_open_fd_);
+  if (!after.ok()) return after.status();
 
-  // Rewrite the counters: endpoints without half-open sessions go to zero.
-  uint32_t endpoint_id = 0, next_id = 0;
-  const uint32_t* cursor = nullptr;
-  std::vector<uint32_t> known;
-  while (bpf_map_get_next_key(half_open_fd_, cursor, &next_id) == 0) {
-    known.push_back(next_id);
-    endpoint_id = next_id;
-    cursor = &endpoint_id;
-  }
-  for (uint32_t id : known) half_open.try_emplace(id, 0);
-  for (const auto& [id, count] : half_open) {
-    const ms_half_open value{.count = count};
-    if (bpf_map_update_elem(half_open_fd_, &id, &value, BPF_ANY) != 0) {
-      return Errno(errno, absl::StrCat("write ms_half_open for endpoint ", id));
+  // Endpoints without a counter have had no counted SYN: nothing to correct.
+  for (const auto& [id, counter] : *after) {
+    const auto earlier = before->find(id);
+    const uint64_t opened_before = earlier == before->end() ? 0 : earlier->second.opened;
+    const auto it = seen.find(id);
+    ms_half_open_rebase_args args{.endpoint_id = id,
+                                  .base = (it == seen.end() ? 0 : it->second) - static_cast<int64_t>(opened_before) +
+                                          static_cast<int64_t>(counter.closed)};
+    DECLARE_LIBBPF_OPTS(bpf_test_run_opts, run, .ctx_in = &args, .ctx_size_in = sizeof(args));
+    if (bpf_prog_test_run_opts(half_open_rebase_fd_, &run) != 0) {
+      return Errno(errno, absl::StrCat("rebase ms_half_open for endpoint ", id));
     }
+    // run.retval 1: the endpoint went away meanwhile.
   }
 
   sweeps_.fetch_add(1);

@@ -1,14 +1,22 @@
-// Removes expired entries from the session map and rewrites the per-endpoint
+// Removes expired entries from the session map and corrects the per-endpoint
 // half-open counters from what is really there.
 //
 // The data path already treats an expired session as absent (it checks the
 // per-state timeout on every lookup); the sweeper frees the slots so an idle
 // flow does not sit in the LRU until pressure evicts it, and it corrects the
-// ms_half_open counters, which LRU evictions and CPU races let drift.
+// ms_half_open counters, which LRU evictions and expiries let drift high.
+//
+// The correction is a base written in place (datapath.h, ms_half_open), never
+// the whole counter: SYNs admitted while the sweep runs stay counted, so the
+// SYN cap holds during a flood. It errs high while SYNs race the scan (until
+// the next sweep). It errs low, by one each, only where the data path itself
+// loses a count: two CPUs closing the same half-open session at once, or a
+// packet of an expired half-open session arriving as the sweep deletes it.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -46,13 +54,21 @@ struct SweepResult {
 class SessionSweeper {
  public:
   // `sessions6_fd`: ms_sessions6 (docs/ipv6.md), -1 to sweep IPv4 only.
-  SessionSweeper(int sessions_fd, int half_open_fd, SessionTimeouts timeouts, int sessions6_fd = -1)
-      : sessions_fd_(sessions_fd), sessions6_fd_(sessions6_fd), half_open_fd_(half_open_fd), timeouts_(timeouts) {}
+  // `half_open_rebase_fd`: the ms_half_open_rebase program.
+  SessionSweeper(int sessions_fd, int half_open_fd, int half_open_rebase_fd, SessionTimeouts timeouts,
+                 int sessions6_fd = -1)
+      : sessions_fd_(sessions_fd),
+        sessions6_fd_(sessions6_fd),
+        half_open_fd_(half_open_fd),
+        half_open_rebase_fd_(half_open_rebase_fd),
+        timeouts_(timeouts) {}
 
   // One pass over the session maps at `now_ns` on the data path's clock
   // (MonotonicNowNs(); tests pass their own). The half-open counters count
   // both families' sessions, as the data path's SYN cap does.
-  [[nodiscard]] absl::StatusOr<SweepResult> Sweep(uint64_t now_ns);
+  // `before_rebase` runs between the scan and the counters' correction
+  // (tests interleave data-path packets there).
+  [[nodiscard]] absl::StatusOr<SweepResult> Sweep(uint64_t now_ns, const std::function<void()>& before_rebase = {});
 
   uint64_t sweeps() const { return sweeps_.load(); }
   uint64_t removed_total() const { return removed_total_.load(); }  // both maps
@@ -63,6 +79,7 @@ class SessionSweeper {
   int sessions_fd_;
   int sessions6_fd_;
   int half_open_fd_;
+  int half_open_rebase_fd_;
   SessionTimeouts timeouts_;
   std::atomic<uint64_t> sweeps_{0};
   std::atomic<uint64_t> removed_total_{0};

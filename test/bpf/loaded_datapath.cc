@@ -237,7 +237,7 @@ std::int64_t LoadedDatapath::half_open(std::uint32_t endpoint_id) const {
     if (errno == ENOENT) return 0;
     throw_errno("lookup ms_half_open", errno);
   }
-  return value.count;
+  return static_cast<std::int64_t>(value.opened - value.closed) + value.base;
 }
 
 void LoadedDatapath::put_session(const ms_session_key& key, const ms_session& value) {
@@ -246,13 +246,16 @@ void LoadedDatapath::put_session(const ms_session_key& key, const ms_session& va
 }
 
 void LoadedDatapath::put_half_open(std::uint32_t endpoint_id, std::int64_t count) {
-  const ms_half_open value{.count = count};
+  const ms_half_open value{.opened = 0, .closed = 0, .base = count};
   update_or_throw(skeleton_->maps.ms_half_open, &endpoint_id, sizeof(endpoint_id), &value,
                   sizeof(value), "update ms_half_open");
 }
 
 int LoadedDatapath::sessions_fd() const { return bpf_map__fd(skeleton_->maps.ms_sessions); }
 int LoadedDatapath::half_open_fd() const { return bpf_map__fd(skeleton_->maps.ms_half_open); }
+int LoadedDatapath::half_open_rebase_fd() const {
+  return bpf_program__fd(skeleton_->progs.ms_half_open_rebase);
+}
 
 void LoadedDatapath::set_clock(std::uint64_t now_ns) { skeleton_->bss->test_clock_ns = now_ns; }
 

@@ -72,12 +72,14 @@ class LoadedDatapath {
   // Session state: the entry under `key`, if any.
   std::optional<ms_session> session(const ms_session_key& key) const;
   std::size_t session_count() const;
-  // ms_half_open's count for the endpoint (0 without an entry).
+  // ms_half_open's count for the endpoint, as the SYN cap sees it (0 without an entry).
   std::int64_t half_open(std::uint32_t endpoint_id) const;
   void put_session(const ms_session_key& key, const ms_session& value);
+  // A counter that reads `count` (as one the sweeper corrected would).
   void put_half_open(std::uint32_t endpoint_id, std::int64_t count);
   int sessions_fd() const;
   int half_open_fd() const;
+  int half_open_rebase_fd() const;
   // The data path's clock when loaded with rodata->use_test_clock = 1.
   void set_clock(std::uint64_t now_ns);
 

@@ -1,5 +1,6 @@
 // The agent's session sweeper on a real session map: expired entries go,
-// live ones stay, and the half-open counters are rewritten from what is left.
+// live ones stay, and the half-open counters are corrected from what is left
+// without losing the SYNs the data path counts while the sweep runs.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <netinet/in.h>
@@ -9,6 +10,7 @@
 
 #include "datapath_test_support.h"
 #include "loaded_datapath.h"
+#include "microseg.skel.h"
 #include "ipv6_packet_builder.h"
 #include "packet_builder.h"
 #include "session_sweeper.h"
@@ -59,7 +61,8 @@ TEST_CASE("the sweeper removes expired sessions and recounts half-open ones",
   datapath->put_half_open(7, 50);
   datapath->put_half_open(8, -3);
 
-  SessionSweeper sweeper(datapath->sessions_fd(), datapath->half_open_fd(), SessionTimeouts{});
+  SessionSweeper sweeper(datapath->sessions_fd(), datapath->half_open_fd(), datapath->half_open_rebase_fd(),
+                         SessionTimeouts{});
   auto result = sweeper.Sweep(now);
   REQUIRE(result.ok());
   CHECK(result->scanned == 6);
@@ -104,7 +107,8 @@ TEST_CASE("the sweeper sweeps ms_sessions6 too and counts both families' half-op
   datapath->put_session(key_of(7, IPPROTO_TCP, 2000), session_of(now, MS_TCP_SYN_SENT, MS_SESSION_F_HALF_OPEN));
   datapath->put_half_open(7, 50);
 
-  SessionSweeper sweeper(datapath->sessions_fd(), datapath->half_open_fd(), SessionTimeouts{}, sessions6_fd);
+  SessionSweeper sweeper(datapath->sessions_fd(), datapath->half_open_fd(), datapath->half_open_rebase_fd(),
+                         SessionTimeouts{}, sessions6_fd);
   auto result = sweeper.Sweep(now);
   REQUIRE(result.ok());
   CHECK(result->scanned == 3);
@@ -113,6 +117,85 @@ TEST_CASE("the sweeper sweeps ms_sessions6 too and counts both families' half-op
   CHECK_FALSE(datapath->session6(echo_expired).has_value());
   CHECK(datapath->session6(syn_live).has_value());
   CHECK(datapath->half_open(7) == 2);  // one IPv4 + one IPv6 half-open session
+}
+
+// The e2e_sessions flake: a sweep that overwrote the counter with what its
+// scan saw lost the SYNs admitted between the scan and the write, and the
+// flood then got that many sessions past the cap.
+TEST_CASE("SYNs the data path admits while a sweep runs stay counted: the cap holds",
+          "[bpf][privileged][sweeper]") {
+  constexpr std::uint32_t kCap = 3;
+  constexpr std::uint32_t kEndpoint = 7;
+  constexpr std::uint64_t kNow = 5000ULL * 1'000'000'000ULL;
+  auto datapath = load_or_skip([](microseg_bpf& skeleton) {
+    skeleton.rodata->use_test_clock = 1;
+    skeleton.rodata->max_half_open_per_endpoint = kCap;
+  });
+  if (!datapath) return;
+  datapath->set_clock(kNow);
+  datapath->set_endpoint(kEndpoint, 0, "10.244.1.10");  // not isolated: every SYN opens a session
+  auto syn = [](std::uint16_t sport) {
+    return tcp_frame("10.244.1.10", "10.244.2.20", {.sport = sport, .dport = 80, .seq = 1});
+  };
+  check_verdict(*datapath, Program::kFromPod, syn(40000), MS_REASON_ALLOW_NOT_ISOLATED);
+  check_verdict(*datapath, Program::kFromPod, syn(40001), MS_REASON_ALLOW_NOT_ISOLATED);
+  REQUIRE(datapath->half_open(kEndpoint) == 2);
+
+  SessionSweeper sweeper(datapath->sessions_fd(), datapath->half_open_fd(), datapath->half_open_rebase_fd(),
+                         SessionTimeouts{});
+  auto result = sweeper.Sweep(kNow, [&] {
+    check_verdict(*datapath, Program::kFromPod, syn(40002), MS_REASON_ALLOW_NOT_ISOLATED);
+  });
+  REQUIRE(result.ok());
+  CHECK(result->half_open == 2);  // what the scan saw
+  CHECK(datapath->half_open(kEndpoint) == 3);
+  check_verdict(*datapath, Program::kFromPod, syn(40003), MS_REASON_DROP_SYN_FLOOD);
+  CHECK(datapath->session_count() == kCap);
+
+  // A quiet sweep agrees with the data path's count.
+  result = sweeper.Sweep(kNow);
+  REQUIRE(result.ok());
+  CHECK(result->half_open == kCap);
+  CHECK(datapath->half_open(kEndpoint) == 3);
+  check_verdict(*datapath, Program::kFromPod, syn(40004), MS_REASON_DROP_SYN_FLOOD);
+}
+
+// A session that leaves the SYN states while the sweep runs was seen by the
+// scan: the counter errs high (never low) until the next sweep.
+TEST_CASE("a half-open session settling during a sweep is corrected by the next one",
+          "[bpf][privileged][sweeper]") {
+  constexpr std::uint32_t kEndpoint = 7;
+  constexpr std::uint64_t kNow = 5000ULL * 1'000'000'000ULL;
+  auto datapath = load_or_skip([](microseg_bpf& skeleton) { skeleton.rodata->use_test_clock = 1; });
+  if (!datapath) return;
+  datapath->set_clock(kNow);
+  datapath->set_endpoint(kEndpoint, 0, "10.244.1.10");
+  check_verdict(*datapath, Program::kFromPod,
+                tcp_frame("10.244.1.10", "10.244.2.20", {.sport = 40000, .dport = 80, .seq = 1}),
+                MS_REASON_ALLOW_NOT_ISOLATED);
+  check_verdict(*datapath, Program::kFromPod,
+                tcp_frame("10.244.1.10", "10.244.2.20", {.sport = 40001, .dport = 80, .seq = 1}),
+                MS_REASON_ALLOW_NOT_ISOLATED);
+  REQUIRE(datapath->half_open(kEndpoint) == 2);
+
+  SessionSweeper sweeper(datapath->sessions_fd(), datapath->half_open_fd(), datapath->half_open_rebase_fd(),
+                         SessionTimeouts{});
+  auto result = sweeper.Sweep(kNow, [&] {
+    // The peer answers 40000: SYN_RECV still counts; the pod's ACK settles it.
+    check_verdict(*datapath, Program::kToPod,
+                  tcp_frame("10.244.2.20", "10.244.1.10",
+                            {.sport = 80, .dport = 40000, .seq = 900, .ack = 2, .flags = kTcpSyn | kTcpAck}),
+                  MS_REASON_ALLOW_SESSION);
+    check_verdict(*datapath, Program::kFromPod,
+                  tcp_frame("10.244.1.10", "10.244.2.20", {.sport = 40000, .dport = 80, .seq = 2, .ack = 901,
+                                                           .flags = kTcpAck}),
+                  MS_REASON_ALLOW_SESSION);
+  });
+  REQUIRE(result.ok());
+  CHECK(datapath->half_open(kEndpoint) == 2);  // high by the settled one
+  result = sweeper.Sweep(kNow);
+  REQUIRE(result.ok());
+  CHECK(datapath->half_open(kEndpoint) == 1);
 }
 
 }  // namespace

@@ -336,15 +336,30 @@ MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_session, tcp) == 16, "ms_session layout")
 
 /*
  * ---- ms_half_open: HASH, endpoint_id (host order) -> half-open TCP sessions ----
- * Raised when a SYN opens a session, lowered when it leaves SYN_SENT/SYN_RECV
- * or expires. LRU evictions and races can make it drift; the agent's
- * session sweeper rewrites it from the session map (signed so a drift
- * below zero never reads as a huge count).
+ * The SYN cap compares opened - closed + base. The data path only adds to
+ * opened (once a half-open session is in the session map) and to closed
+ * (before one leaves the map or its SYN states), atomically. The agent's
+ * session sweeper only writes base, in place (ms_half_open_rebase), from a
+ * scan of the session maps: base = seen - opened before the scan + closed
+ * after it, which can only err high while SYNs race the scan (never low,
+ * given those two orders), and corrects LRU evictions and expiries, which
+ * the data path does not count. Neither side can lose the other's writes,
+ * which a user-space map update (a whole-value replace) would.
  */
 struct ms_half_open {
-	__s64 count;
+	__u64 opened; /* host order */
+	__u64 closed; /* host order */
+	__s64 base;   /* host order; the sweeper's correction */
 };
-MS_STATIC_ASSERT(sizeof(struct ms_half_open) == 8, "ms_half_open layout");
+MS_STATIC_ASSERT(sizeof(struct ms_half_open) == 24, "ms_half_open layout");
+
+/* Context of the ms_half_open_rebase syscall program (BPF_PROG_TEST_RUN ctx_in). */
+struct ms_half_open_rebase_args {
+	__u32 endpoint_id; /* host order */
+	__u32 pad;
+	__s64 base; /* host order */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_half_open_rebase_args) == 16, "ms_half_open_rebase_args layout");
 
 /* Default cap on half-open TCP sessions per endpoint (agent flag). */
 #define MS_DEFAULT_MAX_HALF_OPEN 4096
