@@ -108,6 +108,10 @@ struct Fill {
   std::uint32_t lpm;
   std::uint32_t sessions;
   bool ranges = false;  // the endpoint under test has the port-range intervals above
+  // Write ms_endpoint.lpm_absent/lpm6_absent as the agent's compiler would
+  // for this fill (the LPM key shapes an endpoint has no entry of); false
+  // leaves them 0, every LPM lookup done: the worst case, for comparison.
+  bool lpm_hints = true;
 };
 
 absl::Status errno_status(const std::string& what, int error) {
@@ -524,6 +528,8 @@ class FilledDatapath {
         return status;
       }
     }
+    // Per endpoint, the MS_EP_LPM_ABSENT_* bits of the shapes its LPM entries have.
+    std::vector<std::uint8_t> lpm_present(kFillEndpoints + 1, 0);
     for (std::uint32_t i = 0; i < fill.lpm; ++i) {
       // Distinct /24s in 172.16.0.0/12: never covers a scenario peer.
       const ms_lpm_key key{.prefixlen = MS_LPM_FIXED_BITS + 24,
@@ -537,6 +543,24 @@ class FilledDatapath {
               update(skeleton_->maps.ms_policy_lpm, &key, sizeof(key), &value, sizeof(value));
           !status.ok()) {
         return status;
+      }
+      lpm_present[key.endpoint_id] |= ms_lpm_shape_bit(key.direction, key.proto, key.port);
+    }
+    if (fill.lpm_hints) {
+      for (std::uint32_t id = 1; id <= kFillEndpoints; ++id) {
+        const ms_endpoint_key key{.ifindex = id == kEndpointId ? kTestRunIfindex : 1000 + id};
+        ms_endpoint value{};
+        if (bpf_map__lookup_elem(skeleton_->maps.ms_endpoints, &key, sizeof(key), &value,
+                                 sizeof(value), 0) != 0) {
+          return errno_status("lookup ms_endpoints", errno);
+        }
+        value.lpm_absent = static_cast<std::uint8_t>(MS_EP_LPM_ABSENT_ALL & ~lpm_present[id]);
+        value.lpm6_absent = MS_EP_LPM_ABSENT_ALL;  // the fill has no IPv6 LPM entry
+        if (auto status = update(skeleton_->maps.ms_endpoints, &key, sizeof(key), &value,
+                                 sizeof(value));
+            !status.ok()) {
+          return status;
+        }
       }
     }
     const std::uint64_t now = monotonic_ns();
@@ -805,7 +829,7 @@ absl::Status run(const Options& options) {
       established_segment(/*from_peer=*/false), MS_REASON_ALLOW_SESSION};
   const Scenario new_tcp{
       "new allowed tcp flow (SYN), every repetition a new flow",
-      "session miss + SYN option walk + half-open check + 1 exact hit + insert + half-open count",
+      "session miss + 1 exact hit + half-open check + SYN option walk + insert + half-open count",
       true, linux_syn("10.244.64.0", 1, kPod, kNewFlowTcpPort), MS_REASON_ALLOW_POLICY, true,
       test::kProtoTcp, kNewFlowTcpPort};
   const Scenario new_udp{"new allowed udp flow, every repetition a new flow",
@@ -814,16 +838,16 @@ absl::Status run(const Options& options) {
                          MS_REASON_ALLOW_POLICY, true, test::kProtoUdp, kNewFlowUdpPort};
   const Scenario denied_new_flows{
       "denied udp, every repetition a new flow",
-      "session miss (cold bucket) + 3 exact misses + 3 LPM misses; no insert", true,
+      "session miss (cold bucket) + 3 exact misses + LPM misses (3; 1 with the shape hints); no insert", true,
       test::udp_packet("10.244.64.0", 1, kPod, kDeniedDport), MS_REASON_DROP_POLICY, true,
       test::kProtoUdp, kDeniedDport};
   const Scenario denied_syn{"denied tcp SYN (isolated, no entry)",
-                            "session miss + SYN option walk + 3 exact misses + 3 LPM misses",
+                            "session miss + 3 exact misses + LPM misses (3; 1 with the shape hints)",
                             true, linux_syn(kDeniedPeer, 40001, kPod, kDeniedDport),
                             MS_REASON_DROP_POLICY};
   const Scenario denied_midstream{
       "denied tcp mid-stream segment (isolated, no session)",
-      "session miss + both orientations: 6 exact misses + 6 LPM misses", true,
+      "session miss + both orientations: 6 exact misses + LPM misses (6; 1 with the shape hints)", true,
       test::tcp_frame(kDeniedPeer, kPod,
                       {.sport = 40001, .dport = kDeniedDport, .seq = 1, .ack = 1,
                        .flags = test::kTcpAck, .window = kWindow, .window_scale = std::nullopt,
@@ -831,7 +855,7 @@ absl::Status run(const Options& options) {
       MS_REASON_DROP_POLICY};
   const Scenario denied_no_entry{
       "denied tcp SYN, peer without any exact entry",
-      "session miss + 3 exact misses (or 1 bloom miss) + 3 LPM misses", true,
+      "session miss + 3 exact misses (or 1 bloom miss) + LPM misses (3; 1 with the shape hints)", true,
       linux_syn(kNoEntryPeer, 40002, kPod, kDeniedDport), MS_REASON_DROP_POLICY};
   const Scenario gre_allowed{
       "allowed, not trackable (GRE)", "endpoint + parse + tail call + 1 exact hit; no session",
@@ -857,11 +881,11 @@ absl::Status run(const Options& options) {
   // inserted): steadier than the walked rows, so the rung's own cost shows.
   const Scenario denied_udp_same{
       "denied udp, same packet repeated",
-      "session miss + 3 exact misses + 3 LPM misses (endpoint with ranges: + 1 port-interval lookup miss)", true,
+      "session miss + 3 exact misses + LPM misses (3; 1 with the shape hints) (endpoint with ranges: + 1 port-interval lookup miss)", true,
       test::udp_packet(kDeniedPeer, 40003, kPod, kDeniedDport), MS_REASON_DROP_POLICY};
   const Scenario denied_udp_in_range_same{
       "denied udp to a port in a range, same packet repeated",
-      "session miss + 3 exact misses + 3 LPM misses (endpoint with ranges: + 1 port-interval lookup hit, "
+      "session miss + 3 exact misses + LPM misses (3; 1 with the shape hints) (endpoint with ranges: + 1 port-interval lookup hit, "
       "+ 1 exact and 1 LPM interval miss)",
       true, test::udp_packet(kDeniedPeer, 40004, kPod, kRangeDeniedPort), MS_REASON_DROP_POLICY};
 
@@ -891,6 +915,16 @@ absl::Status run(const Options& options) {
   if (auto status = run_block(large_ranges, 0,
                               {&established, &new_udp, &new_udp_in_range, &denied_new_flows,
                                &denied_in_range, &denied_syn, &denied_udp_same, &denied_udp_in_range_same},
+                              *helpers, options);
+      !status.ok()) {
+    return status;
+  }
+  // The same large fill with every LPM lookup done (hints 0), as for an
+  // endpoint whose LPM entries use every key shape in both directions.
+  Fill large_unhinted = large;
+  large_unhinted.name = absl::StrCat(large.name, ", no LPM shape hints");
+  large_unhinted.lpm_hints = false;
+  if (auto status = run_block(large_unhinted, 0, {&new_tcp, &denied_syn, &denied_midstream, &denied_new_flows},
                               *helpers, options);
       !status.ok()) {
     return status;

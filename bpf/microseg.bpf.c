@@ -452,14 +452,22 @@ static __always_inline __u16 ms_policy_port(int v6, const struct ms_flow *flow)
  * Most specific first: (proto, port), (proto, the port's endPort interval),
  * (proto, any port), (any proto, any port), exact map before LPM; a
  * combination equal to an earlier one is skipped, the interval rung is
- * taken only when the endpoint has ranges and one covers the port. The
+ * taken only when the endpoint has ranges and one covers the port. An LPM
+ * step of a standard key shape the endpoint has no entry of is skipped
+ * (`lpm_absent`, the flow's family's hints; never the interval steps). The
  * first entry decides (the agent compiled every policy tier into it); none:
  * the endpoint's default for the direction. IPv6 flows (`v6`, addresses in
  * `addrs6`) take the same steps on the *6 maps.
  */
+/* May the endpoint's LPM map hold an entry of the (proto, port) key shape? */
+static __always_inline int ms_lpm_shape_present(__u8 lpm_absent, __u32 dir, __u8 proto, __u16 port)
+{
+	return (lpm_absent & ms_lpm_shape_bit(dir, proto, port)) == 0;
+}
+
 static __always_inline __u32 ms_policy_verdict(int v6, const struct ms_flow *flow,
 					       const struct ms_flow6 *addrs6, __u32 endpoint_id,
-					       __u32 dir, int isolated, int has_ranges)
+					       __u32 dir, int isolated, int has_ranges, __u8 lpm_absent)
 {
 	__u32 peer = 0;
 	const __u32 *peer6 = 0;
@@ -490,23 +498,29 @@ static __always_inline __u32 ms_policy_verdict(int v6, const struct ms_flow *flo
 		if (reason < 0 && try_any_proto)
 			reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, 0, 0, dir);
 	}
-	if (reason < 0)
+	if (reason < 0 && ms_lpm_shape_present(lpm_absent, dir, proto, port))
 		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, port, dir);
 	if (reason < 0 && interval)
 		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, interval, interval_dir);
-	if (reason < 0 && try_proto_any_port)
+	if (reason < 0 && try_proto_any_port && ms_lpm_shape_present(lpm_absent, dir, proto, 0))
 		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, 0, dir);
-	if (reason < 0 && try_any_proto)
+	if (reason < 0 && try_any_proto && ms_lpm_shape_present(lpm_absent, dir, 0, 0))
 		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, 0, 0, dir);
 	if (reason < 0)
 		return isolated ? MS_REASON_DROP_POLICY : MS_REASON_ALLOW_NOT_ISOLATED;
 	return reason;
 }
 
+/*
+ * The pipeline's endpoint_flags: MS_EP_F_* in the low byte, the LPM shape
+ * hints of the packet's family in the high byte (ms_entry).
+ */
+#define MS_LPM_ABSENT_OF(endpoint_flags) ((__u8)((endpoint_flags) >> 8))
+
 /* The verdict of policy alone on a new flow in `dir` (isolation included). */
 static __always_inline __u32 ms_flow_verdict(int v6, const struct ms_flow *flow,
 					     const struct ms_flow6 *addrs6, __u32 endpoint_id,
-					     __u8 endpoint_flags, __u32 dir)
+					     __u16 endpoint_flags, __u32 dir)
 {
 	__u8 isolation_bit =
 		dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
@@ -517,7 +531,8 @@ static __always_inline __u32 ms_flow_verdict(int v6, const struct ms_flow *flow,
 		return MS_REASON_ALLOW_NOT_ISOLATED;
 	/* The policy generation the entry's one read of the flags named. */
 	return ms_policy_verdict(v6, flow, addrs6, ms_policy_id(endpoint_id, endpoint_flags), dir,
-				 isolated, (endpoint_flags & MS_EP_F_PORT_RANGES) != 0);
+				 isolated, (endpoint_flags & MS_EP_F_PORT_RANGES) != 0,
+				 MS_LPM_ABSENT_OF(endpoint_flags));
 }
 
 /* ---- session tracking: what a packet of a trackable flow does ---- */
@@ -533,7 +548,7 @@ static __always_inline __u32 ms_session_continue(struct __sk_buff *skb, int v6, 
 						 const union ms_any_session_key *key,
 						 const struct ms_flow *flow,
 						 struct ms_tcp_packet *tcp, __u32 endpoint_id,
-						 __u8 endpoint_flags, __u32 policy_rev, __u32 dir,
+						 __u16 endpoint_flags, __u32 policy_rev, __u32 dir,
 						 __u64 now)
 {
 	int from_initiator = s->direction == dir;
@@ -585,7 +600,7 @@ static __always_inline __u32 ms_session_open(struct __sk_buff *skb, int v6,
 					     const union ms_any_session_key *key,
 					     const struct ms_flow *flow, const struct ms_flow6 *addrs6,
 					     struct ms_tcp_packet *tcp, __u32 endpoint_id,
-					     __u8 endpoint_flags, __u32 policy_rev, __u32 dir,
+					     __u16 endpoint_flags, __u32 policy_rev, __u32 dir,
 					     __u64 now)
 {
 	__u32 reason = ms_flow_verdict(v6, flow, addrs6, endpoint_id, endpoint_flags, dir);
@@ -674,7 +689,7 @@ static __always_inline __u32 ms_session_open(struct __sk_buff *skb, int v6,
 }
 
 static __always_inline __u32 ms_track(struct __sk_buff *skb, int v6, const struct ms_flow *flow,
-				      const struct ms_flow6 *addrs6, __u32 endpoint_id, __u8 endpoint_flags, __u32 policy_rev,
+				      const struct ms_flow6 *addrs6, __u32 endpoint_id, __u16 endpoint_flags, __u32 policy_rev,
 				      __u32 dir, __u64 now)
 {
 	struct ms_tcp_packet tcp = {};
@@ -734,8 +749,8 @@ struct ms_stage_state {
 	__u32 ifindex; /* the entry's skb->ifindex: a stage run on its own finds a mismatch */
 	__u32 endpoint_id;
 	__u32 policy_rev;
-	__u8 endpoint_flags;
-	__u8 pad[3];
+	__u16 endpoint_flags; /* MS_EP_F_* | the packet family's LPM hints << 8 (MS_LPM_ABSENT_OF) */
+	__u8 pad[2];
 };
 
 /* BPF-internal (user space never reads it): not part of datapath.h. */
@@ -778,8 +793,14 @@ static __always_inline __u32 ms_entry(struct __sk_buff *skb, __u32 dir, __u32 st
 	struct ms_endpoint *endpoint = bpf_map_lookup_elem(&ms_endpoints, &endpoint_key);
 	if (!endpoint)
 		return MS_REASON_DROP_UNKNOWN_ENDPOINT;
-	/* One read: isolation and policy generation must come from the same update. */
-	__u8 flags = *(volatile __u8 *)&endpoint->flags;
+	/*
+	 * One load: isolation, policy generation and the LPM shape hints must
+	 * come from the same update (datapath.h asserts they share 32 bits).
+	 */
+	__u32 flag_bytes = *(volatile __u32 *)&endpoint->flags;
+	__u8 flags = ((__u8 *)&flag_bytes)[0];
+	__u8 lpm_absent = ((__u8 *)&flag_bytes)[1];
+	__u8 lpm6_absent = ((__u8 *)&flag_bytes)[2];
 	__u8 enforced_bits = dir == MS_DIR_INGRESS
 				     ? MS_EP_F_INGRESS_ISOLATED | MS_EP_F_INGRESS_LOOKUP
 				     : MS_EP_F_EGRESS_ISOLATED | MS_EP_F_EGRESS_LOOKUP;
@@ -796,7 +817,7 @@ static __always_inline __u32 ms_entry(struct __sk_buff *skb, __u32 dir, __u32 st
 	state->ifindex = skb->ifindex;
 	state->endpoint_id = endpoint->endpoint_id;
 	state->policy_rev = endpoint->policy_rev;
-	state->endpoint_flags = flags;
+	state->endpoint_flags = flags | (__u16)(state->flow.ipv6 ? lpm6_absent : lpm_absent) << 8;
 
 	bpf_tail_call(skb, &ms_stages, state->flow.ipv6 ? stage6 : stage);
 	/* Reached only when the slot is empty: fail closed, counted by our exit. */
@@ -813,7 +834,7 @@ static __always_inline __u32 ms_track_stage(struct __sk_buff *skb, __u32 dir, in
 	state->ifindex = 0; /* one packet, one hand-over */
 	__u32 endpoint_id = state->endpoint_id;
 	__u32 policy_rev = state->policy_rev;
-	__u8 endpoint_flags = state->endpoint_flags;
+	__u16 endpoint_flags = state->endpoint_flags;
 	struct ms_flow flow = state->flow;
 	struct ms_flow6 flow6;
 	if (v6) {

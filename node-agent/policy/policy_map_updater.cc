@@ -303,6 +303,8 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
     } else {
       const EndpointPolicy& old = plan.old->policy;
       const bool same_flags = VerdictFlags(old.endpoint) == desired.endpoint.flags &&
+                              old.endpoint.lpm_absent == desired.endpoint.lpm_absent &&
+                              old.endpoint.lpm6_absent == desired.endpoint.lpm6_absent &&
                               old.endpoint.ipv4 == desired.endpoint.ipv4 &&
                               std::memcmp(old.endpoint.ipv6, desired.endpoint.ipv6, sizeof old.endpoint.ipv6) == 0 &&
                               old.ifindex == desired.ifindex;

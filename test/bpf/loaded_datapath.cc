@@ -87,7 +87,21 @@ void LoadedDatapath::set_endpoint(std::uint32_t endpoint_id, std::uint8_t flags,
                           .ipv4 = ipv4_net(pod_ip),
                           .policy_rev = policy_rev,
                           .flags = flags,
-                          .pad = {}};
+                          .lpm_absent = 0,
+                          .lpm6_absent = 0,
+                          .pad = 0};
+  update_or_throw(skeleton_->maps.ms_endpoints, &key, sizeof(key), &value, sizeof(value),
+                  "update ms_endpoints");
+}
+
+void LoadedDatapath::set_lpm_absent(std::uint8_t lpm_absent, std::uint8_t lpm6_absent, std::uint32_t ifindex) {
+  const ms_endpoint_key key{.ifindex = ifindex};
+  ms_endpoint value{};
+  if (bpf_map__lookup_elem(skeleton_->maps.ms_endpoints, &key, sizeof(key), &value, sizeof(value), 0) != 0) {
+    throw std::runtime_error("set_lpm_absent: no endpoint (set_endpoint first)");
+  }
+  value.lpm_absent = lpm_absent;
+  value.lpm6_absent = lpm6_absent;
   update_or_throw(skeleton_->maps.ms_endpoints, &key, sizeof(key), &value, sizeof(value),
                   "update ms_endpoints");
 }

@@ -49,6 +49,9 @@ class LoadedDatapath {
   void set_endpoint(std::uint32_t endpoint_id, std::uint8_t flags, const std::string& pod_ip,
                     std::uint32_t ifindex = kTestRunIfindex, std::uint32_t policy_rev = 1);
   void remove_endpoint(std::uint32_t ifindex = kTestRunIfindex);
+  // The endpoint's LPM shape hints (MS_EP_LPM_ABSENT_*; set_endpoint first).
+  void set_lpm_absent(std::uint8_t lpm_absent, std::uint8_t lpm6_absent = 0,
+                      std::uint32_t ifindex = kTestRunIfindex);
   void put_exact(std::uint32_t endpoint_id, ms_direction direction, const std::string& peer,
                  std::uint8_t proto, std::uint16_t port, ms_action action);
   void put_lpm(std::uint32_t endpoint_id, ms_direction direction, const std::string& peer,

@@ -80,6 +80,85 @@ bool Allows(const CompiledPolicy& compiled, uint32_t ifindex, ms_direction direc
   return ReferenceLookup(compiled.maps, ifindex, direction, Ip(peer), proto, port).allowed();
 }
 
+// Every hint bit must name a shape without an entry (a wrong bit skips a
+// lookup that would have decided), and a shape with an entry never gets one.
+void CheckLpmHints(const CompiledPolicy& compiled) {
+  for (const auto& [ifindex, endpoint] : compiled.maps.endpoints) {
+    uint8_t present = 0, present6 = 0;
+    for (const auto& [key, value] : compiled.maps.lpm) {
+      if (key.endpoint_id != endpoint.endpoint_id) continue;
+      if ((key.direction & (MS_DIR_F_PORT_INTERVAL | MS_DIR_F_PORT_LOOKUP)) != 0) continue;
+      present |= ms_lpm_shape_bit(key.direction, key.proto, key.port);
+    }
+    for (const auto& [key, value] : compiled.maps.lpm6) {
+      if (key.endpoint_id != endpoint.endpoint_id) continue;
+      if ((key.direction & MS_DIR_F_PORT_INTERVAL) != 0) continue;
+      present6 |= ms_lpm_shape_bit(key.direction, key.proto, key.port);
+    }
+    INFO("endpoint " << endpoint.endpoint_id);
+    CHECK(endpoint.lpm_absent == (MS_EP_LPM_ABSENT_ALL & ~present));
+    CHECK(endpoint.lpm6_absent == (MS_EP_LPM_ABSENT_ALL & ~present6));
+  }
+}
+
+TEST_CASE("lpm_absent names the LPM key shapes a direction has no entry of", "[compiler]") {
+  // web: ingress from a CIDR on TCP 8080 only ((proto, port) keys); egress
+  // to a CIDR on every protocol and port ((any, any) keys), IPv6 too.
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from: [{ipBlock: {cidr: 192.168.0.0/16}}]
+    ports: [{port: 8080}]
+  egress:
+  - to: [{ipBlock: {cidr: 172.16.0.0/12}}, {ipBlock: {cidr: "fd00:99::/32"}}]
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
+  const ms_endpoint& web = compiled.maps.endpoints.at(10);
+  CHECK(web.lpm_absent == (MS_EP_LPM_ABSENT_PROTO(MS_DIR_INGRESS) | MS_EP_LPM_ABSENT_ANY(MS_DIR_INGRESS) |
+                           MS_EP_LPM_ABSENT_PORT(MS_DIR_EGRESS) | MS_EP_LPM_ABSENT_PROTO(MS_DIR_EGRESS)));
+  CHECK(web.lpm6_absent == (MS_EP_LPM_ABSENT_ALL & ~MS_EP_LPM_ABSENT_ANY(MS_DIR_EGRESS)));
+  CheckLpmHints(compiled);
+  // db: nothing selects it, no LPM entry at all.
+  CHECK(compiled.maps.endpoints.at(11).lpm_absent == MS_EP_LPM_ABSENT_ALL);
+  CHECK(compiled.maps.endpoints.at(11).lpm6_absent == MS_EP_LPM_ABSENT_ALL);
+}
+
+TEST_CASE("lpm_absent: port-interval keys name no shape, the standard ones beside them do", "[compiler]") {
+  // A CIDR with an endPort range only: its LPM keys are interval keys (and
+  // the port -> interval lookups), no standard shape.
+  const ClusterState cluster = ClusterWith(R"(
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{ipBlock: {cidr: 192.168.0.0/16}}]
+    ports: [{port: 1000, endPort: 2000}]
+  - from: [{ipBlock: {cidr: 10.0.0.0/8}}]
+    ports: [{port: 53, protocol: UDP}]
+)");
+  const CompiledPolicy compiled = CompilePolicy(cluster, WebAndDb());
+  const ms_endpoint& web = compiled.maps.endpoints.at(10);
+  REQUIRE((web.flags & MS_EP_F_PORT_RANGES) != 0);
+  CHECK((web.lpm_absent & MS_EP_LPM_ABSENT_PORT(MS_DIR_INGRESS)) == 0);  // UDP 53
+  CHECK((web.lpm_absent & MS_EP_LPM_ABSENT_PROTO(MS_DIR_INGRESS)) != 0);
+  CHECK((web.lpm_absent & MS_EP_LPM_ABSENT_ANY(MS_DIR_INGRESS)) != 0);
+  CheckLpmHints(compiled);
+  // The verdicts the hints let the data path skip to: the range still allows.
+  CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "192.168.1.1", kTcp, 1500));
+  CHECK(Allows(compiled, 10, MS_DIR_INGRESS, "10.1.1.1", kUdp, 53));
+  CHECK_FALSE(Allows(compiled, 10, MS_DIR_INGRESS, "10.1.1.1", kUdp, 54));
+}
+
 TEST_CASE("endpoint flags follow the policies that select the pod", "[compiler]") {
   const ClusterState cluster = ClusterWith(R"(
 ---

@@ -160,15 +160,46 @@ static inline __u32 ms_policy_id(__u32 endpoint_id, __u8 flags)
 	return (flags & MS_EP_F_POLICY_GEN) ? (endpoint_id | MS_POLICY_GEN_BIT) : endpoint_id;
 }
 
+/*
+ * LPM key-shape hints: ms_endpoint.lpm_absent (ms_policy_lpm) and
+ * lpm6_absent (ms_policy6_lpm) name, per direction, the standard key shapes
+ * none of the endpoint's entries of the generation in force has; the data
+ * path skips those lookups (a trie walk each). A shape is the key's (proto,
+ * port): PORT = (proto, port), PROTO = (proto, any port), ANY = (any proto,
+ * any port). Keys with MS_DIR_F_PORT_LOOKUP or MS_DIR_F_PORT_INTERVAL have
+ * no shape: the port-interval lookups are never skipped. The compiler
+ * writes the hints with the generation they describe (only a flip changes
+ * LPM entries); the data path reads them with `flags` in one load. 0 = look
+ * everything up, always correct (an older agent, the CNI's first write).
+ */
+#define MS_EP_LPM_ABSENT_PORT(dir) (1U << (3 * (dir) + 0))
+#define MS_EP_LPM_ABSENT_PROTO(dir) (1U << (3 * (dir) + 1))
+#define MS_EP_LPM_ABSENT_ANY(dir) (1U << (3 * (dir) + 2))
+#define MS_EP_LPM_ABSENT_ALL 0x3FU
+
+/* The MS_EP_LPM_ABSENT_* bit of a standard LPM key of (dir, proto, port). */
+static inline __u8 ms_lpm_shape_bit(__u8 dir, __u8 proto, __u16 port)
+{
+	return proto == 0 ? MS_EP_LPM_ABSENT_ANY(dir)
+	       : port == 0 ? MS_EP_LPM_ABSENT_PROTO(dir)
+			   : MS_EP_LPM_ABSENT_PORT(dir);
+}
+
 struct ms_endpoint {
 	__u32 endpoint_id; /* host order: agent-assigned, never 0, keys the policy maps */
 	__u32 ipv4;        /* net: the pod's IPv4 address */
 	__u32 policy_rev;  /* host order: bumped by the agent on every policy change of this endpoint */
 	__u8 flags;        /* MS_EP_F_* */
-	__u8 pad[3];
+	__u8 lpm_absent;   /* MS_EP_LPM_ABSENT_* of ms_policy_lpm */
+	__u8 lpm6_absent;  /* MS_EP_LPM_ABSENT_* of ms_policy6_lpm */
+	__u8 pad;
 	__u32 ipv6[4];     /* net: the pod's IPv6 address; all zero = the pod has none */
 };
 MS_STATIC_ASSERT(sizeof(struct ms_endpoint) == 32, "ms_endpoint layout");
+MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_endpoint, flags) % 4 == 0 &&
+			 MS_OFFSETOF(struct ms_endpoint, lpm_absent) == MS_OFFSETOF(struct ms_endpoint, flags) + 1 &&
+			 MS_OFFSETOF(struct ms_endpoint, lpm6_absent) == MS_OFFSETOF(struct ms_endpoint, flags) + 2,
+		 "flags and the LPM hints are read in one aligned 32-bit load");
 MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_endpoint, ipv6) == 16, "ms_endpoint layout");
 
 /*
