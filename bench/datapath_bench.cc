@@ -556,10 +556,9 @@ class FilledDatapath {
         }
         value.lpm_absent = static_cast<std::uint8_t>(MS_EP_LPM_ABSENT_ALL & ~lpm_present[id]);
         value.lpm6_absent = MS_EP_LPM_ABSENT_ALL;  // the fill has no IPv6 LPM entry
-        if (auto status = update(skeleton_->maps.ms_endpoints, &key, sizeof(key), &value,
-                                 sizeof(value));
-            !status.ok()) {
-          return status;
+        if (bpf_map__update_elem(skeleton_->maps.ms_endpoints, &key, sizeof(key), &value,
+                                 sizeof(value), BPF_EXIST) != 0) {
+          return errno_status("update ms_endpoints", errno);
         }
       }
     }
