@@ -489,7 +489,10 @@ class FilledDatapath {
           .flags = static_cast<std::uint8_t>(
               MS_EP_F_INGRESS_ISOLATED | MS_EP_F_EGRESS_ISOLATED |
               (fill.ranges && id == kEndpointId ? MS_EP_F_PORT_RANGES : 0)),
-          .pad = {}};
+          .lpm_absent = 0,
+          .lpm6_absent = 0,
+          .lookup_actions = 0,
+          .ipv6 = {}};
       if (auto status = update(skeleton_->maps.ms_endpoints, &key, sizeof(key), &value,
                                sizeof(value));
           !status.ok()) {

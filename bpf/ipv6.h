@@ -8,9 +8,11 @@
  *
  * Fail closed: a header we cannot read in full is `malformed`; a chain we
  * will not walk to its end (more than MS_IPV6_MAX_EXT_HEADERS headers, or
- * one running past the payload) is `malformed` for a pod isolated in that
- * direction and passes only where nothing is enforced -- the same choice as
- * for IPv4 fragments, and never before the anti-spoofing check.
+ * one running past the payload) is unjudgeable: `malformed` where the
+ * direction is isolated or an entry there denies, audit where only Audit
+ * entries could drop it, passed where nothing is enforced -- the same choice
+ * as for IPv4 fragments (ms_unjudgeable_mode), and never before the
+ * anti-spoofing check.
  */
 #ifndef MICROSEG_BPF_IPV6_H
 #define MICROSEG_BPF_IPV6_H
@@ -186,7 +188,7 @@ static __always_inline __u32 ms_parse6_l4(struct __sk_buff *skb, __u8 hop_limit,
  * source is `spoofed_source`, also when its headers cannot be walked.
  */
 static __always_inline __u32 ms_parse6(struct __sk_buff *skb, void *data_end, struct ipv6hdr *ip6,
-				       int isolated, __u32 dir, const __u32 *pod_ipv6,
+				       __u32 unjudgeable, __u32 dir, const __u32 *pod_ipv6,
 				       struct ms_flow *flow, struct ms_flow6 *addrs)
 {
 	if ((void *)(ip6 + 1) > data_end)
@@ -217,7 +219,7 @@ static __always_inline __u32 ms_parse6(struct __sk_buff *skb, void *data_end, st
 	if (walk < 0) {
 		if (l2_control_only)
 			return MS_REASON_DROP_SPOOFED_SOURCE;
-		return isolated ? MS_REASON_DROP_MALFORMED : MS_REASON_ALLOW_NOT_ISOLATED;
+		return ms_unjudgeable_reason(unjudgeable, MS_REASON_DROP_MALFORMED);
 	}
 	flow->proto = walk & 0xFF;
 	flow->l4_offset = (walk >> MS_IPV6_WALK_OFFSET_SHIFT) & MS_IPV6_WALK_OFFSET_MASK;
@@ -227,7 +229,7 @@ static __always_inline __u32 ms_parse6(struct __sk_buff *skb, void *data_end, st
 	if (walk & MS_IPV6_WALK_LATER_FRAGMENT) {
 		if (l2_control_only)
 			return MS_REASON_DROP_SPOOFED_SOURCE;
-		return isolated ? MS_REASON_DROP_FRAGMENT : MS_REASON_ALLOW_NOT_ISOLATED;
+		return ms_unjudgeable_reason(unjudgeable, MS_REASON_DROP_FRAGMENT);
 	}
 
 	__u32 reason = ms_parse6_l4(skb, hop_limit, flow);

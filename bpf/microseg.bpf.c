@@ -14,8 +14,8 @@
  *
  * The pipeline fails closed: a veth without a registered endpoint, a packet
  * we cannot parse, or a protocol we cannot judge in a direction where
- * policy is enforced (isolated, or cluster-tier verdicts to look up) is
- * dropped, never waved through.
+ * policy is enforced (isolated, or a Deny to look up) is dropped, never
+ * waved through.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -172,6 +172,40 @@ struct ms_flow6 {
 	__u32 daddr[4];
 };
 
+/*
+ * What a packet whose flow parsing cannot judge (a later fragment, another
+ * L3 protocol, an IPv6 header chain too long to walk) gets in a direction:
+ * dropped where the direction is isolated or some entry there denies,
+ * counted as audit where only Audit entries could have dropped it, passed
+ * where nothing is enforced.
+ */
+enum ms_unjudgeable {
+	MS_UNJUDGEABLE_PASS = 0,
+	MS_UNJUDGEABLE_DROP = 1,
+	MS_UNJUDGEABLE_AUDIT = 2,
+};
+
+static __always_inline __u32 ms_unjudgeable_mode(__u8 flags, __u8 lookup_actions, __u32 dir)
+{
+	__u8 isolated = dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
+	__u8 lookup = dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
+	if (flags & isolated)
+		return MS_UNJUDGEABLE_DROP;
+	if (!(flags & lookup))
+		return MS_UNJUDGEABLE_PASS;
+	if (lookup_actions & MS_EP_LOOKUP_DENIES(dir))
+		return MS_UNJUDGEABLE_DROP;
+	return (lookup_actions & MS_EP_LOOKUP_AUDITS(dir)) ? MS_UNJUDGEABLE_AUDIT : MS_UNJUDGEABLE_PASS;
+}
+
+/* The reason for such a packet; `drop_reason` names what made it unjudgeable. */
+static __always_inline __u32 ms_unjudgeable_reason(__u32 mode, __u32 drop_reason)
+{
+	if (mode == MS_UNJUDGEABLE_DROP)
+		return drop_reason;
+	return mode == MS_UNJUDGEABLE_AUDIT ? MS_REASON_ALLOW_AUDIT : MS_REASON_ALLOW_NOT_ISOLATED;
+}
+
 #include "session.h"
 #include "ipv6.h"
 
@@ -256,13 +290,12 @@ static __always_inline __u32 ms_parse_l4(void *l4, void *data_end, __u32 l4_room
  * Parse L2-L4. Returns MS_CONTINUE with `flow` filled for IPv4 (and IPv6,
  * its addresses in `addrs6`: ipv6.h), or the
  * final reason for everything that is decided by parsing alone.
- * `enforced`: the direction is isolated or has verdicts to look up (its
- * *_LOOKUP flag: cluster-tier Deny, Audit). What parsing cannot judge
- * (other L3, later fragments, an unwalkable IPv6 chain) passes only where
- * nothing is enforced: a Deny must not be bypassed by fragmenting the
+ * `unjudgeable`: what a packet parsing cannot judge (other L3, later
+ * fragments, an unwalkable IPv6 chain) gets in this direction (see
+ * ms_unjudgeable_mode): a Deny must not be bypassed by fragmenting the
  * packet or by wrapping it in another protocol.
  */
-static __always_inline __u32 ms_parse(struct __sk_buff *skb, int enforced, __u32 dir,
+static __always_inline __u32 ms_parse(struct __sk_buff *skb, __u32 unjudgeable, __u32 dir,
 				     const struct ms_endpoint *endpoint, struct ms_flow *flow,
 				     struct ms_flow6 *addrs6)
 {
@@ -289,10 +322,10 @@ static __always_inline __u32 ms_parse(struct __sk_buff *skb, int enforced, __u32
 	if (ethertype == ETH_P_ARP)
 		return MS_REASON_ALLOW_NON_IP;
 	if (ethertype == ETH_P_IPV6)
-		return ms_parse6(skb, data_end, (void *)(eth + 1), enforced, dir, endpoint->ipv6, flow,
+		return ms_parse6(skb, data_end, (void *)(eth + 1), unjudgeable, dir, endpoint->ipv6, flow,
 				 addrs6);
 	if (ethertype != ETH_P_IP)
-		return enforced ? MS_REASON_DROP_UNSUPPORTED_L3 : MS_REASON_ALLOW_NOT_ISOLATED;
+		return ms_unjudgeable_reason(unjudgeable, MS_REASON_DROP_UNSUPPORTED_L3);
 
 	struct iphdr *ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end)
@@ -324,7 +357,7 @@ static __always_inline __u32 ms_parse(struct __sk_buff *skb, int enforced, __u32
 
 	/* Only the first fragment carries L4 ports; later ones cannot be judged. */
 	if (bpf_ntohs(ip->frag_off) & MS_IPV4_FRAG_OFFSET_MASK)
-		return enforced ? MS_REASON_DROP_FRAGMENT : MS_REASON_ALLOW_NOT_ISOLATED;
+		return ms_unjudgeable_reason(unjudgeable, MS_REASON_DROP_FRAGMENT);
 
 	return ms_parse_l4(l4, data_end, ip_total_bytes - ip_header_bytes, flow);
 }
@@ -794,24 +827,23 @@ static __always_inline __u32 ms_entry(struct __sk_buff *skb, __u32 dir, __u32 st
 	if (!endpoint)
 		return MS_REASON_DROP_UNKNOWN_ENDPOINT;
 	/*
-	 * One load: isolation, policy generation and the LPM shape hints must
-	 * come from the same update (datapath.h asserts they share 32 bits).
+	 * One load: isolation, policy generation, the LPM shape hints and
+	 * lookup_actions must come from the same update (datapath.h asserts
+	 * they share 32 bits).
 	 */
 	__u32 flag_bytes = *(volatile __u32 *)&endpoint->flags;
 	__u8 flags = ((__u8 *)&flag_bytes)[0];
 	__u8 lpm_absent = ((__u8 *)&flag_bytes)[1];
 	__u8 lpm6_absent = ((__u8 *)&flag_bytes)[2];
-	__u8 enforced_bits = dir == MS_DIR_INGRESS
-				     ? MS_EP_F_INGRESS_ISOLATED | MS_EP_F_INGRESS_LOOKUP
-				     : MS_EP_F_EGRESS_ISOLATED | MS_EP_F_EGRESS_LOOKUP;
-	int enforced = (flags & enforced_bits) != 0;
+	__u8 lookup_actions = ((__u8 *)&flag_bytes)[3];
+	__u32 unjudgeable = ms_unjudgeable_mode(flags, lookup_actions, dir);
 
 	__u32 zero = 0;
 	struct ms_stage_state *state = bpf_map_lookup_elem(&ms_scratch, &zero);
 	if (!state) /* cannot happen (one-slot array); fail closed */
 		return MS_REASON_DROP_MISSED_TAIL_CALL;
 	__builtin_memset(&state->flow, 0, sizeof(state->flow));
-	__u32 reason = ms_parse(skb, enforced, dir, endpoint, &state->flow, &state->flow6);
+	__u32 reason = ms_parse(skb, unjudgeable, dir, endpoint, &state->flow, &state->flow6);
 	if (reason != MS_CONTINUE)
 		return reason;
 	state->ifindex = skb->ifindex;

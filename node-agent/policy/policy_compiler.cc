@@ -21,6 +21,25 @@ namespace {
 std::string PodKey(absl::string_view ns, absl::string_view name) { return absl::StrCat(ns, "/", name); }
 
 // The endpoint's entries for one direction, keyed by its endpoint_id.
+// MS_EP_LOOKUP_* of a direction that is looked up without being isolated:
+// whether any of its entries denies, or only audits (datapath.h).
+uint8_t LookupActions(const DirectionEntries& entries, ms_direction direction) {
+  bool denies = false;
+  bool audits = false;
+  auto scan = [&](const auto& verdicts) {
+    for (const auto& verdict : verdicts) {
+      denies = denies || verdict.value.action == MS_ACTION_DENY;
+      audits = audits || verdict.value.action == MS_ACTION_ALLOW_AUDIT;
+    }
+  };
+  scan(entries.exact);
+  scan(entries.lpm);
+  scan(entries.exact6);
+  scan(entries.lpm6);
+  return static_cast<uint8_t>((denies ? MS_EP_LOOKUP_DENIES(direction) : 0) |
+                              (audits ? MS_EP_LOOKUP_AUDITS(direction) : 0));
+}
+
 void AddDirectionEntries(const DirectionEntries& entries, uint32_t endpoint_id, ms_direction direction,
                          EndpointPolicy& out) {
   for (const ExactVerdict& verdict : entries.exact) {
@@ -168,6 +187,7 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
   EndpointPolicy out;
   EndpointPolicySummary& summary = out.summary;
   uint8_t flags = 0;
+  uint8_t lookup_actions = 0;
   for (ms_direction direction : {MS_DIR_INGRESS, MS_DIR_EGRESS}) {
     const DirectionRules rules =
         CollectDirectionRules(context, endpoint, pod, direction, &summary.policies, nullptr, selections);
@@ -179,6 +199,7 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
     // An isolated direction is always looked up; the flag is for the others.
     if (!rules.isolated_enforced && !entries.empty()) {
       flags |= ingress ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
+      lookup_actions |= LookupActions(entries, direction);
     }
     if (!entries.intervals.empty()) flags |= MS_EP_F_PORT_RANGES;
   }
@@ -195,6 +216,7 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
   out.endpoint.flags = flags;
   out.endpoint.lpm_absent = LpmAbsentBits(out.lpm);
   out.endpoint.lpm6_absent = LpmAbsentBits(out.lpm6);
+  out.endpoint.lookup_actions = lookup_actions;
   return out;
 }
 

@@ -215,10 +215,38 @@ absl::Status PolicyMapUpdater::DeleteStrays() {
   return result;
 }
 
+namespace {
+
+// ms_endpoint.lookup_actions (datapath.h) of `policy` once `peers` is
+// spliced in: the exact entries of the patched addresses are replaced by
+// the patch's, every other entry stays.
+uint8_t PatchedLookupActions(const EndpointPolicy& policy, const PeerEntries& peers) {
+  uint8_t actions = 0;
+  auto note = [&](uint8_t direction_byte, const ms_policy_value& value) {
+    const uint8_t direction = ms_key_direction(direction_byte);
+    const uint8_t lookup = direction == MS_DIR_INGRESS ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
+    if ((policy.endpoint.flags & lookup) == 0) return;
+    if (value.action == MS_ACTION_DENY) actions |= MS_EP_LOOKUP_DENIES(direction);
+    if (value.action == MS_ACTION_ALLOW_AUDIT) actions |= MS_EP_LOOKUP_AUDITS(direction);
+  };
+  for (const auto& [key, value] : policy.exact) {
+    if (!peers.addresses.contains(ntohl(key.peer_ipv4))) note(key.direction, value);
+  }
+  for (const auto& [key, value] : policy.lpm) note(key.direction, value);
+  for (const auto& [key, value] : policy.exact6) note(key.direction, value);
+  for (const auto& [key, value] : policy.lpm6) note(key.direction, value);
+  for (const auto& [key, value] : peers.exact) note(key.direction, value);
+  return actions;
+}
+
+}  // namespace
+
 bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) const {
   const InstalledEndpoint* installed = Find(endpoint_id);
   if (installed == nullptr || (installed->policy.endpoint.flags & MS_EP_F_LOCKDOWN) != 0) return false;
   const EndpointPolicy& policy = installed->policy;
+  // A patch never rewrites the endpoint entry: what it can decide must stay.
+  if (PatchedLookupActions(policy, peers) != policy.endpoint.lookup_actions) return false;
   for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
     const ms_action fallback = peers.default_action[direction];
     // An audit default always has a catch-all LPM entry: never trimmed.
@@ -305,6 +333,7 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       const bool same_flags = VerdictFlags(old.endpoint) == desired.endpoint.flags &&
                               old.endpoint.lpm_absent == desired.endpoint.lpm_absent &&
                               old.endpoint.lpm6_absent == desired.endpoint.lpm6_absent &&
+                              old.endpoint.lookup_actions == desired.endpoint.lookup_actions &&
                               old.endpoint.ipv4 == desired.endpoint.ipv4 &&
                               std::memcmp(old.endpoint.ipv6, desired.endpoint.ipv6, sizeof old.endpoint.ipv6) == 0 &&
                               old.ifindex == desired.ifindex;

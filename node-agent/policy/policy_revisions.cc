@@ -22,6 +22,7 @@ std::set<uint32_t> EndpointsWithChangedEntries(const MapState& live, const MapSt
 bool SameExceptRevision(const ms_endpoint& a, const ms_endpoint& b) {
   return a.endpoint_id == b.endpoint_id && a.ipv4 == b.ipv4 && a.flags == b.flags &&
          a.lpm_absent == b.lpm_absent && a.lpm6_absent == b.lpm6_absent &&
+         a.lookup_actions == b.lookup_actions &&
          std::memcmp(a.ipv6, b.ipv6, sizeof a.ipv6) == 0;
 }
 

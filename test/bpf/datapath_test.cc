@@ -239,6 +239,9 @@ std::vector<VerdictCase> single_packet_cases() {
       {"other ethertype, ingress lookup flag", MS_EP_F_INGRESS_LOOKUP,
        {cidr(MS_DIR_INGRESS, "0.0.0.0", 0, 0, 0, MS_ACTION_DENY)}, Program::kToPod,
        ethernet(kEthertypeLldp, Bytes(46, 0)), MS_REASON_DROP_UNSUPPORTED_L3},
+      {"other ethertype, egress lookup flag, only Audit entries", MS_EP_F_EGRESS_LOOKUP,
+       {cidr(MS_DIR_EGRESS, "0.0.0.0", 0, 0, 0, MS_ACTION_ALLOW_AUDIT)}, Program::kFromPod,
+       ethernet(kEthertypeLldp, Bytes(46, 0)), MS_REASON_ALLOW_AUDIT},
       {"other ethertype, only the other direction's lookup flag", MS_EP_F_INGRESS_LOOKUP,
        {cidr(MS_DIR_INGRESS, "0.0.0.0", 0, 0, 0, MS_ACTION_DENY)}, Program::kFromPod,
        ethernet(kEthertypeLldp, Bytes(46, 0)), MS_REASON_ALLOW_NOT_ISOLATED},
@@ -290,6 +293,28 @@ std::vector<VerdictCase> single_packet_cases() {
        ipv4_frame({.src = kPod, .dst = kPeer, .proto = kProtoTcp, .fragment_offset = 3},
                   Bytes(32, 0xCD)),
        MS_REASON_DROP_FRAGMENT},
+      // A direction whose entries only audit (an Audit policy) or allow
+      // drops nothing: the fragment passes, counted as audit where an
+      // enforced policy would have dropped it.
+      {"non-first fragment, lookup flag, only Audit entries", MS_EP_F_INGRESS_LOOKUP,
+       {cidr(MS_DIR_INGRESS, "0.0.0.0", 0, 0, 0, MS_ACTION_ALLOW_AUDIT),
+        exact(MS_DIR_INGRESS, kPeer, kProtoUdp, 53, MS_ACTION_ALLOW)},
+       Program::kToPod,
+       ipv4_frame({.src = kPeer, .dst = kPod, .proto = kProtoUdp, .fragment_offset = 185},
+                  Bytes(32, 0xCD)),
+       MS_REASON_ALLOW_AUDIT},
+      {"non-first fragment, lookup flag, only Allow entries", MS_EP_F_INGRESS_LOOKUP,
+       {exact(MS_DIR_INGRESS, kPeer, kProtoUdp, 53, MS_ACTION_ALLOW)}, Program::kToPod,
+       ipv4_frame({.src = kPeer, .dst = kPod, .proto = kProtoUdp, .fragment_offset = 185},
+                  Bytes(32, 0xCD)),
+       MS_REASON_ALLOW_NOT_ISOLATED},
+      {"non-first fragment, lookup flag, Audit and Deny entries", MS_EP_F_INGRESS_LOOKUP,
+       {cidr(MS_DIR_INGRESS, "0.0.0.0", 0, 0, 0, MS_ACTION_ALLOW_AUDIT),
+        exact(MS_DIR_INGRESS, kOtherPeer, kProtoTcp, 22, MS_ACTION_DENY)},
+       Program::kToPod,
+       ipv4_frame({.src = kPeer, .dst = kPod, .proto = kProtoUdp, .fragment_offset = 185},
+                  Bytes(32, 0xCD)),
+       MS_REASON_DROP_FRAGMENT},
       {"non-first fragment, only the other direction's lookup flag", MS_EP_F_EGRESS_LOOKUP,
        {cidr(MS_DIR_EGRESS, "0.0.0.0", 0, 0, 0, MS_ACTION_DENY)}, Program::kToPod,
        ipv4_frame({.src = kPeer, .dst = kPod, .proto = kProtoUdp, .fragment_offset = 185},
@@ -313,7 +338,8 @@ TEST_CASE("each packet gets the expected verdict and counter", "[bpf][privileged
   for (const VerdictCase& verdict_case : single_packet_cases()) {
     SECTION(verdict_case.name) {
       if (verdict_case.endpoint_flags) {
-        datapath->set_endpoint(endpoint_id, *verdict_case.endpoint_flags, kPod);
+        datapath->set_endpoint(endpoint_id, *verdict_case.endpoint_flags, kPod, kTestRunIfindex, 1,
+                               lookup_actions_of(*verdict_case.endpoint_flags, verdict_case.policy));
       } else {
         datapath->remove_endpoint();
       }

@@ -32,6 +32,21 @@ std::uint32_t tc_action_for(ms_reason reason);
 // `expected`, and only that counter (the program's direction) moved.
 void check_verdict(LoadedDatapath& datapath, Program program, const Bytes& frame, ms_reason expected);
 
+// ms_endpoint.lookup_actions as the compiler writes it for these entries: per
+// direction with its *_LOOKUP flag in `flags`, whether an entry denies or
+// audits. Entries: anything with `direction` and `action`.
+template <typename Entries>
+std::uint8_t lookup_actions_of(std::uint8_t flags, const Entries& entries) {
+  std::uint8_t actions = 0;
+  for (const auto& entry : entries) {
+    const std::uint8_t lookup = entry.direction == MS_DIR_INGRESS ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
+    if ((flags & lookup) == 0) continue;
+    if (entry.action == MS_ACTION_DENY) actions |= MS_EP_LOOKUP_DENIES(entry.direction);
+    if (entry.action == MS_ACTION_ALLOW_AUDIT) actions |= MS_EP_LOOKUP_AUDITS(entry.direction);
+  }
+  return actions;
+}
+
 // An ms_sessions6 key; ports in host order here, network order in the key.
 ms_session6_key session6_key_of(std::uint32_t endpoint_id, const std::string& pod,
                                 std::uint16_t pod_port, const std::string& peer,

@@ -66,8 +66,9 @@ void install(LoadedDatapath& datapath, const std::vector<Entry6>& entries,
 }
 
 void register_pod(LoadedDatapath& datapath, std::uint8_t flags, std::uint32_t policy_rev = 1,
-                  const char* pod_ipv6 = kPod, std::uint32_t endpoint_id = kEndpointId) {
-  datapath.set_endpoint(endpoint_id, flags, kPod4, kTestRunIfindex, policy_rev);
+                  const char* pod_ipv6 = kPod, std::uint32_t endpoint_id = kEndpointId,
+                  std::uint8_t lookup_actions = 0) {
+  datapath.set_endpoint(endpoint_id, flags, kPod4, kTestRunIfindex, policy_rev, lookup_actions);
   if (pod_ipv6 != nullptr) datapath.set_endpoint_ipv6(pod_ipv6);
 }
 
@@ -230,6 +231,12 @@ std::vector<Case> single_packet_cases() {
       {"later fragment, lookup flag", MS_EP_F_INGRESS_LOOKUP,
        {exact6(MS_DIR_INGRESS, kPeer, 0, 0, MS_ACTION_DENY)}, Program::kToPod, later_fragment,
        MS_REASON_DROP_FRAGMENT},
+      {"later fragment, lookup flag, only Audit entries", MS_EP_F_INGRESS_LOOKUP,
+       {cidr6(MS_DIR_INGRESS, "::", 0, 0, 0, MS_ACTION_ALLOW_AUDIT)}, Program::kToPod, later_fragment,
+       MS_REASON_ALLOW_AUDIT},
+      {"nine extension headers, lookup flag, only Audit entries", MS_EP_F_INGRESS_LOOKUP,
+       {cidr6(MS_DIR_INGRESS, "::", 0, 0, 0, MS_ACTION_ALLOW_AUDIT)}, Program::kToPod,
+       tcp_syn(kPeer, 40000, kPod, 80, chain_of(9)), MS_REASON_ALLOW_AUDIT},
       {"later fragment, only the other direction's lookup flag", MS_EP_F_EGRESS_LOOKUP, {},
        Program::kToPod, later_fragment, MS_REASON_ALLOW_NOT_ISOLATED},
       {"nine extension headers, lookup flag", MS_EP_F_INGRESS_LOOKUP,
@@ -304,7 +311,7 @@ TEST_CASE("IPv6: each packet gets the expected verdict and counter", "[bpf][priv
   for (const Case& c : single_packet_cases()) {
     INFO("case: " << c.name);
     ++endpoint_id;
-    if (c.flags) register_pod(*datapath, *c.flags, 1, c.pod_ipv6, endpoint_id);
+    if (c.flags) register_pod(*datapath, *c.flags, 1, c.pod_ipv6, endpoint_id, lookup_actions_of(*c.flags, c.policy));
     else datapath->remove_endpoint();
     install(*datapath, c.policy, endpoint_id);
     check_verdict(*datapath, c.program, c.frame, c.expected);

@@ -81,7 +81,7 @@ LoadedDatapath::~LoadedDatapath() { microseg_bpf__destroy(skeleton_); }
 
 void LoadedDatapath::set_endpoint(std::uint32_t endpoint_id, std::uint8_t flags,
                                   const std::string& pod_ip, std::uint32_t ifindex,
-                                  std::uint32_t policy_rev) {
+                                  std::uint32_t policy_rev, std::uint8_t lookup_actions) {
   const ms_endpoint_key key{.ifindex = ifindex};
   const ms_endpoint value{.endpoint_id = endpoint_id,
                           .ipv4 = ipv4_net(pod_ip),
@@ -89,7 +89,7 @@ void LoadedDatapath::set_endpoint(std::uint32_t endpoint_id, std::uint8_t flags,
                           .flags = flags,
                           .lpm_absent = 0,
                           .lpm6_absent = 0,
-                          .pad = 0};
+                          .lookup_actions = lookup_actions};
   update_or_throw(skeleton_->maps.ms_endpoints, &key, sizeof(key), &value, sizeof(value),
                   "update ms_endpoints");
 }

@@ -46,8 +46,11 @@ class LoadedDatapath {
   LoadedDatapath& operator=(const LoadedDatapath&) = delete;
 
   // Map writers throw std::runtime_error with the errno text on failure.
+  // `lookup_actions`: ms_endpoint.lookup_actions (MS_EP_LOOKUP_*), what the
+  // compiler writes next to *_LOOKUP flags.
   void set_endpoint(std::uint32_t endpoint_id, std::uint8_t flags, const std::string& pod_ip,
-                    std::uint32_t ifindex = kTestRunIfindex, std::uint32_t policy_rev = 1);
+                    std::uint32_t ifindex = kTestRunIfindex, std::uint32_t policy_rev = 1,
+                    std::uint8_t lookup_actions = 0);
   void remove_endpoint(std::uint32_t ifindex = kTestRunIfindex);
   // The endpoint's LPM shape hints (MS_EP_LPM_ABSENT_*; set_endpoint first).
   void set_lpm_absent(std::uint8_t lpm_absent, std::uint8_t lpm6_absent = 0,

@@ -98,7 +98,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Bytes frame(data + 1, data + size);
 
   // Each configuration is its own endpoint id: its entries and sessions are its own.
-  dp.set_endpoint(kEndpointIdBase + config, FlagsOf(config), kPod);
+  const uint8_t lookup_actions =
+      config == kClusterDeny ? MS_EP_LOOKUP_DENIES(MS_DIR_INGRESS) | MS_EP_LOOKUP_DENIES(MS_DIR_EGRESS) : 0;
+  dp.set_endpoint(kEndpointIdBase + config, FlagsOf(config), kPod, microseg::test::kTestRunIfindex, 1,
+                  lookup_actions);
   dp.set_endpoint_ipv6(kPod6);
 
   microseg::test::RunResult result;

@@ -752,6 +752,7 @@ spec:
 )");
   const CompiledPolicy compiled = CompilePolicy(cluster, DualStackWeb());
   CHECK(compiled.maps.endpoints.at(10).flags == MS_EP_F_EGRESS_LOOKUP);
+  CHECK(compiled.maps.endpoints.at(10).lookup_actions == MS_EP_LOOKUP_DENIES(MS_DIR_EGRESS));
   CHECK(compiled.maps.exact.empty());
   CHECK(compiled.maps.lpm.empty());
   CHECK_FALSE(compiled.maps.lpm6.empty());

@@ -41,6 +41,7 @@ void CheckAgainstFullCompile(const PolicyEngine& engine,
     CHECK(actual->endpoint.ipv4 == expected.endpoint.ipv4);
     CHECK(std::memcmp(actual->endpoint.ipv6, expected.endpoint.ipv6, sizeof expected.endpoint.ipv6) == 0);
     CHECK(VerdictFlags(actual->endpoint) == expected.endpoint.flags);  // the generation bit is the updater's
+    CHECK(actual->endpoint.lookup_actions == expected.endpoint.lookup_actions);
     CHECK(actual->summary == expected.summary);
   }
 }
@@ -399,6 +400,62 @@ struct CountingFixture {
     return engine.compiled_endpoints() - before;
   }
 };
+
+// A pod event that gives a non-isolated direction its first Deny entry
+// changes ms_endpoint.lookup_actions (what unjudgeable packets get there):
+// that is not a peer patch, which never rewrites the endpoint entry.
+TEST_CASE("a pod event bringing a looked-up direction its first Deny rewrites the endpoint",
+          "[engine][updater]") {
+  const ClusterState cluster = testing::ClusterFromYaml(R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: prod}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: prod, labels: {app: web}}
+status: {podIP: 10.244.0.10}
+---
+apiVersion: microseg.io/v1alpha1
+kind: SegmentPolicy
+metadata: {name: audit-egress, namespace: prod}
+spec:
+  podSelector: {}
+  enforcement: Audit
+  policyTypes: [Egress]
+---
+apiVersion: microseg.io/v1alpha1
+kind: ClusterSegmentPolicy
+metadata: {name: no-bad}
+spec:
+  priority: 1
+  egress:
+  - action: Deny
+    to: [{podSelector: {matchLabels: {role: bad}}}]
+)");
+  PolicyEngine engine;
+  testing::FakeMapWriter writer;
+  PolicyMapUpdater updater(writer);
+  engine.SetClusterState(cluster);
+  engine.UpsertEndpoint({1, 10, "prod", "web", testing::Ip("10.244.0.10")});
+  REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+  CHECK(writer.maps.endpoints.at(10).lookup_actions == MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS));
+
+  Pod bad{"prod", "bad", {{"role", "bad"}}, "node-2", testing::Ip("10.244.0.66"), {}};
+  engine.UpsertPod(bad);
+  REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+  CHECK(writer.maps.endpoints.at(10).lookup_actions ==
+        (MS_EP_LOOKUP_DENIES(MS_DIR_EGRESS) | MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS)));
+  CheckAgainstFullCompile(engine, [&](uint32_t id) -> const EndpointPolicy* {
+    const InstalledEndpoint* installed = updater.Find(id);
+    return installed ? &installed->policy : nullptr;
+  });
+
+  // And back: the last Deny entry gone, unjudgeable packets are only audited again.
+  engine.DeletePod("prod/bad");
+  REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+  CHECK(writer.maps.endpoints.at(10).lookup_actions == MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS));
+}
 
 TEST_CASE("an event recompiles only the endpoints it touches", "[engine]") {
   CountingFixture f;

@@ -265,6 +265,19 @@ TEST_CASE("tiers: summaries and flags name every tier's policies", "[tiers]") {
   CHECK_FALSE(summary.egress_isolated);  // Audit never isolates for real
   const uint8_t flags = compiled.maps.endpoints.at(10).flags;
   CHECK(flags == (MS_EP_F_INGRESS_LOOKUP | MS_EP_F_EGRESS_LOOKUP));
+  // What cannot be judged (later fragments, other L3) is dropped where the
+  // cluster Deny is; the Audit policy allows all egress, so nothing there
+  // would be dropped either (datapath.h, lookup_actions).
+  CHECK(compiled.maps.endpoints.at(10).lookup_actions == MS_EP_LOOKUP_DENIES(MS_DIR_INGRESS));
+}
+
+TEST_CASE("tiers: an Audit policy that would drop marks its direction audit, not deny", "[tiers]") {
+  const ClusterState cluster = ClusterFromYaml(
+      std::string(kCluster) +
+      SegPol("audit", "  podSelector: {}\n  enforcement: Audit\n  policyTypes: [Egress]\n"));
+  const CompiledPolicy compiled = CompilePolicy(cluster, {{1, 10, "prod", "web", Ip("10.244.0.10")}});
+  CHECK(compiled.maps.endpoints.at(10).flags == MS_EP_F_EGRESS_LOOKUP);
+  CHECK(compiled.maps.endpoints.at(10).lookup_actions == MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS));
 }
 
 TEST_CASE("tiers: random clusters of all three kinds agree with the naive evaluator", "[tiers][random]") {

@@ -185,6 +185,19 @@ static inline __u8 ms_lpm_shape_bit(__u8 dir, __u8 proto, __u16 port)
 			   : MS_EP_LPM_ABSENT_PORT(dir);
 }
 
+/*
+ * ms_endpoint.lookup_actions: what the entries of a direction with the
+ * *_LOOKUP flag (not isolated) can decide, per direction. It settles what a
+ * packet whose flow cannot be judged (a later fragment, another L3
+ * protocol, an IPv6 header chain too long to walk) gets there: dropped if
+ * some entry denies (a Deny must not be bypassed by fragmenting), counted as
+ * audit if some entry is an Audit one (it would be dropped if the policy
+ * were enforced), otherwise allowed. Written by the compiler with the
+ * entries it describes, read with `flags` in one aligned 32-bit load.
+ */
+#define MS_EP_LOOKUP_DENIES(dir) (1U << (dir))
+#define MS_EP_LOOKUP_AUDITS(dir) (1U << (2 + (dir)))
+
 struct ms_endpoint {
 	__u32 endpoint_id; /* host order: agent-assigned, never 0, keys the policy maps */
 	__u32 ipv4;        /* net: the pod's IPv4 address */
@@ -192,14 +205,15 @@ struct ms_endpoint {
 	__u8 flags;        /* MS_EP_F_* */
 	__u8 lpm_absent;   /* MS_EP_LPM_ABSENT_* of ms_policy_lpm */
 	__u8 lpm6_absent;  /* MS_EP_LPM_ABSENT_* of ms_policy6_lpm */
-	__u8 pad;
+	__u8 lookup_actions; /* MS_EP_LOOKUP_*(dir) */
 	__u32 ipv6[4];     /* net: the pod's IPv6 address; all zero = the pod has none */
 };
 MS_STATIC_ASSERT(sizeof(struct ms_endpoint) == 32, "ms_endpoint layout");
 MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_endpoint, flags) % 4 == 0 &&
 			 MS_OFFSETOF(struct ms_endpoint, lpm_absent) == MS_OFFSETOF(struct ms_endpoint, flags) + 1 &&
-			 MS_OFFSETOF(struct ms_endpoint, lpm6_absent) == MS_OFFSETOF(struct ms_endpoint, flags) + 2,
-		 "flags and the LPM hints are read in one aligned 32-bit load");
+			 MS_OFFSETOF(struct ms_endpoint, lpm6_absent) == MS_OFFSETOF(struct ms_endpoint, flags) + 2 &&
+			 MS_OFFSETOF(struct ms_endpoint, lookup_actions) == MS_OFFSETOF(struct ms_endpoint, flags) + 3,
+		 "flags, the LPM hints and lookup_actions are read in one aligned 32-bit load");
 MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_endpoint, ipv6) == 16, "ms_endpoint layout");
 
 /*
