@@ -20,7 +20,6 @@ namespace {
 
 std::string PodKey(absl::string_view ns, absl::string_view name) { return absl::StrCat(ns, "/", name); }
 
-// The endpoint's entries for one direction, keyed by its endpoint_id.
 // MS_EP_LOOKUP_* of a direction that is looked up without being isolated:
 // whether any of its entries denies, or only audits (datapath.h).
 uint8_t LookupActions(const DirectionEntries& entries, ms_direction direction) {
@@ -40,6 +39,7 @@ uint8_t LookupActions(const DirectionEntries& entries, ms_direction direction) {
                               (audits ? MS_EP_LOOKUP_AUDITS(direction) : 0));
 }
 
+// The endpoint's entries for one direction, keyed by its endpoint_id.
 void AddDirectionEntries(const DirectionEntries& entries, uint32_t endpoint_id, ms_direction direction,
                          EndpointPolicy& out) {
   for (const ExactVerdict& verdict : entries.exact) {
