@@ -71,22 +71,51 @@ void AdoptEntries(Map& strays, uint32_t policy_id, uint32_t endpoint_id, Map& in
   }
 }
 
-// Position of a key in the data path's lookup chain for one peer:
-// (proto,port) first, then (proto,interval), then (proto,any), then (any,any).
-int ChainPosition(const ms_policy_key& key) {
+// Rung of a key in the data path's lookup chain for one peer
+// (ms_policy_verdict): (proto,port), (proto,interval), (proto,any), (any,any).
+template <typename Key>
+int Rung(const Key& key) {
   if ((key.direction & MS_DIR_F_PORT_INTERVAL) != 0) return 1;
   return key.port != 0 ? 0 : key.proto != 0 ? 2 : 3;
 }
 
-using ExactChange = std::pair<ms_policy_key, ms_policy_value>;
+// Position of a key in one policy map's part of the chain: by rung, and in
+// the LPM tries the longest prefix first within a rung (what a
+// longest-prefix match returns). The exact map's part comes before the
+// LPM trie's, so exact upserts are written before LPM upserts and LPM
+// deletes before exact deletes.
+std::pair<int, int> ChainPosition(const ms_policy_key& key) { return {Rung(key), 0}; }
+std::pair<int, int> ChainPosition(const ms_policy6_key& key) { return {Rung(key), 0}; }
+std::pair<int, int> ChainPosition(const ms_lpm_key& key) { return {Rung(key), -static_cast<int>(key.prefixlen)}; }
+std::pair<int, int> ChainPosition(const ms_lpm6_key& key) { return {Rung(key), -static_cast<int>(key.prefixlen)}; }
+
+// The in-place changes of one policy map (keys without the generation bit;
+// deletes carry the value they remove, for the undo).
+template <typename Key>
+struct EntryChanges {
+  std::vector<std::pair<Key, ms_policy_value>> upserts;
+  std::vector<std::pair<Key, ms_policy_value>> deletes;
+  bool empty() const { return upserts.empty() && deletes.empty(); }
+};
+
+// Named like MapState's maps so ForEachPolicyMap walks them too.
+struct EndpointChanges {
+  EntryChanges<ms_policy_key> exact;
+  EntryChanges<ms_lpm_key> lpm;
+  EntryChanges<ms_policy6_key> exact6;
+  EntryChanges<ms_lpm6_key> lpm6;
+  bool empty() const { return exact.empty() && lpm.empty() && exact6.empty() && lpm6.empty(); }
+};
 
 // Upserts most specific first, deletes least specific first: the order the
 // in-place path needs (header comment).
-void SortForLookupOrder(std::vector<ExactChange>& upserts, std::vector<ExactChange>& deletes) {
-  std::stable_sort(upserts.begin(), upserts.end(), [](const ExactChange& a, const ExactChange& b) {
+template <typename Key>
+void SortForLookupOrder(EntryChanges<Key>& changes) {
+  using Change = std::pair<Key, ms_policy_value>;
+  std::stable_sort(changes.upserts.begin(), changes.upserts.end(), [](const Change& a, const Change& b) {
     return ChainPosition(a.first) < ChainPosition(b.first);
   });
-  std::stable_sort(deletes.begin(), deletes.end(), [](const ExactChange& a, const ExactChange& b) {
+  std::stable_sort(changes.deletes.begin(), changes.deletes.end(), [](const Change& a, const Change& b) {
     return ChainPosition(a.first) > ChainPosition(b.first);
   });
 }
@@ -105,9 +134,46 @@ std::pair<MapState::ExactMap::const_iterator, MapState::ExactMap::const_iterator
   return {exact.lower_bound(low), exact.upper_bound(high)};
 }
 
-bool SameValue(const MapState::ExactMap& map, const ms_policy_key& key, const ms_policy_value& value) {
+template <typename Map, typename Key>
+bool SameValue(const Map& map, const Key& key, const ms_policy_value& value) {
   const auto found = map.find(key);
   return found != map.end() && BytewiseEqual(found->second, value);
+}
+
+// What turns one policy map of `old` into that of `desired`, sorted.
+template <typename Map, typename Key>
+void DiffInPlace(const Map& old, const Map& desired, EntryChanges<Key>& changes) {
+  for (const auto& [key, value] : desired) {
+    if (!SameValue(old, key, value)) changes.upserts.emplace_back(key, value);
+  }
+  for (const auto& [key, value] : old) {
+    if (!desired.contains(key)) changes.deletes.emplace_back(key, value);
+  }
+  SortForLookupOrder(changes);
+}
+
+// Writes `changes` into what an endpoint has installed.
+template <typename Map, typename Key>
+void Splice(const EntryChanges<Key>& changes, Map& entries) {
+  for (const auto& [key, value] : changes.deletes) entries.erase(key);
+  for (const auto& [key, value] : changes.upserts) entries[key] = value;
+}
+
+// The port-interval lookup entries (MS_DIR_F_PORT_LOOKUP, ms_policy_lpm) of
+// two policies are the same. The data path reads a port's interval once
+// and then looks up verdicts keyed by it: lookup prefixes replaced one by
+// one could hand it an interval start that neither cutting has, so a
+// change of them goes through a generation flip, never in place.
+bool SamePortLookups(const MapState::LpmMap& a, const MapState::LpmMap& b) {
+  auto is_lookup = [](const auto& entry) { return (entry.first.direction & MS_DIR_F_PORT_LOOKUP) != 0; };
+  auto x = std::find_if(a.begin(), a.end(), is_lookup);
+  auto y = std::find_if(b.begin(), b.end(), is_lookup);
+  while (x != a.end() && y != b.end()) {
+    if (!BytewiseEqual(x->first, y->first) || !BytewiseEqual(x->second, y->second)) return false;
+    x = std::find_if(std::next(x), a.end(), is_lookup);
+    y = std::find_if(std::next(y), b.end(), is_lookup);
+  }
+  return x == a.end() && y == b.end();
 }
 
 // One undoable write: a policy entry (`key` set) or an ms_endpoints entry.
@@ -126,11 +192,9 @@ struct PolicyMapUpdater::Plan {
   Kind kind = Kind::kUnchanged;
   const InstalledEndpoint* old = nullptr;
   std::optional<EndpointPolicy> desired;  // stamped: flags carry the generation, policy_rev set
-  // kInPlace: the exact changes (keys without the generation bit; deletes
-  // carry the value they remove). `patch` set: they come from PeerEntries
+  // kInPlace: the changes of each policy map. `patch` set: they come from PeerEntries
   // and `desired` is empty; `endpoint` is the stamped ms_endpoints value.
-  std::vector<ExactChange> upserts;
-  std::vector<ExactChange> deletes;
+  EndpointChanges changes;
   bool patch = false;
   ms_endpoint endpoint{};
 };
@@ -337,10 +401,9 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
                               old.endpoint.ipv4 == desired.endpoint.ipv4 &&
                               std::memcmp(old.endpoint.ipv6, desired.endpoint.ipv6, sizeof old.endpoint.ipv6) == 0 &&
                               old.ifindex == desired.ifindex;
-      // In place covers IPv4 exact entries only; anything else flips.
-      const bool same_lpm = SameEntries(old.lpm, desired.lpm) && SameEntries(old.exact6, desired.exact6) &&
-                            SameEntries(old.lpm6, desired.lpm6);
-      const bool verdicts_same = same_flags && same_lpm && SameEntries(old.exact, desired.exact);
+      const bool verdicts_same = same_flags && SameEntries(old.exact, desired.exact) &&
+                                 SameEntries(old.lpm, desired.lpm) && SameEntries(old.exact6, desired.exact6) &&
+                                 SameEntries(old.lpm6, desired.lpm6);
       desired.endpoint.policy_rev = verdicts_same ? old.endpoint.policy_rev : next_revision(old.endpoint.policy_rev);
       // A lockdown (docs/map-pressure.md) keeps the revision: its sessions
       // go on instead of being re-judged against a policy that is not there.
@@ -348,15 +411,12 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       bool generation = plan.old->generation();
       if (verdicts_same) {
         plan.kind = Plan::Kind::kUnchanged;
-      } else if (same_flags && same_lpm) {
+      } else if (same_flags && SamePortLookups(old.lpm, desired.lpm)) {
         plan.kind = Plan::Kind::kInPlace;
-        for (const auto& [key, value] : desired.exact) {
-          if (!SameValue(old.exact, key, value)) plan.upserts.emplace_back(key, value);
-        }
-        for (const auto& [key, value] : old.exact) {
-          if (!desired.exact.contains(key)) plan.deletes.emplace_back(key, value);
-        }
-        SortForLookupOrder(plan.upserts, plan.deletes);
+        DiffInPlace(old.exact, desired.exact, plan.changes.exact);
+        DiffInPlace(old.lpm, desired.lpm, plan.changes.lpm);
+        DiffInPlace(old.exact6, desired.exact6, plan.changes.exact6);
+        DiffInPlace(old.lpm6, desired.lpm6, plan.changes.lpm6);
       } else {
         plan.kind = Plan::Kind::kFlip;
         generation = !generation;
@@ -411,21 +471,39 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
     } else if (plan.kind == Plan::Kind::kInPlace) {
       const bool generation = plan.old->generation();
       const EndpointPolicy& old = plan.old->policy;
-      for (const auto& [key, value] : plan.upserts) {
-        std::optional<ms_policy_value> previous;
-        if (auto found = old.exact.find(key); found != old.exact.end()) previous = found->second;
-        if (absl::Status s = put(KernelKey(key, generation), value, previous); !s.ok()) return roll_back(s);
-      }
+      absl::Status staged;
+      auto upsert = [&](const auto& changes, const auto& old_entries) {
+        for (auto it = changes.upserts.begin(); staged.ok() && it != changes.upserts.end(); ++it) {
+          std::optional<ms_policy_value> previous;
+          if (auto found = old_entries.find(it->first); found != old_entries.end()) previous = found->second;
+          staged = put(KernelKey(it->first, generation), it->second, previous);
+        }
+      };
+      // Each family's chain: its exact map, then its LPM trie.
+      upsert(plan.changes.exact, old.exact);
+      upsert(plan.changes.lpm, old.lpm);
+      upsert(plan.changes.exact6, old.exact6);
+      upsert(plan.changes.lpm6, old.lpm6);
+      if (!staged.ok()) return roll_back(staged);
     }
   }
   for (const Plan& plan : plans) {
     if (plan.kind != Plan::Kind::kInPlace) continue;
     const bool generation = plan.old->generation();
-    for (const auto& [key, value] : plan.deletes) {
-      const ms_policy_key kernel_key = KernelKey(key, generation);
-      if (absl::Status s = writer_.DeleteExact(kernel_key); !s.ok()) return roll_back(s);
-      undo.push_back({kernel_key, 0, value, {}});
-    }
+    absl::Status deleted;
+    auto remove = [&](const auto& changes) {
+      for (auto it = changes.deletes.begin(); deleted.ok() && it != changes.deletes.end(); ++it) {
+        const auto kernel_key = KernelKey(it->first, generation);
+        deleted = Delete(writer_, kernel_key);
+        if (deleted.ok()) undo.push_back({kernel_key, 0, it->second, {}});
+      }
+    };
+    // The reverse: each family's LPM trie, then its exact map.
+    remove(plan.changes.lpm6);
+    remove(plan.changes.exact6);
+    remove(plan.changes.lpm);
+    remove(plan.changes.exact);
+    if (!deleted.ok()) return roll_back(deleted);
   }
 
   // Phase B: flip. Removals first, so an ifindex handed to another endpoint
@@ -485,8 +563,10 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
     } else if (plan.patch) {
       if (plan.kind == Plan::Kind::kUnchanged) continue;
       EndpointPolicy& policy = installed_[plan.endpoint_id].policy;
-      for (const auto& [key, value] : plan.deletes) policy.exact.erase(key);
-      for (const auto& [key, value] : plan.upserts) policy.exact[key] = value;
+      Splice(plan.changes.exact, policy.exact);
+      Splice(plan.changes.lpm, policy.lpm);
+      Splice(plan.changes.exact6, policy.exact6);
+      Splice(plan.changes.lpm6, policy.lpm6);
       policy.endpoint = plan.endpoint;
       policy.summary.exact_entries = static_cast<uint32_t>(policy.exact.size() + policy.exact6.size());
     } else if (plan.desired) {
@@ -513,16 +593,18 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
     trimmed[direction] = peers.default_action[direction] != MS_ACTION_ALLOW_AUDIT && !has_entries;
   }
   for (const auto& [key, value] : peers.exact) {
-    if (!trimmed[ms_key_direction(key.direction)] && !SameValue(old.exact, key, value)) plan.upserts.emplace_back(key, value);
+    if (!trimmed[ms_key_direction(key.direction)] && !SameValue(old.exact, key, value)) {
+      plan.changes.exact.upserts.emplace_back(key, value);
+    }
   }
   for (uint32_t address : peers.addresses) {
     const auto [begin, end] = PeerRange(old.exact, plan.endpoint_id, address);
     for (auto it = begin; it != end; ++it) {
-      if (!peers.exact.contains(it->first)) plan.deletes.emplace_back(it->first, it->second);
+      if (!peers.exact.contains(it->first)) plan.changes.exact.deletes.emplace_back(it->first, it->second);
     }
   }
-  SortForLookupOrder(plan.upserts, plan.deletes);
-  plan.kind = plan.upserts.empty() && plan.deletes.empty() ? Plan::Kind::kUnchanged : Plan::Kind::kInPlace;
+  SortForLookupOrder(plan.changes.exact);
+  plan.kind = plan.changes.empty() ? Plan::Kind::kUnchanged : Plan::Kind::kInPlace;
 }
 
 // Deliberately wrong (tests only): every old entry out, the endpoint

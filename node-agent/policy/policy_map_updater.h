@@ -6,13 +6,16 @@
 // endpoint_id or endpoint_id | MS_POLICY_GEN_BIT, and the MS_EP_F_POLICY_GEN
 // flag in its ms_endpoints entry says which one the data plane reads. An
 // update of a batch of endpoints runs in three phases:
-//   A. stage: write every new entry without touching anything a packet can
-//      reach (the other generation); or, when only exact entries change
-//      (same flags, same CIDR entries: pod churn), change them in the live
-//      generation in lookup order: upserts most specific key first
-//      ((proto,port), (proto,any), (any,any)), then deletes least specific
-//      first. Each packet's lookup chain then always finds either its old
-//      first entry or its new one (proof in docs/policy-compiler.md);
+//   A. stage: when the endpoint's flags (isolation, lookup, lockdown,
+//      address, veth) or port-interval lookup entries change, write every new entry without touching
+//      anything a packet can reach (the other generation); otherwise (pod
+//      churn, most policy changes) change only the entries that differ, in
+//      the live generation, in lookup order: upserts most specific key
+//      first (per family: exact (proto,port), (proto,interval),
+//      (proto,any), (any,any), then the LPM classes in the same order,
+//      longest prefix first), then deletes least
+//      specific first. Each packet's lookup chain then always finds either
+//      its old first entry or its new one (proof in docs/policy-compiler.md);
 //   B. flip: one ms_endpoints update per endpoint switches isolation flags,
 //      generation and policy_rev together (one byte holds flags+generation).
 //      Everything the new policy_rev stands for is in place before it, so

@@ -22,28 +22,43 @@ using testing::FakeMapWriter;
 using testing::ReferenceLookup;
 
 // Forwards to a FakeMapWriter and calls `after_each` after every successful
-// operation; upserts fail once `upserts_left` reaches 0 (a full map).
+// operation; inserting a new key fails once `upserts_left` reaches 0 (a full
+// map). Replacing the value of a key the map holds still works, as in the
+// kernel (a preallocated hash keeps spare elements for replacements, the
+// trie replaces its node in place): rollbacks rely on that.
 class ObservedWriter : public MapWriter {
  public:
   FakeMapWriter inner;
   std::function<void()> after_each;
   int upserts_left = 1 << 30;
 
-  absl::Status UpsertEndpoint(uint32_t i, const ms_endpoint& v) override { return Upsert([&] { return inner.UpsertEndpoint(i, v); }); }
+  absl::Status UpsertEndpoint(uint32_t i, const ms_endpoint& v) override {
+    return Upsert(inner.maps.endpoints.contains(i), [&] { return inner.UpsertEndpoint(i, v); });
+  }
   absl::Status DeleteEndpoint(uint32_t i) override { return Observe(inner.DeleteEndpoint(i)); }
-  absl::Status UpsertExact(const ms_policy_key& k, const ms_policy_value& v) override { return Upsert([&] { return inner.UpsertExact(k, v); }); }
+  absl::Status UpsertExact(const ms_policy_key& k, const ms_policy_value& v) override {
+    return Upsert(inner.maps.exact.contains(k), [&] { return inner.UpsertExact(k, v); });
+  }
   absl::Status DeleteExact(const ms_policy_key& k) override { return Observe(inner.DeleteExact(k)); }
-  absl::Status UpsertLpm(const ms_lpm_key& k, const ms_policy_value& v) override { return Upsert([&] { return inner.UpsertLpm(k, v); }); }
+  absl::Status UpsertLpm(const ms_lpm_key& k, const ms_policy_value& v) override {
+    return Upsert(inner.maps.lpm.contains(k), [&] { return inner.UpsertLpm(k, v); });
+  }
   absl::Status DeleteLpm(const ms_lpm_key& k) override { return Observe(inner.DeleteLpm(k)); }
-  absl::Status UpsertExact6(const ms_policy6_key& k, const ms_policy_value& v) override { return Upsert([&] { return inner.UpsertExact6(k, v); }); }
+  absl::Status UpsertExact6(const ms_policy6_key& k, const ms_policy_value& v) override {
+    return Upsert(inner.maps.exact6.contains(k), [&] { return inner.UpsertExact6(k, v); });
+  }
   absl::Status DeleteExact6(const ms_policy6_key& k) override { return Observe(inner.DeleteExact6(k)); }
-  absl::Status UpsertLpm6(const ms_lpm6_key& k, const ms_policy_value& v) override { return Upsert([&] { return inner.UpsertLpm6(k, v); }); }
+  absl::Status UpsertLpm6(const ms_lpm6_key& k, const ms_policy_value& v) override {
+    return Upsert(inner.maps.lpm6.contains(k), [&] { return inner.UpsertLpm6(k, v); });
+  }
   absl::Status DeleteLpm6(const ms_lpm6_key& k) override { return Observe(inner.DeleteLpm6(k)); }
 
  private:
-  absl::Status Upsert(const std::function<absl::Status()>& op) {
-    if (upserts_left <= 0) return absl::ResourceExhaustedError("map full (injected)");
-    --upserts_left;
+  absl::Status Upsert(bool replaces, const std::function<absl::Status()>& op) {
+    if (!replaces) {
+      if (upserts_left <= 0) return absl::ResourceExhaustedError("map full (injected)");
+      --upserts_left;
+    }
     return Observe(op());
   }
   absl::Status Observe(absl::Status status) {
@@ -65,7 +80,7 @@ std::vector<Probe> Probes(const std::vector<uint32_t>& ifindexes) {
   for (uint32_t ifindex : ifindexes) {
     for (ms_direction direction : {MS_DIR_INGRESS, MS_DIR_EGRESS}) {
       for (uint32_t host = 1; host <= 12; ++host) {
-        for (uint16_t port : {uint16_t{80}, uint16_t{443}}) {
+        for (uint16_t port : {uint16_t{80}, uint16_t{443}, uint16_t{8050}, uint16_t{8150}}) {
           probes.push_back({ifindex, direction, 0x0af40100u + host, 6, port});
         }
         probes.push_back({ifindex, direction, 0x0af40100u + host, 17, 53});
@@ -124,6 +139,14 @@ std::vector<NetworkPolicy> PolicyVersions() {
     versions.push_back(p);
   }
   {
+    // Same flags as the version before, other CIDR entries: changed in
+    // place. The except of the old block (deny) must go only after the block
+    // itself, and the new entries must be in before either goes.
+    NetworkPolicy p = base();
+    p.ingress.push_back({{wide}, {http}});
+    versions.push_back(p);
+  }
+  {
     NetworkPolicy p = base();
     p.ingress.push_back({{block}, {http}});
     p.ingress.push_back({{clients}, {}});
@@ -140,6 +163,34 @@ std::vector<NetworkPolicy> PolicyVersions() {
   }
   {
     NetworkPolicy p = base();  // deny all ingress
+    versions.push_back(p);
+  }
+  PolicyPort range;
+  range.port = uint16_t{8000};
+  range.end_port = uint16_t{8100};
+  {
+    NetworkPolicy p = base();
+    p.ingress.push_back({{block}, {range}});
+    p.ingress.push_back({{clients}, {range}});
+    versions.push_back(p);
+  }
+  {
+    // The same range (same port-interval lookup entries), other verdicts
+    // under it, in both maps: changed in place.
+    NetworkPolicy p = base();
+    p.ingress.push_back({{wide}, {range}});
+    p.ingress.push_back({{clients}, {http}});
+    versions.push_back(p);
+  }
+  {
+    // Another cutting of the ports: the lookup entries change, so the
+    // endpoint flips.
+    PolicyPort other_range;
+    other_range.port = uint16_t{8050};
+    other_range.end_port = uint16_t{8200};
+    NetworkPolicy p = base();
+    p.ingress.push_back({{wide}, {other_range}});
+    p.ingress.push_back({{clients}, {http}});
     versions.push_back(p);
   }
   return versions;
@@ -273,7 +324,7 @@ TEST_CASE("peer patches in place never show a verdict outside {old, new}", "[upd
   CHECK(updater.counters().generation_flips == 0);  // no flag or CIDR change: never a second copy
 }
 
-TEST_CASE("CIDR changes flip the generation, pod churn updates allows in place", "[updater]") {
+TEST_CASE("flag changes flip the generation, CIDR changes and pod churn update in place", "[updater]") {
   ObservedWriter writer;
   PolicyMapUpdater updater(writer);
   PolicyEngine engine;
@@ -292,8 +343,19 @@ TEST_CASE("CIDR changes flip the generation, pod churn updates allows in place",
   CHECK(updater.counters().in_place_updates == 2);
   CHECK(updater.Find(1)->policy.endpoint.policy_rev == rev + 1);
 
-  // An ipBlock: staged in generation 1, generation 0 entries gone.
+  // An ipBlock instead of the selector, isolation unchanged: LPM entries
+  // added and exact ones removed in place, no second copy.
   engine.UpsertNetworkPolicy(versions[1]);
+  REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+  CHECK_FALSE(updater.Find(1)->generation());
+  CHECK(updater.counters().in_place_updates == 4);
+  CHECK(updater.counters().generation_flips == 0);
+  CHECK(updater.Find(1)->policy.endpoint.policy_rev == rev + 2);
+  CHECK_FALSE(writer.inner.maps.lpm.empty());
+
+  // Egress isolation too: the flags change, so generation 1 is staged and
+  // generation 0 cleaned.
+  engine.UpsertNetworkPolicy(versions[3]);
   REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
   CHECK(updater.Find(1)->generation());
   CHECK(updater.counters().generation_flips == 2);
@@ -325,26 +387,55 @@ TEST_CASE("a new IPv6 address of an endpoint is written to ms_endpoints", "[upda
 }
 
 TEST_CASE("a map filling up mid-stage leaves the old policy in force, untouched", "[updater]") {
-  for (int upserts_allowed = 0; upserts_allowed < 12; ++upserts_allowed) {
-    INFO("upserts allowed: " << upserts_allowed);
-    ObservedWriter writer;
-    PolicyMapUpdater updater(writer);
-    PolicyEngine engine;
-    SetUpCluster(engine);
-    const std::vector<NetworkPolicy> versions = PolicyVersions();
-    engine.UpsertNetworkPolicy(versions[0]);
-    REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
-    const MapState before = writer.inner.maps;
+  // versions[2] changes CIDR entries in place, versions[3] flips the generation.
+  for (size_t target : {size_t{2}, size_t{3}}) {
+    int failures = 0;
+    for (int upserts_allowed = 0;; ++upserts_allowed) {
+      INFO("target version " << target << ", new keys allowed: " << upserts_allowed);
+      ObservedWriter writer;
+      PolicyMapUpdater updater(writer);
+      PolicyEngine engine;
+      SetUpCluster(engine);
+      const std::vector<NetworkPolicy> versions = PolicyVersions();
+      engine.UpsertNetworkPolicy(versions[0]);
+      REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+      const MapState before = writer.inner.maps;
 
-    engine.UpsertNetworkPolicy(versions[2]);
-    writer.upserts_left = upserts_allowed;
-    const absl::Status status = updater.Apply(DirtyUpdates(engine));
-    REQUIRE_FALSE(status.ok());
-    CHECK(status.code() == absl::StatusCode::kResourceExhausted);
-    CHECK(testing::SameMapState(writer.inner.maps, before));
-    CHECK(testing::SameMapState(updater.Snapshot(), before));
-    CHECK(updater.counters().rollbacks == 1);
+      engine.UpsertNetworkPolicy(versions[target]);
+      writer.upserts_left = upserts_allowed;
+      const absl::Status status = updater.Apply(DirtyUpdates(engine));
+      if (status.ok()) break;  // enough room for the whole update
+      ++failures;
+      CHECK(status.code() == absl::StatusCode::kResourceExhausted);
+      CHECK(testing::SameMapState(writer.inner.maps, before));
+      CHECK(testing::SameMapState(updater.Snapshot(), before));
+      CHECK(updater.counters().rollbacks == 1);
+    }
+    CHECK(failures >= 4);
   }
+}
+
+TEST_CASE("endPort verdicts change in place, a new cutting of the ports flips", "[updater]") {
+  ObservedWriter writer;
+  PolicyMapUpdater updater(writer);
+  PolicyEngine engine;
+  SetUpCluster(engine);
+  const std::vector<NetworkPolicy> versions = PolicyVersions();
+  const size_t first_range = versions.size() - 3;
+  engine.UpsertNetworkPolicy(versions[first_range]);
+  REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+  const UpdaterCounters start = updater.counters();
+
+  engine.UpsertNetworkPolicy(versions[first_range + 1]);
+  REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+  CHECK(updater.counters().in_place_updates == start.in_place_updates + 2);
+  CHECK(updater.counters().generation_flips == start.generation_flips);
+  CHECK(testing::SameMapState(updater.Snapshot(), writer.inner.maps));
+
+  engine.UpsertNetworkPolicy(versions[first_range + 2]);
+  REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+  CHECK(updater.counters().generation_flips == start.generation_flips + 2);
+  CHECK(testing::SameMapState(updater.Snapshot(), writer.inner.maps));
 }
 
 TEST_CASE("adopting the maps after a restart keeps the live generation and drops strays", "[updater]") {
@@ -356,7 +447,7 @@ TEST_CASE("adopting the maps after a restart keeps the live generation and drops
     PolicyMapUpdater first(writer);
     engine.UpsertNetworkPolicy(versions[1]);
     REQUIRE(first.Apply(DirtyUpdates(engine)).ok());
-    engine.UpsertNetworkPolicy(versions[2]);
+    engine.UpsertNetworkPolicy(versions[3]);
     REQUIRE(first.Apply(DirtyUpdates(engine)).ok());
     REQUIRE(first.Find(1)->generation());
   }
