@@ -1,7 +1,7 @@
 // One commit's worth of work, from what the engine says changed to what the
-// updater applies: endpoints compiled whole, or, for pod churn, only the
-// entries of the peer addresses that changed when the updater can splice
-// them in. Shared by the agent, the scale benchmark and the tests, so all
+// updater applies: endpoints compiled whole, or, for pod churn and cluster
+// policy changes, only the entries of the peer addresses (and the LPM
+// entries) that changed when the updater can splice them in. Shared by the agent, the scale benchmark and the tests, so all
 // three measure and check the same path.
 #pragma once
 

@@ -221,7 +221,7 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
 }
 
 PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoint& endpoint,
-                                 const std::set<uint32_t>& addresses) {
+                                 const std::set<uint32_t>& addresses, bool with_cidrs) {
   std::vector<const PeerPod*> scope;
   for (uint32_t address : addresses) {
     const auto keys = context.peers_by_address.find(address);
@@ -237,9 +237,19 @@ PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoi
     out.default_action[direction] = DefaultAction(rules);
     DirectionEntries entries;
     entries.exact = CompileExactVerdicts(rules, addresses);
+    // A rule's CIDRs and ports do not depend on the scope: its LPM entries are whole.
+    if (with_cidrs) {
+      DirectionEntries cidrs = CompileLpmVerdicts(rules);
+      entries.lpm = std::move(cidrs.lpm);
+      entries.lpm6 = std::move(cidrs.lpm6);
+    }
     AddDirectionEntries(entries, endpoint.endpoint_id, direction, exact_only);
   }
   out.exact = std::move(exact_only.exact);
+  if (with_cidrs) {
+    out.lpm = std::move(exact_only.lpm);
+    out.lpm6 = std::move(exact_only.lpm6);
+  }
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -105,14 +106,23 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
 // those addresses before its final trimming (a direction whose entries all
 // repeat the direction's default is left empty); `default_action` per
 // direction lets the updater tell whether that trimming changes.
+//
+// A ClusterSegmentPolicy change that keeps its subjects and directions
+// changes the same things for the addresses its old or new peers touch,
+// plus, if either version has CIDR peers, the LPM entries: `with_cidrs`
+// then fills `lpm` and `lpm6` with all of them (both directions, untrimmed
+// too), port-interval lookups aside (such a change never touches them,
+// see PolicyEngine).
 struct PeerEntries {
   std::set<uint32_t> addresses;  // host order
   MapState::ExactMap exact;      // keyed by the endpoint_id, like EndpointPolicy
+  std::optional<MapState::LpmMap> lpm;    // set together with lpm6
+  std::optional<MapState::Lpm6Map> lpm6;
   std::array<ms_action, MS_DIR_MAX> default_action{};
 };
 
 PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoint& endpoint,
-                                 const std::set<uint32_t>& addresses);
+                                 const std::set<uint32_t>& addresses, bool with_cidrs = false);
 
 struct CompiledPolicy {
   MapState maps;  // ms_endpoint.policy_rev is left 0: see StampPolicyRevisions

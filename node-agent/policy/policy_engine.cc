@@ -1,6 +1,9 @@
 #include "policy_engine.h"
 
+#include <algorithm>
+#include <tuple>
 #include <utility>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "ipv4_cidr.h"
@@ -348,6 +351,7 @@ void PolicyEngine::DeleteSegmentPolicy(const std::string& key) {
 
 void PolicyEngine::UpsertClusterSegmentPolicy(const ClusterSegmentPolicy& policy) {
   auto found = cluster_.cluster_segment_policies.find(policy.name);
+  std::optional<ClusterSegmentPolicy> before;
   if (found != cluster_.cluster_segment_policies.end()) {
     const ClusterSegmentPolicy& old = found->second;
     if (old.priority == policy.priority && old.subject_namespace_selector == policy.subject_namespace_selector &&
@@ -355,18 +359,18 @@ void PolicyEngine::UpsertClusterSegmentPolicy(const ClusterSegmentPolicy& policy
         old.applies_egress == policy.applies_egress && old.ingress == policy.ingress && old.egress == policy.egress) {
       return;
     }
+    before = old;
   }
-  // The endpoints the old or the new version has as subjects.
-  if (found != cluster_.cluster_segment_policies.end()) DirtySubjectsOf(found->second);
   cluster_.cluster_segment_policies[policy.name] = policy;
-  DirtySubjectsOf(policy);
+  DirtyClusterPolicyChange(before ? &*before : nullptr, &policy);
 }
 
 void PolicyEngine::DeleteClusterSegmentPolicy(const std::string& name) {
   auto found = cluster_.cluster_segment_policies.find(name);
   if (found == cluster_.cluster_segment_policies.end()) return;
-  DirtySubjectsOf(found->second);
+  const ClusterSegmentPolicy before = std::move(found->second);
   cluster_.cluster_segment_policies.erase(found);
+  DirtyClusterPolicyChange(&before, nullptr);
 }
 
 std::set<uint32_t> PolicyEngine::SubjectsOf(const ClusterSegmentPolicy& policy) const {
@@ -382,9 +386,94 @@ std::set<uint32_t> PolicyEngine::SubjectsOf(const ClusterSegmentPolicy& policy) 
   return subjects;
 }
 
-void PolicyEngine::DirtySubjectsOf(const ClusterSegmentPolicy& policy) {
-  const std::set<uint32_t> subjects = SubjectsOf(policy);
-  dirty_.insert(subjects.begin(), subjects.end());
+namespace {
+
+// Rules that give LPM entries: ipBlock peers, or no peers (every address).
+bool HasCidrPeers(const ClusterSegmentPolicy& policy) {
+  for (const auto* rules : {&policy.ingress, &policy.egress}) {
+    for (const PolicyRule& rule : *rules) {
+      if (rule.peers.empty()) return true;
+      for (const PolicyPeer& peer : rule.peers) {
+        if (peer.is_ip_block()) return true;
+      }
+    }
+  }
+  return false;
+}
+
+// The policy's endPort ranges per direction and protocol, sorted. They cut
+// the ports of every rule of a direction into intervals (port_intervals.h);
+// while they stay the same, so do the endpoint's port-interval lookup
+// entries and interval keys, which a patch never touches.
+std::vector<std::tuple<bool, Protocol, uint16_t, uint16_t>> PortRanges(const ClusterSegmentPolicy& policy) {
+  std::vector<std::tuple<bool, Protocol, uint16_t, uint16_t>> ranges;
+  for (const bool egress : {false, true}) {
+    for (const PolicyRule& rule : egress ? policy.egress : policy.ingress) {
+      for (const PolicyPort& port : rule.ports) {
+        if (!port.end_port || !port.port || !std::holds_alternative<uint16_t>(*port.port)) continue;
+        ranges.emplace_back(egress, port.protocol, std::get<uint16_t>(*port.port), *port.end_port);
+      }
+    }
+  }
+  std::sort(ranges.begin(), ranges.end());
+  return ranges;
+}
+
+// Beyond this many addresses a patch costs about what a whole compile does.
+constexpr size_t kMaxPatchAddresses = 2048;
+
+}  // namespace
+
+// Whether the entries keyed by the peer's address can depend on the policy:
+// its selectors choose the pod, or the pod is inside one of its ipBlocks
+// (its exact entries then carry the block's verdict too).
+bool PolicyEngine::ClusterPolicyTouchesPeer(const ClusterSegmentPolicy& policy, const PeerPod& peer) const {
+  for (const bool egress : {false, true}) {
+    if (!(egress ? policy.applies_egress : policy.applies_ingress)) continue;
+    const std::vector<PolicyRule>& rules = egress ? policy.egress : policy.ingress;
+    if (RulesMayReferencePeer(rules, egress, nullptr, peer)) return true;
+    for (const PolicyRule& rule : rules) {
+      if (rule.peers.empty()) return true;
+      for (const PolicyPeer& policy_peer : rule.peers) {
+        if (policy_peer.ip_block && peer.ipv4 != 0 && InsideBlock(*policy_peer.ip_block, peer.ipv4)) return true;
+        if (policy_peer.ipv6_block && HasIpv6(peer) && InsideBlock(*policy_peer.ipv6_block, peer.ipv6)) return true;
+      }
+    }
+  }
+  return false;
+}
+
+void PolicyEngine::DirtyClusterPolicyChange(const ClusterSegmentPolicy* before, const ClusterSegmentPolicy* after) {
+  const std::set<uint32_t> old_subjects = before ? SubjectsOf(*before) : std::set<uint32_t>{};
+  const std::set<uint32_t> new_subjects = after ? SubjectsOf(*after) : std::set<uint32_t>{};
+  // Gaining or losing the policy changes which rules apply at all: whole.
+  std::set<uint32_t> kept;
+  for (uint32_t id : old_subjects) (new_subjects.contains(id) ? kept : dirty_).insert(id);
+  for (uint32_t id : new_subjects) {
+    if (!old_subjects.contains(id)) dirty_.insert(id);
+  }
+  if (kept.empty()) return;
+  if (before->applies_ingress != after->applies_ingress || before->applies_egress != after->applies_egress ||
+      PortRanges(*before) != PortRanges(*after)) {
+    dirty_.insert(kept.begin(), kept.end());
+    return;
+  }
+  // Its rules' verdicts (priority included) reach only entries some rule of
+  // it matches: those of the addresses below, and the LPM entries. Peer
+  // patches carry IPv4 exact entries only, so touching a pod with an IPv6
+  // address compiles whole.
+  std::set<uint32_t> addresses;
+  for (const auto& [key, peer] : context_.peers) {
+    if (ClusterPolicyTouchesPeer(*before, peer) || ClusterPolicyTouchesPeer(*after, peer)) {
+      if (peer.ipv4 != 0) addresses.insert(peer.ipv4);
+      if (HasIpv6(peer) || addresses.size() > kMaxPatchAddresses) {
+        dirty_.insert(kept.begin(), kept.end());
+        return;
+      }
+    }
+  }
+  PeerDirty(kept, addresses);
+  if (HasCidrPeers(*before) || HasCidrPeers(*after)) cidr_dirty_.insert(kept.begin(), kept.end());
 }
 
 void PolicyEngine::UpsertEndpoint(const LocalEndpoint& endpoint) {
@@ -460,8 +549,9 @@ std::set<uint32_t> PolicyEngine::TakeDirty() {
 }
 
 PolicyEngine::Work PolicyEngine::TakeWork() {
-  Work work{std::exchange(dirty_, {}), std::exchange(peer_dirty_, {})};
+  Work work{std::exchange(dirty_, {}), std::exchange(peer_dirty_, {}), std::exchange(cidr_dirty_, {})};
   std::erase_if(work.peers, [&](const auto& entry) { return work.whole.contains(entry.first); });
+  std::erase_if(work.cidrs, [&](uint32_t id) { return !work.peers.contains(id); });
   return work;
 }
 
@@ -474,8 +564,9 @@ EndpointPolicy PolicyEngine::Compile(uint32_t endpoint_id, PeerSelectionCache* s
   return CompileEndpointPolicy(context_, endpoints_.at(endpoint_id), selections);
 }
 
-PeerEntries PolicyEngine::CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses) const {
-  return CompileEndpointPeers(context_, endpoints_.at(endpoint_id), addresses);
+PeerEntries PolicyEngine::CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses,
+                                       bool with_cidrs) const {
+  return CompileEndpointPeers(context_, endpoints_.at(endpoint_id), addresses, with_cidrs);
 }
 
 }  // namespace microseg

@@ -18,6 +18,14 @@
 //    (PeerEntries): they are "peer-dirty" with those addresses.
 //  - namespaces: the endpoints of every policy with a namespaceSelector peer
 //    that the old or the new labels satisfy, if the namespace has pods.
+//  - ClusterSegmentPolicies: endpoints that gain or lose it as a subject are
+//    recompiled whole. The ones it keeps (same directions) only need the
+//    entries of the addresses its old or new peers touch (selected pods,
+//    pods inside its ipBlocks) and, if either version has CIDR peers, their
+//    LPM entries: they are peer-dirty with those addresses and "CIDR-dirty"
+//    (a policy with only ipBlocks outside the pod range touches no address).
+//    Whole all the same: a change of directions or of endPort ranges, a touched pod with an IPv6 address, or more than 2,048
+//    touched addresses.
 // Only policies selecting at least one local endpoint are consulted, so the
 // cost of an event grows with the policies that matter on this node, not
 // with the cluster.
@@ -72,10 +80,12 @@ class PolicyEngine {
   // Peer-dirty endpoints are in it too (to be compiled whole).
   std::set<uint32_t> TakeDirty();
   // The same work, split: endpoints to compile whole, and endpoints whose
-  // entries changed only for some peer addresses (CompilePeers).
+  // entries changed only for some peer addresses (CompilePeers), some of
+  // them with their LPM entries too.
   struct Work {
     std::set<uint32_t> whole;
     std::map<uint32_t, std::set<uint32_t>> peers;  // endpoint id -> addresses (host order)
+    std::set<uint32_t> cidrs;                      // ids in `peers` whose LPM entries changed too
   };
   Work TakeWork();
   // Marks every endpoint dirty (a full rebuild: restart, forced resync).
@@ -88,8 +98,9 @@ class PolicyEngine {
   // no event may come between them.
   EndpointPolicy Compile(uint32_t endpoint_id, PeerSelectionCache* selections = nullptr);
   uint64_t compiled_endpoints() const { return compiled_endpoints_; }
-  // The endpoint's entries for these peer addresses now. Not counted above.
-  PeerEntries CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses) const;
+  // The endpoint's entries for these peer addresses now (and with
+  // `with_cidrs` its LPM entries). Not counted above.
+  PeerEntries CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses, bool with_cidrs = false) const;
 
  private:
   static std::string KeyOf(const Pod& pod);
@@ -110,7 +121,9 @@ class PolicyEngine {
   void PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::optional<std::set<uint32_t>>& addresses);
   // Local endpoints the policy's subject selectors choose (either direction).
   std::set<uint32_t> SubjectsOf(const ClusterSegmentPolicy& policy) const;
-  void DirtySubjectsOf(const ClusterSegmentPolicy& policy);
+  // `before`/`after` nullptr: the policy did not exist / is deleted.
+  void DirtyClusterPolicyChange(const ClusterSegmentPolicy* before, const ClusterSegmentPolicy* after);
+  bool ClusterPolicyTouchesPeer(const ClusterSegmentPolicy& policy, const PeerPod& peer) const;
   void DirtyNamespaceEndpoints(const std::string& namespace_name);
   bool NamespaceSelects(const LabelSelector& selector, const std::string& namespace_name) const;
   void RefreshPeer(const std::string& pod_key);
@@ -124,6 +137,7 @@ class PolicyEngine {
   std::map<std::string, std::set<uint32_t>> selected_by_;
   std::set<uint32_t> dirty_;
   std::map<uint32_t, std::set<uint32_t>> peer_dirty_;
+  std::set<uint32_t> cidr_dirty_;  // a subset of peer_dirty_'s keys
   uint64_t compiled_endpoints_ = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <set>
 #include <type_traits>
@@ -157,6 +158,23 @@ template <typename Map, typename Key>
 void Splice(const EntryChanges<Key>& changes, Map& entries) {
   for (const auto& [key, value] : changes.deletes) entries.erase(key);
   for (const auto& [key, value] : changes.upserts) entries[key] = value;
+}
+
+// The changes that replace an endpoint's LPM entries by a patch's (which
+// never carries port-interval lookups: those stay, see PeerEntries), except
+// in directions the endpoint keeps without entries.
+template <typename Map, typename Key>
+void DiffLpmPatch(const Map& old, const Map& patch, const std::array<bool, MS_DIR_MAX>& trimmed,
+                  EntryChanges<Key>& changes) {
+  for (const auto& [key, value] : patch) {
+    if (!trimmed[ms_key_direction(key.direction)] && !SameValue(old, key, value)) {
+      changes.upserts.emplace_back(key, value);
+    }
+  }
+  for (const auto& [key, value] : old) {
+    if ((key.direction & MS_DIR_F_PORT_LOOKUP) == 0 && !patch.contains(key)) changes.deletes.emplace_back(key, value);
+  }
+  SortForLookupOrder(changes);
 }
 
 // The port-interval lookup entries (MS_DIR_F_PORT_LOOKUP, ms_policy_lpm) of
@@ -320,15 +338,21 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
     auto not_default = [&](const auto& entry) {
       return in_direction(entry) && entry.second.action != fallback && entry.second.action != MS_ACTION_PORT_INTERVAL;
     };
-    const bool new_entries_matter = std::any_of(peers.exact.begin(), peers.exact.end(), not_default);
+    // The LPM entries after the patch: the new ones if it carries them.
+    const MapState::LpmMap& lpm = peers.lpm ? *peers.lpm : policy.lpm;
+    const MapState::Lpm6Map& lpm6 = peers.lpm6 ? *peers.lpm6 : policy.lpm6;
+    const bool new_entries_matter =
+        std::any_of(peers.exact.begin(), peers.exact.end(), not_default) ||
+        (peers.lpm && std::any_of(lpm.begin(), lpm.end(), not_default)) ||
+        (peers.lpm6 && std::any_of(lpm6.begin(), lpm6.end(), not_default));
     bool has_entries = false;
     ForEachPolicyMap(policy, [&](const auto& entries) {
       has_entries = has_entries || std::any_of(entries.begin(), entries.end(), in_direction);
     });
-    // Entries no patch touches (LPM, IPv6) that keep the direction untrimmed.
-    const bool other_maps_matter = std::any_of(policy.lpm.begin(), policy.lpm.end(), not_default) ||
+    // Entries outside the patched addresses (LPM, IPv6) that keep the direction untrimmed.
+    const bool other_maps_matter = std::any_of(lpm.begin(), lpm.end(), not_default) ||
                                    std::any_of(policy.exact6.begin(), policy.exact6.end(), not_default) ||
-                                   std::any_of(policy.lpm6.begin(), policy.lpm6.end(), not_default);
+                                   std::any_of(lpm6.begin(), lpm6.end(), not_default);
     if (!has_entries) {
       if (new_entries_matter) return false;  // the direction stops being trimmed
       continue;
@@ -569,6 +593,7 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       Splice(plan.changes.lpm6, policy.lpm6);
       policy.endpoint = plan.endpoint;
       policy.summary.exact_entries = static_cast<uint32_t>(policy.exact.size() + policy.exact6.size());
+      policy.summary.lpm_entries = static_cast<uint32_t>(policy.lpm.size() + policy.lpm6.size());
     } else if (plan.desired) {
       installed_[plan.endpoint_id].policy = std::move(*plan.desired);
     }
@@ -576,9 +601,10 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
   return absl::OkStatus();
 }
 
-// The exact changes that splice `peers` into the endpoint's installed policy
-// (CanPatch holds). A direction whose new entries all repeat its default
-// while it has no entries stays without (the whole compile trims it too).
+// The exact (and LPM) changes that splice `peers` into the endpoint's
+// installed policy (CanPatch holds). A direction whose new entries all
+// repeat its default while it has no entries stays without (the whole
+// compile trims it too).
 void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
   const EndpointPolicy& old = plan.old->policy;
   plan.patch = true;
@@ -604,6 +630,8 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
     }
   }
   SortForLookupOrder(plan.changes.exact);
+  if (peers.lpm) DiffLpmPatch(old.lpm, *peers.lpm, trimmed, plan.changes.lpm);
+  if (peers.lpm6) DiffLpmPatch(old.lpm6, *peers.lpm6, trimmed, plan.changes.lpm6);
   plan.kind = plan.changes.empty() ? Plan::Kind::kUnchanged : Plan::Kind::kInPlace;
 }
 

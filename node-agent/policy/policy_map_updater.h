@@ -26,9 +26,10 @@
 // while staging, a flipping endpoint holds two copies of its entries; an
 // in-place one only its changed entries.
 //
-// Pod churn does not even need the endpoint's whole policy: an update may
-// carry PeerEntries (the entries of a few peer addresses) instead, which the
-// updater splices into what it installed (see CanPatch).
+// Pod churn and cluster policy changes do not even need the endpoint's
+// whole policy: an update may carry PeerEntries (the entries of a few peer
+// addresses, and maybe all LPM entries) instead, which the updater splices
+// into what it installed (see CanPatch).
 #pragma once
 
 #include <cstdint>

@@ -195,6 +195,14 @@ ms_action DefaultAction(const DirectionRules& direction) {
   return static_cast<ms_action>(EvaluateTiers(direction, {}).action);
 }
 
+DirectionEntries CompileLpmVerdicts(const DirectionRules& direction) {
+  DirectionEntries entries;
+  const PortIntervals intervals(direction.rules);
+  AppendLpmVerdicts(direction, intervals, DefaultAction(direction), entries.lpm);
+  AppendLpmVerdicts(direction, intervals, DefaultAction(direction), entries.lpm6);
+  return entries;
+}
+
 DirectionEntries CompileDirection(const DirectionRules& direction) {
   DirectionEntries entries;
   const ms_action default_action = DefaultAction(direction);

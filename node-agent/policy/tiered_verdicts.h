@@ -110,6 +110,11 @@ ms_action DefaultAction(const DirectionRules& direction);
 // when every verdict equals the default.
 DirectionEntries CompileDirection(const DirectionRules& direction);
 
+// CompileDirection's LPM entries of both families (`lpm`, `lpm6`; no
+// port-interval lookups), before its all-default trimming (a
+// ClusterSegmentPolicy patch recomputes them, see PeerEntries).
+DirectionEntries CompileLpmVerdicts(const DirectionRules& direction);
+
 // CompileDirection's IPv4 exact entries for `addresses` only, before its
 // all-default trimming (see PeerEntries in policy_compiler.h).
 std::vector<ExactVerdict> CompileExactVerdicts(const DirectionRules& direction, const std::set<uint32_t>& addresses);

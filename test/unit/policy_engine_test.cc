@@ -354,6 +354,120 @@ TEST_CASE("with IPv6 addresses, incremental updates still equal a full compile a
   CHECK(flips > 100);
 }
 
+// A ClusterSegmentPolicy whose subjects stay the same is spliced into its
+// subjects (the entries of the addresses it touches, its LPM entries)
+// instead of recompiling them; only endpoints that gain or lose it are
+// compiled whole. Each step must still equal a full compile.
+TEST_CASE("a cluster policy change patches the subjects it keeps", "[engine][updater]") {
+  PolicyEngine engine;
+  testing::FakeMapWriter writer;
+  PolicyMapUpdater updater(writer);
+  for (const char* ns : {"x", "y"}) engine.UpsertNamespace({ns, {{"team", ns}}});
+  uint32_t id = 1;
+  for (const char* ns : {"x", "y"}) {
+    for (const char* name : {"web", "client"}) {
+      engine.UpsertPod({ns, name, {{"app", name}}, "node-1", 0x0af40100u + id, {}});
+      engine.UpsertEndpoint({id, 100 + id, ns, name, 0x0af40100u + id});
+      ++id;
+    }
+  }
+  NetworkPolicy web;
+  web.namespace_name = "x";
+  web.name = "web";
+  web.pod_selector.match_labels = {{"app", "web"}};
+  PolicyPeer clients;
+  clients.pod_selector = LabelSelector{{{"app", "client"}}, {}};
+  web.ingress.push_back({{clients}, {}});
+  engine.UpsertNetworkPolicy(web);
+
+  ClusterSegmentPolicy platform;
+  platform.name = "platform";
+  platform.applies_ingress = true;
+  platform.applies_egress = true;
+  PolicyPeer metadata;
+  metadata.ip_block = IpBlock{{0xa9fea9feu, 32}, {}};
+  platform.egress.push_back({{metadata}, {}, RuleAction::kDeny});
+  PolicyPeer partners;
+  partners.ip_block = IpBlock{{0xc6336400u, 24}, {}};
+  PolicyPort range;
+  range.port = uint16_t{8000};
+  range.end_port = uint16_t{8002};
+  platform.egress.push_back({{partners}, {range}, RuleAction::kAllow});
+  engine.UpsertClusterSegmentPolicy(platform);
+
+  auto apply = [&] {
+    REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+    CheckAgainstFullCompile(engine, [&](uint32_t endpoint_id) -> const EndpointPolicy* {
+      const InstalledEndpoint* installed = updater.Find(endpoint_id);
+      return installed ? &installed->policy : nullptr;
+    });
+    CHECK(testing::SameMapState(writer.maps, updater.Snapshot()));
+  };
+  apply();
+  const uint64_t compiled = engine.compiled_endpoints();
+  const uint64_t patches = updater.counters().peer_patches;
+
+  SECTION("other CIDRs, no pod inside them: LPM entries only") {
+    platform.egress[1].peers[0].ip_block = IpBlock{{0xc6336500u, 24}, {{0xc6336580u, 25}}};
+    engine.UpsertClusterSegmentPolicy(platform);
+    apply();
+    CHECK(engine.compiled_endpoints() == compiled);
+    CHECK(updater.counters().peer_patches == patches + 4);
+    CHECK(updater.counters().generation_flips == 0);
+  }
+  SECTION("a CIDR around pods, a selector peer, a priority: those pods' entries too") {
+    PolicyPeer pods;
+    pods.ip_block = IpBlock{{0x0af40100u, 30}, {{0x0af40102u, 32}}};
+    platform.ingress.push_back({{pods}, {}, RuleAction::kDeny});
+    PolicyPeer team_clients;
+    team_clients.namespace_selector = LabelSelector{{{"team", "y"}}, {}};
+    team_clients.pod_selector = LabelSelector{{{"app", "client"}}, {}};
+    platform.ingress.push_back({{team_clients}, {}, RuleAction::kAllow});
+    engine.UpsertClusterSegmentPolicy(platform);
+    apply();  // ingress entries where there were none: those directions are compiled whole
+    const uint64_t compiled_with_ingress = engine.compiled_endpoints();
+    const uint64_t patches_with_ingress = updater.counters().peer_patches;
+    platform.priority = 5;
+    platform.ingress[1].peers[0].namespace_selector = LabelSelector{{{"team", "x"}}, {}};
+    engine.UpsertClusterSegmentPolicy(platform);
+    apply();
+    CHECK(engine.compiled_endpoints() == compiled_with_ingress);
+    CHECK(updater.counters().peer_patches == patches_with_ingress + 4);
+  }
+  SECTION("subjects narrowed to namespace x: y's endpoints lose it and are compiled whole") {
+    platform.subject_namespace_selector.match_labels = {{"team", "x"}};
+    platform.egress[0].peers[0].ip_block = IpBlock{{0xa9fea9fdu, 32}, {}};  // the range stays: no new cutting
+    engine.UpsertClusterSegmentPolicy(platform);
+    apply();
+    CHECK(engine.compiled_endpoints() == compiled + 2);
+    CHECK(updater.counters().peer_patches == patches + 2);
+  }
+  SECTION("another endPort range: the ports are cut anew, compiled whole") {
+    platform.egress[1].ports[0].end_port = uint16_t{8003};
+    engine.UpsertClusterSegmentPolicy(platform);
+    apply();
+    CHECK(engine.compiled_endpoints() == compiled + 4);
+    CHECK(updater.counters().peer_patches == patches);
+  }
+  SECTION("a selector peer choosing a dual-stack pod: compiled whole (IPv4-only patches)") {
+    engine.UpsertPod({"y", "dual", {{"app", "partner"}}, "node-2", 0x0af40200u, {}, Ipv6Address{htonl(0xfd000000u), 0, 0, htonl(1u)}});
+    apply();
+    const uint64_t compiled_with_pod = engine.compiled_endpoints();
+    PolicyPeer partner_pods;
+    partner_pods.namespace_selector = LabelSelector{};
+    partner_pods.pod_selector = LabelSelector{{{"app", "partner"}}, {}};
+    platform.egress[1].peers.push_back(partner_pods);
+    engine.UpsertClusterSegmentPolicy(platform);
+    apply();
+    CHECK(engine.compiled_endpoints() == compiled_with_pod + 4);
+  }
+  SECTION("deleted: every subject loses it") {
+    engine.DeleteClusterSegmentPolicy("platform");
+    apply();
+    CHECK(engine.compiled_endpoints() == compiled + 4);
+  }
+}
+
 // Three namespaces, one local endpoint per pod; x/web accepts pods labelled
 // app=client of its own namespace, y/db accepts namespace team=x.
 struct CountingFixture {
