@@ -10,6 +10,7 @@
 //   - full compile + initial map fill;
 //   - one pod add / label change / delete -> maps updated (p50/p99/max);
 //   - one policy change -> maps updated (p50/p99/max);
+//   - every ClusterSegmentPolicy changed in turn (p50/p99/max);
 //   - the baseline in the same run: a full CompilePolicy of the same state;
 //   - RSS (VmRSS/VmHWM) and each BPF map's memory (fdinfo memlock).
 // A tool, not a test: nothing here asserts on timing. Needs root for the BPF
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -53,6 +55,7 @@ struct Options {
   int local = 200;
   int pod_events = 600;
   int policy_events = 300;
+  int cluster_policy_events = 100;
   bool bpf = true;
   uint32_t seed = 42;
 };
@@ -380,13 +383,16 @@ int Run(const Options& options) {
   engine.SetClusterState(cluster);
   for (const LocalEndpoint& endpoint : local) engine.UpsertEndpoint(endpoint);
   const auto loaded = Clock::now();
+  const double loaded_cpu = CpuMs();
   commit();
   const auto filled = Clock::now();
+  const double filled_cpu = CpuMs();
   std::printf("\n## full compile + initial map fill\n");
-  std::printf("state load %.1f ms, compile+fill %.1f ms, total %.1f ms (CPU %.1f ms); %zu exact + %zu LPM entries"
-              " (IPv6: %zu exact + %zu LPM)\n",
-              Ms(loaded - started), Ms(filled - loaded), Ms(filled - started), CpuMs() - fill_cpu0,
-              updater.exact_entries(), updater.lpm_entries(), updater.exact6_entries(), updater.lpm6_entries());
+  std::printf("state load %.1f ms (CPU %.1f), compile+fill %.1f ms (CPU %.1f), total %.1f ms (CPU %.1f ms); "
+              "%zu exact + %zu LPM entries (IPv6: %zu exact + %zu LPM)\n",
+              Ms(loaded - started), loaded_cpu - fill_cpu0, Ms(filled - loaded), filled_cpu - loaded_cpu,
+              Ms(filled - started), filled_cpu - fill_cpu0, updater.exact_entries(), updater.lpm_entries(),
+              updater.exact6_entries(), updater.lpm6_entries());
 
   // Baseline: the whole-state compiler the agent used before (one full
   // CompilePolicy per change).
@@ -489,6 +495,62 @@ int Run(const Options& options) {
   const Percentiles cluster_policy = Summarize(cluster_policy_ms);
   std::printf("| of which ClusterSegmentPolicy (%zu) | p50 %.3f ms | max %.3f ms |\n", cluster_policy_ms.size(),
               cluster_policy.p50, cluster_policy.max);
+
+  // 4. Every ClusterSegmentPolicy changed in turn (priority, teams, CIDRs,
+  // port ranges: MakeClusterPolicy's variants), so all four shapes, the
+  // ones whose subject is every local pod included, are measured often
+  // enough for a p99 of their own.
+  std::vector<double> csp_ms, csp_cpu_ms;
+  struct Slow {
+    double ms, cpu_ms;
+    int policy;
+    uint64_t whole, patched;
+  };
+  std::vector<Slow> slowest;
+  size_t csp_updated = 0;
+  for (int i = 0; options.cluster_policies > 0 && i < options.cluster_policy_events; ++i) {
+    const uint64_t whole0 = engine.compiled_endpoints();
+    const uint64_t patched0 = updater.counters().peer_patches;
+    const auto t0 = Clock::now();
+    const double cpu0 = CpuMs();
+    engine.UpsertClusterSegmentPolicy(generator.MakeClusterPolicy(i % options.cluster_policies, 1000 + i));
+    csp_updated += commit();
+    csp_ms.push_back(Ms(Clock::now() - t0));
+    csp_cpu_ms.push_back(CpuMs() - cpu0);
+    slowest.push_back({csp_ms.back(), csp_cpu_ms.back(), i % options.cluster_policies,
+                       engine.compiled_endpoints() - whole0, updater.counters().peer_patches - patched0});
+  }
+  // Per shape (MakeClusterPolicy: i % 4): they touch very different amounts.
+  std::array<std::vector<double>, 4> shape_ms, shape_cpu_ms;
+  for (const Slow& event : slowest) {
+    shape_ms[static_cast<size_t>(event.policy % 4)].push_back(event.ms);
+    shape_cpu_ms[static_cast<size_t>(event.policy % 4)].push_back(event.cpu_ms);
+  }
+  std::sort(slowest.begin(), slowest.end(), [](const Slow& a, const Slow& b) { return a.cpu_ms > b.cpu_ms; });
+  if (slowest.size() > 5) slowest.resize(5);
+  const Percentiles csp = Summarize(csp_ms);
+  const Percentiles csp_cpu = Summarize(csp_cpu_ms);
+  std::printf("\n## ClusterSegmentPolicy changes, each of the %d in turn (%d events, %.2f endpoints updated per event)\n",
+              options.cluster_policies, options.cluster_policy_events,
+              options.cluster_policy_events > 0 ? static_cast<double>(csp_updated) / options.cluster_policy_events : 0.0);
+  std::printf("| cluster policy change | p50 %.3f ms | p99 %.3f ms | max %.3f ms |\n", csp.p50, csp.p99, csp.max);
+  std::printf("| cluster policy, CPU   | p50 %.3f ms | p99 %.3f ms | max %.3f ms |\n", csp_cpu.p50, csp_cpu.p99,
+              csp_cpu.max);
+  const char* kShapes[] = {"0 prod refuses a team's dev (subjects: one team's prod)",
+                            "1 a team's monitoring scrapes every prod pod (subjects: all prod)",
+                            "2 Pass to the corporate range (subjects: every pod, CIDR only)",
+                            "3 metadata Deny + partner range (subjects: every pod, CIDR only)"};
+  for (size_t shape = 0; shape < 4; ++shape) {
+    const Percentiles wall = Summarize(shape_ms[shape]);
+    const Percentiles cpu = Summarize(shape_cpu_ms[shape]);
+    std::printf("| shape %-66s | %3zu events | p50 %.3f ms | max %.3f ms | CPU p50 %.3f ms | CPU max %.3f ms |\n",
+                kShapes[shape], shape_ms[shape].size(), wall.p50, wall.max, cpu.p50, cpu.max);
+  }
+  for (const Slow& slow : slowest) {
+    std::printf("  slowest (CPU): csp-%d (shape %d) %.1f ms, CPU %.1f ms, %lu endpoints compiled whole, %lu patched\n",
+                slow.policy, slow.policy % 4, slow.ms, slow.cpu_ms, static_cast<unsigned long>(slow.whole),
+                static_cast<unsigned long>(slow.patched));
+  }
   std::printf("updater: %lu generation flips, %lu in-place updates, %lu peer patches, %lu rollbacks\n",
               static_cast<unsigned long>(updater.counters().generation_flips),
               static_cast<unsigned long>(updater.counters().in_place_updates),
@@ -538,10 +600,12 @@ int main(int argc, char** argv) {
       options.pod_events = std::atoi(v);
     } else if (const char* v = value("policy_events")) {
       options.policy_events = std::atoi(v);
+    } else if (const char* v = value("cluster_policy_events")) {
+      options.cluster_policy_events = std::atoi(v);
     } else {
       std::fprintf(stderr,
                    "usage: %s [--no_bpf] [--pods=N] [--namespaces=N] [--policies=N] [--cluster_policies=N] [--local=N] "
-                   "[--pod_events=N] [--policy_events=N]\n",
+                   "[--pod_events=N] [--policy_events=N] [--cluster_policy_events=N]\n",
                    argv[0]);
       return 2;
     }
