@@ -22,7 +22,50 @@ absl::Status Annotate(const absl::Status& status, absl::string_view operation) {
   return absl::Status(status.code(), absl::StrCat(operation, ": ", status.message()));
 }
 
+template <typename Key>
+absl::Status UpsertOneByOne(MapWriter& writer, const PolicyEntryList<Key>& entries, size_t& done) {
+  for (done = 0; done < entries.size(); ++done) {
+    if (absl::Status status = UpsertEntry(writer, entries[done].first, entries[done].second); !status.ok()) {
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+template <typename Key>
+absl::Status DeleteOneByOne(MapWriter& writer, const std::vector<Key>& keys, size_t& done) {
+  for (done = 0; done < keys.size(); ++done) {
+    if (absl::Status status = DeleteEntry(writer, keys[done]); !status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status MapWriter::UpsertBatch(const PolicyEntryList<ms_policy_key>& entries, size_t& done) {
+  return UpsertOneByOne(*this, entries, done);
+}
+absl::Status MapWriter::UpsertBatch(const PolicyEntryList<ms_lpm_key>& entries, size_t& done) {
+  return UpsertOneByOne(*this, entries, done);
+}
+absl::Status MapWriter::UpsertBatch(const PolicyEntryList<ms_policy6_key>& entries, size_t& done) {
+  return UpsertOneByOne(*this, entries, done);
+}
+absl::Status MapWriter::UpsertBatch(const PolicyEntryList<ms_lpm6_key>& entries, size_t& done) {
+  return UpsertOneByOne(*this, entries, done);
+}
+absl::Status MapWriter::DeleteBatch(const std::vector<ms_policy_key>& keys, size_t& done) {
+  return DeleteOneByOne(*this, keys, done);
+}
+absl::Status MapWriter::DeleteBatch(const std::vector<ms_lpm_key>& keys, size_t& done) {
+  return DeleteOneByOne(*this, keys, done);
+}
+absl::Status MapWriter::DeleteBatch(const std::vector<ms_policy6_key>& keys, size_t& done) {
+  return DeleteOneByOne(*this, keys, done);
+}
+absl::Status MapWriter::DeleteBatch(const std::vector<ms_lpm6_key>& keys, size_t& done) {
+  return DeleteOneByOne(*this, keys, done);
+}
 
 MapChanges DiffMapState(const MapState& live, const MapState& desired) {
   MapChanges changes;

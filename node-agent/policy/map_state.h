@@ -64,6 +64,10 @@ struct MapChanges {
 // Only entries that differ: unchanged entries produce no operation.
 MapChanges DiffMapState(const MapState& live, const MapState& desired);
 
+// Policy entries of one map, in the order a batch writes them.
+template <typename Key>
+using PolicyEntryList = std::vector<std::pair<Key, ms_policy_value>>;
+
 // One map operation each; the real one writes BPF maps, tests use a fake.
 class MapWriter {
  public:
@@ -78,7 +82,43 @@ class MapWriter {
   [[nodiscard]] virtual absl::Status DeleteExact6(const ms_policy6_key& key) = 0;
   [[nodiscard]] virtual absl::Status UpsertLpm6(const ms_lpm6_key& key, const ms_policy_value& value) = 0;
   [[nodiscard]] virtual absl::Status DeleteLpm6(const ms_lpm6_key& key) = 0;
+
+  // Ordered batches on one policy map: the entries are written one after
+  // the other in the given order, each exactly as its single operation
+  // would (a packet may see any prefix of a batch done, never another
+  // order); `done` = how many took effect before the error returned
+  // (deleting an absent key counts as done). The BPF writer sends a batch
+  // in one syscall (BPF_MAP_UPDATE_BATCH / BPF_MAP_DELETE_BATCH, which the
+  // kernel runs element by element in array order); these defaults make
+  // one call per entry, so test writers see every step.
+  [[nodiscard]] virtual absl::Status UpsertBatch(const PolicyEntryList<ms_policy_key>& entries, size_t& done);
+  [[nodiscard]] virtual absl::Status UpsertBatch(const PolicyEntryList<ms_lpm_key>& entries, size_t& done);
+  [[nodiscard]] virtual absl::Status UpsertBatch(const PolicyEntryList<ms_policy6_key>& entries, size_t& done);
+  [[nodiscard]] virtual absl::Status UpsertBatch(const PolicyEntryList<ms_lpm6_key>& entries, size_t& done);
+  [[nodiscard]] virtual absl::Status DeleteBatch(const std::vector<ms_policy_key>& keys, size_t& done);
+  [[nodiscard]] virtual absl::Status DeleteBatch(const std::vector<ms_lpm_key>& keys, size_t& done);
+  [[nodiscard]] virtual absl::Status DeleteBatch(const std::vector<ms_policy6_key>& keys, size_t& done);
+  [[nodiscard]] virtual absl::Status DeleteBatch(const std::vector<ms_lpm6_key>& keys, size_t& done);
 };
+
+// The single operation of a MapWriter for each policy key type, so code
+// over the four policy maps is written once.
+[[nodiscard]] inline absl::Status UpsertEntry(MapWriter& writer, const ms_policy_key& key, const ms_policy_value& value) {
+  return writer.UpsertExact(key, value);
+}
+[[nodiscard]] inline absl::Status UpsertEntry(MapWriter& writer, const ms_lpm_key& key, const ms_policy_value& value) {
+  return writer.UpsertLpm(key, value);
+}
+[[nodiscard]] inline absl::Status UpsertEntry(MapWriter& writer, const ms_policy6_key& key, const ms_policy_value& value) {
+  return writer.UpsertExact6(key, value);
+}
+[[nodiscard]] inline absl::Status UpsertEntry(MapWriter& writer, const ms_lpm6_key& key, const ms_policy_value& value) {
+  return writer.UpsertLpm6(key, value);
+}
+[[nodiscard]] inline absl::Status DeleteEntry(MapWriter& writer, const ms_policy_key& key) { return writer.DeleteExact(key); }
+[[nodiscard]] inline absl::Status DeleteEntry(MapWriter& writer, const ms_lpm_key& key) { return writer.DeleteLpm(key); }
+[[nodiscard]] inline absl::Status DeleteEntry(MapWriter& writer, const ms_policy6_key& key) { return writer.DeleteExact6(key); }
+[[nodiscard]] inline absl::Status DeleteEntry(MapWriter& writer, const ms_lpm6_key& key) { return writer.DeleteLpm6(key); }
 
 // Applies `changes` in order and mirrors each successful operation into
 // `live`, so after a failure `live` is exactly what the maps hold and the

@@ -242,6 +242,7 @@ PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoi
       DirectionEntries cidrs = CompileLpmVerdicts(rules);
       entries.lpm = std::move(cidrs.lpm);
       entries.lpm6 = std::move(cidrs.lpm6);
+      entries.intervals = std::move(cidrs.intervals);  // the lookups CanPatch compares
     }
     AddDirectionEntries(entries, endpoint.endpoint_id, direction, exact_only);
   }

@@ -111,8 +111,8 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
 // changes the same things for the addresses its old or new peers touch,
 // plus, if either version has CIDR peers, the LPM entries: `with_cidrs`
 // then fills `lpm` and `lpm6` with all of them (both directions, untrimmed
-// too), port-interval lookups aside (such a change never touches them,
-// see PolicyEngine).
+// too), port-interval lookups included: the updater patches only while
+// those stay the same (a new cutting of the ports flips, see CanPatch).
 struct PeerEntries {
   std::set<uint32_t> addresses;  // host order
   MapState::ExactMap exact;      // keyed by the endpoint_id, like EndpointPolicy

@@ -402,9 +402,8 @@ bool HasCidrPeers(const ClusterSegmentPolicy& policy) {
 }
 
 // The policy's endPort ranges per direction and protocol, sorted. They cut
-// the ports of every rule of a direction into intervals (port_intervals.h);
-// while they stay the same, so do the endpoint's port-interval lookup
-// entries and interval keys, which a patch never touches.
+// the ports of every rule of a direction into intervals (port_intervals.h):
+// while they stay the same, so do the endpoint's port-interval lookups.
 std::vector<std::tuple<bool, Protocol, uint16_t, uint16_t>> PortRanges(const ClusterSegmentPolicy& policy) {
   std::vector<std::tuple<bool, Protocol, uint16_t, uint16_t>> ranges;
   for (const bool egress : {false, true}) {
@@ -453,8 +452,7 @@ void PolicyEngine::DirtyClusterPolicyChange(const ClusterSegmentPolicy* before, 
     if (!old_subjects.contains(id)) dirty_.insert(id);
   }
   if (kept.empty()) return;
-  if (before->applies_ingress != after->applies_ingress || before->applies_egress != after->applies_egress ||
-      PortRanges(*before) != PortRanges(*after)) {
+  if (before->applies_ingress != after->applies_ingress || before->applies_egress != after->applies_egress) {
     dirty_.insert(kept.begin(), kept.end());
     return;
   }
@@ -473,7 +471,11 @@ void PolicyEngine::DirtyClusterPolicyChange(const ClusterSegmentPolicy* before, 
     }
   }
   PeerDirty(kept, addresses);
-  if (HasCidrPeers(*before) || HasCidrPeers(*after)) cidr_dirty_.insert(kept.begin(), kept.end());
+  // New endPort ranges may cut the ports anew: the patch then carries the
+  // port-interval lookups too, and the updater takes it only if they stay.
+  if (HasCidrPeers(*before) || HasCidrPeers(*after) || PortRanges(*before) != PortRanges(*after)) {
+    cidr_dirty_.insert(kept.begin(), kept.end());
+  }
 }
 
 void PolicyEngine::UpsertEndpoint(const LocalEndpoint& endpoint) {

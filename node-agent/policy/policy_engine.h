@@ -24,8 +24,10 @@
 //    pods inside its ipBlocks) and, if either version has CIDR peers, their
 //    LPM entries: they are peer-dirty with those addresses and "CIDR-dirty"
 //    (a policy with only ipBlocks outside the pod range touches no address).
-//    Whole all the same: a change of directions or of endPort ranges, a touched pod with an IPv6 address, or more than 2,048
-//    touched addresses.
+//    A change of endPort ranges makes them CIDR-dirty too (the updater
+//    takes the patch only if the ports' cutting stays). Whole all the
+//    same: a change of directions, a touched pod with an IPv6 address, or
+//    more than 2,048 touched addresses.
 // Only policies selecting at least one local endpoint are consulted, so the
 // cost of an event grows with the policies that matter on this node, not
 // with the cluster.

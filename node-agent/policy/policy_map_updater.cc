@@ -22,25 +22,6 @@ Key KernelKey(Key key, bool generation) {
   return key;
 }
 
-// One writer call per key type, so the generation code is written once for
-// the four policy maps.
-absl::Status Upsert(MapWriter& writer, const ms_policy_key& key, const ms_policy_value& value) {
-  return writer.UpsertExact(key, value);
-}
-absl::Status Upsert(MapWriter& writer, const ms_lpm_key& key, const ms_policy_value& value) {
-  return writer.UpsertLpm(key, value);
-}
-absl::Status Upsert(MapWriter& writer, const ms_policy6_key& key, const ms_policy_value& value) {
-  return writer.UpsertExact6(key, value);
-}
-absl::Status Upsert(MapWriter& writer, const ms_lpm6_key& key, const ms_policy_value& value) {
-  return writer.UpsertLpm6(key, value);
-}
-absl::Status Delete(MapWriter& writer, const ms_policy_key& key) { return writer.DeleteExact(key); }
-absl::Status Delete(MapWriter& writer, const ms_lpm_key& key) { return writer.DeleteLpm(key); }
-absl::Status Delete(MapWriter& writer, const ms_policy6_key& key) { return writer.DeleteExact6(key); }
-absl::Status Delete(MapWriter& writer, const ms_lpm6_key& key) { return writer.DeleteLpm6(key); }
-
 // The policy map of a MapState holding keys of type Key.
 template <typename Key>
 auto& EntriesOf(MapState& state) {
@@ -160,13 +141,14 @@ void Splice(const EntryChanges<Key>& changes, Map& entries) {
   for (const auto& [key, value] : changes.upserts) entries[key] = value;
 }
 
-// The changes that replace an endpoint's LPM entries by a patch's (which
-// never carries port-interval lookups: those stay, see PeerEntries), except
-// in directions the endpoint keeps without entries.
+// The changes that replace an endpoint's LPM entries by a patch's, except
+// in directions the endpoint keeps without entries. Port-interval lookups
+// stay as they are (CanPatch: the patch's are the same).
 template <typename Map, typename Key>
 void DiffLpmPatch(const Map& old, const Map& patch, const std::array<bool, MS_DIR_MAX>& trimmed,
                   EntryChanges<Key>& changes) {
   for (const auto& [key, value] : patch) {
+    if ((key.direction & MS_DIR_F_PORT_LOOKUP) != 0) continue;
     if (!trimmed[ms_key_direction(key.direction)] && !SameValue(old, key, value)) {
       changes.upserts.emplace_back(key, value);
     }
@@ -178,12 +160,16 @@ void DiffLpmPatch(const Map& old, const Map& patch, const std::array<bool, MS_DI
 }
 
 // The port-interval lookup entries (MS_DIR_F_PORT_LOOKUP, ms_policy_lpm) of
-// two policies are the same. The data path reads a port's interval once
-// and then looks up verdicts keyed by it: lookup prefixes replaced one by
-// one could hand it an interval start that neither cutting has, so a
-// change of them goes through a generation flip, never in place.
-bool SamePortLookups(const MapState::LpmMap& a, const MapState::LpmMap& b) {
-  auto is_lookup = [](const auto& entry) { return (entry.first.direction & MS_DIR_F_PORT_LOOKUP) != 0; };
+// two policies are the same, in every direction or in `only` one. The data
+// path reads a port's interval once and then looks up verdicts keyed by
+// it: lookup prefixes replaced one by one could hand it an interval start
+// that neither cutting has, so a change of them goes through a generation
+// flip, never in place.
+bool SamePortLookups(const MapState::LpmMap& a, const MapState::LpmMap& b, std::optional<uint8_t> only = std::nullopt) {
+  auto is_lookup = [&](const auto& entry) {
+    return (entry.first.direction & MS_DIR_F_PORT_LOOKUP) != 0 &&
+           (!only || ms_key_direction(entry.first.direction) == *only);
+  };
   auto x = std::find_if(a.begin(), a.end(), is_lookup);
   auto y = std::find_if(b.begin(), b.end(), is_lookup);
   while (x != a.end() && y != b.end()) {
@@ -201,6 +187,54 @@ struct Undo {
   std::optional<ms_policy_value> previous_value;  // policy entry: value before, nullopt: was absent
   std::optional<ms_endpoint> previous_endpoint;
 };
+
+// One ordered batch of upserts (kernel keys) for one policy map, with what
+// each key held before (nullopt: absent) for the undo.
+template <typename Key>
+struct UpsertBatch {
+  PolicyEntryList<Key> entries;
+  std::vector<std::optional<ms_policy_value>> previous;
+  void Add(const Key& key, const ms_policy_value& value, std::optional<ms_policy_value> before) {
+    entries.emplace_back(key, value);
+    previous.push_back(before);
+  }
+};
+
+// One ordered batch of deletes (kernel keys) for one policy map, with the
+// values they remove for the undo.
+template <typename Key>
+struct DeleteBatch {
+  std::vector<Key> keys;
+  std::vector<ms_policy_value> removed;
+  void Add(const Key& key, const ms_policy_value& value) {
+    keys.push_back(key);
+    removed.push_back(value);
+  }
+};
+
+// Named like MapState's maps so ForEachPolicyMap walks them too.
+template <template <typename> class Batch>
+struct PolicyMapBatches {
+  Batch<ms_policy_key> exact;
+  Batch<ms_lpm_key> lpm;
+  Batch<ms_policy6_key> exact6;
+  Batch<ms_lpm6_key> lpm6;
+};
+
+// The batch of `batches` for keys of type Key.
+template <typename Key, typename Batches>
+auto& BatchOf(Batches& batches) {
+  if constexpr (std::is_same_v<Key, ms_policy_key>) {
+    return batches.exact;
+  } else if constexpr (std::is_same_v<Key, ms_lpm_key>) {
+    return batches.lpm;
+  } else if constexpr (std::is_same_v<Key, ms_policy6_key>) {
+    return batches.exact6;
+  } else {
+    static_assert(std::is_same_v<Key, ms_lpm6_key>);
+    return batches.lpm6;
+  }
+}
 
 }  // namespace
 
@@ -290,7 +324,7 @@ absl::Status PolicyMapUpdater::DeleteStrays() {
   absl::Status result;
   ForEachPolicyMap(strays_, [&](auto& strays) {
     for (auto it = strays.begin(); result.ok() && it != strays.end();) {
-      result = Delete(writer_, it->first);
+      result = DeleteEntry(writer_, it->first);
       if (result.ok()) it = strays.erase(it);
     }
   });
@@ -330,10 +364,17 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
   // A patch never rewrites the endpoint entry: what it can decide must stay.
   if (PatchedLookupActions(policy, peers) != policy.endpoint.lookup_actions) return false;
   for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
+    auto in_direction = [&](const auto& entry) { return ms_key_direction(entry.first.direction) == direction; };
+    bool has_entries = false;
+    ForEachPolicyMap(policy, [&](const auto& entries) {
+      has_entries = has_entries || std::any_of(entries.begin(), entries.end(), in_direction);
+    });
+    // New endPort cuttings go through a flip (SamePortLookups); a direction
+    // without entries has no lookups and keeps none.
+    if (peers.lpm && has_entries && !SamePortLookups(policy.lpm, *peers.lpm, direction)) return false;
     const ms_action fallback = peers.default_action[direction];
     // An audit default always has a catch-all LPM entry: never trimmed.
     if (fallback == MS_ACTION_ALLOW_AUDIT) continue;
-    auto in_direction = [&](const auto& entry) { return ms_key_direction(entry.first.direction) == direction; };
     // A port-interval lookup entry is no verdict: it never makes a direction matter.
     auto not_default = [&](const auto& entry) {
       return in_direction(entry) && entry.second.action != fallback && entry.second.action != MS_ACTION_PORT_INTERVAL;
@@ -345,10 +386,6 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
         std::any_of(peers.exact.begin(), peers.exact.end(), not_default) ||
         (peers.lpm && std::any_of(lpm.begin(), lpm.end(), not_default)) ||
         (peers.lpm6 && std::any_of(lpm6.begin(), lpm6.end(), not_default));
-    bool has_entries = false;
-    ForEachPolicyMap(policy, [&](const auto& entries) {
-      has_entries = has_entries || std::any_of(entries.begin(), entries.end(), in_direction);
-    });
     // Entries outside the patched addresses (LPM, IPv6) that keep the direction untrimmed.
     const bool other_maps_matter = std::any_of(lpm.begin(), lpm.end(), not_default) ||
                                    std::any_of(policy.exact6.begin(), policy.exact6.end(), not_default) ||
@@ -461,7 +498,7 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
         std::visit(
             [&](const auto& key) {
               using Key = std::decay_t<decltype(key)>;
-              status = it->previous_value ? Upsert(writer_, key, *it->previous_value) : Delete(writer_, key);
+              status = it->previous_value ? UpsertEntry(writer_, key, *it->previous_value) : DeleteEntry(writer_, key);
               if (!status.ok() && !it->previous_value) EntriesOf<Key>(strays_).emplace(key, ms_policy_value{});
             },
             *it->key);
@@ -474,61 +511,66 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
     return absl::Status(cause.code(),
                         absl::StrCat("policy update rolled back, previous policy kept: ", cause.message()));
   };
-  auto put = [&](const auto& key, const ms_policy_value& value, std::optional<ms_policy_value> previous) {
-    absl::Status status = Upsert(writer_, key, value);
-    if (status.ok()) undo.push_back({key, 0, previous, {}});
-    return status;
-  };
 
-  // Phase A: stage; in place, upserts (most specific first) then deletes
-  // (least specific first), all before the endpoint's new policy_rev.
+  // Phase A: stage, and change in place. Each policy map gets one ordered
+  // batch of upserts, then one of deletes (MapWriter batches: one syscall
+  // each on the real maps, element by element in order). Staged entries
+  // (another generation) are unreachable, so their order is free. In-place
+  // upserts go most specific first and deletes least specific first per
+  // endpoint (its lists are sorted; endpoints' chains never meet), a
+  // family's exact map before its LPM trie for upserts and after it for
+  // deletes. All before any endpoint's new policy_rev.
+  PolicyMapBatches<UpsertBatch> upserts;
+  PolicyMapBatches<DeleteBatch> deletes;
   for (const Plan& plan : plans) {
     if (plan.kind == Plan::Kind::kNew || plan.kind == Plan::Kind::kFlip) {
       const bool generation = (plan.desired->endpoint.flags & MS_EP_F_POLICY_GEN) != 0;
-      absl::Status staged;
       ForEachPolicyMap(*plan.desired, [&](const auto& entries) {
-        for (auto it = entries.begin(); staged.ok() && it != entries.end(); ++it) {
-          staged = put(KernelKey(it->first, generation), it->second, std::nullopt);
+        for (const auto& [key, value] : entries) {
+          BatchOf<std::decay_t<decltype(key)>>(upserts).Add(KernelKey(key, generation), value, std::nullopt);
         }
       });
-      if (!staged.ok()) return roll_back(staged);
     } else if (plan.kind == Plan::Kind::kInPlace) {
       const bool generation = plan.old->generation();
       const EndpointPolicy& old = plan.old->policy;
-      absl::Status staged;
-      auto upsert = [&](const auto& changes, const auto& old_entries) {
-        for (auto it = changes.upserts.begin(); staged.ok() && it != changes.upserts.end(); ++it) {
+      auto add = [&](const auto& changes, const auto& old_entries) {
+        for (const auto& [key, value] : changes.upserts) {
           std::optional<ms_policy_value> previous;
-          if (auto found = old_entries.find(it->first); found != old_entries.end()) previous = found->second;
-          staged = put(KernelKey(it->first, generation), it->second, previous);
+          if (auto found = old_entries.find(key); found != old_entries.end()) previous = found->second;
+          BatchOf<std::decay_t<decltype(key)>>(upserts).Add(KernelKey(key, generation), value, previous);
+        }
+        for (const auto& [key, value] : changes.deletes) {
+          BatchOf<std::decay_t<decltype(key)>>(deletes).Add(KernelKey(key, generation), value);
         }
       };
-      // Each family's chain: its exact map, then its LPM trie.
-      upsert(plan.changes.exact, old.exact);
-      upsert(plan.changes.lpm, old.lpm);
-      upsert(plan.changes.exact6, old.exact6);
-      upsert(plan.changes.lpm6, old.lpm6);
-      if (!staged.ok()) return roll_back(staged);
+      add(plan.changes.exact, old.exact);
+      add(plan.changes.lpm, old.lpm);
+      add(plan.changes.exact6, old.exact6);
+      add(plan.changes.lpm6, old.lpm6);
     }
   }
-  for (const Plan& plan : plans) {
-    if (plan.kind != Plan::Kind::kInPlace) continue;
-    const bool generation = plan.old->generation();
-    absl::Status deleted;
-    auto remove = [&](const auto& changes) {
-      for (auto it = changes.deletes.begin(); deleted.ok() && it != changes.deletes.end(); ++it) {
-        const auto kernel_key = KernelKey(it->first, generation);
-        deleted = Delete(writer_, kernel_key);
-        if (deleted.ok()) undo.push_back({kernel_key, 0, it->second, {}});
-      }
-    };
-    // The reverse: each family's LPM trie, then its exact map.
-    remove(plan.changes.lpm6);
-    remove(plan.changes.exact6);
-    remove(plan.changes.lpm);
-    remove(plan.changes.exact);
-    if (!deleted.ok()) return roll_back(deleted);
-  }
+  auto write = [&](const auto& batch) {
+    size_t done = 0;
+    const absl::Status status = writer_.UpsertBatch(batch.entries, done);
+    for (size_t i = 0; i < done; ++i) undo.push_back({batch.entries[i].first, 0, batch.previous[i], {}});
+    return status;
+  };
+  auto remove = [&](const auto& batch) {
+    size_t done = 0;
+    const absl::Status status = writer_.DeleteBatch(batch.keys, done);
+    for (size_t i = 0; i < done; ++i) undo.push_back({batch.keys[i], 0, batch.removed[i], {}});
+    return status;
+  };
+  // Each family's chain: its exact map, then its LPM trie; deletes the reverse.
+  // One at a time: a failed batch stops everything after it.
+  if (absl::Status s = write(upserts.exact); !s.ok()) return roll_back(s);
+  if (absl::Status s = write(upserts.lpm); !s.ok()) return roll_back(s);
+  if (absl::Status s = write(upserts.exact6); !s.ok()) return roll_back(s);
+  if (absl::Status s = write(upserts.lpm6); !s.ok()) return roll_back(s);
+  if (absl::Status s = remove(deletes.lpm6); !s.ok()) return roll_back(s);
+  if (absl::Status s = remove(deletes.exact6); !s.ok()) return roll_back(s);
+  if (absl::Status s = remove(deletes.lpm); !s.ok()) return roll_back(s);
+  if (absl::Status s = remove(deletes.exact); !s.ok()) return roll_back(s);
 
   // Phase B: flip. Removals first, so an ifindex handed to another endpoint
   // is overwritten rather than deleted and re-added (no moment without an
@@ -555,19 +597,30 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
 
   // Phase C: clean up what no packet can reach any more. A failed delete
   // leaves an unreachable stray (retried by the next Apply).
-  for (Plan& plan : plans) {
+  PolicyMapBatches<DeleteBatch> unreachable;
+  for (const Plan& plan : plans) {
     if (plan.old && (plan.kind == Plan::Kind::kFlip || plan.kind == Plan::Kind::kRemove)) {
       const bool generation = plan.old->generation();
       ForEachPolicyMap(plan.old->policy, [&](const auto& entries) {
         for (const auto& [key, value] : entries) {
-          const auto kernel_key = KernelKey(key, generation);
-          if (!Delete(writer_, kernel_key).ok()) {
-            ++counters_.cleanup_failures;
-            EntriesOf<std::decay_t<decltype(key)>>(strays_).emplace(kernel_key, value);
-          }
+          BatchOf<std::decay_t<decltype(key)>>(unreachable).Add(KernelKey(key, generation), value);
         }
       });
     }
+  }
+  ForEachPolicyMap(unreachable, [&](const auto& batch) {
+    // Past a failed key, the batch goes on with the next one.
+    for (size_t start = 0; start < batch.keys.size();) {
+      const std::vector<std::decay_t<decltype(batch.keys[0])>> rest(batch.keys.begin() + start, batch.keys.end());
+      size_t done = 0;
+      if (writer_.DeleteBatch(rest, done).ok()) break;
+      const size_t failed = start + done;
+      ++counters_.cleanup_failures;
+      EntriesOf<std::decay_t<decltype(batch.keys[0])>>(strays_).emplace(batch.keys[failed], batch.removed[failed]);
+      start = failed + 1;
+    }
+  });
+  for (Plan& plan : plans) {
     if (plan.old && plan.desired && plan.old->policy.ifindex != plan.desired->ifindex &&
         !claimed_ifindexes.contains(plan.old->policy.ifindex)) {
       if (!writer_.DeleteEndpoint(plan.old->policy.ifindex).ok()) ++counters_.cleanup_failures;
@@ -641,7 +694,7 @@ absl::Status PolicyMapUpdater::ApplyNaive(std::vector<EndpointUpdate>& updates) 
   for (EndpointUpdate& update : updates) {
     if (const InstalledEndpoint* old = Find(update.endpoint_id)) {
       ForEachPolicyMap(old->policy, [&](const auto& entries) {
-        for (const auto& [key, value] : entries) (void)Delete(writer_, key);
+        for (const auto& [key, value] : entries) (void)DeleteEntry(writer_, key);
       });
       if (!update.desired) (void)writer_.DeleteEndpoint(old->policy.ifindex);
     }
@@ -657,7 +710,7 @@ absl::Status PolicyMapUpdater::ApplyNaive(std::vector<EndpointUpdate>& updates) 
     absl::Status written;
     ForEachPolicyMap(desired, [&](const auto& entries) {
       for (auto it = entries.begin(); written.ok() && it != entries.end(); ++it) {
-        written = Upsert(writer_, it->first, it->second);
+        written = UpsertEntry(writer_, it->first, it->second);
       }
     });
     if (!written.ok()) return written;

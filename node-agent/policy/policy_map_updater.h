@@ -21,6 +21,10 @@
 //      Everything the new policy_rev stands for is in place before it, so
 //      a session re-checked under it sees the new policy only;
 //   C. clean: delete the old generation (no packet can reach it).
+// Phases A and C hand their writes to the writer as one ordered batch per
+// policy map and step (MapWriter::UpsertBatch/DeleteBatch: one syscall on
+// the real maps, applied element by element in that order), so the order
+// above is the order packets see.
 // A failure in A or B (a full map) undoes what the batch wrote and returns
 // the error: the maps hold the old policy, as if nothing happened. Cost:
 // while staging, a flipping endpoint holds two copies of its entries; an

@@ -200,6 +200,7 @@ DirectionEntries CompileLpmVerdicts(const DirectionRules& direction) {
   const PortIntervals intervals(direction.rules);
   AppendLpmVerdicts(direction, intervals, DefaultAction(direction), entries.lpm);
   AppendLpmVerdicts(direction, intervals, DefaultAction(direction), entries.lpm6);
+  entries.intervals = intervals.all();
   return entries;
 }
 

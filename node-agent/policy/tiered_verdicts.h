@@ -110,9 +110,9 @@ ms_action DefaultAction(const DirectionRules& direction);
 // when every verdict equals the default.
 DirectionEntries CompileDirection(const DirectionRules& direction);
 
-// CompileDirection's LPM entries of both families (`lpm`, `lpm6`; no
-// port-interval lookups), before its all-default trimming (a
-// ClusterSegmentPolicy patch recomputes them, see PeerEntries).
+// CompileDirection's LPM entries of both families (`lpm`, `lpm6`) and its
+// port intervals, before its all-default trimming (a ClusterSegmentPolicy
+// patch recomputes them, see PeerEntries).
 DirectionEntries CompileLpmVerdicts(const DirectionRules& direction);
 
 // CompileDirection's IPv4 exact entries for `addresses` only, before its

@@ -19,6 +19,9 @@
 #include "bpf_map_writer.h"
 #include "map_pressure_monitor.h"
 #include "metrics.h"
+#include "policy_commit.h"
+#include "policy_engine.h"
+#include "policy_map_updater.h"
 #include "prometheus/client_metric.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/metric_type.h"
@@ -257,4 +260,119 @@ TEST_CASE("a full policy map locks the endpoint down in the kernel, in its statu
 }
 
 }  // namespace
+ms_policy_key ExactKey(uint32_t endpoint_id, uint32_t peer) {
+  ms_policy_key key{};
+  key.endpoint_id = endpoint_id;
+  key.peer_ipv4 = peer;
+  key.port = 80;
+  key.proto = 6;
+  return key;
+}
+
+ms_lpm_key LpmKey(uint32_t endpoint_id, uint32_t prefix, uint8_t bits) {
+  ms_lpm_key key{};
+  key.prefixlen = MS_LPM_FIXED_BITS + bits;
+  key.endpoint_id = endpoint_id;
+  key.proto = 6;
+  key.port = 80;
+  key.peer_ipv4 = prefix;
+  return key;
+}
+
+// The real writer's batches (one BPF_MAP_UPDATE_BATCH / DELETE_BATCH per
+// call): a full map stops the batch where the kernel did, `done` says how
+// far, and the updater's undo of a failed in-place batch leaves the old
+// policy in the kernel, entry for entry.
+TEST_CASE("the real writer's batches stop where the kernel did, and a failed batch is undone",
+          "[privileged][map_pressure]") {
+  if (::geteuid() != 0) {
+    WARN("SKIPPED: needs root (mounts a private bpffs and loads BPF programs)");
+    return;
+  }
+  PrivateBpffs bpffs;
+  if (!bpffs.mounted()) {
+    WARN("SKIPPED: needs a mountable bpf filesystem: " << std::strerror(bpffs.error()));
+    return;
+  }
+  DatapathOptions options;
+  options.bpffs_dir = bpffs.pins();
+  options.max_policy_exact = 4;
+  options.max_policy_lpm = 4;
+  options.max_sessions = 1024;
+  auto loaded = BpfDatapath::LoadAndPin(options);
+  REQUIRE(loaded.ok());
+  const BpfDatapath& datapath = **loaded;
+  BpfMapWriter writer(datapath);
+  ms_policy_value allow{};
+  allow.action = MS_ACTION_ALLOW;
+
+  SECTION("exact map: six entries into four slots, then deletes with an absent key") {
+    PolicyEntryList<ms_policy_key> entries;
+    for (uint32_t i = 0; i < 6; ++i) entries.emplace_back(ExactKey(7, 0x0af40200u + i), allow);
+    size_t done = 99;
+    const absl::Status status = writer.UpsertBatch(entries, done);
+    CHECK(status.code() == absl::StatusCode::kResourceExhausted);
+    REQUIRE(done == 4);
+    auto maps = datapath.ReadPolicyMaps();
+    REQUIRE(maps.ok());
+    REQUIRE(maps->exact.size() == 4);
+    for (size_t i = 0; i < 4; ++i) CHECK(maps->exact.contains(entries[i].first));
+
+    const std::vector<ms_policy_key> keys = {entries[0].first, entries[5].first, entries[1].first};
+    REQUIRE(writer.DeleteBatch(keys, done).ok());
+    CHECK(done == 3);
+    maps = datapath.ReadPolicyMaps();
+    REQUIRE(maps.ok());
+    CHECK(maps->exact.size() == 2);
+    CHECK(maps->exact.contains(entries[2].first));
+    CHECK(maps->exact.contains(entries[3].first));
+  }
+  SECTION("LPM trie: the same, prefixes of different lengths") {
+    PolicyEntryList<ms_lpm_key> entries;
+    for (uint8_t bits : {32, 28, 24, 16, 8, 0}) entries.emplace_back(LpmKey(7, bits == 0 ? 0 : 0x0af40200u, bits), allow);
+    size_t done = 99;
+    CHECK(writer.UpsertBatch(entries, done).code() == absl::StatusCode::kResourceExhausted);
+    REQUIRE(done == 4);
+    auto maps = datapath.ReadPolicyMaps();
+    REQUIRE(maps.ok());
+    CHECK(maps->lpm.size() == 4);
+    const std::vector<ms_lpm_key> keys = {entries[3].first, entries[4].first, entries[0].first};
+    REQUIRE(writer.DeleteBatch(keys, done).ok());
+    CHECK(done == 3);
+    maps = datapath.ReadPolicyMaps();
+    REQUIRE(maps.ok());
+    CHECK(maps->lpm.size() == 2);
+  }
+  SECTION("an in-place change that overflows mid-batch leaves the old policy, entry for entry") {
+    PolicyEngine engine;
+    engine.SetClusterState(ServerWithClients(3));
+    engine.UpsertEndpoint({1, 4242, "x", "server", 0x0af40102u});
+    PolicyMapUpdater updater(writer);
+    REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+    REQUIRE(updater.counters().generation_flips == 0);
+    auto before = datapath.ReadPolicyMaps();
+    REQUIRE(before.ok());
+    REQUIRE(before->exact.size() == 3);
+
+    // Three more clients on a second port: same flags, in place, six new
+    // entries for one free slot.
+    NetworkPolicy policy = AllowIngressFrom("server", "role", "server", "client", 80);
+    PolicyPort https;
+    https.port = uint16_t{443};
+    policy.ingress[0].ports.push_back(https);
+    engine.UpsertNetworkPolicy(policy);
+    const absl::Status status = updater.Apply(PlanEndpointUpdates(engine, updater));
+    CHECK(status.code() == absl::StatusCode::kResourceExhausted);
+    CHECK(updater.counters().rollbacks == 1);
+    auto after = datapath.ReadPolicyMaps();
+    REQUIRE(after.ok());
+    auto same_policy = [](const MapState& a, const MapState& b) {
+      return SameEntries(a.exact, b.exact) && SameEntries(a.lpm, b.lpm) && SameEntries(a.exact6, b.exact6) &&
+             SameEntries(a.lpm6, b.lpm6);
+    };
+    CHECK(same_policy(*after, *before));
+    CHECK(same_policy(updater.Snapshot(), *before));
+  }
+}
+
 }  // namespace microseg

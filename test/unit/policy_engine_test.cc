@@ -449,6 +449,16 @@ TEST_CASE("a cluster policy change patches the subjects it keeps", "[engine][upd
     CHECK(engine.compiled_endpoints() == compiled + 4);
     CHECK(updater.counters().peer_patches == patches);
   }
+  SECTION("another rule on the same range: the ports' cutting stays, patched") {
+    PolicyPeer more;
+    more.ip_block = IpBlock{{0xcb007100u, 24}, {}};
+    platform.egress.push_back({{more}, {platform.egress[1].ports[0]}, RuleAction::kAllow});
+    engine.UpsertClusterSegmentPolicy(platform);
+    apply();
+    CHECK(engine.compiled_endpoints() == compiled);
+    CHECK(updater.counters().peer_patches == patches + 4);
+    CHECK(updater.counters().generation_flips == 0);
+  }
   SECTION("a selector peer choosing a dual-stack pod: compiled whole (IPv4-only patches)") {
     engine.UpsertPod({"y", "dual", {{"app", "partner"}}, "node-2", 0x0af40200u, {}, Ipv6Address{htonl(0xfd000000u), 0, 0, htonl(1u)}});
     apply();
