@@ -94,21 +94,6 @@ void AddDirectionEntries(const DirectionEntries& entries, uint32_t endpoint_id, 
   }
 }
 
-// The MS_EP_LPM_ABSENT_* bits of one endpoint's entries of one LPM map: the
-// standard key shapes none of them has. Port-interval keys are looked up
-// whatever the bits say, so they name no shape. Only a flip changes LPM
-// entries (peer patches and the in-place path touch IPv4 exact entries
-// only), so the bits always describe the generation they are written with.
-template <typename LpmMap>
-uint8_t LpmAbsentBits(const LpmMap& lpm) {
-  uint8_t present = 0;
-  for (const auto& [key, value] : lpm) {
-    if ((key.direction & (MS_DIR_F_PORT_INTERVAL | MS_DIR_F_PORT_LOOKUP)) != 0) continue;
-    present |= ms_lpm_shape_bit(key.direction, key.proto, key.port);
-  }
-  return static_cast<uint8_t>(MS_EP_LPM_ABSENT_ALL & ~present);
-}
-
 // Namespace labels as selectors see them, including the label the API
 // server puts on every namespace. Namespaces only referenced by pods (no
 // Namespace object known) get just that implicit label.

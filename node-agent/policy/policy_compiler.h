@@ -99,6 +99,21 @@ class PeerSelectionCache;  // peer_selection_cache.h
 EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEndpoint& endpoint,
                                      PeerSelectionCache* selections = nullptr);
 
+// The MS_EP_LPM_ABSENT_* bits of one endpoint's entries of one LPM map: the
+// standard key shapes none of them has. Port-interval keys are looked up
+// whatever the bits say, so they name no shape. The updater changes LPM
+// entries in place only while these bits stay (else it flips), so they
+// always describe the generation they are written with.
+template <typename LpmMap>
+uint8_t LpmAbsentBits(const LpmMap& lpm) {
+  uint8_t present = 0;
+  for (const auto& [key, value] : lpm) {
+    if ((key.direction & (MS_DIR_F_PORT_INTERVAL | MS_DIR_F_PORT_LOOKUP)) != 0) continue;
+    present |= ms_lpm_shape_bit(key.direction, key.proto, key.port);
+  }
+  return static_cast<uint8_t>(MS_EP_LPM_ABSENT_ALL & ~present);
+}
+
 // What a peer pod's change does to one endpoint: the exact entries keyed by
 // the pod's old and new (IPv4) addresses are the only ones that can change (its
 // rules, their CIDRs and ports, its isolation and its LPM entries do not

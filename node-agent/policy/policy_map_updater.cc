@@ -334,8 +334,9 @@ absl::Status PolicyMapUpdater::DeleteStrays() {
 namespace {
 
 // ms_endpoint.lookup_actions (datapath.h) of `policy` once `peers` is
-// spliced in: the exact entries of the patched addresses are replaced by
-// the patch's, every other entry stays.
+// spliced in: the exact entries of the patched addresses (and, when the
+// patch carries them, the LPM entries) are replaced by the patch's, every
+// other entry stays.
 uint8_t PatchedLookupActions(const EndpointPolicy& policy, const PeerEntries& peers) {
   uint8_t actions = 0;
   auto note = [&](uint8_t direction_byte, const ms_policy_value& value) {
@@ -348,9 +349,10 @@ uint8_t PatchedLookupActions(const EndpointPolicy& policy, const PeerEntries& pe
   for (const auto& [key, value] : policy.exact) {
     if (!peers.addresses.contains(ntohl(key.peer_ipv4))) note(key.direction, value);
   }
-  for (const auto& [key, value] : policy.lpm) note(key.direction, value);
+  // A cluster policy patch replaces the LPM entries too (DiffLpmPatch).
+  for (const auto& [key, value] : peers.lpm ? *peers.lpm : policy.lpm) note(key.direction, value);
   for (const auto& [key, value] : policy.exact6) note(key.direction, value);
-  for (const auto& [key, value] : policy.lpm6) note(key.direction, value);
+  for (const auto& [key, value] : peers.lpm6 ? *peers.lpm6 : policy.lpm6) note(key.direction, value);
   for (const auto& [key, value] : peers.exact) note(key.direction, value);
   return actions;
 }
@@ -363,12 +365,14 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
   const EndpointPolicy& policy = installed->policy;
   // A patch never rewrites the endpoint entry: what it can decide must stay.
   if (PatchedLookupActions(policy, peers) != policy.endpoint.lookup_actions) return false;
+  std::array<bool, MS_DIR_MAX> keeps_entries{};
   for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
     auto in_direction = [&](const auto& entry) { return ms_key_direction(entry.first.direction) == direction; };
     bool has_entries = false;
     ForEachPolicyMap(policy, [&](const auto& entries) {
       has_entries = has_entries || std::any_of(entries.begin(), entries.end(), in_direction);
     });
+    keeps_entries[direction] = has_entries;  // a direction without entries keeps none (below)
     // New endPort cuttings go through a flip (SamePortLookups); a direction
     // without entries has no lookups and keeps none.
     if (peers.lpm && has_entries && !SamePortLookups(policy.lpm, *peers.lpm, direction)) return false;
@@ -399,6 +403,21 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
       return not_default(entry) && !peers.addresses.contains(ntohl(entry.first.peer_ipv4));
     });
     if (!others_matter) return false;  // every entry would repeat the default: a whole compile trims them
+  }
+  if (peers.lpm) {
+    // The LPM shape hints (ms_endpoint.lpm_absent) of the entries after the
+    // patch must stay: a change of them is a flip, like a change of flags.
+    auto kept = [&](const auto& map) {
+      std::decay_t<decltype(map)> out;
+      for (const auto& entry : map) {
+        if (keeps_entries[ms_key_direction(entry.first.direction)]) out.insert(entry);
+      }
+      return out;
+    };
+    if (LpmAbsentBits(kept(*peers.lpm)) != policy.endpoint.lpm_absent ||
+        LpmAbsentBits(kept(*peers.lpm6)) != policy.endpoint.lpm6_absent) {
+      return false;
+    }
   }
   return true;
 }

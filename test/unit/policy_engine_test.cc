@@ -459,6 +459,18 @@ TEST_CASE("a cluster policy change patches the subjects it keeps", "[engine][upd
     CHECK(updater.counters().peer_patches == patches + 4);
     CHECK(updater.counters().generation_flips == 0);
   }
+  SECTION("a CIDR rule on one port: a new LPM key shape changes the hints, compiled whole and flipped") {
+    PolicyPeer dns;
+    dns.ip_block = IpBlock{{0x08080808u, 32}, {}};
+    PolicyPort udp53;
+    udp53.protocol = Protocol::kUdp;
+    udp53.port = uint16_t{53};
+    platform.egress.push_back({{dns}, {udp53}, RuleAction::kDeny});
+    engine.UpsertClusterSegmentPolicy(platform);
+    apply();
+    CHECK(engine.compiled_endpoints() == compiled + 4);
+    CHECK(updater.counters().generation_flips >= 4);
+  }
   SECTION("a selector peer choosing a dual-stack pod: compiled whole (IPv4-only patches)") {
     engine.UpsertPod({"y", "dual", {{"app", "partner"}}, "node-2", 0x0af40200u, {}, Ipv6Address{htonl(0xfd000000u), 0, 0, htonl(1u)}});
     apply();
