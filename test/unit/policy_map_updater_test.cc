@@ -343,24 +343,34 @@ TEST_CASE("flag changes flip the generation, CIDR changes and pod churn update i
   CHECK(updater.counters().in_place_updates == 2);
   CHECK(updater.Find(1)->policy.endpoint.policy_rev == rev + 1);
 
-  // An ipBlock instead of the selector, isolation unchanged: LPM entries
-  // added and exact ones removed in place, no second copy.
+  // An ipBlock instead of the selector: the first LPM entries of a key
+  // shape change the LPM shape hints, so generation 1 is staged.
   engine.UpsertNetworkPolicy(versions[1]);
-  REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
-  CHECK_FALSE(updater.Find(1)->generation());
-  CHECK(updater.counters().in_place_updates == 4);
-  CHECK(updater.counters().generation_flips == 0);
-  CHECK(updater.Find(1)->policy.endpoint.policy_rev == rev + 2);
-  CHECK_FALSE(writer.inner.maps.lpm.empty());
-
-  // Egress isolation too: the flags change, so generation 1 is staged and
-  // generation 0 cleaned.
-  engine.UpsertNetworkPolicy(versions[3]);
   REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
   CHECK(updater.Find(1)->generation());
   CHECK(updater.counters().generation_flips == 2);
-  for (const auto& [key, value] : writer.inner.maps.exact) CHECK((key.endpoint_id & MS_POLICY_GEN_BIT) != 0);
-  for (const auto& [key, value] : writer.inner.maps.lpm) CHECK((key.endpoint_id & MS_POLICY_GEN_BIT) != 0);
+  CHECK(updater.Find(1)->policy.endpoint.policy_rev == rev + 2);
+  CHECK_FALSE(writer.inner.maps.lpm.empty());
+
+  // Another block of the same shapes, isolation unchanged: LPM entries
+  // replaced in place, no second copy.
+  NetworkPolicy other_block = versions[1];
+  other_block.ingress[0].peers[0].ip_block = IpBlock{{0x0af40200u, 28}, {{0x0af40208u, 29}}};
+  engine.UpsertNetworkPolicy(other_block);
+  REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+  CHECK(updater.Find(1)->generation());
+  CHECK(updater.counters().in_place_updates == 4);
+  CHECK(updater.counters().generation_flips == 2);
+  CHECK(updater.Find(1)->policy.endpoint.policy_rev == rev + 3);
+
+  // Egress isolation too: the flags change, so generation 0 is staged and
+  // generation 1 cleaned.
+  engine.UpsertNetworkPolicy(versions[3]);
+  REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
+  CHECK_FALSE(updater.Find(1)->generation());
+  CHECK(updater.counters().generation_flips == 4);
+  for (const auto& [key, value] : writer.inner.maps.exact) CHECK((key.endpoint_id & MS_POLICY_GEN_BIT) == 0);
+  for (const auto& [key, value] : writer.inner.maps.lpm) CHECK((key.endpoint_id & MS_POLICY_GEN_BIT) == 0);
   CHECK(testing::SameMapState(writer.inner.maps, updater.Snapshot()));
 }
 
@@ -387,24 +397,31 @@ TEST_CASE("a new IPv6 address of an endpoint is written to ms_endpoints", "[upda
 }
 
 TEST_CASE("a map filling up mid-stage leaves the old policy in force, untouched", "[updater]") {
-  // versions[2] changes CIDR entries in place, versions[3] flips the generation.
-  for (size_t target : {size_t{2}, size_t{3}}) {
+  // (start, target): the endPort versions change exact and LPM entries in
+  // place (same range, same LPM shapes); versions[0] -> versions[3] flips.
+  const size_t range_versions = PolicyVersions().size() - 3;
+  const std::vector<std::pair<size_t, size_t>> transitions = {{range_versions, range_versions + 1}, {0, 3}};
+  for (const auto& [start, target] : transitions) {
     int failures = 0;
     for (int upserts_allowed = 0;; ++upserts_allowed) {
-      INFO("target version " << target << ", new keys allowed: " << upserts_allowed);
+      INFO("version " << start << " -> " << target << ", new keys allowed: " << upserts_allowed);
       ObservedWriter writer;
       PolicyMapUpdater updater(writer);
       PolicyEngine engine;
       SetUpCluster(engine);
       const std::vector<NetworkPolicy> versions = PolicyVersions();
-      engine.UpsertNetworkPolicy(versions[0]);
+      engine.UpsertNetworkPolicy(versions[start]);
       REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
       const MapState before = writer.inner.maps;
+      const uint64_t flips = updater.counters().generation_flips;
 
       engine.UpsertNetworkPolicy(versions[target]);
       writer.upserts_left = upserts_allowed;
       const absl::Status status = updater.Apply(DirtyUpdates(engine));
-      if (status.ok()) break;  // enough room for the whole update
+      if (status.ok()) {  // enough room for the whole update: the path meant
+        CHECK(updater.counters().generation_flips == (start == 0 ? flips + 2 : flips));
+        break;
+      }
       ++failures;
       CHECK(status.code() == absl::StatusCode::kResourceExhausted);
       CHECK(testing::SameMapState(writer.inner.maps, before));
