@@ -593,6 +593,72 @@ spec:
   CHECK(writer.maps.endpoints.at(10).lookup_actions == MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS));
 }
 
+// The same through the LPM entries a cluster policy patch carries: a CIDR
+// rule turned Deny gives the direction its first Deny, which a patch
+// cannot write (it keeps the endpoint entry); a CIDR move that keeps the
+// actions is still patched.
+TEST_CASE("a cluster policy CIDR rule turned Deny in a looked-up direction rewrites the endpoint",
+          "[engine][updater]") {
+  const ClusterState cluster = testing::ClusterFromYaml(R"(
+apiVersion: v1
+kind: Namespace
+metadata: {name: prod}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: prod, labels: {app: web}}
+status: {podIP: 10.244.0.10}
+---
+apiVersion: microseg.io/v1alpha1
+kind: SegmentPolicy
+metadata: {name: audit-egress, namespace: prod}
+spec:
+  podSelector: {}
+  enforcement: Audit
+  policyTypes: [Egress]
+---
+apiVersion: microseg.io/v1alpha1
+kind: ClusterSegmentPolicy
+metadata: {name: partners}
+spec:
+  priority: 1
+  egress:
+  - action: Allow
+    to: [{ipBlock: {cidr: 198.51.100.0/24}}]
+)");
+  PolicyEngine engine;
+  testing::FakeMapWriter writer;
+  PolicyMapUpdater updater(writer);
+  engine.SetClusterState(cluster);
+  engine.UpsertEndpoint({1, 10, "prod", "web", testing::Ip("10.244.0.10")});
+  auto apply = [&] {
+    REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+    CheckAgainstFullCompile(engine, [&](uint32_t id) -> const EndpointPolicy* {
+      const InstalledEndpoint* installed = updater.Find(id);
+      return installed ? &installed->policy : nullptr;
+    });
+  };
+  apply();
+  REQUIRE(writer.maps.endpoints.at(10).lookup_actions == MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS));
+  ClusterSegmentPolicy partners = engine.cluster().cluster_segment_policies.at("partners");
+
+  partners.egress[0].peers[0].ip_block = IpBlock{{testing::Ip("198.51.101.0"), 24}, {}};
+  engine.UpsertClusterSegmentPolicy(partners);
+  const uint64_t compiled = engine.compiled_endpoints();
+  const uint64_t patches = updater.counters().peer_patches;
+  apply();
+  CHECK(updater.counters().peer_patches == patches + 1);
+  CHECK(engine.compiled_endpoints() == compiled);
+
+  partners.egress[0].action = RuleAction::kDeny;
+  engine.UpsertClusterSegmentPolicy(partners);
+  apply();
+  CHECK(writer.maps.endpoints.at(10).lookup_actions ==
+        (MS_EP_LOOKUP_DENIES(MS_DIR_EGRESS) | MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS)));
+  CHECK(updater.counters().peer_patches == patches + 1);
+  CHECK(engine.compiled_endpoints() == compiled + 1);
+}
+
 TEST_CASE("an event recompiles only the endpoints it touches", "[engine]") {
   CountingFixture f;
   struct Case {
