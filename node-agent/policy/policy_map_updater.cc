@@ -53,6 +53,18 @@ void AdoptEntries(Map& strays, uint32_t policy_id, uint32_t endpoint_id, Map& in
   }
 }
 
+// InstalledEndpoint::has_entries of `policy`.
+std::array<bool, MS_DIR_MAX> DirectionsWithEntries(const EndpointPolicy& policy) {
+  std::array<bool, MS_DIR_MAX> has{};
+  ForEachPolicyMap(policy, [&](const auto& entries) {
+    for (const auto& entry : entries) {
+      if (has[MS_DIR_INGRESS] && has[MS_DIR_EGRESS]) return;
+      has[ms_key_direction(entry.first.direction)] = true;
+    }
+  });
+  return has;
+}
+
 // Rung of a key in the data path's lookup chain for one peer
 // (ms_policy_verdict): (proto,port), (proto,interval), (proto,any), (any,any).
 template <typename Key>
@@ -273,6 +285,7 @@ void PolicyMapUpdater::Adopt(const MapState& live) {
         static_cast<uint32_t>(installed.policy.exact.size() + installed.policy.exact6.size());
     installed.policy.summary.lpm_entries =
         static_cast<uint32_t>(installed.policy.lpm.size() + installed.policy.lpm6.size());
+    installed.has_entries = DirectionsWithEntries(installed.policy);
   }
 }
 
@@ -333,28 +346,40 @@ absl::Status PolicyMapUpdater::DeleteStrays() {
 
 namespace {
 
-// ms_endpoint.lookup_actions (datapath.h) of `policy` once `peers` is
-// spliced in: the exact entries of the patched addresses (and, when the
-// patch carries them, the LPM entries) are replaced by the patch's, every
-// other entry stays.
-uint8_t PatchedLookupActions(const EndpointPolicy& policy, const PeerEntries& peers) {
-  uint8_t actions = 0;
-  auto note = [&](uint8_t direction_byte, const ms_policy_value& value) {
+// Whether ms_endpoint.lookup_actions (datapath.h) of `policy` stays once
+// `peers` is spliced in: the exact entries of the patched addresses (and,
+// when the patch carries them, the LPM entries) are replaced by the
+// patch's, every other entry stays. The bits the patch brings must be
+// there already, and those it does not bring must still come from an
+// entry the patch keeps. The installed bits are those of the installed
+// entries, so a kept entry brings no other: the kept exact entries (the
+// bulk) are scanned only until the missing bits are found.
+bool PatchKeepsLookupActions(const EndpointPolicy& policy, const PeerEntries& peers) {
+  const uint8_t installed = policy.endpoint.lookup_actions;
+  auto bits_of = [&](uint8_t direction_byte, const ms_policy_value& value) -> uint8_t {
     const uint8_t direction = ms_key_direction(direction_byte);
     const uint8_t lookup = direction == MS_DIR_INGRESS ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
-    if ((policy.endpoint.flags & lookup) == 0) return;
-    if (value.action == MS_ACTION_DENY) actions |= MS_EP_LOOKUP_DENIES(direction);
-    if (value.action == MS_ACTION_ALLOW_AUDIT) actions |= MS_EP_LOOKUP_AUDITS(direction);
+    if ((policy.endpoint.flags & lookup) == 0) return 0;
+    if (value.action == MS_ACTION_DENY) return MS_EP_LOOKUP_DENIES(direction);
+    if (value.action == MS_ACTION_ALLOW_AUDIT) return MS_EP_LOOKUP_AUDITS(direction);
+    return 0;
   };
-  for (const auto& [key, value] : policy.exact) {
-    if (!peers.addresses.contains(ntohl(key.peer_ipv4))) note(key.direction, value);
-  }
+  uint8_t found = 0;
+  auto note_all = [&](const auto& entries) {
+    for (const auto& [key, value] : entries) found |= bits_of(key.direction, value);
+  };
   // A cluster policy patch replaces the LPM entries too (DiffLpmPatch).
-  for (const auto& [key, value] : peers.lpm ? *peers.lpm : policy.lpm) note(key.direction, value);
-  for (const auto& [key, value] : policy.exact6) note(key.direction, value);
-  for (const auto& [key, value] : peers.lpm6 ? *peers.lpm6 : policy.lpm6) note(key.direction, value);
-  for (const auto& [key, value] : peers.exact) note(key.direction, value);
-  return actions;
+  note_all(peers.lpm ? *peers.lpm : policy.lpm);
+  note_all(policy.exact6);
+  note_all(peers.lpm6 ? *peers.lpm6 : policy.lpm6);
+  note_all(peers.exact);
+  if ((found & ~installed) != 0) return false;
+  for (const auto& [key, value] : policy.exact) {
+    if (found == installed) break;
+    const uint8_t bits = bits_of(key.direction, value);
+    if ((bits & ~found) != 0 && !peers.addresses.contains(ntohl(key.peer_ipv4))) found |= bits;
+  }
+  return found == installed;
 }
 
 }  // namespace
@@ -364,15 +389,11 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
   if (installed == nullptr || (installed->policy.endpoint.flags & MS_EP_F_LOCKDOWN) != 0) return false;
   const EndpointPolicy& policy = installed->policy;
   // A patch never rewrites the endpoint entry: what it can decide must stay.
-  if (PatchedLookupActions(policy, peers) != policy.endpoint.lookup_actions) return false;
-  std::array<bool, MS_DIR_MAX> keeps_entries{};
+  if (!PatchKeepsLookupActions(policy, peers)) return false;
+  const std::array<bool, MS_DIR_MAX>& keeps_entries = installed->has_entries;  // none kept where none are (below)
   for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
     auto in_direction = [&](const auto& entry) { return ms_key_direction(entry.first.direction) == direction; };
-    bool has_entries = false;
-    ForEachPolicyMap(policy, [&](const auto& entries) {
-      has_entries = has_entries || std::any_of(entries.begin(), entries.end(), in_direction);
-    });
-    keeps_entries[direction] = has_entries;  // a direction without entries keeps none (below)
+    const bool has_entries = keeps_entries[direction];
     // New endPort cuttings go through a flip (SamePortLookups); a direction
     // without entries has no lookups and keeps none.
     if (peers.lpm && has_entries && !SamePortLookups(policy.lpm, *peers.lpm, direction)) return false;
@@ -658,7 +679,8 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       installed_.erase(plan.endpoint_id);
     } else if (plan.patch) {
       if (plan.kind == Plan::Kind::kUnchanged) continue;
-      EndpointPolicy& policy = installed_[plan.endpoint_id].policy;
+      InstalledEndpoint& installed = installed_[plan.endpoint_id];
+      EndpointPolicy& policy = installed.policy;
       Splice(plan.changes.exact, policy.exact);
       Splice(plan.changes.lpm, policy.lpm);
       Splice(plan.changes.exact6, policy.exact6);
@@ -666,8 +688,11 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       policy.endpoint = plan.endpoint;
       policy.summary.exact_entries = static_cast<uint32_t>(policy.exact.size() + policy.exact6.size());
       policy.summary.lpm_entries = static_cast<uint32_t>(policy.lpm.size() + policy.lpm6.size());
+      installed.has_entries = DirectionsWithEntries(policy);
     } else if (plan.desired) {
-      installed_[plan.endpoint_id].policy = std::move(*plan.desired);
+      InstalledEndpoint& installed = installed_[plan.endpoint_id];
+      installed.policy = std::move(*plan.desired);
+      installed.has_entries = DirectionsWithEntries(installed.policy);
     }
   }
   return absl::OkStatus();
@@ -682,13 +707,9 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
   plan.patch = true;
   plan.endpoint = old.endpoint;
   std::array<bool, MS_DIR_MAX> trimmed{};
+  const std::array<bool, MS_DIR_MAX>& has_entries = plan.old->has_entries;
   for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
-    auto in_direction = [&](const auto& entry) { return ms_key_direction(entry.first.direction) == direction; };
-    bool has_entries = false;
-    ForEachPolicyMap(old, [&](const auto& entries) {
-      has_entries = has_entries || std::any_of(entries.begin(), entries.end(), in_direction);
-    });
-    trimmed[direction] = peers.default_action[direction] != MS_ACTION_ALLOW_AUDIT && !has_entries;
+    trimmed[direction] = peers.default_action[direction] != MS_ACTION_ALLOW_AUDIT && !has_entries[direction];
   }
   for (const auto& [key, value] : peers.exact) {
     if (!trimmed[ms_key_direction(key.direction)] && !SameValue(old.exact, key, value)) {
@@ -733,7 +754,9 @@ absl::Status PolicyMapUpdater::ApplyNaive(std::vector<EndpointUpdate>& updates) 
       }
     });
     if (!written.ok()) return written;
-    installed_[update.endpoint_id].policy = std::move(desired);
+    InstalledEndpoint& installed = installed_[update.endpoint_id];
+    installed.policy = std::move(desired);
+    installed.has_entries = DirectionsWithEntries(installed.policy);
   }
   return absl::OkStatus();
 }

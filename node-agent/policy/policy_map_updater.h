@@ -36,6 +36,7 @@
 // into what it installed (see CanPatch).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -83,6 +84,10 @@ struct EndpointUpdate {
 // without the generation bit).
 struct InstalledEndpoint {
   EndpointPolicy policy;  // policy.endpoint as in ms_endpoints (flags with generation, policy_rev)
+  // Which directions have entries in some policy map of `policy`, kept with
+  // it: patches ask for every subject, and a direction without entries
+  // would otherwise cost a walk of all of them.
+  std::array<bool, MS_DIR_MAX> has_entries{};
   bool generation() const { return (policy.endpoint.flags & MS_EP_F_POLICY_GEN) != 0; }
 };
 
