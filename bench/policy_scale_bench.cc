@@ -56,6 +56,7 @@ struct Options {
   int pod_events = 600;
   int policy_events = 300;
   int cluster_policy_events = 100;
+  int cluster_policy_shape = -1;  // >= 0: the cluster policy phase changes only policies of this shape (i % 4)
   bool bpf = true;
   uint32_t seed = 42;
 };
@@ -520,11 +521,13 @@ int Run(const Options& options) {
     const uint64_t patched0 = updater.counters().peer_patches;
     const auto t0 = Clock::now();
     const double cpu0 = CpuMs();
-    engine.UpsertClusterSegmentPolicy(generator.MakeClusterPolicy(i % options.cluster_policies, 1000 + i));
+    const int changed = options.cluster_policy_shape < 0 ? i % options.cluster_policies
+                                                        : (4 * i + options.cluster_policy_shape) % options.cluster_policies;
+    engine.UpsertClusterSegmentPolicy(generator.MakeClusterPolicy(changed, 1000 + i));
     csp_updated += commit();
     csp_ms.push_back(Ms(Clock::now() - t0));
     csp_cpu_ms.push_back(CpuMs() - cpu0);
-    slowest.push_back({csp_ms.back(), csp_cpu_ms.back(), last_plan_cpu_ms, last_apply_cpu_ms, i % options.cluster_policies,
+    slowest.push_back({csp_ms.back(), csp_cpu_ms.back(), last_plan_cpu_ms, last_apply_cpu_ms, changed,
                        engine.compiled_endpoints() - whole0, updater.counters().peer_patches - patched0});
   }
   // Per shape (MakeClusterPolicy: i % 4): they touch very different amounts.
@@ -611,10 +614,12 @@ int main(int argc, char** argv) {
       options.policy_events = std::atoi(v);
     } else if (const char* v = value("cluster_policy_events")) {
       options.cluster_policy_events = std::atoi(v);
+    } else if (const char* v = value("cluster_policy_shape")) {
+      options.cluster_policy_shape = std::atoi(v);
     } else {
       std::fprintf(stderr,
                    "usage: %s [--no_bpf] [--pods=N] [--namespaces=N] [--policies=N] [--cluster_policies=N] [--local=N] "
-                   "[--pod_events=N] [--policy_events=N] [--cluster_policy_events=N]\n",
+                   "[--pod_events=N] [--policy_events=N] [--cluster_policy_events=N] [--cluster_policy_shape=0..3]\n",
                    argv[0]);
       return 2;
     }
