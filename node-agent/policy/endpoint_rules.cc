@@ -120,6 +120,13 @@ class RuleBuilder {
   void ForEachSelectedPeer(const PolicyPeer& peer, const std::optional<std::string>& policy_namespace,
                            Fn&& fn) const {
     Labels fallback;
+    if (scope_ && selections_) {
+      const std::unordered_set<const PeerPod*>& selected = selections_->SelectSet(context_, peer, policy_namespace);
+      for (const PeerPod* pod : *scope_) {
+        if (selected.contains(pod)) fn(*pod);
+      }
+      return;
+    }
     if (scope_) {
       for (const PeerPod* pod : *scope_) {
         if (!peer.namespace_selector && policy_namespace) {
@@ -223,7 +230,7 @@ DirectionRules CollectDirectionRules(const PolicyContext& context, const LocalEn
   const ClusterState& cluster = *context.cluster;
   const Labels& labels = local_pod ? local_pod->labels : kNoLabels;
   const RuleBuilder builder(context, direction, local_pod ? local_pod->container_ports : kNoPorts, scope,
-                            scope ? nullptr : selections);
+                            selections);
   DirectionRules out;
 
   // Cluster tier.

@@ -85,4 +85,14 @@ const std::vector<const PeerPod*>& PeerSelectionCache::Select(const PolicyContex
   return selected;
 }
 
+const std::unordered_set<const PeerPod*>& PeerSelectionCache::SelectSet(
+    const PolicyContext& context, const PolicyPeer& peer, const std::optional<std::string>& policy_namespace) {
+  auto [found, inserted] = selection_sets_.try_emplace(SelectionKey(peer, policy_namespace));
+  if (inserted) {
+    const std::vector<const PeerPod*>& selected = Select(context, peer, policy_namespace);
+    found->second.insert(selected.begin(), selected.end());
+  }
+  return found->second;
+}
+
 }  // namespace microseg

@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "model.h"
@@ -26,6 +27,10 @@ class PeerSelectionCache {
   // policy (a podSelector alone then means every namespace).
   const std::vector<const PeerPod*>& Select(const PolicyContext& context, const PolicyPeer& peer,
                                             const std::optional<std::string>& policy_namespace);
+  // The same pods as a set, for peer patches: they ask, endpoint after
+  // endpoint, which of a few pods each selector chooses.
+  const std::unordered_set<const PeerPod*>& SelectSet(const PolicyContext& context, const PolicyPeer& peer,
+                                                      const std::optional<std::string>& policy_namespace);
 
  private:
   struct NamespacePods {
@@ -38,6 +43,7 @@ class PeerSelectionCache {
   std::vector<NamespacePods> namespaces_;
   std::map<std::string, Labels> implicit_labels_;  // namespaces known only by name
   std::map<std::string, std::vector<const PeerPod*>> selections_;  // key: SelectionKey()
+  std::map<std::string, std::unordered_set<const PeerPod*>> selection_sets_;  // key: SelectionKey()
 };
 
 }  // namespace microseg

@@ -25,7 +25,7 @@ std::vector<EndpointUpdate> PlanEndpointUpdates(PolicyEngine& engine, const Poli
       compile_whole(id);
       continue;
     }
-    PeerEntries peers = engine.CompilePeers(id, addresses, work.cidrs.contains(id));
+    PeerEntries peers = engine.CompilePeers(id, addresses, work.cidrs.contains(id), &selections);
     if (!updater.CanPatch(id, peers)) {
       compile_whole(id);
       continue;

@@ -206,7 +206,8 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
 }
 
 PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoint& endpoint,
-                                 const std::set<uint32_t>& addresses, bool with_cidrs) {
+                                 const std::set<uint32_t>& addresses, bool with_cidrs,
+                                 PeerSelectionCache* selections) {
   std::vector<const PeerPod*> scope;
   for (uint32_t address : addresses) {
     const auto keys = context.peers_by_address.find(address);
@@ -218,7 +219,7 @@ PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoi
   out.addresses = addresses;
   EndpointPolicy exact_only;
   for (ms_direction direction : {MS_DIR_INGRESS, MS_DIR_EGRESS}) {
-    const DirectionRules rules = CollectDirectionRules(context, endpoint, pod, direction, nullptr, &scope);
+    const DirectionRules rules = CollectDirectionRules(context, endpoint, pod, direction, nullptr, &scope, selections);
     out.default_action[direction] = DefaultAction(rules);
     DirectionEntries entries;
     entries.exact = CompileExactVerdicts(rules, addresses);

@@ -137,7 +137,8 @@ struct PeerEntries {
 };
 
 PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoint& endpoint,
-                                 const std::set<uint32_t>& addresses, bool with_cidrs = false);
+                                 const std::set<uint32_t>& addresses, bool with_cidrs = false,
+                                 PeerSelectionCache* selections = nullptr);
 
 struct CompiledPolicy {
   MapState maps;  // ms_endpoint.policy_rev is left 0: see StampPolicyRevisions

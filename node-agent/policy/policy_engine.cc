@@ -566,9 +566,9 @@ EndpointPolicy PolicyEngine::Compile(uint32_t endpoint_id, PeerSelectionCache* s
   return CompileEndpointPolicy(context_, endpoints_.at(endpoint_id), selections);
 }
 
-PeerEntries PolicyEngine::CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses,
-                                       bool with_cidrs) const {
-  return CompileEndpointPeers(context_, endpoints_.at(endpoint_id), addresses, with_cidrs);
+PeerEntries PolicyEngine::CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses, bool with_cidrs,
+                                       PeerSelectionCache* selections) const {
+  return CompileEndpointPeers(context_, endpoints_.at(endpoint_id), addresses, with_cidrs, selections);
 }
 
 }  // namespace microseg

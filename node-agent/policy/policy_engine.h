@@ -102,7 +102,8 @@ class PolicyEngine {
   uint64_t compiled_endpoints() const { return compiled_endpoints_; }
   // The endpoint's entries for these peer addresses now (and with
   // `with_cidrs` its LPM entries). Not counted above.
-  PeerEntries CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses, bool with_cidrs = false) const;
+  PeerEntries CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses, bool with_cidrs = false,
+                           PeerSelectionCache* selections = nullptr) const;
 
  private:
   static std::string KeyOf(const Pod& pod);
