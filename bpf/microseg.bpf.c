@@ -615,6 +615,10 @@ static __always_inline __u32 ms_session_continue(struct __sk_buff *skb, int v6, 
 		__u32 verdict = ms_tcp_advance(s, tcp, from_initiator);
 		if (verdict == MS_TCP_RESTART)
 			return verdict;
+		/* Only a segment the state machine accepts confirms a picked-up session. */
+		__u8 awaited = from_initiator ? MS_SESSION_F_AWAITING_INITIATOR : MS_SESSION_F_AWAITING_RESPONDER;
+		if (verdict == MS_CONTINUE && (s->flags & awaited))
+			s->flags &= ~MS_SESSION_F_UNCONFIRMED;
 		ms_session_settle_half_open(s, endpoint_id);
 		if (verdict != MS_CONTINUE)
 			return verdict; /* a dropped segment does not keep the session alive */
@@ -691,11 +695,17 @@ static __always_inline __u32 ms_session_open(struct __sk_buff *skb, int v6,
 			if (ms_reason_is_drop(reason))
 				return reason;
 			s.tcp_state = syn_ack ? MS_TCP_SYN_SENT : MS_TCP_ESTABLISHED;
-			s.flags = MS_SESSION_F_PICKED_UP;
 			ms_tcp_read_window_scale(skb, tcp);
 			__u32 verdict = ms_tcp_advance(&s, tcp, s.direction == dir);
 			if (verdict != MS_CONTINUE)
 				return verdict;
+			/* Unconfirmed until the other side answers: half-open meanwhile (datapath.h). */
+			half_open = ms_half_open_counter(endpoint_id);
+			if (half_open && ms_half_open_cap_reached(half_open))
+				return MS_REASON_DROP_SYN_FLOOD;
+			s.flags |= MS_SESSION_F_PICKED_UP | (half_open ? MS_SESSION_F_HALF_OPEN : 0) |
+				   (s.direction == dir ? MS_SESSION_F_AWAITING_RESPONDER
+						       : MS_SESSION_F_AWAITING_INITIATOR);
 		}
 	} else {
 		if (ms_reason_is_drop(reason))

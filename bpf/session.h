@@ -48,7 +48,7 @@ static __always_inline __u64 ms_now(void)
 	return use_test_clock ? test_clock_ns : bpf_ktime_get_coarse_ns();
 }
 
-static __always_inline __u64 ms_session_timeout_ns(__u8 proto, __u8 tcp_state)
+static __always_inline __u64 ms_session_timeout_ns(__u8 proto, __u8 tcp_state, __u8 session_flags)
 {
 	switch (proto) {
 	case IPPROTO_UDP:
@@ -57,6 +57,8 @@ static __always_inline __u64 ms_session_timeout_ns(__u8 proto, __u8 tcp_state)
 	case IPPROTO_ICMPV6:
 		return session_timeout_icmp_ns;
 	case IPPROTO_TCP:
+		if (session_flags & MS_SESSION_F_UNCONFIRMED)
+			return session_timeout_syn_ns;
 		switch (tcp_state) {
 		case MS_TCP_SYN_SENT:
 		case MS_TCP_SYN_RECV:
@@ -213,10 +215,13 @@ static __always_inline int ms_half_open_cap_reached(const struct ms_half_open *c
 	return ms_half_open_count(counter) >= (__s64)max_half_open_per_endpoint;
 }
 
-/* A half-open session stops counting once it leaves the SYN states. */
+/*
+ * A half-open session stops counting once it leaves the SYN states and, if
+ * it was picked up, once the other side has answered.
+ */
 static __always_inline void ms_session_settle_half_open(struct ms_session *s, __u32 endpoint_id)
 {
-	if (!(s->flags & MS_SESSION_F_HALF_OPEN))
+	if (!(s->flags & MS_SESSION_F_HALF_OPEN) || (s->flags & MS_SESSION_F_UNCONFIRMED))
 		return;
 	if (s->tcp_state == MS_TCP_SYN_SENT || s->tcp_state == MS_TCP_SYN_RECV)
 		return;
@@ -255,7 +260,7 @@ static __always_inline struct ms_session *ms_session_lookup_live(int v6, const u
 	__u64 last_seen = s->last_seen_ns;
 	/* Another CPU may have stamped a later time than our `now`: still live. */
 	if (now > last_seen &&
-	    now - last_seen > ms_session_timeout_ns(ms_session_key_proto(v6, key), s->tcp_state)) {
+	    now - last_seen > ms_session_timeout_ns(ms_session_key_proto(v6, key), s->tcp_state, s->flags)) {
 		ms_session_delete(v6, key, s);
 		return 0;
 	}

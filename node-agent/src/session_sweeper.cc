@@ -96,13 +96,14 @@ template <typename Key>
 bool Expired(const SessionTimeouts& timeouts, const Key& key, const ms_session& session, uint64_t now_ns) {
   if (now_ns <= session.last_seen_ns) return false;
   const auto timeout =
-      static_cast<uint64_t>(absl::ToInt64Nanoseconds(SessionTimeout(timeouts, key.proto, session.tcp_state)));
+      static_cast<uint64_t>(absl::ToInt64Nanoseconds(SessionTimeout(timeouts, key.proto, session.tcp_state, session.flags)));
   return now_ns - session.last_seen_ns > timeout;
 }
 
 }  // namespace
 
-absl::Duration SessionTimeout(const SessionTimeouts& t, uint8_t proto, uint8_t tcp_state) {
+absl::Duration SessionTimeout(const SessionTimeouts& t, uint8_t proto, uint8_t tcp_state,
+                              uint8_t session_flags) {
   switch (proto) {
     case IPPROTO_UDP:
       return t.udp;
@@ -110,6 +111,7 @@ absl::Duration SessionTimeout(const SessionTimeouts& t, uint8_t proto, uint8_t t
     case IPPROTO_ICMPV6:
       return t.icmp;
     case IPPROTO_TCP:
+      if (session_flags & MS_SESSION_F_UNCONFIRMED) return t.tcp_syn;
       switch (tcp_state) {
         case MS_TCP_SYN_SENT:
         case MS_TCP_SYN_RECV:

@@ -34,8 +34,11 @@ struct SessionTimeouts {
   absl::Duration icmp = absl::Seconds(30);
 };
 
-// The timeout the data path applies to a session of `proto` in `tcp_state`.
-absl::Duration SessionTimeout(const SessionTimeouts& timeouts, uint8_t proto, uint8_t tcp_state);
+// The timeout the data path applies to a session of `proto` in `tcp_state`
+// with `session_flags` (MS_SESSION_F_*: an unconfirmed pick-up has the SYN
+// timeout whatever its state).
+absl::Duration SessionTimeout(const SessionTimeouts& timeouts, uint8_t proto, uint8_t tcp_state,
+                              uint8_t session_flags);
 
 // Mirrors the data path's test: idle for longer than the timeout. A session
 // stamped later than `now_ns` (another CPU, a racing packet) is live.

@@ -19,6 +19,7 @@ struct ExpiryCase {
   uint8_t tcp_state;
   uint64_t idle_ns;
   bool expired;
+  uint8_t session_flags = 0;
 };
 
 TEST_CASE("sessions expire after their protocol's and state's timeout", "[sweeper]") {
@@ -42,6 +43,14 @@ TEST_CASE("sessions expire after their protocol's and state's timeout", "[sweepe
       {"UDP at 60 s", IPPROTO_UDP, MS_TCP_NONE, 60 * kSecond, false},
       {"ICMP past 30 s", IPPROTO_ICMP, MS_TCP_NONE, 30 * kSecond + 1, true},
       {"SCTP lives like ESTABLISHED", IPPROTO_SCTP, MS_TCP_NONE, 120 * kSecond, false},
+      {"unconfirmed pick-up (ESTABLISHED) past 30 s", IPPROTO_TCP, MS_TCP_ESTABLISHED,
+       30 * kSecond + 1, true, MS_SESSION_F_PICKED_UP | MS_SESSION_F_AWAITING_RESPONDER},
+      {"unconfirmed pick-up (FIN_WAIT1) past 30 s", IPPROTO_TCP, MS_TCP_FIN_WAIT1, 30 * kSecond + 1,
+       true, MS_SESSION_F_PICKED_UP | MS_SESSION_F_AWAITING_INITIATOR},
+      {"unconfirmed pick-up at 30 s", IPPROTO_TCP, MS_TCP_ESTABLISHED, 30 * kSecond, false,
+       MS_SESSION_F_PICKED_UP | MS_SESSION_F_AWAITING_INITIATOR},
+      {"confirmed pick-up lives like ESTABLISHED", IPPROTO_TCP, MS_TCP_ESTABLISHED, 600 * kSecond,
+       false, MS_SESSION_F_PICKED_UP},
   };
   const uint64_t now = 10'000 * kSecond;
   for (const ExpiryCase& c : cases) {
@@ -50,6 +59,7 @@ TEST_CASE("sessions expire after their protocol's and state's timeout", "[sweepe
                                .peer_port = 0, .proto = c.proto, .pad = {}};
       ms_session session{};
       session.tcp_state = c.tcp_state;
+      session.flags = c.session_flags;
       session.last_seen_ns = now - c.idle_ns;
       CHECK(SessionExpired(timeouts, key, session, now) == c.expired);
     }
@@ -67,8 +77,11 @@ TEST_CASE("a session stamped after the sweeper's clock is live", "[sweeper]") {
 TEST_CASE("configured timeouts are the ones applied", "[sweeper]") {
   SessionTimeouts timeouts;
   timeouts.tcp_established = absl::Seconds(5);
-  CHECK(SessionTimeout(timeouts, IPPROTO_TCP, MS_TCP_ESTABLISHED) == absl::Seconds(5));
-  CHECK(SessionTimeout(timeouts, IPPROTO_TCP, MS_TCP_SYN_SENT) == absl::Seconds(30));
+  timeouts.tcp_syn = absl::Seconds(7);
+  CHECK(SessionTimeout(timeouts, IPPROTO_TCP, MS_TCP_ESTABLISHED, 0) == absl::Seconds(5));
+  CHECK(SessionTimeout(timeouts, IPPROTO_TCP, MS_TCP_SYN_SENT, 0) == absl::Seconds(7));
+  CHECK(SessionTimeout(timeouts, IPPROTO_TCP, MS_TCP_ESTABLISHED, MS_SESSION_F_AWAITING_RESPONDER) ==
+        absl::Seconds(7));
 }
 
 }  // namespace

@@ -663,6 +663,107 @@ TEST_CASE("the half-open cap drops SYNs beyond it, established flows go on",
   CHECK(datapath->half_open(kEndpointId) == kCap);
 }
 
+TEST_CASE("a picked-up session is half-open until the other side answers",
+          "[bpf][privileged][session]") {
+  // Without this, bare ACKs the pod's egress allows would each make an
+  // ESTABLISHED session for an hour, outside the SYN cap.
+  constexpr std::uint32_t kCap = 3;
+  auto datapath = load_with_test_clock(
+      [](microseg_bpf& skeleton) { skeleton.rodata->max_half_open_per_endpoint = kCap; });
+  if (!datapath) return;
+  datapath->set_endpoint(kEndpointId, kBothIsolated, kPod);
+  datapath->put_exact(kEndpointId, MS_DIR_EGRESS, kPeer, kProtoTcp, kPeerPort, MS_ACTION_ALLOW);
+
+  auto pod_ack = [](std::uint16_t pod_port) {
+    return tcp_frame(kPod, kPeer, {.sport = pod_port, .dport = kPeerPort, .seq = 100, .ack = 500,
+                                   .flags = ACK});
+  };
+  auto peer_ack = [](std::uint16_t pod_port) {
+    return tcp_frame(kPeer, kPod, {.sport = kPeerPort, .dport = pod_port, .seq = 500, .ack = 100,
+                                   .flags = ACK});
+  };
+  for (std::uint16_t i = 0; i < kCap; ++i) {
+    check_verdict(*datapath, Program::kFromPod, pod_ack(40000 + i), MS_REASON_ALLOW_POLICY);
+  }
+  CHECK(datapath->half_open(kEndpointId) == kCap);
+  const auto unconfirmed = datapath->session(tcp_key(40000));
+  REQUIRE(unconfirmed);
+  CHECK(unconfirmed->tcp_state == MS_TCP_ESTABLISHED);
+  CHECK(unconfirmed->flags == (MS_SESSION_F_PICKED_UP | MS_SESSION_F_HALF_OPEN |
+                               MS_SESSION_F_AWAITING_RESPONDER));
+  // The ACK flood stops at the cap; nothing is created beyond it.
+  check_verdict(*datapath, Program::kFromPod, pod_ack(40000 + kCap), MS_REASON_DROP_SYN_FLOOD);
+  CHECK(datapath->session_count() == kCap);
+  // More of the same side's segments confirm nothing.
+  check_verdict(*datapath, Program::kFromPod, pod_ack(40001), MS_REASON_ALLOW_SESSION);
+  CHECK(datapath->half_open(kEndpointId) == kCap);
+
+  // The peer answers one: it is a connection, it stops counting.
+  check_verdict(*datapath, Program::kToPod, peer_ack(40000), MS_REASON_ALLOW_SESSION);
+  const auto confirmed = datapath->session(tcp_key(40000));
+  REQUIRE(confirmed);
+  CHECK(confirmed->flags == MS_SESSION_F_PICKED_UP);
+  CHECK(datapath->half_open(kEndpointId) == kCap - 1);
+  check_verdict(*datapath, Program::kFromPod, pod_ack(40000 + kCap), MS_REASON_ALLOW_POLICY);
+  CHECK(datapath->half_open(kEndpointId) == kCap);
+
+  // An answer the state machine refuses (far outside the window) confirms nothing.
+  check_verdict(*datapath, Program::kToPod,
+                tcp_frame(kPeer, kPod, {.sport = kPeerPort, .dport = 40001, .seq = 500,
+                                        .ack = 100 + (1U << 31), .flags = ACK}),
+                MS_REASON_DROP_INVALID_SEQ);
+  CHECK(datapath->session(tcp_key(40001))->flags ==
+        (MS_SESSION_F_PICKED_UP | MS_SESSION_F_HALF_OPEN | MS_SESSION_F_AWAITING_RESPONDER));
+
+  // Unanswered pick-ups take the SYN timeout, not ESTABLISHED's hour; the
+  // answered one lives on.
+  datapath->set_clock(kClockStart + 31 * kSecond);
+  check_verdict(*datapath, Program::kFromPod, pod_ack(40000), MS_REASON_ALLOW_SESSION);
+  check_verdict(*datapath, Program::kFromPod, pod_ack(40001), MS_REASON_ALLOW_POLICY);
+  // 40001 counted again; 40002 and 40003 count until found expired or swept,
+  // like unanswered SYNs.
+  CHECK(datapath->half_open(kEndpointId) == kCap);
+  CHECK(datapath->session(tcp_key(40001))->last_seen_ns == kClockStart + 31 * kSecond);
+}
+
+TEST_CASE("a picked-up SYN-ACK and a picked-up peer segment count until the pod answers",
+          "[bpf][privileged][session]") {
+  constexpr std::uint32_t kCap = 1;
+  auto datapath = load_with_test_clock(
+      [](microseg_bpf& skeleton) { skeleton.rodata->max_half_open_per_endpoint = kCap; });
+  if (!datapath) return;
+  datapath->set_endpoint(kEndpointId, kBothIsolated, kPod);
+  datapath->put_exact(kEndpointId, MS_DIR_EGRESS, kPeer, kProtoTcp, kPeerPort, MS_ACTION_ALLOW);
+
+  SECTION("SYN-ACK") {
+    check_verdict(*datapath, Program::kToPod, segment_of({PEER, SYNACK, 0, 1}),
+                  MS_REASON_ALLOW_POLICY);
+    CHECK(datapath->session(tcp_key())->flags ==
+          (MS_SESSION_F_PICKED_UP | MS_SESSION_F_HALF_OPEN | MS_SESSION_F_AWAITING_INITIATOR));
+    CHECK(datapath->half_open(kEndpointId) == 1);
+    check_verdict(*datapath, Program::kToPod,
+                  tcp_frame(kPeer, kPod, {.sport = kPeerPort, .dport = 7001, .seq = 0, .ack = 1,
+                                          .flags = SYNACK}),
+                  MS_REASON_DROP_SYN_FLOOD);
+    check_verdict(*datapath, Program::kFromPod, segment_of({POD, ACK, 1, 1}),
+                  MS_REASON_ALLOW_SESSION);
+    CHECK(datapath->session(tcp_key())->tcp_state == MS_TCP_ESTABLISHED);
+    CHECK(datapath->session(tcp_key())->flags == MS_SESSION_F_PICKED_UP);
+    CHECK(datapath->half_open(kEndpointId) == 0);
+  }
+  SECTION("the peer's data segment") {
+    check_verdict(*datapath, Program::kToPod, segment_of({PEER, PSHACK, 1, 1, 10}),
+                  MS_REASON_ALLOW_POLICY);
+    CHECK(datapath->session(tcp_key())->flags ==
+          (MS_SESSION_F_PICKED_UP | MS_SESSION_F_HALF_OPEN | MS_SESSION_F_AWAITING_INITIATOR));
+    CHECK(datapath->half_open(kEndpointId) == 1);
+    check_verdict(*datapath, Program::kFromPod, segment_of({POD, ACK, 1, 11}),
+                  MS_REASON_ALLOW_SESSION);
+    CHECK(datapath->half_open(kEndpointId) == 0);
+    CHECK(datapath->session(tcp_key())->flags == MS_SESSION_F_PICKED_UP);
+  }
+}
+
 TEST_CASE("a policy change re-checks live sessions on their next packet",
           "[bpf][privileged][session]") {
   auto datapath = load_with_test_clock();

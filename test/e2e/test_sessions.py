@@ -9,7 +9,11 @@
    --max_half_open_per_endpoint are dropped (syn_flood), the session map
    holds no more half-open sessions of c than the cap, and a's connection to
    b never misses a round trip meanwhile.
-3. A policy change that denies a -> b stops the established connection
+3. An hping3 ACK flood from pod e (egress not isolated) towards an address
+   nobody answers: each bare ACK would be picked up as a session; unanswered
+   pick-ups count against the same cap, so e holds no more sessions than the
+   cap and the rest are dropped (syn_flood).
+4. A policy change that denies a -> b stops the established connection
    (policy_revoked) within one second of the agent applying it.
 Exit 0 = pass, 1 = fail, 77 = skipped (not root, or hping3 missing).
 """
@@ -124,6 +128,7 @@ def run_test(node: Node) -> None:
     b = node.add_pod("x", "b", {"app": "b"}, [TCP_PORT])
     c = node.add_pod("x", "c", {"app": "c"})
     d = node.add_pod("x", "d", {"app": "d"}, [TCP_PORT])
+    e = node.add_pod("x", "e", {"app": "e"})
     apply(node, "10-b.yaml", policy("b-ingress", {"app": "b"}, [{"app": "a"}], [TCP_PORT]), 1)
     apply(node, "20-d.yaml", policy("d-ingress", {"app": "d"}, [{"app": "a"}], [TCP_PORT]), 2)
 
@@ -173,7 +178,29 @@ def run_test(node: Node) -> None:
         ok(f"SYN flood: {flooded:.0f} of {FLOOD_SYNS} SYNs dropped as syn_flood, {len(c_half_open)} half-open "
            f"sessions of c (cap {HALF_OPEN_CAP}), {total} sessions in the map; a -> b never missed a round trip")
 
-        # 3. A change that denies a -> b stops the connection.
+        # 3. ACK flood from e to an address of the pod subnet that no pod has.
+        e_id = endpoint_id(node, e)
+        nobody = f"10.244.{node.subnet_octet}.250"
+        before = node.metrics()
+        seen = client.successes()
+        flood = run(["ip", "netns", "exec", e.netns, "hping3", "-q", "-A", "-p", str(TCP_PORT), "-i", "u300",
+                     "-c", str(FLOOD_SYNS), nobody], check=False, timeout=120)
+        require(flood.returncode in (0, 1), f"hping3 failed ({flood.returncode}): {flood.stderr.strip()}")
+        after = node.metrics()
+        flooded = metric_sum(after, "microseg_packets_total", direction="egress", reason="syn_flood") - \
+            metric_sum(before, "microseg_packets_total", direction="egress", reason="syn_flood")
+        require(flooded >= FLOOD_SYNS - HALF_OPEN_CAP - 50,
+                f"only {flooded:.0f} of {FLOOD_SYNS} unanswered ACKs were dropped as syn_flood")
+        e_sessions = [s for s in sessions(node) if int(s["key"]["endpoint_id"]) == e_id]
+        require(len(e_sessions) <= HALF_OPEN_CAP,
+                f"{len(e_sessions)} sessions of e in the map after its ACK flood, cap {HALF_OPEN_CAP}")
+        require(all(int(s["value"]["flags"]) & MS_SESSION_F_HALF_OPEN for s in e_sessions),
+                "a picked-up session of e that nobody answered does not count as half-open")
+        client.wait_for_successes(seen + 10, 5.0, "a -> b during and after the ACK flood")
+        ok(f"ACK flood: {flooded:.0f} of {FLOOD_SYNS} unanswered ACKs dropped as syn_flood, {len(e_sessions)} "
+           f"sessions of e (cap {HALF_OPEN_CAP}), all counted half-open; a -> b never missed a round trip")
+
+        # 4. A change that denies a -> b stops the connection.
         revoked_before = metric_sum(node.metrics(), "microseg_packets_total", reason="policy_revoked")
         applied_at = apply(node, "10-b.yaml", policy("b-ingress", {"app": "b"}, [{"app": "d"}], [TCP_PORT]), 3)
         failure = wait_until(client.failure, 5, "the connection to break after the policy denied it", interval=0.05)

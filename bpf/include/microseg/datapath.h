@@ -86,7 +86,7 @@ enum ms_reason {
 	MS_REASON_DROP_INVALID_SEQ = 11,  /* TCP data/ACK far outside the tracked window */
 	MS_REASON_DROP_INVALID_RST = 12,  /* TCP RST whose sequence is not in window (RFC 5961) */
 	MS_REASON_DROP_INVALID_TCP_STATE = 13, /* TCP flags impossible in the session's state */
-	MS_REASON_DROP_SYN_FLOOD = 14,    /* the endpoint's cap on half-open sessions is reached */
+	MS_REASON_DROP_SYN_FLOOD = 14,    /* the endpoint's cap on half-open sessions (SYNs, unconfirmed pick-ups) is reached */
 	MS_REASON_DROP_MAP_FULL = 15,     /* the session map cannot take a new, not allow-listed flow, or the
 					   * endpoint is locked down because its policy did not fit (MS_EP_F_LOCKDOWN) */
 	MS_REASON_DROP_MISSED_TAIL_CALL = 16, /* a pipeline stage is missing: fail closed */
@@ -366,6 +366,15 @@ MS_STATIC_ASSERT(sizeof(struct ms_tcp_side) == 16, "ms_tcp_side layout");
 #define MS_SESSION_F_SIMULTANEOUS_OPEN (1U << 2)/* both sides sent a SYN */
 #define MS_SESSION_F_RESPONDER_CLOSED_FIRST (1U << 3)
 #define MS_SESSION_F_REVOKED (1U << 4)          /* the current policy denies it: its packets are dropped */
+/*
+ * A TCP session picked up from one side's packets only (no SYN seen) is
+ * unconfirmed until the other side answers: it counts as half-open and takes
+ * the SYN timeout meanwhile. Otherwise every bare ACK a pod's egress allows
+ * would make an ESTABLISHED session for an hour, outside the SYN cap.
+ */
+#define MS_SESSION_F_AWAITING_RESPONDER (1U << 5) /* picked up from the initiator's side */
+#define MS_SESSION_F_AWAITING_INITIATOR (1U << 6) /* picked up from the responder's side */
+#define MS_SESSION_F_UNCONFIRMED (MS_SESSION_F_AWAITING_RESPONDER | MS_SESSION_F_AWAITING_INITIATOR)
 
 struct ms_session {
 	__u64 last_seen_ns; /* host order: CLOCK_MONOTONIC_COARSE of the last packet (session.h ms_now) */
