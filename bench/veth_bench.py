@@ -10,18 +10,22 @@ removed on exit, on errors and on Ctrl-C.
 
 Policy: both pods are isolated both ways. Pod a may reach pod b on the bench
 ports, plus a port range that brings the exact-match policy map to
---policy-entries entries (NetworkPolicy endPort ranges compile to one exact
-entry per port), so the lookups run against a realistically sized map.
+--policy-entries entries (one port per entry, listed one by one: endPort
+ranges compile to port-interval entries, not to exact ones), so the lookups
+run against a realistically sized map.
 
-Modes, measured alternately in every round so both see the same machine:
+Modes, measured in a rotating order in every round so all see the same machine:
   attached   the programs as the CNI plugin attached them (clsact ingress and
              egress of both host-side veths);
+  noop       the same filters with a `return TC_ACT_OK` program instead
+             (bench/noop.bpf.c): what any TC program costs on this kernel,
+             so attached - noop is microseg's own share;
   detached   the same veths with the two filters removed: no program at all.
 Each round runs `sockperf ping-pong` (UDP and TCP, --full-rtt: RTT, not
 half of it) and `iperf3` (TCP, one stream). Figures are medians over rounds.
 
 Before timing, a probe to a port no policy allows proves the mode: it times
-out when attached (dropped) and is refused when detached (the pod's RST).
+out when attached (dropped) and is refused otherwise (the pod's RST).
 
 A tool, not a test: nothing is asserted about timing. Needs root, sockperf,
 iperf3 (scripts/setup.sh installs them) and a build (ninja -C build).
@@ -66,9 +70,10 @@ def log(message: str) -> None:
 def policies(filler_ports: int) -> list[tuple[str, dict]]:
     bench_ports = [{"protocol": "UDP", "port": SOCKPERF_PORT}, {"protocol": "TCP", "port": SOCKPERF_PORT},
                    {"protocol": "TCP", "port": IPERF_PORT}]
-    # The agent takes endPort ranges of up to 1024 ports, so the filler is chunked.
-    filler = [{"protocol": "TCP", "port": first, "endPort": min(first + 1023, FILLER_FIRST_PORT + filler_ports - 1)}
-              for first in range(FILLER_FIRST_PORT, FILLER_FIRST_PORT + filler_ports, 1024)]
+    # Single ports: an endPort range compiles to port-interval entries and
+    # would leave the exact-match map nearly empty.
+    filler = [{"protocol": "TCP", "port": port}
+              for port in range(FILLER_FIRST_PORT, FILLER_FIRST_PORT + filler_ports)]
     ports = bench_ports + filler
 
     def policy(name: str, selected: str, kind: str, peer: str) -> dict:
@@ -141,9 +146,22 @@ def attach(node: Node) -> None:
                  os.path.join(node.bpffs, "progs", program)])
 
 
+def attach_noop(node: Node, noop_object: str) -> None:
+    """The same filters (hooks, priority, handle) running `return TC_ACT_OK`."""
+    for veth in host_veths(node):
+        for hook in ("ingress", "egress"):
+            run(["tc", "-n", node.node_netns, "filter", "replace", "dev", veth, hook, "prio", FILTER_PRIORITY,
+                 "handle", FILTER_HANDLE, "bpf", "direct-action", "object-file", noop_object, "section", "tc"])
+
+
 def filters_attached(node: Node) -> bool:
     text = "\n".join(node.tc_filters(pod) for pod in node.pods.values())
     return text.count(" name from_pod ") == len(node.pods) and text.count(" name to_pod ") == len(node.pods)
+
+
+def noop_attached(node: Node) -> bool:
+    texts = [node.tc_filters(pod) for pod in node.pods.values()]
+    return all(text.count("noop.bpf.o:[tc]") == 2 for text in texts)
 
 
 def unallowed_port_outcome(client: Pod, server: Pod) -> str:
@@ -198,16 +216,22 @@ def machine() -> str:
 
 
 def measure(node: Node, client: Pod, server: Pod, options: argparse.Namespace) -> dict[str, list[dict]]:
-    results: dict[str, list[dict]] = {"attached": [], "detached": []}
+    modes = ["attached", "noop", "detached"]
+    results: dict[str, list[dict]] = {mode: [] for mode in modes}
     for round_index in range(options.rounds):
-        # Alternate which mode goes first, so a slow start or a trend in the
+        # Rotate which mode goes first, so a slow start or a trend in the
         # machine's load does not always hit the same mode.
-        order = ["attached", "detached"] if round_index % 2 == 0 else ["detached", "attached"]
+        order = modes[round_index % 3:] + modes[:round_index % 3]
         for mode in order:
             if mode == "attached":
                 attach(node)
                 if not filters_attached(node):
                     raise SetupError("the programs are not attached to both host veths:\n"
+                                     + "\n".join(node.tc_filters(pod) for pod in node.pods.values()))
+            elif mode == "noop":
+                attach_noop(node, options.noop_object)
+                if not noop_attached(node):
+                    raise SetupError("the no-op program is not attached to both hooks of both host veths:\n"
                                      + "\n".join(node.tc_filters(pod) for pod in node.pods.values()))
             else:
                 detach(node)
@@ -235,24 +259,27 @@ def median_of(rows: list[dict], test: str, field: str) -> float:
 
 
 def report(results: dict[str, list[dict]], exact_entries: int, options: argparse.Namespace) -> None:
-    attached, detached = results["attached"], results["detached"]
+    attached, noop, detached = results["attached"], results["noop"], results["detached"]
     print(f"veth bench: {options.rounds} rounds x {options.seconds} s per test and mode, medians over rounds; "
           f"{exact_entries} exact policy entries loaded")
     print(f"machine: {machine()}\n")
-    print("| test | figure | no program | microseg attached | difference |")
-    print("|---|---|---:|---:|---:|")
+    print("| test | figure | no program | no-op program | microseg attached | vs no program | vs no-op |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for test, label in (("udp", "sockperf ping-pong UDP"), ("tcp", "sockperf ping-pong TCP")):
         for field, name in (("p50_us", "p50 RTT (us)"), ("p99_us", "p99 RTT (us)"), ("avg_us", "mean RTT (us)")):
-            base, ours = median_of(detached, test, field), median_of(attached, test, field)
-            print(f"| {label} | {name} | {base:.2f} | {ours:.2f} | {ours - base:+.2f} |")
-    base, ours = median_of(detached, "iperf3", "gbit_s"), median_of(attached, "iperf3", "gbit_s")
-    print(f"| iperf3 TCP, 1 stream | throughput (Gbit/s) | {base:.2f} | {ours:.2f} | x{ours / base:.3f} |")
-    print("\nper round (detached / attached):")
-    for mode_rows_index in range(options.rounds):
-        d, a = detached[mode_rows_index], attached[mode_rows_index]
-        print(f"- round {mode_rows_index + 1}: udp p50 {d['udp']['p50_us']:.2f} / {a['udp']['p50_us']:.2f} us, "
-              f"tcp p50 {d['tcp']['p50_us']:.2f} / {a['tcp']['p50_us']:.2f} us, "
-              f"iperf3 {d['iperf3']['gbit_s']:.2f} / {a['iperf3']['gbit_s']:.2f} Gbit/s")
+            base, floor, ours = (median_of(rows, test, field) for rows in (detached, noop, attached))
+            print(f"| {label} | {name} | {base:.2f} | {floor:.2f} | {ours:.2f} | {ours - base:+.2f} | "
+                  f"{ours - floor:+.2f} |")
+    base, floor, ours = (median_of(rows, "iperf3", "gbit_s") for rows in (detached, noop, attached))
+    print(f"| iperf3 TCP, 1 stream | throughput (Gbit/s) | {base:.2f} | {floor:.2f} | {ours:.2f} | "
+          f"x{ours / base:.3f} | x{ours / floor:.3f} |")
+    print("\nper round (detached / no-op / attached):")
+    for i in range(options.rounds):
+        d, n, a = detached[i], noop[i], attached[i]
+        print(f"- round {i + 1}: udp p50 {d['udp']['p50_us']:.2f} / {n['udp']['p50_us']:.2f} / "
+              f"{a['udp']['p50_us']:.2f} us, tcp p50 {d['tcp']['p50_us']:.2f} / {n['tcp']['p50_us']:.2f} / "
+              f"{a['tcp']['p50_us']:.2f} us, iperf3 {d['iperf3']['gbit_s']:.2f} / {n['iperf3']['gbit_s']:.2f} / "
+              f"{a['iperf3']['gbit_s']:.2f} Gbit/s")
 
 
 def exact_entries_loaded(node: Node) -> int:
@@ -263,15 +290,23 @@ def exact_entries_loaded(node: Node) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build-dir", default=os.path.join(REPO, "build"))
+    parser.add_argument("--noop-object", default=None,
+                        help="the no-op TC object (default: bench/noop.bpf.o in the build dir)")
     parser.add_argument("--seconds", type=int, default=5, help="duration of each sockperf/iperf3 run")
-    parser.add_argument("--rounds", type=int, default=3, help="attached/detached rounds; medians are reported")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over the three modes; medians are reported")
     parser.add_argument("--policy-entries", type=int, default=10000,
                         help="exact policy entries to load (split over the two pods), at least 6")
     options = parser.parse_args()
     if options.seconds < 1 or options.rounds < 1 or not 6 <= options.policy_entries <= 60000:
         parser.error("--seconds and --rounds must be >= 1, --policy-entries in [6, 60000]")
 
+    if options.noop_object is None:
+        options.noop_object = os.path.join(options.build_dir, "bench", "noop.bpf.o")
     reason = skip_reason_if_unprivileged()
+    if reason is None and not os.path.isfile(options.noop_object):
+        print(f"veth_bench: no no-op object at {options.noop_object} (ninja -C build microseg_bench_bpf)",
+              file=sys.stderr)
+        return 1
     for tool in ("sockperf", "iperf3"):
         if reason is None and shutil.which(tool) is None:
             reason = f"needs '{tool}' (scripts/setup.sh installs it)"
