@@ -877,23 +877,25 @@ static __always_inline __u32 ms_track_stage(struct __sk_buff *skb, __u32 dir, in
 	__u32 endpoint_id = state->endpoint_id;
 	__u32 policy_rev = state->policy_rev;
 	__u16 endpoint_flags = state->endpoint_flags;
-	struct ms_flow flow = state->flow;
-	struct ms_flow6 flow6;
-	if (v6) {
-		if (!flow.ipv6)
-			return MS_REASON_DROP_MISSED_TAIL_CALL; /* not this family's stage */
-		flow6 = state->flow6;
-	}
+	/*
+	 * Read in place, not copied: the slot is this CPU's for the whole
+	 * packet (a tail call keeps the CPU), and copies of both families'
+	 * flows cost the stage a sixth of its stack.
+	 */
+	const struct ms_flow *flow = &state->flow;
+	const struct ms_flow6 *flow6 = &state->flow6; /* read for IPv6 packets only */
+	if (v6 && !flow->ipv6)
+		return MS_REASON_DROP_MISSED_TAIL_CALL; /* not this family's stage */
 
 	__u64 now = ms_now();
-	if (flow.icmp_kind == MS_ICMP_ERROR && ms_icmp_error_related_any(skb, v6, flow.l4_offset,
-									 endpoint_id, dir, now))
+	if (flow->icmp_kind == MS_ICMP_ERROR && ms_icmp_error_related_any(skb, v6, flow->l4_offset,
+									  endpoint_id, dir, now))
 		return MS_REASON_ALLOW_RELATED;
-	if (!flow.trackable)
+	if (!flow->trackable)
 		return ms_endpoint_locked_down(endpoint_flags)
 			       ? MS_REASON_DROP_MAP_FULL
-			       : ms_flow_verdict(v6, &flow, &flow6, endpoint_id, endpoint_flags, dir);
-	return ms_track(skb, v6, &flow, &flow6, endpoint_id, endpoint_flags, policy_rev, dir, now);
+			       : ms_flow_verdict(v6, flow, flow6, endpoint_id, endpoint_flags, dir);
+	return ms_track(skb, v6, flow, flow6, endpoint_id, endpoint_flags, policy_rev, dir, now);
 }
 
 /* Every program leaves through ms_finish: each packet is counted once. */
