@@ -100,6 +100,7 @@ struct Options {
   bool bloom = false; // also the R6 bloom pre-filter rows
   std::string noop_object = MICROSEG_NOOP_BPF_OBJ;
   std::string walker_object = MICROSEG_FLOW_WALKER_BPF_OBJ;
+  std::string floor_object = MICROSEG_SESSION_FLOOR_BPF_OBJ;
 };
 
 struct Fill {
@@ -301,6 +302,42 @@ ms_session established_session(std::uint64_t now) {
                .wscale = kWindowScale, .flags = kSideFlags, .pad = {}}}};
 }
 
+// Removes the sessions walker flows [first, first + count) of `proto` to
+// `pod_port` made in the session map `fd` (the data path's or the floor's).
+absl::Status delete_new_flow_sessions(int fd, std::uint32_t first, std::uint32_t count,
+                                      std::uint8_t proto, std::uint16_t pod_port) {
+  std::vector<ms_session_key> keys;
+  keys.reserve(count);
+  for (std::uint32_t flow = first; flow < first + count; ++flow) {
+    keys.push_back(session_key(kEndpointId, test::ipv4_net(kPod), new_flow_peer(flow), pod_port,
+                               static_cast<std::uint16_t>(flow & 0xFFFF), proto));
+  }
+  std::uint32_t deleted = static_cast<std::uint32_t>(keys.size());
+  if (bpf_map_delete_batch(fd, keys.data(), &deleted, nullptr) != 0 || deleted != keys.size()) {
+    return errno_status(absl::StrCat("delete new-flow sessions (", deleted, " of ", keys.size(), ")"),
+                        errno);
+  }
+  return absl::OkStatus();
+}
+
+// The fill's sessions (all but the established scenario's): session i.
+ms_session_key fill_session_key(std::uint32_t i) {
+  const std::uint32_t endpoint_id = 1 + i % kFillEndpoints;
+  const std::uint32_t pod_net = cluster_address(0xFF00 + i % kFillEndpoints);
+  return session_key(endpoint_id, pod_net, cluster_address(i), 8080,
+                     static_cast<std::uint16_t>(10000 + (i >> 16)), test::kProtoTcp);
+}
+
+// BPF_F_NO_COMMON_LRU splits max_entries evenly over the possible CPUs and
+// a CPU only takes free slots from its own share; one CPU (ours) may end up
+// holding every session, so each share must fit them all or the LRU would
+// evict (and a new-flow run would time evictions).
+absl::StatusOr<std::uint32_t> session_map_entries(const Fill& fill, std::uint32_t session_headroom) {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return errno_status("libbpf_num_possible_cpus", -cpus);
+  return (fill.sessions + session_headroom + 1024) * static_cast<std::uint32_t>(cpus);
+}
+
 class FilledDatapath {
  public:
   // `session_headroom`: sessions the bench itself will create on top of the fill.
@@ -327,13 +364,8 @@ class FilledDatapath {
         return errno_status("size ms_policy_bloom", -error);
       }
     }
-    const int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0) return errno_status("libbpf_num_possible_cpus", -cpus);
-    // BPF_F_NO_COMMON_LRU splits max_entries evenly over the possible CPUs and
-    // a CPU only takes free slots from its own share; one CPU (ours) may end up
-    // holding every session, so each share must fit them all or the LRU would
-    // evict (and a new-flow run would time evictions).
-    const std::uint32_t sessions_per_cpu = fill.sessions + session_headroom + 1024;
+    auto session_entries = session_map_entries(fill, session_headroom);
+    if (!session_entries.ok()) return session_entries.status();
     struct Sizing {
       bpf_map* map;
       std::uint32_t wanted;
@@ -341,7 +373,7 @@ class FilledDatapath {
         {skeleton->maps.ms_endpoints, kFillEndpoints + 16},
         {skeleton->maps.ms_policy, fill.exact + 1024},
         {skeleton->maps.ms_policy_lpm, fill.lpm + 64},  // + port-range lookup prefixes
-        {skeleton->maps.ms_sessions, sessions_per_cpu * static_cast<std::uint32_t>(cpus)},
+        {skeleton->maps.ms_sessions, *session_entries},
     };
     for (const Sizing& sizing : sizings) {
       if (bpf_map__max_entries(sizing.map) >= sizing.wanted) continue;
@@ -392,17 +424,10 @@ class FilledDatapath {
   // starts from the fill again.
   absl::Status forget_new_flows(std::uint32_t first, std::uint32_t count, std::uint8_t proto,
                                 std::uint16_t pod_port) {
-    std::vector<ms_session_key> keys;
-    keys.reserve(count);
-    for (std::uint32_t flow = first; flow < first + count; ++flow) {
-      keys.push_back(session_key(kEndpointId, test::ipv4_net(kPod), new_flow_peer(flow), pod_port,
-                                 static_cast<std::uint16_t>(flow & 0xFFFF), proto));
-    }
-    const int fd = bpf_map__fd(skeleton_->maps.ms_sessions);
-    std::uint32_t deleted = static_cast<std::uint32_t>(keys.size());
-    if (bpf_map_delete_batch(fd, keys.data(), &deleted, nullptr) != 0 || deleted != keys.size()) {
-      return errno_status(absl::StrCat("delete new-flow sessions (", deleted, " of ", keys.size(), ")"),
-                          errno);
+    if (auto status = delete_new_flow_sessions(bpf_map__fd(skeleton_->maps.ms_sessions), first,
+                                               count, proto, pod_port);
+        !status.ok()) {
+      return status;
     }
     const std::uint32_t endpoint = kEndpointId;
     bpf_map__delete_elem(skeleton_->maps.ms_half_open, &endpoint, sizeof(endpoint), 0);
@@ -568,15 +593,7 @@ class FilledDatapath {
     const std::uint64_t now = monotonic_ns();
     const ms_session session = established_session(now);
     for (std::uint32_t i = 0; i + 1 < fill.sessions; ++i) {
-      const std::uint32_t endpoint_id = 1 + i % kFillEndpoints;
-      const std::uint32_t pod_net = cluster_address(0xFF00 + i % kFillEndpoints);
-      if (auto status = put_session(session_key(endpoint_id, pod_net, cluster_address(i), 8080,
-                                                static_cast<std::uint16_t>(10000 + (i >> 16)),
-                                                test::kProtoTcp),
-                                    session);
-          !status.ok()) {
-        return status;
-      }
+      if (auto status = put_session(fill_session_key(i), session); !status.ok()) return status;
     }
     // The session the established scenarios hit, inserted last so it is the
     // most recently used entry of the LRU, as a live flow's would be.
@@ -728,6 +745,127 @@ absl::StatusOr<Row> measure(FilledDatapath& datapath, const Helpers& helpers, co
   return Row{fill.name, scenario.name, scenario.path, median(datapath_ns), median(noop_ns)};
 }
 
+// ---- the kernel's floor under a new flow ----
+
+// Mirrors struct floor_counts of bench/session_floor.bpf.c.
+struct FloorCounts {
+  std::uint64_t inserts;
+  std::uint64_t hits;
+  std::uint64_t failures;
+};
+
+// bench/session_floor.bpf.c with its session map sized and filled like the
+// data path's for `fill`, with room for `headroom` new flows.
+class SessionFloor {
+ public:
+  static absl::StatusOr<std::unique_ptr<SessionFloor>> load(const std::string& path, const Fill& fill,
+                                                            std::uint32_t headroom) {
+    bpf_object* object = bpf_object__open_file(path.c_str(), nullptr);
+    if (object == nullptr) return errno_status(absl::StrCat("open ", path), errno);
+    std::unique_ptr<SessionFloor> floor(new SessionFloor(object));
+    bpf_map* sessions = bpf_object__find_map_by_name(object, "floor_sessions");
+    if (sessions == nullptr) return absl::NotFoundError(absl::StrCat(path, " has no floor_sessions"));
+    auto entries = session_map_entries(fill, headroom);
+    if (!entries.ok()) return entries.status();
+    if (int error = bpf_map__set_max_entries(sessions, *entries); error != 0) {
+      return errno_status("size floor_sessions", -error);
+    }
+    if (int error = bpf_object__load(object); error != 0) {
+      return errno_status(absl::StrCat("load ", path), -error);
+    }
+    floor->sessions_fd_ = bpf_map__fd(sessions);
+    const ms_session session = established_session(monotonic_ns());
+    for (std::uint32_t i = 0; i < fill.sessions; ++i) {
+      const ms_session_key key = fill_session_key(i);
+      if (bpf_map_update_elem(floor->sessions_fd_, &key, &session, BPF_NOEXIST) != 0) {
+        return errno_status("fill floor_sessions", errno);
+      }
+    }
+    return floor;
+  }
+  ~SessionFloor() { bpf_object__close(object_); }
+  SessionFloor(const SessionFloor&) = delete;
+  SessionFloor& operator=(const SessionFloor&) = delete;
+
+  int program_fd() const {
+    const bpf_program* program = bpf_object__find_program_by_name(object_, "session_floor");
+    return program == nullptr ? -1 : bpf_program__fd(program);
+  }
+  int sessions_fd() const { return sessions_fd_; }
+
+  absl::StatusOr<FloorCounts> counts() const {
+    const int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) return errno_status("libbpf_num_possible_cpus", -cpus);
+    std::vector<FloorCounts> per_cpu(static_cast<std::size_t>(cpus));
+    const std::uint32_t zero = 0;
+    const int fd = bpf_object__find_map_fd_by_name(object_, "floor_counts");
+    if (bpf_map_lookup_elem(fd, &zero, per_cpu.data()) != 0) return errno_status("floor_counts", errno);
+    FloorCounts total{};
+    for (const FloorCounts& counts : per_cpu) {
+      total.inserts += counts.inserts;
+      total.hits += counts.hits;
+      total.failures += counts.failures;
+    }
+    return total;
+  }
+
+ private:
+  explicit SessionFloor(bpf_object* object) : object_(object) {}
+  bpf_object* object_;
+  int sessions_fd_ = -1;
+};
+
+// The floor row: `scenario` (a walked new-flow scenario) through the floor
+// program instead of the data path. Every repetition must be exactly one
+// miss and one insert; the inserted sessions are removed after each run.
+absl::StatusOr<Row> measure_session_floor(const Helpers& helpers, const Fill& fill,
+                                          const Scenario& scenario, const Options& options) {
+  auto floor = SessionFloor::load(options.floor_object, fill, options.repeat);
+  if (!floor.ok()) return floor.status();
+  const int floor_fd = (*floor)->program_fd();
+  if (floor_fd < 0) return absl::NotFoundError("the floor object has no session_floor program");
+  auto run_floor = [&](std::uint32_t repeat) -> absl::StatusOr<TestRun> {
+    auto before = (*floor)->counts();
+    if (!before.ok()) return before.status();
+    if (auto status = helpers.aim_walker(floor_fd); !status.ok()) return status;
+    auto timed = test_run(helpers.walker_fd(), scenario.frame, repeat);
+    if (!timed.ok()) return timed.status();
+    auto after = (*floor)->counts();
+    if (!after.ok()) return after.status();
+    if (timed->retval != TC_ACT_OK || after->inserts - before->inserts != repeat ||
+        after->hits != before->hits || after->failures != before->failures) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "session floor: ", after->inserts - before->inserts, " inserts, ", after->hits - before->hits,
+          " hits, ", after->failures - before->failures, " failures for ", repeat,
+          " new flows (TC action ", timed->retval, ")"));
+    }
+    if (auto status = delete_new_flow_sessions((*floor)->sessions_fd(), 0, repeat, scenario.walk_proto,
+                                               scenario.walk_port);
+        !status.ok()) {
+      return status;
+    }
+    return timed;
+  };
+  if (auto probe = run_floor(1); !probe.ok()) return probe.status();
+  std::vector<double> floor_ns;
+  std::vector<double> noop_ns;
+  for (std::uint32_t run = 0; run <= options.runs; ++run) {  // run 0: warm-up pair
+    if (auto status = helpers.aim_walker(helpers.noop_fd()); !status.ok()) return status;
+    auto baseline = test_run(helpers.walker_fd(), scenario.frame, options.repeat);
+    if (!baseline.ok()) return baseline.status();
+    auto timed = run_floor(options.repeat);
+    if (!timed.ok()) return timed.status();
+    if (run != 0) {
+      noop_ns.push_back(baseline->duration_ns);
+      floor_ns.push_back(timed->duration_ns);
+    }
+  }
+  return Row{fill.name, absl::StrCat("floor: ", scenario.name),
+             "session-map miss + insert only (same map type, flags, size, key, value and fill); no "
+             "data path",
+             median(floor_ns), median(noop_ns)};
+}
+
 // ---- command line ----
 
 absl::StatusOr<std::uint32_t> parse_count(const std::string& flag, const std::string& text,
@@ -743,13 +881,14 @@ absl::StatusOr<std::uint32_t> parse_count(const std::string& flag, const std::st
 
 constexpr const char* kUsage =
     "usage: microseg-datapath-bench [--repeat N] [--runs N] [--only TEXT] [--bloom]\n"
-    "                               [--noop-object PATH] [--walker-object PATH]\n"
+    "                               [--noop-object PATH] [--walker-object PATH] [--floor-object PATH]\n"
     "  --repeat N         BPF_PROG_TEST_RUN repeat count per timed run (default 1000000)\n"
     "  --runs N           timed runs per scenario; the median is reported (default 5)\n"
     "  --only TEXT        only scenarios whose name contains TEXT (e.g. for perf)\n"
     "  --bloom            also the rows with the R6 bloom pre-filter on (k = 1, 3, 5)\n"
     "  --noop-object P    the baseline no-op TC object (default: built with this binary)\n"
     "  --walker-object P  the new-flow walker TC object (default: built with this binary)\n"
+    "  --floor-object P   the session-map floor TC object (default: built with this binary)\n"
     "Needs root (CAP_BPF + CAP_NET_ADMIN). Prints a markdown table.\n";
 
 absl::StatusOr<Options> parse_options(int argc, char** argv) {
@@ -781,6 +920,9 @@ absl::StatusOr<Options> parse_options(int argc, char** argv) {
       continue;
     } else if (flag == "--walker-object") {
       options.walker_object = value;
+      continue;
+    } else if (flag == "--floor-object") {
+      options.floor_object = value;
       continue;
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag '", flag, "'\n", kUsage));
@@ -909,6 +1051,13 @@ absl::Status run(const Options& options) {
                               *helpers, options);
       !status.ok()) {
     return status;
+  }
+  // The kernel's floor under the new-flow rows: the same walk through a
+  // program that only misses and inserts in a session map like ours.
+  if (absl::StrCat("floor: ", new_udp.name).find(options.only) != std::string::npos) {
+    auto floor = measure_session_floor(*helpers, large, new_udp, options);
+    if (!floor.ok()) return floor.status();
+    print_row(*floor);
   }
   if (auto status = run_block(small, 0, {&established, &denied_syn}, *helpers, options);
       !status.ok()) {
