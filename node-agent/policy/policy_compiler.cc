@@ -205,15 +205,22 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
   return out;
 }
 
-PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoint& endpoint,
-                                 const std::set<uint32_t>& addresses, bool with_cidrs,
-                                 PeerSelectionCache* selections) {
-  std::vector<const PeerPod*> scope;
+std::vector<const PeerPod*> PeersAt(const PolicyContext& context, const std::set<uint32_t>& addresses) {
+  std::vector<const PeerPod*> pods;
   for (uint32_t address : addresses) {
     const auto keys = context.peers_by_address.find(address);
     if (keys == context.peers_by_address.end()) continue;
-    for (const std::string& key : keys->second) scope.push_back(&context.peers.at(key));
+    for (const std::string& key : keys->second) pods.push_back(&context.peers.at(key));
   }
+  return pods;
+}
+
+PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoint& endpoint,
+                                 const std::set<uint32_t>& addresses, bool with_cidrs,
+                                 PeerSelectionCache* selections) {
+  std::vector<const PeerPod*> own_scope;
+  if (!selections) own_scope = PeersAt(context, addresses);
+  const std::vector<const PeerPod*>& scope = selections ? selections->PeersAt(context, addresses) : own_scope;
   const Pod* pod = FindPod(*context.cluster, endpoint);
   PeerEntries out;
   out.addresses = addresses;

@@ -136,6 +136,9 @@ struct PeerEntries {
   std::array<ms_action, MS_DIR_MAX> default_action{};
 };
 
+// The peer pods with one of these (host order) IPv4 addresses: a peer patch's scope.
+std::vector<const PeerPod*> PeersAt(const PolicyContext& context, const std::set<uint32_t>& addresses);
+
 PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoint& endpoint,
                                  const std::set<uint32_t>& addresses, bool with_cidrs = false,
                                  PeerSelectionCache* selections = nullptr);
