@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <cstring>
+#include <random>
+
 #include "fake_map_writer.h"
 #include "map_state.h"
 #include "test_helpers.h"
@@ -68,6 +71,39 @@ MapState After() {
   state.lpm[LpmKey(1, 0x010a, 16)] = Value(MS_ACTION_ALLOW, 3);                           // flipped
   state.lpm[LpmKey(4, 0, 0)] = Value(MS_ACTION_ALLOW, 8);                                 // new
   return state;
+}
+
+// Keys whose bytes come from {0, 1, 0x80, 0xff}: long equal prefixes, and
+// bytes that differ in their sign bit or only in their low bit.
+template <typename Key>
+void CheckBytewiseLessIsMemcmpOrder(std::mt19937& random) {
+  const unsigned char kBytes[] = {0x00, 0x01, 0x80, 0xff};
+  std::uniform_int_distribution<int> pick(0, 3);
+  for (int round = 0; round < 20000; ++round) {
+    Key a{};
+    Key b{};
+    auto* x = reinterpret_cast<unsigned char*>(&a);
+    auto* y = reinterpret_cast<unsigned char*>(&b);
+    for (size_t i = 0; i < sizeof(Key); ++i) x[i] = y[i] = kBytes[pick(random)];
+    const size_t from = static_cast<size_t>(random() % sizeof(Key));  // b differs from there on
+    for (size_t i = from; i < sizeof(Key); ++i) y[i] = kBytes[pick(random)];
+    INFO("key size " << sizeof(Key) << ", round " << round);
+    REQUIRE(BytewiseLess<Key>{}(a, b) == (std::memcmp(&a, &b, sizeof(Key)) < 0));
+    REQUIRE(BytewiseLess<Key>{}(b, a) == (std::memcmp(&b, &a, sizeof(Key)) < 0));
+  }
+}
+
+TEST_CASE("BytewiseLess orders keys like memcmp", "[map_state]") {
+  std::mt19937 random(7);
+  CheckBytewiseLessIsMemcmpOrder<ms_policy_key>(random);   // 12 bytes: one word of 8, one of 4
+  CheckBytewiseLessIsMemcmpOrder<ms_lpm_key>(random);      // 16
+  CheckBytewiseLessIsMemcmpOrder<ms_policy6_key>(random);  // 24
+  CheckBytewiseLessIsMemcmpOrder<ms_lpm6_key>(random);     // 28
+  CheckBytewiseLessIsMemcmpOrder<uint32_t>(random);        // no 8-byte word
+  struct ThreeBytes {
+    unsigned char bytes[3];
+  };
+  CheckBytewiseLessIsMemcmpOrder<ThreeBytes>(random);      // bytes only
 }
 
 TEST_CASE("DiffMapState emits only the entries that differ", "[map_state]") {
