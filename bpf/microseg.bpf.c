@@ -208,6 +208,8 @@ static __always_inline __u32 ms_unjudgeable_reason(__u32 mode, __u32 drop_reason
 
 #include "session.h"
 #include "ipv6.h"
+/* Reports of flows only an Audit policy lets through. */
+#include "audit_events.h"
 
 static __always_inline __u32 ms_verdict_of(__u32 reason)
 {
@@ -375,11 +377,13 @@ static __always_inline int ms_policy_exact_may_match(__u32 endpoint_id, __u32 pe
 	return bpf_map_peek_elem(&ms_policy_bloom, &element) == 0;
 }
 
-/* The reason a policy map entry gives; -1 when there is none. */
-static __always_inline int ms_policy_value_reason(const struct ms_policy_value *value)
+/* The reason a policy map entry gives, its rule in *rule_id; -1 when there is none. */
+static __always_inline int ms_policy_value_reason(const struct ms_policy_value *value,
+						  __u32 *rule_id)
 {
 	if (!value)
 		return -1;
+	*rule_id = value->rule_id;
 	if (value->action == MS_ACTION_ALLOW)
 		return MS_REASON_ALLOW_POLICY;
 	if (value->action == MS_ACTION_ALLOW_AUDIT)
@@ -389,7 +393,7 @@ static __always_inline int ms_policy_value_reason(const struct ms_policy_value *
 
 /* Exact-match lookup for a peer pod address: -1 no entry, else its reason. */
 static __always_inline int ms_policy_exact_reason(__u32 endpoint_id, __u32 peer, __u8 proto,
-						  __u16 port, __u32 dir)
+						  __u16 port, __u32 dir, __u32 *rule_id)
 {
 	struct ms_policy_key key = {
 		.endpoint_id = endpoint_id,
@@ -398,12 +402,12 @@ static __always_inline int ms_policy_exact_reason(__u32 endpoint_id, __u32 peer,
 		.proto = proto,
 		.direction = dir,
 	};
-	return ms_policy_value_reason(bpf_map_lookup_elem(&ms_policy, &key));
+	return ms_policy_value_reason(bpf_map_lookup_elem(&ms_policy, &key), rule_id);
 }
 
 /* CIDR lookup: -1 no entry, else its reason (an ipBlock `except` denies). */
 static __always_inline int ms_policy_lpm_reason(__u32 endpoint_id, __u32 peer, __u8 proto,
-						__u16 port, __u32 dir)
+						__u16 port, __u32 dir, __u32 *rule_id)
 {
 	struct ms_lpm_key key = {
 		.prefixlen = MS_LPM_FIXED_BITS + 32,
@@ -413,12 +417,12 @@ static __always_inline int ms_policy_lpm_reason(__u32 endpoint_id, __u32 peer, _
 		.port = port,
 		.peer_ipv4 = peer,
 	};
-	return ms_policy_value_reason(bpf_map_lookup_elem(&ms_policy_lpm, &key));
+	return ms_policy_value_reason(bpf_map_lookup_elem(&ms_policy_lpm, &key), rule_id);
 }
 
 /* IPv6 twins of the two lookups above, on ms_policy6 / ms_policy6_lpm. */
 static __always_inline int ms_policy6_exact_reason(__u32 endpoint_id, const __u32 *peer, __u8 proto,
-						   __u16 port, __u32 dir)
+						   __u16 port, __u32 dir, __u32 *rule_id)
 {
 	struct ms_policy6_key key = {
 		.endpoint_id = endpoint_id,
@@ -427,11 +431,11 @@ static __always_inline int ms_policy6_exact_reason(__u32 endpoint_id, const __u3
 		.direction = dir,
 	};
 	__builtin_memcpy(key.peer_ipv6, peer, sizeof(key.peer_ipv6));
-	return ms_policy_value_reason(bpf_map_lookup_elem(&ms_policy6, &key));
+	return ms_policy_value_reason(bpf_map_lookup_elem(&ms_policy6, &key), rule_id);
 }
 
 static __always_inline int ms_policy6_lpm_reason(__u32 endpoint_id, const __u32 *peer, __u8 proto,
-						 __u16 port, __u32 dir)
+						 __u16 port, __u32 dir, __u32 *rule_id)
 {
 	struct ms_lpm6_key key = {
 		.prefixlen = MS_LPM_FIXED_BITS + 128,
@@ -441,18 +445,19 @@ static __always_inline int ms_policy6_lpm_reason(__u32 endpoint_id, const __u32 
 		.port = port,
 	};
 	__builtin_memcpy(key.peer_ipv6, peer, sizeof(key.peer_ipv6));
-	return ms_policy_value_reason(bpf_map_lookup_elem(&ms_policy6_lpm, &key));
+	return ms_policy_value_reason(bpf_map_lookup_elem(&ms_policy6_lpm, &key), rule_id);
 }
 
 /* The family's exact (lpm = 0) or CIDR (lpm = 1) lookup; `v6` and `lpm` are constants. */
 static __always_inline int ms_policy_reason(int v6, int lpm, __u32 endpoint_id, __u32 peer4,
-					    const __u32 *peer6, __u8 proto, __u16 port, __u32 dir)
+					    const __u32 *peer6, __u8 proto, __u16 port, __u32 dir,
+					    __u32 *rule_id)
 {
 	if (v6)
-		return lpm ? ms_policy6_lpm_reason(endpoint_id, peer6, proto, port, dir)
-			   : ms_policy6_exact_reason(endpoint_id, peer6, proto, port, dir);
-	return lpm ? ms_policy_lpm_reason(endpoint_id, peer4, proto, port, dir)
-		   : ms_policy_exact_reason(endpoint_id, peer4, proto, port, dir);
+		return lpm ? ms_policy6_lpm_reason(endpoint_id, peer6, proto, port, dir, rule_id)
+			   : ms_policy6_exact_reason(endpoint_id, peer6, proto, port, dir, rule_id);
+	return lpm ? ms_policy_lpm_reason(endpoint_id, peer4, proto, port, dir, rule_id)
+		   : ms_policy_exact_reason(endpoint_id, peer4, proto, port, dir, rule_id);
 }
 
 /*
@@ -481,6 +486,12 @@ static __always_inline __u16 ms_policy_port(int v6, const struct ms_flow *flow)
 	return flow->proto == (v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP) ? 0 : bpf_ntohs(flow->dport);
 }
 
+/* May the endpoint's LPM map hold an entry of the (proto, port) key shape? */
+static __always_inline int ms_lpm_shape_present(__u8 lpm_absent, __u32 dir, __u8 proto, __u16 port)
+{
+	return (lpm_absent & ms_lpm_shape_bit(dir, proto, port)) == 0;
+}
+
 /*
  * Most specific first: (proto, port), (proto, the port's endPort interval),
  * (proto, any port), (any proto, any port), exact map before LPM; a
@@ -490,17 +501,13 @@ static __always_inline __u16 ms_policy_port(int v6, const struct ms_flow *flow)
  * (`lpm_absent`, the flow's family's hints; never the interval steps). The
  * first entry decides (the agent compiled every policy tier into it); none:
  * the endpoint's default for the direction. IPv6 flows (`v6`, addresses in
- * `addrs6`) take the same steps on the *6 maps.
+ * `addrs6`) take the same steps on the *6 maps. The deciding entry's rule
+ * goes to *rule_id (untouched on a miss).
  */
-/* May the endpoint's LPM map hold an entry of the (proto, port) key shape? */
-static __always_inline int ms_lpm_shape_present(__u8 lpm_absent, __u32 dir, __u8 proto, __u16 port)
-{
-	return (lpm_absent & ms_lpm_shape_bit(dir, proto, port)) == 0;
-}
-
 static __always_inline __u32 ms_policy_verdict(int v6, const struct ms_flow *flow,
 					       const struct ms_flow6 *addrs6, __u32 endpoint_id,
-					       __u32 dir, int isolated, int has_ranges, __u8 lpm_absent)
+					       __u32 dir, int isolated, int has_ranges, __u8 lpm_absent,
+					       __u32 *rule_id)
 {
 	__u32 peer = 0;
 	const __u32 *peer6 = 0;
@@ -519,26 +526,26 @@ static __always_inline __u32 ms_policy_verdict(int v6, const struct ms_flow *flo
 	/* The bloom pre-filter covers ms_policy only. */
 	int exact_may_match = v6 || ms_policy_exact_may_match(endpoint_id, peer, dir);
 	if (exact_may_match)
-		reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, proto, port, dir);
+		reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, proto, port, dir, rule_id);
 	/* Only when the exact port did not decide: an exact hit pays nothing for ranges. */
 	if (reason < 0 && has_ranges && port != 0)
 		interval = ms_port_interval(endpoint_id, proto, port, dir);
 	if (exact_may_match) {
 		if (reason < 0 && interval)
-			reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, proto, interval, interval_dir);
+			reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, proto, interval, interval_dir, rule_id);
 		if (reason < 0 && try_proto_any_port)
-			reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, proto, 0, dir);
+			reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, proto, 0, dir, rule_id);
 		if (reason < 0 && try_any_proto)
-			reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, 0, 0, dir);
+			reason = ms_policy_reason(v6, 0, endpoint_id, peer, peer6, 0, 0, dir, rule_id);
 	}
 	if (reason < 0 && ms_lpm_shape_present(lpm_absent, dir, proto, port))
-		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, port, dir);
+		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, port, dir, rule_id);
 	if (reason < 0 && interval)
-		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, interval, interval_dir);
+		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, interval, interval_dir, rule_id);
 	if (reason < 0 && try_proto_any_port && ms_lpm_shape_present(lpm_absent, dir, proto, 0))
-		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, 0, dir);
+		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, proto, 0, dir, rule_id);
 	if (reason < 0 && try_any_proto && ms_lpm_shape_present(lpm_absent, dir, 0, 0))
-		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, 0, 0, dir);
+		reason = ms_policy_reason(v6, 1, endpoint_id, peer, peer6, 0, 0, dir, rule_id);
 	if (reason < 0)
 		return isolated ? MS_REASON_DROP_POLICY : MS_REASON_ALLOW_NOT_ISOLATED;
 	return reason;
@@ -550,22 +557,26 @@ static __always_inline __u32 ms_policy_verdict(int v6, const struct ms_flow *flo
  */
 #define MS_LPM_ABSENT_OF(endpoint_flags) ((__u8)((endpoint_flags) >> 8))
 
-/* The verdict of policy alone on a new flow in `dir` (isolation included). */
+/*
+ * The verdict of policy alone on a new flow in `dir` (isolation included);
+ * the deciding entry's rule id in *rule_id, 0 when no entry decided.
+ */
 static __always_inline __u32 ms_flow_verdict(int v6, const struct ms_flow *flow,
 					     const struct ms_flow6 *addrs6, __u32 endpoint_id,
-					     __u16 endpoint_flags, __u32 dir)
+					     __u16 endpoint_flags, __u32 dir, __u32 *rule_id)
 {
 	__u8 isolation_bit =
 		dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_ISOLATED : MS_EP_F_EGRESS_ISOLATED;
 	__u8 lookup_bit = dir == MS_DIR_INGRESS ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
 	int isolated = (endpoint_flags & isolation_bit) != 0;
+	*rule_id = 0;
 	/* Not isolated: allowed, and tracked: the reply may enter an isolated direction. */
 	if (!isolated && !(endpoint_flags & lookup_bit))
 		return MS_REASON_ALLOW_NOT_ISOLATED;
 	/* The policy generation the entry's one read of the flags named. */
 	return ms_policy_verdict(v6, flow, addrs6, ms_policy_id(endpoint_id, endpoint_flags), dir,
 				 isolated, (endpoint_flags & MS_EP_F_PORT_RANGES) != 0,
-				 MS_LPM_ABSENT_OF(endpoint_flags));
+				 MS_LPM_ABSENT_OF(endpoint_flags), rule_id);
 }
 
 /* ---- session tracking: what a packet of a trackable flow does ---- */
@@ -595,8 +606,9 @@ static __always_inline __u32 ms_session_continue(struct __sk_buff *skb, int v6, 
 		struct ms_flow initiator = {};
 		struct ms_flow6 initiator6;
 		ms_session_initiator_flow(v6, key, s->direction, &initiator, &initiator6);
+		__u32 rule_id; /* a re-check reports nothing: the session was reported when it opened */
 		if (ms_reason_is_drop(ms_flow_verdict(v6, &initiator, &initiator6, endpoint_id,
-						      endpoint_flags, s->direction)))
+						      endpoint_flags, s->direction, &rule_id)))
 			ms_session_revoke(s, endpoint_id);
 		else
 			s->flags &= ~MS_SESSION_F_REVOKED; /* allowed again */
@@ -640,7 +652,9 @@ static __always_inline __u32 ms_session_open(struct __sk_buff *skb, int v6,
 					     __u16 endpoint_flags, __u32 policy_rev, __u32 dir,
 					     __u64 now)
 {
-	__u32 reason = ms_flow_verdict(v6, flow, addrs6, endpoint_id, endpoint_flags, dir);
+	__u32 rule_id;
+	__u32 reason = ms_flow_verdict(v6, flow, addrs6, endpoint_id, endpoint_flags, dir, &rule_id);
+	__u16 verdict_port = ms_policy_port(v6, flow);
 	struct ms_session s = {
 		.last_seen_ns = now,
 		.policy_rev = policy_rev,
@@ -680,17 +694,23 @@ static __always_inline __u32 ms_session_open(struct __sk_buff *skb, int v6,
 				__builtin_memcpy(reversed6.saddr, addrs6->daddr, sizeof(reversed6.saddr));
 				__builtin_memcpy(reversed6.daddr, addrs6->saddr, sizeof(reversed6.daddr));
 			}
+			__u32 reverse_rule_id;
 			__u32 reverse_reason = ms_flow_verdict(v6, &reversed, &reversed6, endpoint_id,
-							       endpoint_flags, reverse_dir);
+							       endpoint_flags, reverse_dir, &reverse_rule_id);
 			int syn_ack = (tcp->flags & MS_TCP_SYN) != 0;
 			/* A SYN-ACK answers the receiver's SYN: the receiver opened it. */
 			if (syn_ack) {
 				s.direction = reverse_dir;
-				if (!ms_reason_is_drop(reverse_reason))
+				if (!ms_reason_is_drop(reverse_reason)) {
 					reason = reverse_reason;
+					rule_id = reverse_rule_id;
+					verdict_port = bpf_ntohs(flow->sport);
+				}
 			} else if (ms_reason_is_drop(reason)) {
 				s.direction = reverse_dir;
 				reason = reverse_reason;
+				rule_id = reverse_rule_id;
+				verdict_port = bpf_ntohs(flow->sport);
 			}
 			if (ms_reason_is_drop(reason))
 				return reason;
@@ -728,6 +748,9 @@ static __always_inline __u32 ms_session_open(struct __sk_buff *skb, int v6,
 	 */
 	if (ms_session_insert(v6, key, &s, half_open) == MS_SESSION_INSERT_OVER_CAP)
 		return MS_REASON_DROP_SYN_FLOOD;
+	if (reason == MS_REASON_ALLOW_AUDIT)
+		ms_audit_report(v6, flow, addrs6, endpoint_id, endpoint_flags, policy_rev, dir,
+				s.direction, verdict_port, rule_id, now);
 	return reason;
 }
 
@@ -891,10 +914,18 @@ static __always_inline __u32 ms_track_stage(struct __sk_buff *skb, __u32 dir, in
 	if (flow->icmp_kind == MS_ICMP_ERROR && ms_icmp_error_related_any(skb, v6, flow->l4_offset,
 									  endpoint_id, dir, now))
 		return MS_REASON_ALLOW_RELATED;
-	if (!flow->trackable)
-		return ms_endpoint_locked_down(endpoint_flags)
-			       ? MS_REASON_DROP_MAP_FULL
-			       : ms_flow_verdict(v6, flow, flow6, endpoint_id, endpoint_flags, dir);
+	if (!flow->trackable) {
+		if (ms_endpoint_locked_down(endpoint_flags))
+			return MS_REASON_DROP_MAP_FULL;
+		/* No session to remember it by: each such packet is a new flow of its own. */
+		__u32 rule_id;
+		__u32 reason = ms_flow_verdict(v6, flow, flow6, endpoint_id, endpoint_flags, dir,
+					       &rule_id);
+		if (reason == MS_REASON_ALLOW_AUDIT)
+			ms_audit_report(v6, flow, flow6, endpoint_id, endpoint_flags, policy_rev, dir,
+					dir, ms_policy_port(v6, flow), rule_id, now);
+		return reason;
+	}
 	return ms_track(skb, v6, flow, flow6, endpoint_id, endpoint_flags, policy_rev, dir, now);
 }
 

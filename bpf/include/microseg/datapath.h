@@ -491,6 +491,55 @@ struct ms_pressure_alert {
 MS_STATIC_ASSERT(sizeof(struct ms_pressure_alert) == 24, "ms_pressure_alert layout");
 
 /*
+ * ---- Audit events (docs/policy-model.md, "Audit") ----
+ * A new flow that only an Audit policy's would-be drop lets through
+ * (MS_REASON_ALLOW_AUDIT) is reported once, when its session opens (an
+ * untrackable packet is its own flow), never per packet of the session.
+ * The data path rate-limits the reports per CPU (a token bucket set by the
+ * loader, see bpf/audit_events.h); reports it holds back or cannot put into
+ * a full ring buffer are counted in ms_audit_stats, so the agent can say
+ * how many it never saw. The per-direction ms_stats counter of
+ * MS_REASON_ALLOW_AUDIT still counts every packet.
+ */
+#define MS_FAMILY_IPV4 4
+#define MS_FAMILY_IPV6 6
+
+/* ms_audit_ev: RINGBUF of these. */
+struct ms_audit_event {
+	__u64 ktime_ns;     /* host order: ms_now() (CLOCK_MONOTONIC_COARSE) */
+	__u32 endpoint_id;  /* host order: the endpoint, without the generation bit */
+	__u32 rule_id;      /* host order: the ms_policy_value.rule_id that gave ALLOW_AUDIT */
+	__u32 policy_rev;   /* host order: the endpoint's policy_rev when the verdict was taken */
+	__u32 peer_addr[4]; /* net: the remote side; IPv4 in [0], the rest zero */
+	__u16 port;         /* host order: destination port of the flow's opener (0: ICMP and
+			     * port-less protocols), the port policy was looked up with */
+	__u8 proto;         /* IPPROTO_* */
+	__u8 direction;     /* enum ms_direction of the flow's opener, whose policy audited it */
+	__u8 family;        /* MS_FAMILY_IPV4 / MS_FAMILY_IPV6 */
+	__u8 policy_gen;    /* 0/1: the endpoint's MS_EP_F_POLICY_GEN, the entry set that was read */
+	__u8 pad[6];
+};
+MS_STATIC_ASSERT(sizeof(struct ms_audit_event) == 48, "ms_audit_event layout");
+MS_STATIC_ASSERT(MS_OFFSETOF(struct ms_audit_event, peer_addr) == 20, "ms_audit_event layout");
+
+/*
+ * ms_audit_stats: PERCPU_ARRAY[1], written by BPF only (its own CPU's slot,
+ * plain adds). The bucket fields are the data path's rate limiter state.
+ */
+struct ms_audit_stats {
+	__u64 reported;       /* host order: events put into ms_audit_ev */
+	__u64 rate_limited;   /* host order: events the token bucket held back */
+	__u64 ring_full;      /* host order: events lost because ms_audit_ev was full */
+	__u64 bucket_credit_ns; /* host order: token bucket credit, in ns of refill time */
+	__u64 bucket_last_ns;   /* host order: ms_now() of the last refill */
+};
+MS_STATIC_ASSERT(sizeof(struct ms_audit_stats) == 40, "ms_audit_stats layout");
+
+/* Default rate limit per CPU (agent flags --audit_events_per_sec, --audit_event_burst). */
+#define MS_DEFAULT_AUDIT_EVENTS_PER_SEC 100
+#define MS_DEFAULT_AUDIT_EVENT_BURST 200
+
+/*
  * ms_session_allow: LPM_TRIE of peers that may still open sessions when the
  * session map is full (e.g. cluster DNS). proto and port are matched in full
  * (port 0 = any port; the data path tries the flow's port, then 0), then
