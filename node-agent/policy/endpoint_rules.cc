@@ -257,27 +257,32 @@ DirectionRules CollectDirectionRules(const PolicyContext& context, const LocalEn
       if (!rule) continue;
       rule->cluster_tier = true;
       rule->order = position;
-      rule->rule_id = PolicyRuleId("ClusterSegmentPolicy", policy->name, direction, i);
+      rule->rule_id = RuleIdOf(PolicyKind::kClusterSegmentPolicy, "", policy->name, direction, i);
       out.rules.push_back(*std::move(rule));
     }
   }
 
   // Namespace tier.
-  const auto add_namespaced = [&](const NetworkPolicy& policy, bool audit, absl::string_view kind) {
+  const auto add_namespaced = [&](const NetworkPolicy& policy, bool audit, PolicyKind kind) {
     if (policy.namespace_name != endpoint.pod_namespace || !SelectorMatches(policy.pod_selector, labels)) return;
     // Rules of a direction the policy does not isolate have no effect in k8s.
     if (!Isolates(policy, direction)) return;
-    if (policies) policies->push_back(absl::StrCat(kind, policy.namespace_name, "/", policy.name));
+    if (policies) {
+      policies->push_back(absl::StrCat(kind == PolicyKind::kSegmentPolicy ? "SegmentPolicy " : "",
+                                       policy.namespace_name, "/", policy.name));
+    }
     out.isolated_all = true;
     if (!audit) out.isolated_enforced = true;
+    // The first Audit policy (by name) answers for the audit isolation default.
+    if (audit && out.audit_isolation_rule_id == 0) {
+      out.audit_isolation_rule_id = AuditIsolationRuleId(policy.namespace_name, policy.name, direction);
+    }
     const std::vector<PolicyRule>& rules = RulesOf(policy, direction);
     for (size_t i = 0; i < rules.size(); ++i) {
       std::optional<VerdictRule> rule = builder.Build(rules[i], policy.namespace_name);
       if (!rule) continue;
       rule->audit = audit;
-      // Kind in the id's namespace part: a SegmentPolicy and a NetworkPolicy may share a name.
-      rule->rule_id = kind.empty() ? PolicyRuleId(policy.namespace_name, policy.name, direction, i)
-                                   : PolicyRuleId(absl::StrCat(kind, policy.namespace_name), policy.name, direction, i);
+      rule->rule_id = RuleIdOf(kind, policy.namespace_name, policy.name, direction, i);
       out.rules.push_back(*std::move(rule));
     }
   };
@@ -285,11 +290,11 @@ DirectionRules CollectDirectionRules(const PolicyContext& context, const LocalEn
   const std::string prefix = endpoint.pod_namespace + "/";
   for (auto it = cluster.network_policies.lower_bound(prefix);
        it != cluster.network_policies.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
-    add_namespaced(it->second, false, "");
+    add_namespaced(it->second, false, PolicyKind::kNetworkPolicy);
   }
   for (auto it = cluster.segment_policies.lower_bound(prefix);
        it != cluster.segment_policies.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
-    add_namespaced(it->second.policy, it->second.enforcement == Enforcement::kAudit, "SegmentPolicy ");
+    add_namespaced(it->second.policy, it->second.enforcement == Enforcement::kAudit, PolicyKind::kSegmentPolicy);
   }
   return out;
 }

@@ -56,7 +56,9 @@ ms_policy_value Value(ms_action action, uint32_t rule_id) {
 }
 
 // Namespace tier over the matching rules, with or without the Audit ones:
-// nullopt = allow; else the deciding Deny rule id (0: isolation default).
+// allow or not, and the deciding rule id; the isolation default has 0, or
+// with the Audit policies the Audit isolation's id (when the enforced
+// policies isolate too, their drop comes first and this is never read).
 struct NamespaceOutcome {
   bool allow = true;
   uint32_t rule_id = 0;
@@ -73,7 +75,7 @@ NamespaceOutcome NamespaceTier(const DirectionRules& direction, const std::vecto
   if (deny) return {false, *deny};
   if (allow) return {true, *allow};
   const bool isolated = include_audit ? direction.isolated_all : direction.isolated_enforced;
-  return {!isolated, 0};
+  return {!isolated, include_audit && isolated ? direction.audit_isolation_rule_id : 0};
 }
 
 // The exact entries for one address some rule matches as a pod. Its keys are

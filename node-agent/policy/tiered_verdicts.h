@@ -60,6 +60,9 @@ struct DirectionRules {
   // Namespace-tier isolation counting Enforce policies only / all policies.
   bool isolated_enforced = false;
   bool isolated_all = false;
+  // AuditIsolationRuleId() of the first Audit SegmentPolicy isolating the
+  // direction (0: none): the rule id of an audit verdict no rule decided.
+  uint32_t audit_isolation_rule_id = 0;
 };
 
 // `Address`: uint32_t (IPv4, host order) or Ipv6Address; `Cidr`: Ipv4Cidr or Ipv6Cidr.
