@@ -360,6 +360,23 @@ std::vector<EndpointView> Agent::ListEndpoints() const {
   return out;
 }
 
+std::vector<RuleOrigin> Agent::ResolveRuleId(uint32_t rule_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (rule_index_generation_ != counters_.generation) {
+    rule_index_ = RuleIdIndex::Build(engine_.cluster());
+    rule_index_generation_ = counters_.generation;
+  }
+  return rule_index_.Find(rule_id);
+}
+
+std::string Agent::EndpointName(uint32_t endpoint_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [key, record] : registry_.records()) {
+    if (record.endpoint_id == endpoint_id) return record.pod_namespace + "/" + record.pod_name;
+  }
+  return "";
+}
+
 AgentCounters Agent::counters() const {
   std::lock_guard<std::mutex> lock(mu_);
   AgentCounters c = counters_;

@@ -27,6 +27,7 @@
 #include "policy_compiler.h"
 #include "policy_engine.h"
 #include "policy_map_updater.h"
+#include "rule_id_index.h"
 
 namespace microseg {
 
@@ -113,6 +114,13 @@ class Agent {
 
   AgentCounters counters() const;
 
+  // The policy rules behind a map entry's rule id (audit events): empty
+  // when no current policy has it, several on a hash collision. The index
+  // behind it is rebuilt on the first lookup after a policy change.
+  std::vector<RuleOrigin> ResolveRuleId(uint32_t rule_id) const;
+  // "namespace/pod" of the local endpoint with this id; empty when none.
+  std::string EndpointName(uint32_t endpoint_id) const;
+
   // Tries again to apply the whole policy of locked-down endpoints (space
   // may have come back). A no-op without lockdowns.
   [[nodiscard]] absl::Status RetryLockdowns();
@@ -140,6 +148,8 @@ class Agent {
   PolicyMapUpdater updater_;
   AgentCounters counters_;
   Lockdowns lockdowns_;
+  mutable RuleIdIndex rule_index_;
+  mutable std::optional<uint64_t> rule_index_generation_;  // counters_.generation it was built at
 };
 
 }  // namespace microseg

@@ -7,6 +7,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -192,6 +193,13 @@ absl::StatusOr<std::unique_ptr<BpfDatapath>> BpfDatapath::LoadAndPin(const Datap
   skel->rodata->session_timeout_udp_ns = ToNanos(timeouts.udp);
   skel->rodata->session_timeout_icmp_ns = ToNanos(timeouts.icmp);
   skel->rodata->max_half_open_per_endpoint = options.max_half_open_per_endpoint;
+  if (options.audit_events_per_sec == 0) {
+    skel->rodata->audit_event_cost_ns = 1000000000ULL;
+    skel->rodata->audit_event_burst = 0;  // an empty bucket: every report is held back (and counted)
+  } else {
+    skel->rodata->audit_event_cost_ns = 1000000000ULL / options.audit_events_per_sec;
+    skel->rodata->audit_event_burst = std::max<uint32_t>(options.audit_event_burst, 1);
+  }
 
   // The bloom pre-filter (R6) stays off in the agent (policy_bloom_enabled is
   // never set), so its map is private to this load and never pinned; on a
@@ -255,6 +263,24 @@ int BpfDatapath::pressure_counters_fd() const { return bpf_map__fd(skel_->maps.m
 int BpfDatapath::pressure_config_fd() const { return bpf_map__fd(skel_->maps.ms_pressure_cfg); }
 int BpfDatapath::pressure_events_fd() const { return bpf_map__fd(skel_->maps.ms_pressure_ev); }
 int BpfDatapath::session_allow_fd() const { return bpf_map__fd(skel_->maps.ms_sess_allow); }
+int BpfDatapath::audit_events_fd() const { return bpf_map__fd(skel_->maps.ms_audit_ev); }
+
+absl::StatusOr<AuditCounters> BpfDatapath::ReadAuditCounters() const {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return Errno(-cpus, "count possible CPUs");
+  std::vector<ms_audit_stats> per_cpu(static_cast<size_t>(cpus));
+  const uint32_t zero = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.ms_audit_stats), &zero, per_cpu.data()) != 0) {
+    return Errno(errno, "read ms_audit_stats");
+  }
+  AuditCounters sum;
+  for (const ms_audit_stats& cpu : per_cpu) {
+    sum.reported += cpu.reported;
+    sum.rate_limited += cpu.rate_limited;
+    sum.ring_full += cpu.ring_full;
+  }
+  return sum;
+}
 int BpfDatapath::half_open_fd() const { return bpf_map__fd(skel_->maps.ms_half_open); }
 int BpfDatapath::half_open_rebase_fd() const { return bpf_program__fd(skel_->progs.ms_half_open_rebase); }
 

@@ -33,10 +33,21 @@ struct DatapathOptions {
   uint32_t max_sessions6 = MS_DEFAULT_MAX_SESSIONS6;
   SessionTimeouts session_timeouts;
   uint32_t max_half_open_per_endpoint = MS_DEFAULT_MAX_HALF_OPEN;  // 0 = no cap
+  // Audit events' rate limit per CPU (bpf/audit_events.h): reports per
+  // second and the burst; 0 reports per second turns them off.
+  uint32_t audit_events_per_sec = MS_DEFAULT_AUDIT_EVENTS_PER_SEC;
+  uint32_t audit_event_burst = MS_DEFAULT_AUDIT_EVENT_BURST;
 };
 
 // Per (direction, reason) packet and byte counts summed over CPUs.
 using DatapathCounters = std::array<ms_counter, MS_STATS_ENTRIES>;
+
+// ms_audit_stats summed over CPUs (the bucket fields are left zero).
+struct AuditCounters {
+  uint64_t reported = 0;
+  uint64_t rate_limited = 0;
+  uint64_t ring_full = 0;
+};
 
 struct MapCapacity {
   std::string name;
@@ -71,6 +82,9 @@ class BpfDatapath {
   int pressure_config_fd() const;
   int pressure_events_fd() const;
   int session_allow_fd() const;
+  // Audit events (bpf/audit_events.h): the ring buffer and its counters.
+  int audit_events_fd() const;
+  [[nodiscard]] absl::StatusOr<AuditCounters> ReadAuditCounters() const;
   // Sessions this agent deleted (purges, sweeps) from ms_sessions
   // (MS_PMAP_SESSIONS) or ms_sessions6 (MS_PMAP_SESSIONS6): the monitor tells
   // them apart from LRU evictions. Whoever deletes sessions reports them here.

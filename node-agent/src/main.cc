@@ -26,6 +26,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "agent.h"
+#include "audit_event_log.h"
 #include "bpf_datapath.h"
 #include "bpf_map_writer.h"
 #include "cluster_source.h"
@@ -38,7 +39,7 @@
 #include "manifest_directory.h"
 #include "map_pressure_monitor.h"
 #include "metrics.h"
-#include "pressure_alert_reader.h"
+#include "ring_buffer_reader.h"
 #include "prometheus/exposer.h"
 #include "session_sweeper.h"
 #include "tc_attach.h"
@@ -128,6 +129,13 @@ ABSL_FLAG(absl::Duration, map_pressure_interval, absl::Seconds(1),
           "How often map fill is checked (and locked-down endpoints are retried).");
 ABSL_FLAG(absl::Duration, session_count_interval, absl::Seconds(10),
           "How often the session map is counted exactly when below the alert threshold (every check above it).");
+ABSL_FLAG(uint32_t, audit_events_per_sec, MS_DEFAULT_AUDIT_EVENTS_PER_SEC,
+          "Audit events (new flows an Audit SegmentPolicy would drop) each CPU may report per second; 0: none. "
+          "Events over the limit are counted, not reported.");
+ABSL_FLAG(uint32_t, audit_event_burst, MS_DEFAULT_AUDIT_EVENT_BURST,
+          "Audit events each CPU may report at once before --audit_events_per_sec applies.");
+ABSL_FLAG(absl::Duration, audit_log_interval, absl::Seconds(10),
+          "How often audit events are summed up in the log (one line per policy and direction).");
 
 namespace microseg {
 namespace {
@@ -329,6 +337,8 @@ int Run() {
   options.session_timeouts.udp = absl::GetFlag(FLAGS_udp_session_timeout);
   options.session_timeouts.icmp = absl::GetFlag(FLAGS_icmp_session_timeout);
   options.max_half_open_per_endpoint = absl::GetFlag(FLAGS_max_half_open_per_endpoint);
+  options.audit_events_per_sec = absl::GetFlag(FLAGS_audit_events_per_sec);
+  options.audit_event_burst = absl::GetFlag(FLAGS_audit_event_burst);
   auto datapath = BpfDatapath::LoadAndPin(options);
   if (!datapath.ok()) {
     LogError("cannot load the data path: ", datapath.status().ToString());
@@ -409,12 +419,28 @@ int Run() {
     LogError("cannot configure the session map limits: ", status.ToString());
     return 1;
   }
-  auto alert_reader = PressureAlertReader::Start(
-      dp.pressure_events_fd(), [&pressure](const ms_pressure_alert& alert) { pressure.OnDataPathAlert(alert); });
+  auto alert_reader = RingBufferReader::Start<ms_pressure_alert>(
+      dp.pressure_events_fd(), "map-pressure ring buffer",
+      [&pressure](const ms_pressure_alert& alert) { pressure.OnDataPathAlert(alert); });
   if (!alert_reader.ok()) {
     LogError(alert_reader.status().ToString());
     return 1;
   }
+
+  // ---- audit events: policy names, counts, a log summary per interval ----
+  AuditEventLog audit_log([&agent](uint32_t rule_id) { return agent.ResolveRuleId(rule_id); },
+                          [&agent](uint32_t endpoint_id) { return agent.EndpointName(endpoint_id); });
+  auto audit_reader = RingBufferReader::Start<ms_audit_event>(
+      dp.audit_events_fd(), "audit-event ring buffer",
+      [&audit_log](const ms_audit_event& event) { audit_log.Record(event); });
+  if (!audit_reader.ok()) {
+    LogError(audit_reader.status().ToString());
+    return 1;
+  }
+  metrics->set_audit_events(&audit_log);
+  const absl::Duration audit_log_interval = absl::GetFlag(FLAGS_audit_log_interval);
+  absl::Time next_audit_summary = absl::Now() + audit_log_interval;
+  AuditCounters audit_dropped_logged;
   const absl::Duration pressure_interval = absl::GetFlag(FLAGS_map_pressure_interval);
   absl::Time next_pressure_check = absl::Now();
   uint64_t swept_reported = 0;   // both session maps
@@ -459,6 +485,20 @@ int Run() {
       if (auto status = pressure.Check(absl::Now()); !status.ok()) LogWarning("map pressure check: ", status.ToString());
       if (auto status = agent.RetryLockdowns(); !status.ok()) LogError("retrying locked-down endpoints: ", status.ToString());
       next_pressure_check = absl::Now() + pressure_interval;
+    }
+    if (absl::Now() >= next_audit_summary) {
+      for (const std::string& line : audit_log.TakeSummary()) LogInfo(line);
+      if (auto dropped = dp.ReadAuditCounters(); dropped.ok()) {
+        const uint64_t limited = dropped->rate_limited - audit_dropped_logged.rate_limited;
+        const uint64_t lost = dropped->ring_full - audit_dropped_logged.ring_full;
+        if (limited + lost > 0) {
+          LogWarning("audit: ", limited, " event(s) held back by the data path's rate limit and ", lost,
+                     " lost to a full ring buffer since the last summary (the per-direction audit packet "
+                     "counters still count them)");
+        }
+        audit_dropped_logged = *dropped;
+      }
+      next_audit_summary = absl::Now() + audit_log_interval;
     }
     if (absl::Now() >= next_housekeeping) {
       AdoptPendingRegistrations(pending_dir, options.bpffs_dir, agent);

@@ -66,6 +66,7 @@ std::vector<MetricFamily> AgentMetrics::Collect() const {
   out.push_back(std::move(duration));
 
   CollectMapPressure(out, c);
+  CollectAudit(out);
 
   if (auto memory = datapath_.MapMemoryUsage(); memory.ok()) {
     auto bytes = Family("microseg_bpf_map_memory_bytes",
@@ -107,6 +108,40 @@ std::vector<MetricFamily> AgentMetrics::Collect() const {
     out.push_back(std::move(invalid));
   }
   return out;
+}
+
+MetricFamily AuditEventsFamily(const AuditEventLog* log) {
+  auto events = Family("microseg_policy_audit_events_total",
+                       "New flows an Audit SegmentPolicy would have dropped, reported by the data path and "
+                       "received by the agent, by policy (namespace/name) and direction. Rate-limited: see "
+                       "microseg_policy_audit_events_dropped_total; every audited packet is in "
+                       "microseg_packets_total{reason=\"audit_would_drop\"}.",
+                       MetricType::Counter);
+  if (log == nullptr) return events;
+  for (const AuditEventLog::Total& total : log->Totals()) {
+    AddCounter(events, static_cast<double>(total.events),
+               {{"policy", total.policy}, {"direction", std::string(DirectionName(total.direction))}});
+  }
+  return events;
+}
+
+void AgentMetrics::CollectAudit(std::vector<MetricFamily>& out) const {
+  // Exported before the first event too: a family that appears only later
+  // breaks rate() over the first interval.
+  out.push_back(AuditEventsFamily(audit_.load()));
+
+  auto counters = datapath_.ReadAuditCounters();
+  if (!counters.ok()) {
+    LogWarning("metrics: cannot read ms_audit_stats: ", counters.status().ToString());
+    return;
+  }
+  auto dropped = Family("microseg_policy_audit_events_dropped_total",
+                        "Audit events the data path did not deliver: held back by its per-CPU rate limit "
+                        "(rate_limited) or lost to a full ring buffer (ring_full).",
+                        MetricType::Counter);
+  AddCounter(dropped, static_cast<double>(counters->rate_limited), {{"reason", "rate_limited"}});
+  AddCounter(dropped, static_cast<double>(counters->ring_full), {{"reason", "ring_full"}});
+  out.push_back(std::move(dropped));
 }
 
 void AgentMetrics::CollectMapPressure(std::vector<MetricFamily>& out, const AgentCounters& c) const {

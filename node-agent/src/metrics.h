@@ -7,12 +7,18 @@
 #include <vector>
 
 #include "agent.h"
+#include "audit_event_log.h"
 #include "bpf_datapath.h"
 #include "map_pressure_monitor.h"
 #include "session_sweeper.h"
 #include "prometheus/collectable.h"
+#include "prometheus/metric_family.h"
 
 namespace microseg {
+
+// microseg_policy_audit_events_total from the agent's audit event log
+// (nullptr: the family without samples).
+prometheus::MetricFamily AuditEventsFamily(const AuditEventLog* log);
 
 class AgentMetrics final : public prometheus::Collectable {
  public:
@@ -29,9 +35,12 @@ class AgentMetrics final : public prometheus::Collectable {
   void set_map_pressure(const MapPressureMonitor* monitor) { pressure_.store(monitor); }
   // Exports the sweeper's counters (optional; set before the first scrape).
   void set_session_sweeper(const SessionSweeper* sweeper) { sweeper_ = sweeper; }
+  // Audit events per policy (optional; without it only the data path's counters are exported).
+  void set_audit_events(const AuditEventLog* log) { audit_.store(log); }
 
  private:
   void CollectMapPressure(std::vector<prometheus::MetricFamily>& out, const AgentCounters& c) const;
+  void CollectAudit(std::vector<prometheus::MetricFamily>& out) const;
 
   const BpfDatapath& datapath_;
   const Agent& agent_;
@@ -39,6 +48,7 @@ class AgentMetrics final : public prometheus::Collectable {
   std::function<size_t()> invalid_manifest_files_;
   std::atomic<const MapPressureMonitor*> pressure_{nullptr};  // set after the exposer may already scrape
   const SessionSweeper* sweeper_ = nullptr;
+  std::atomic<const AuditEventLog*> audit_{nullptr};
 };
 
 }  // namespace microseg

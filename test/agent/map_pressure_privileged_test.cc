@@ -156,6 +156,8 @@ TEST_CASE("a full policy map locks the endpoint down in the kernel, in its statu
         1024.0 * (sizeof(ms_session_key) + sizeof(ms_session)));
   CHECK(MetricValue(families, "microseg_bpf_map_memory_bytes", "ms_policy").value_or(0) > 0);
   CHECK(MetricValue(families, "microseg_bpf_map_memory_bytes", "ms_policy_lpm").has_value());
+  // Read from the real per-CPU ms_audit_stats: present, nothing audited here.
+  CHECK(MetricValue(families, "microseg_policy_audit_events_dropped_total") == 0.0);
 
   // The session limits and the allow-list are in the kernel.
   const uint32_t slot = MS_PMAP_SESSIONS;

@@ -62,6 +62,9 @@ class Step:
     policies: dict[str, dict] = field(default_factory=dict)  # manifest file name -> NetworkPolicy object
     pod_labels: dict[PodId, dict] = field(default_factory=dict)  # overrides of the model labels
     namespace_labels: dict[str, dict] = field(default_factory=dict)
+    # After the probes: the agent's metrics ({'name{labels}': value}) -> what
+    # is still missing, None when all is there (polled for a few seconds).
+    metrics_expect: Callable[[dict[str, float]], str | None] | None = None
 
 
 @dataclass
@@ -289,11 +292,20 @@ def build_cases(ctx: Context) -> list[Case]:
                   {"action": "Deny", "from": [{"podSelector": labels(pod="b")}]},
                   {"action": "Allow", "from": [{"namespaceSelector": {}}]}])}))
 
+    def audit_events_of_x_audit(samples: dict[str, float]) -> str | None:
+        """Both directions' would-be drops were reported under the policy's name."""
+        missing = [direction for direction in ("ingress", "egress")
+                   if not any(series.startswith("microseg_policy_audit_events_total{") and value > 0
+                              and 'policy="x/x-audit"' in series and f'direction="{direction}"' in series
+                              for series, value in samples.items())]
+        return f"no microseg_policy_audit_events_total for x/x-audit, {' and '.join(missing)}" if missing else None
+
     case("SegmentPolicy in Audit mode drops nothing",
          Step("x: Audit SegmentPolicy denying all ingress and egress",
               everything,
               {"segpol-x-audit.yaml": segpol("x", "x-audit", {}, ingress=[{"action": "Deny"}],
-                                             policy_types=["Ingress", "Egress"], enforcement="Audit")}),
+                                             policy_types=["Ingress", "Egress"], enforcement="Audit")},
+              metrics_expect=audit_events_of_x_audit),
          Step("the same policy switched to Enforce",
               lambda s, d, proto, port: s.ns != "x" and d.ns != "x",
               {"segpol-x-audit.yaml": segpol("x", "x-audit", {}, ingress=[{"action": "Deny"}],

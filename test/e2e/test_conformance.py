@@ -40,6 +40,7 @@ from node import Node, NodeOptions, Pod  # noqa: E402
 
 PROBE_TIMEOUT = 0.5
 RETRY_PAUSE = 0.5
+METRICS_WAIT = 5.0  # seconds for ring-buffer events to show in the metrics
 
 
 class Failed(AssertionError):
@@ -165,6 +166,18 @@ def check_step(node: ConformanceNode, cluster: Cluster, step: Step) -> tuple[int
     return len(probes), len(first)
 
 
+def check_metrics(node: Node, step: Step) -> None:
+    """The step's metrics expectation, polled: events reach the agent asynchronously."""
+    deadline = time.monotonic() + METRICS_WAIT
+    while True:
+        problem = step.metrics_expect(node.metrics())
+        if problem is None:
+            return
+        if time.monotonic() > deadline:
+            raise Failed(f"metrics after {METRICS_WAIT:.0f} s: {problem}")
+        time.sleep(0.5)
+
+
 def wait_applied(node: Node, generation_before: int, policy_count: int) -> int:
     status = node.wait_for_status(
         lambda st: (int(st.get("generation", 0)) > generation_before
@@ -196,6 +209,8 @@ def run_cases(node: ConformanceNode, only: str | None) -> list[str]:
                     network_policies = sum(1 for obj in step.policies.values() if obj["kind"] == "NetworkPolicy")
                     generation = wait_applied(node, generation, network_policies)
                 probes, retried = check_step(node, cluster, step)
+                if step.metrics_expect:
+                    check_metrics(node, step)
             except Failed as failure:
                 print(f"    FAIL {step.title}\n{failure}", flush=True)
                 failures.append(f"{case.name} / {step.title}")
