@@ -5,7 +5,9 @@
  * would have dropped it. Included once by microseg.bpf.c after session.h
  * (ms_now); ms_session_open() and the untrackable-packet path call
  * ms_audit_report() for an MS_REASON_ALLOW_AUDIT verdict, never a packet
- * of a tracked session.
+ * of a tracked session. The ALLOW_AUDIT that ms_unjudgeable_reason() gives
+ * a packet parsing cannot judge is not reported: it comes from
+ * ms_endpoint.lookup_actions, not from an entry, so it has no rule id.
  *
  * A ring buffer of its own rather than ms_pressure_ev: an Audit policy on
  * busy pods can fill a ring in a burst, and a map-pressure alert (a node

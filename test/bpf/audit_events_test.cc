@@ -183,6 +183,7 @@ struct AuditCase {
   std::vector<std::pair<Program, Bytes>> packets;
   std::vector<ms_reason> expected;
   std::optional<ExpectedEvent> event;  // nullopt: the case reports nothing
+  std::uint8_t lookup_actions = 0;     // ms_endpoint.lookup_actions, as the compiler writes it
 };
 
 TcpFields syn(std::uint16_t sport, std::uint16_t dport) { return {.sport = sport, .dport = dport, .seq = 1000}; }
@@ -193,6 +194,7 @@ std::vector<AuditCase> audit_cases() {
   // What the compiler writes for an Audit-only direction: not isolated, looked up, a catch-all.
   const std::uint8_t in_lookup = MS_EP_F_INGRESS_LOOKUP;
   const std::uint8_t gen = MS_EP_F_POLICY_GEN;
+  const std::uint8_t audits_ingress = MS_EP_LOOKUP_AUDITS(MS_DIR_INGRESS);
   return {
       {"IPv4 ingress TCP SYN, exact ALLOW_AUDIT", in_isolated,
        [](LoadedDatapath& dp, std::uint32_t id) {
@@ -217,7 +219,30 @@ std::vector<AuditCase> audit_cases() {
        },
        {{Program::kToPod, icmp_packet("10.244.4.4", kPod, kIcmpDestUnreachable, 0)}},
        {MS_REASON_ALLOW_AUDIT},
-       ExpectedEvent{MS_DIR_INGRESS, MS_FAMILY_IPV4, "10.244.4.4", kProtoIcmp, 0, kLpmRule, 1}},
+       ExpectedEvent{MS_DIR_INGRESS, MS_FAMILY_IPV4, "10.244.4.4", kProtoIcmp, 0, kLpmRule, 1},
+       audits_ingress},
+      // Counted as audit from lookup_actions, before any entry is looked
+      // up: there is no rule id, so no event (an event would have to
+      // invent one).
+      {"Audit-only direction: a later IPv4 fragment is counted as audit, not reported", in_lookup,
+       [](LoadedDatapath& dp, std::uint32_t id) {
+         put_lpm(dp, id, MS_DIR_INGRESS, "0.0.0.0", 0, 0, 0, MS_ACTION_ALLOW_AUDIT, kLpmRule);
+       },
+       {{Program::kToPod,
+         ethernet(kEthertypeIpv4, ipv4({.src = "10.244.4.4", .dst = kPod, .proto = kProtoUdp, .fragment_offset = 185},
+                                       Bytes(32, 0xCD)))}},
+       {MS_REASON_ALLOW_AUDIT},
+       std::nullopt,
+       audits_ingress},
+      {"Audit-only direction: a later IPv6 fragment is counted as audit, not reported", in_lookup,
+       [](LoadedDatapath& dp, std::uint32_t id) {
+         put_lpm6(dp, id, MS_DIR_INGRESS, "::", 0, 0, 0, MS_ACTION_ALLOW_AUDIT, kLpm6Rule);
+       },
+       {{Program::kToPod, ipv6_frame({.src = "fd00:10:244:4::4", .dst = kPod6, .extensions = {fragment_header(185, true)}},
+                                     kProtoUdp, Bytes(32, 0xCD))}},
+       {MS_REASON_ALLOW_AUDIT},
+       std::nullopt,
+       audits_ingress},
       {"IPv6 ingress TCP SYN, exact ALLOW_AUDIT", in_isolated,
        [](LoadedDatapath& dp, std::uint32_t id) {
          put_exact6(dp, id, MS_DIR_INGRESS, "fd00:10:244:2::20", kProtoTcp, 8443, MS_ACTION_ALLOW_AUDIT,
@@ -286,7 +311,8 @@ TEST_CASE("a new flow that only an Audit policy allows is reported once, with it
       auto datapath = load_with_test_clock(kSecond, 100);
       if (!datapath) return;
       datapath->set_clock(kClockStart);
-      datapath->set_endpoint(kEndpointId, audit_case.endpoint_flags, kPod, kTestRunIfindex, kPolicyRev);
+      datapath->set_endpoint(kEndpointId, audit_case.endpoint_flags, kPod, kTestRunIfindex, kPolicyRev,
+                             audit_case.lookup_actions);
       datapath->set_endpoint_ipv6(kPod6);
       audit_case.policy(*datapath, ms_policy_id(kEndpointId, audit_case.endpoint_flags));
 

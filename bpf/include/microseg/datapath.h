@@ -499,7 +499,10 @@ MS_STATIC_ASSERT(sizeof(struct ms_pressure_alert) == 24, "ms_pressure_alert layo
  * loader, see bpf/audit_events.h); reports it holds back or cannot put into
  * a full ring buffer are counted in ms_audit_stats, so the agent can say
  * how many it never saw. The per-direction ms_stats counter of
- * MS_REASON_ALLOW_AUDIT still counts every packet.
+ * MS_REASON_ALLOW_AUDIT still counts every packet. A packet parsing cannot
+ * judge (MS_EP_LOOKUP_AUDITS: later fragment, other L3, unwalkable IPv6
+ * chain) is counted there only, never reported: no entry was looked up for
+ * it, so there is no rule id to report.
  */
 #define MS_FAMILY_IPV4 4
 #define MS_FAMILY_IPV6 6
