@@ -45,6 +45,14 @@ std::unique_ptr<LoadedDatapath> load_with_test_clock(
   return datapath;
 }
 
+// The endpoint isolated both ways, at most `cap` half-open sessions.
+std::unique_ptr<LoadedDatapath> load_isolated_with_half_open_cap(std::uint32_t cap) {
+  auto datapath = load_with_test_clock(
+      [cap](microseg_bpf& skeleton) { skeleton.rodata->max_half_open_per_endpoint = cap; });
+  if (datapath) datapath->set_endpoint(kEndpointId, kBothIsolated, kPod);
+  return datapath;
+}
+
 ms_session_key tcp_key(std::uint16_t pod_port = kPodPort, std::uint16_t peer_port = kPeerPort) {
   return {.endpoint_id = kEndpointId,
           .pod_addr = ipv4_net(kPod),
@@ -612,10 +620,8 @@ TEST_CASE("ICMP errors about a tracked session are related, others need policy",
 TEST_CASE("the half-open cap drops SYNs beyond it, established flows go on",
           "[bpf][privileged][session]") {
   constexpr std::uint32_t kCap = 3;
-  auto datapath = load_with_test_clock(
-      [](microseg_bpf& skeleton) { skeleton.rodata->max_half_open_per_endpoint = kCap; });
+  auto datapath = load_isolated_with_half_open_cap(kCap);
   if (!datapath) return;
-  datapath->set_endpoint(kEndpointId, kBothIsolated, kPod);
   datapath->put_exact(kEndpointId, MS_DIR_INGRESS, kPeer, kProtoTcp, kPodPort, MS_ACTION_ALLOW);
 
   for (const Step& step : peer_opens()) {
@@ -668,10 +674,8 @@ TEST_CASE("a picked-up session is half-open until the other side answers",
   // Without this, bare ACKs the pod's egress allows would each make an
   // ESTABLISHED session for an hour, outside the SYN cap.
   constexpr std::uint32_t kCap = 3;
-  auto datapath = load_with_test_clock(
-      [](microseg_bpf& skeleton) { skeleton.rodata->max_half_open_per_endpoint = kCap; });
+  auto datapath = load_isolated_with_half_open_cap(kCap);
   if (!datapath) return;
-  datapath->set_endpoint(kEndpointId, kBothIsolated, kPod);
   datapath->put_exact(kEndpointId, MS_DIR_EGRESS, kPeer, kProtoTcp, kPeerPort, MS_ACTION_ALLOW);
 
   auto pod_ack = [](std::uint16_t pod_port) {
@@ -729,10 +733,8 @@ TEST_CASE("a picked-up session is half-open until the other side answers",
 TEST_CASE("a picked-up SYN-ACK and a picked-up peer segment count until the pod answers",
           "[bpf][privileged][session]") {
   constexpr std::uint32_t kCap = 1;
-  auto datapath = load_with_test_clock(
-      [](microseg_bpf& skeleton) { skeleton.rodata->max_half_open_per_endpoint = kCap; });
+  auto datapath = load_isolated_with_half_open_cap(kCap);
   if (!datapath) return;
-  datapath->set_endpoint(kEndpointId, kBothIsolated, kPod);
   datapath->put_exact(kEndpointId, MS_DIR_EGRESS, kPeer, kProtoTcp, kPeerPort, MS_ACTION_ALLOW);
 
   SECTION("SYN-ACK") {
