@@ -197,10 +197,15 @@ Bytes established_segment(bool from_peer) {
 
 class BpfObject {
  public:
-  static absl::StatusOr<std::unique_ptr<BpfObject>> load(const std::string& path) {
+  // `before_load` may size maps or set constants of the opened object.
+  static absl::StatusOr<std::unique_ptr<BpfObject>> load(
+      const std::string& path, const std::function<absl::Status(bpf_object*)>& before_load = {}) {
     bpf_object* object = bpf_object__open_file(path.c_str(), nullptr);
     if (object == nullptr) return errno_status(absl::StrCat("open ", path), errno);
     std::unique_ptr<BpfObject> loaded(new BpfObject(object));
+    if (before_load) {
+      if (absl::Status status = before_load(object); !status.ok()) return status;
+    }
     if (int error = bpf_object__load(object); error != 0) {
       return errno_status(absl::StrCat("load ", path), -error);
     }
@@ -760,20 +765,19 @@ class SessionFloor {
  public:
   static absl::StatusOr<std::unique_ptr<SessionFloor>> load(const std::string& path, const Fill& fill,
                                                             std::uint32_t headroom) {
-    bpf_object* object = bpf_object__open_file(path.c_str(), nullptr);
-    if (object == nullptr) return errno_status(absl::StrCat("open ", path), errno);
-    std::unique_ptr<SessionFloor> floor(new SessionFloor(object));
-    bpf_map* sessions = bpf_object__find_map_by_name(object, "floor_sessions");
-    if (sessions == nullptr) return absl::NotFoundError(absl::StrCat(path, " has no floor_sessions"));
     auto entries = session_map_entries(fill, headroom);
     if (!entries.ok()) return entries.status();
-    if (int error = bpf_map__set_max_entries(sessions, *entries); error != 0) {
-      return errno_status("size floor_sessions", -error);
-    }
-    if (int error = bpf_object__load(object); error != 0) {
-      return errno_status(absl::StrCat("load ", path), -error);
-    }
-    floor->sessions_fd_ = bpf_map__fd(sessions);
+    auto object = BpfObject::load(path, [&](bpf_object* opened) -> absl::Status {
+      bpf_map* sessions = bpf_object__find_map_by_name(opened, "floor_sessions");
+      if (sessions == nullptr) return absl::NotFoundError(absl::StrCat(path, " has no floor_sessions"));
+      if (int error = bpf_map__set_max_entries(sessions, *entries); error != 0) {
+        return errno_status("size floor_sessions", -error);
+      }
+      return absl::OkStatus();
+    });
+    if (!object.ok()) return object.status();
+    std::unique_ptr<SessionFloor> floor(new SessionFloor(std::move(*object)));
+    floor->sessions_fd_ = floor->object_->map_fd("floor_sessions");
     const ms_session session = established_session(monotonic_ns());
     for (std::uint32_t i = 0; i < fill.sessions; ++i) {
       const ms_session_key key = fill_session_key(i);
@@ -783,14 +787,7 @@ class SessionFloor {
     }
     return floor;
   }
-  ~SessionFloor() { bpf_object__close(object_); }
-  SessionFloor(const SessionFloor&) = delete;
-  SessionFloor& operator=(const SessionFloor&) = delete;
-
-  int program_fd() const {
-    const bpf_program* program = bpf_object__find_program_by_name(object_, "session_floor");
-    return program == nullptr ? -1 : bpf_program__fd(program);
-  }
+  int program_fd() const { return object_->program_fd("session_floor"); }
   int sessions_fd() const { return sessions_fd_; }
 
   absl::StatusOr<FloorCounts> counts() const {
@@ -798,7 +795,7 @@ class SessionFloor {
     if (cpus <= 0) return errno_status("libbpf_num_possible_cpus", -cpus);
     std::vector<FloorCounts> per_cpu(static_cast<std::size_t>(cpus));
     const std::uint32_t zero = 0;
-    const int fd = bpf_object__find_map_fd_by_name(object_, "floor_counts");
+    const int fd = object_->map_fd("floor_counts");
     if (bpf_map_lookup_elem(fd, &zero, per_cpu.data()) != 0) return errno_status("floor_counts", errno);
     FloorCounts total{};
     for (const FloorCounts& counts : per_cpu) {
@@ -810,8 +807,8 @@ class SessionFloor {
   }
 
  private:
-  explicit SessionFloor(bpf_object* object) : object_(object) {}
-  bpf_object* object_;
+  explicit SessionFloor(std::unique_ptr<BpfObject> object) : object_(std::move(object)) {}
+  std::unique_ptr<BpfObject> object_;
   int sessions_fd_ = -1;
 };
 
