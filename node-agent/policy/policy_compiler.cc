@@ -82,15 +82,7 @@ void AddDirectionEntries(const DirectionEntries& entries, uint32_t endpoint_id, 
   }
   // Port -> interval lookups: in ms_policy_lpm only, for both families.
   for (const PortKey& interval : entries.intervals) {
-    for (const PortPrefix& prefix : PortPrefixes(interval.port, interval.last)) {
-      ms_lpm_key key{};
-      key.prefixlen = MS_PORT_LOOKUP_FIXED_BITS + prefix.bits;
-      key.endpoint_id = endpoint_id;
-      key.direction = static_cast<uint8_t>(direction | MS_DIR_F_PORT_LOOKUP);
-      key.proto = interval.proto;
-      key.port = htons(prefix.port);
-      out.lpm[key] = PortIntervalValue(interval.port);
-    }
+    AddPortLookups(endpoint_id, direction, interval.proto, interval.port, interval.last, out.lpm);
   }
 }
 
@@ -153,6 +145,19 @@ ms_policy_value PortIntervalValue(uint16_t first_port) {
   value.action = MS_ACTION_PORT_INTERVAL;
   value.rule_id = first_port;
   return value;
+}
+
+void AddPortLookups(uint32_t endpoint_id, uint8_t direction, uint8_t proto, uint16_t first, uint16_t last,
+                    MapState::LpmMap& out) {
+  for (const PortPrefix& prefix : PortPrefixes(first, last)) {
+    ms_lpm_key key{};
+    key.prefixlen = MS_PORT_LOOKUP_FIXED_BITS + prefix.bits;
+    key.endpoint_id = endpoint_id;
+    key.direction = static_cast<uint8_t>(direction | MS_DIR_F_PORT_LOOKUP);
+    key.proto = proto;
+    key.port = htons(prefix.port);
+    out[key] = PortIntervalValue(first);
+  }
 }
 
 PolicyContext BuildPolicyContext(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints) {

@@ -79,6 +79,10 @@ PolicyContext BuildPolicyContext(const ClusterState& cluster, const std::vector<
 uint8_t PolicyKeyDirection(ms_direction direction, const PortKey& port);
 // The value of a MS_DIR_F_PORT_LOOKUP entry of ms_policy_lpm.
 ms_policy_value PortIntervalValue(uint16_t first_port);
+// Adds the MS_DIR_F_PORT_LOOKUP entries of the interval [first, last] of
+// (direction, proto): its aligned port prefixes, each naming `first`.
+void AddPortLookups(uint32_t endpoint_id, uint8_t direction, uint8_t proto, uint16_t first, uint16_t last,
+                    MapState::LpmMap& out);
 
 // One endpoint's desired state: its ms_endpoints entry and its policy
 // entries of both families (all keyed by its endpoint_id). policy_rev is left 0.

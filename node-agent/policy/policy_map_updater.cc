@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
+#include "port_recut.h"
 
 namespace microseg {
 namespace {
@@ -22,9 +23,9 @@ Key KernelKey(Key key, bool generation) {
   return key;
 }
 
-// The policy map of a MapState holding keys of type Key.
-template <typename Key>
-auto& EntriesOf(MapState& state) {
+// The policy map holding keys of type Key, of a MapState or an EndpointPolicy.
+template <typename Key, typename State>
+auto& EntriesOf(State& state) {
   if constexpr (std::is_same_v<Key, ms_policy_key>) {
     return state.exact;
   } else if constexpr (std::is_same_v<Key, ms_lpm_key>) {
@@ -129,6 +130,13 @@ std::pair<MapState::ExactMap::const_iterator, MapState::ExactMap::const_iterator
 }
 
 template <typename Map, typename Key>
+std::optional<ms_policy_value> ValueAt(const Map& map, const Key& key) {
+  const auto found = map.find(key);
+  if (found == map.end()) return std::nullopt;
+  return found->second;
+}
+
+template <typename Map, typename Key>
 bool SameValue(const Map& map, const Key& key, const ms_policy_value& value) {
   const auto found = map.find(key);
   return found != map.end() && BytewiseEqual(found->second, value);
@@ -151,6 +159,16 @@ template <typename Map, typename Key>
 void Splice(const EntryChanges<Key>& changes, Map& entries) {
   for (const auto& [key, value] : changes.deletes) entries.erase(key);
   for (const auto& [key, value] : changes.upserts) entries[key] = value;
+}
+
+// The entries of `map` outside the directions marked in `dropped`.
+template <typename Map>
+Map WithoutDirections(const Map& map, const std::array<bool, MS_DIR_MAX>& dropped) {
+  Map out;
+  for (const auto& entry : map) {
+    if (!dropped[ms_key_direction(entry.first.direction)]) out.insert(out.end(), entry);
+  }
+  return out;
 }
 
 // The changes that replace an endpoint's LPM entries by a patch's, except
@@ -190,6 +208,97 @@ bool SamePortLookups(const MapState::LpmMap& a, const MapState::LpmMap& b, std::
     y = std::find_if(std::next(y), b.end(), is_lookup);
   }
   return x == a.end() && y == b.end();
+}
+
+// A new port cutting in place (port_recut.h): the changes of steps 1, 2, 4
+// and 5; step 3 is the plan's ordinary `changes`.
+struct RecutSteps {
+  PortRecut recut;
+  EndpointChanges stage_union;                // 1: old interval verdicts under union keys (new keys only)
+  EntryChanges<ms_lpm_key> lookups_to_union;  // 2
+  EntryChanges<ms_lpm_key> lookups_to_new;    // 4
+  EndpointChanges unstage_union;              // 5: union keys the new policy lacks (deletes only)
+  // What steps 3 and 4 start from, for their undo: the old interval
+  // verdicts re-keyed to the union, and the union's lookups.
+  EndpointPolicy old_in_union;
+  MapState::LpmMap union_lookups;
+};
+
+// One policy map's part of steps 1, 3 and 5.
+template <typename Map, typename Key>
+void PlanRecutOfMap(const PortRecut& recut, const Map& old, const Map& desired, EntryChanges<Key>& stage,
+                    EntryChanges<Key>& in_place, EntryChanges<Key>& unstage, Map& old_in_union) {
+  old_in_union = recut.ToUnion(old, /*from_new=*/false);
+  const Map new_in_union = recut.ToUnion(desired, /*from_new=*/true);
+  for (const auto& [key, value] : old_in_union) {
+    if (!old.contains(key)) stage.upserts.emplace_back(key, value);
+  }
+  // Step 3: what the re-cut does not involve as always, the involved
+  // interval verdicts from old to new under the union's keys.
+  for (const auto& [key, value] : desired) {
+    if (!recut.Involves(key) && !SameValue(old, key, value)) in_place.upserts.emplace_back(key, value);
+  }
+  for (const auto& [key, value] : old) {
+    if (!recut.Involves(key) && !desired.contains(key)) in_place.deletes.emplace_back(key, value);
+  }
+  for (const auto& [key, value] : new_in_union) {
+    if (!SameValue(old_in_union, key, value)) in_place.upserts.emplace_back(key, value);
+  }
+  for (const auto& [key, value] : old_in_union) {
+    if (!new_in_union.contains(key)) in_place.deletes.emplace_back(key, value);
+  }
+  SortForLookupOrder(in_place);
+  for (const auto& [key, value] : new_in_union) {
+    if (!desired.contains(key)) unstage.deletes.emplace_back(key, value);
+  }
+}
+
+// The lookup entries of `lpm` that `recut` involves.
+MapState::LpmMap InvolvedLookups(const PortRecut& recut, const MapState::LpmMap& lpm) {
+  MapState::LpmMap out;
+  for (const auto& entry : lpm) {
+    if ((entry.first.direction & MS_DIR_F_PORT_LOOKUP) != 0 && recut.Involves(entry.first)) out.insert(entry);
+  }
+  return out;
+}
+
+// Lookup entries from `from` to `to` (both only what the re-cut involves):
+// any order within upserts, then deletes (port_recut.h).
+void DiffLookups(const MapState::LpmMap& from, const MapState::LpmMap& to, EntryChanges<ms_lpm_key>& changes) {
+  for (const auto& [key, value] : to) {
+    if (!SameValue(from, key, value)) changes.upserts.emplace_back(key, value);
+  }
+  for (const auto& [key, value] : from) {
+    if (!to.contains(key)) changes.deletes.emplace_back(key, value);
+  }
+}
+
+// Plans an in-place update from `old` to `desired` (same flags): the
+// ordinary diff, through the union cutting when the port cutting changes.
+std::optional<RecutSteps> DiffEndpointInPlace(uint32_t endpoint_id, const EndpointPolicy& old,
+                                              const EndpointPolicy& desired, EndpointChanges& changes,
+                                              bool without_union_for_tests) {
+  PortRecut recut(old.lpm, desired.lpm);
+  if (!recut.changes_cutting() || without_union_for_tests) {
+    DiffInPlace(old.exact, desired.exact, changes.exact);
+    DiffInPlace(old.lpm, desired.lpm, changes.lpm);
+    DiffInPlace(old.exact6, desired.exact6, changes.exact6);
+    DiffInPlace(old.lpm6, desired.lpm6, changes.lpm6);
+    return std::nullopt;
+  }
+  RecutSteps steps{std::move(recut), {}, {}, {}, {}, {}, {}};
+  PlanRecutOfMap(steps.recut, old.exact, desired.exact, steps.stage_union.exact, changes.exact,
+                 steps.unstage_union.exact, steps.old_in_union.exact);
+  PlanRecutOfMap(steps.recut, old.lpm, desired.lpm, steps.stage_union.lpm, changes.lpm, steps.unstage_union.lpm,
+                 steps.old_in_union.lpm);
+  PlanRecutOfMap(steps.recut, old.exact6, desired.exact6, steps.stage_union.exact6, changes.exact6,
+                 steps.unstage_union.exact6, steps.old_in_union.exact6);
+  PlanRecutOfMap(steps.recut, old.lpm6, desired.lpm6, steps.stage_union.lpm6, changes.lpm6,
+                 steps.unstage_union.lpm6, steps.old_in_union.lpm6);
+  steps.union_lookups = steps.recut.UnionLookups(endpoint_id);
+  DiffLookups(InvolvedLookups(steps.recut, old.lpm), steps.union_lookups, steps.lookups_to_union);
+  DiffLookups(steps.union_lookups, InvolvedLookups(steps.recut, desired.lpm), steps.lookups_to_new);
+  return steps;
 }
 
 // One undoable write: a policy entry (`key` set) or an ms_endpoints entry.
@@ -261,6 +370,9 @@ struct PolicyMapUpdater::Plan {
   EndpointChanges changes;
   bool patch = false;
   ms_endpoint endpoint{};
+  // kInPlace with a new port cutting: the steps around `changes`; `desired`
+  // then holds the whole new policy, patches included.
+  std::optional<RecutSteps> recut;
 };
 
 void PolicyMapUpdater::Adopt(const MapState& live) {
@@ -382,6 +494,20 @@ bool PatchKeepsLookupActions(const EndpointPolicy& policy, const PeerEntries& pe
   return found == installed;
 }
 
+// Whether a patch of `addresses` keeps some exact entry of `direction`
+// keyed by a port interval: one of another IPv4 address, or any IPv6 one
+// (patches do not carry IPv6 peers).
+bool KeepsIntervalEntries(const EndpointPolicy& policy, const std::set<uint32_t>& addresses, uint8_t direction) {
+  auto interval_of_direction = [&](uint8_t direction_byte) {
+    return (direction_byte & MS_DIR_F_PORT_INTERVAL) != 0 && ms_key_direction(direction_byte) == direction;
+  };
+  for (const auto& [key, value] : policy.exact) {
+    if (interval_of_direction(key.direction) && !addresses.contains(ntohl(key.peer_ipv4))) return true;
+  }
+  return std::any_of(policy.exact6.begin(), policy.exact6.end(),
+                     [&](const auto& entry) { return interval_of_direction(entry.first.direction); });
+}
+
 }  // namespace
 
 bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) const {
@@ -394,9 +520,15 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
   for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
     auto in_direction = [&](const auto& entry) { return ms_key_direction(entry.first.direction) == direction; };
     const bool has_entries = keeps_entries[direction];
-    // New endPort cuttings go through a flip (SamePortLookups); a direction
-    // without entries has no lookups and keeps none.
-    if (peers.lpm && has_entries && !SamePortLookups(policy.lpm, *peers.lpm, direction)) return false;
+    // A new endPort cutting is re-cut in place (port_recut.h) when every
+    // interval verdict of the direction after the patch is the patch's: no
+    // kept exact entry (another address, any IPv6 peer) is keyed by an
+    // interval of the old cutting. A direction without entries has no
+    // lookups and keeps none.
+    if (peers.lpm && has_entries && !SamePortLookups(policy.lpm, *peers.lpm, direction) &&
+        KeepsIntervalEntries(policy, peers.addresses, direction)) {
+      return false;
+    }
     const ms_action fallback = peers.default_action[direction];
     // An audit default always has a catch-all LPM entry: never trimmed.
     if (fallback == MS_ACTION_ALLOW_AUDIT) continue;
@@ -435,10 +567,16 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
       }
       return out;
     };
-    if (LpmAbsentBits(kept(*peers.lpm)) != policy.endpoint.lpm_absent ||
+    const MapState::LpmMap lpm_after = kept(*peers.lpm);
+    if (LpmAbsentBits(lpm_after) != policy.endpoint.lpm_absent ||
         LpmAbsentBits(kept(*peers.lpm6)) != policy.endpoint.lpm6_absent) {
       return false;
     }
+    // Nor MS_EP_F_PORT_RANGES: whether there are port-interval lookups at all.
+    const bool has_lookups = std::any_of(lpm_after.begin(), lpm_after.end(), [](const auto& entry) {
+      return (entry.first.direction & MS_DIR_F_PORT_LOOKUP) != 0;
+    });
+    if (has_lookups != ((policy.endpoint.flags & MS_EP_F_PORT_RANGES) != 0)) return false;
   }
   return true;
 }
@@ -512,12 +650,10 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       bool generation = plan.old->generation();
       if (verdicts_same) {
         plan.kind = Plan::Kind::kUnchanged;
-      } else if (same_flags && SamePortLookups(old.lpm, desired.lpm)) {
+      } else if (same_flags) {
         plan.kind = Plan::Kind::kInPlace;
-        DiffInPlace(old.exact, desired.exact, plan.changes.exact);
-        DiffInPlace(old.lpm, desired.lpm, plan.changes.lpm);
-        DiffInPlace(old.exact6, desired.exact6, plan.changes.exact6);
-        DiffInPlace(old.lpm6, desired.lpm6, plan.changes.lpm6);
+        plan.recut = DiffEndpointInPlace(update.endpoint_id, old, desired, plan.changes,
+                                         mode_ == Mode::kDirectRecutForTests);
       } else {
         plan.kind = Plan::Kind::kFlip;
         generation = !generation;
@@ -560,33 +696,48 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
   // endpoint (its lists are sorted; endpoints' chains never meet), a
   // family's exact map before its LPM trie for upserts and after it for
   // deletes. All before any endpoint's new policy_rev.
-  PolicyMapBatches<UpsertBatch> upserts;
-  PolicyMapBatches<DeleteBatch> deletes;
+  // A port re-cut (port_recut.h) adds steps: 1 and 2 before this batch,
+  // 4 after it (all before any flip), 5 with the clean-up. Every step is
+  // written whole, for all endpoints, before the next one starts.
+  enum Step { kStageUnion, kLookupsToUnion, kMain, kLookupsToNew, kSteps };
+  std::array<PolicyMapBatches<UpsertBatch>, kSteps> upserts;
+  std::array<PolicyMapBatches<DeleteBatch>, kSteps> deletes;
+  // `previous_of(key)`: what the key holds before the step (for the undo).
+  auto add_changes = [&](Step step, const auto& changes, bool generation, const auto& previous_of) {
+    for (const auto& [key, value] : changes.upserts) {
+      using Key = std::decay_t<decltype(key)>;
+      BatchOf<Key>(upserts[step]).Add(KernelKey(key, generation), value, previous_of(key));
+    }
+    for (const auto& [key, value] : changes.deletes) {
+      BatchOf<std::decay_t<decltype(key)>>(deletes[step]).Add(KernelKey(key, generation), value);
+    }
+  };
   for (const Plan& plan : plans) {
     if (plan.kind == Plan::Kind::kNew || plan.kind == Plan::Kind::kFlip) {
       const bool generation = (plan.desired->endpoint.flags & MS_EP_F_POLICY_GEN) != 0;
       ForEachPolicyMap(*plan.desired, [&](const auto& entries) {
         for (const auto& [key, value] : entries) {
-          BatchOf<std::decay_t<decltype(key)>>(upserts).Add(KernelKey(key, generation), value, std::nullopt);
+          BatchOf<std::decay_t<decltype(key)>>(upserts[kMain]).Add(KernelKey(key, generation), value, std::nullopt);
         }
       });
     } else if (plan.kind == Plan::Kind::kInPlace) {
       const bool generation = plan.old->generation();
       const EndpointPolicy& old = plan.old->policy;
-      auto add = [&](const auto& changes, const auto& old_entries) {
-        for (const auto& [key, value] : changes.upserts) {
-          std::optional<ms_policy_value> previous;
-          if (auto found = old_entries.find(key); found != old_entries.end()) previous = found->second;
-          BatchOf<std::decay_t<decltype(key)>>(upserts).Add(KernelKey(key, generation), value, previous);
-        }
-        for (const auto& [key, value] : changes.deletes) {
-          BatchOf<std::decay_t<decltype(key)>>(deletes).Add(KernelKey(key, generation), value);
-        }
+      const RecutSteps* recut = plan.recut ? &*plan.recut : nullptr;
+      auto before_main = [&](const auto& key) {
+        using Key = std::decay_t<decltype(key)>;
+        return ValueAt(EntriesOf<Key>(recut && recut->recut.Involves(key) ? recut->old_in_union : old), key);
       };
-      add(plan.changes.exact, old.exact);
-      add(plan.changes.lpm, old.lpm);
-      add(plan.changes.exact6, old.exact6);
-      add(plan.changes.lpm6, old.lpm6);
+      ForEachPolicyMap(plan.changes, [&](const auto& changes) { add_changes(kMain, changes, generation, before_main); });
+      if (recut) {
+        auto absent = [](const auto&) { return std::optional<ms_policy_value>(); };
+        ForEachPolicyMap(recut->stage_union,
+                         [&](const auto& changes) { add_changes(kStageUnion, changes, generation, absent); });
+        add_changes(kLookupsToUnion, recut->lookups_to_union, generation,
+                    [&](const ms_lpm_key& key) { return ValueAt(old.lpm, key); });
+        add_changes(kLookupsToNew, recut->lookups_to_new, generation,
+                    [&](const ms_lpm_key& key) { return ValueAt(recut->union_lookups, key); });
+      }
     }
   }
   auto write = [&](const auto& batch) {
@@ -603,14 +754,16 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
   };
   // Each family's chain: its exact map, then its LPM trie; deletes the reverse.
   // One at a time: a failed batch stops everything after it.
-  if (absl::Status s = write(upserts.exact); !s.ok()) return roll_back(s);
-  if (absl::Status s = write(upserts.lpm); !s.ok()) return roll_back(s);
-  if (absl::Status s = write(upserts.exact6); !s.ok()) return roll_back(s);
-  if (absl::Status s = write(upserts.lpm6); !s.ok()) return roll_back(s);
-  if (absl::Status s = remove(deletes.lpm6); !s.ok()) return roll_back(s);
-  if (absl::Status s = remove(deletes.exact6); !s.ok()) return roll_back(s);
-  if (absl::Status s = remove(deletes.lpm); !s.ok()) return roll_back(s);
-  if (absl::Status s = remove(deletes.exact); !s.ok()) return roll_back(s);
+  for (int step = kStageUnion; step < kSteps; ++step) {
+    if (absl::Status s = write(upserts[step].exact); !s.ok()) return roll_back(s);
+    if (absl::Status s = write(upserts[step].lpm); !s.ok()) return roll_back(s);
+    if (absl::Status s = write(upserts[step].exact6); !s.ok()) return roll_back(s);
+    if (absl::Status s = write(upserts[step].lpm6); !s.ok()) return roll_back(s);
+    if (absl::Status s = remove(deletes[step].lpm6); !s.ok()) return roll_back(s);
+    if (absl::Status s = remove(deletes[step].exact6); !s.ok()) return roll_back(s);
+    if (absl::Status s = remove(deletes[step].lpm); !s.ok()) return roll_back(s);
+    if (absl::Status s = remove(deletes[step].exact); !s.ok()) return roll_back(s);
+  }
 
   // Phase B: flip. Removals first, so an ifindex handed to another endpoint
   // is overwritten rather than deleted and re-added (no moment without an
@@ -639,6 +792,14 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
   // leaves an unreachable stray (retried by the next Apply).
   PolicyMapBatches<DeleteBatch> unreachable;
   for (const Plan& plan : plans) {
+    if (plan.recut) {  // step 5 of a re-cut: union keys no lookup names any more
+      const bool generation = plan.old->generation();
+      ForEachPolicyMap(plan.recut->unstage_union, [&](const auto& changes) {
+        for (const auto& [key, value] : changes.deletes) {
+          BatchOf<std::decay_t<decltype(key)>>(unreachable).Add(KernelKey(key, generation), value);
+        }
+      });
+    }
     if (plan.old && (plan.kind == Plan::Kind::kFlip || plan.kind == Plan::Kind::kRemove)) {
       const bool generation = plan.old->generation();
       ForEachPolicyMap(plan.old->policy, [&](const auto& entries) {
@@ -671,6 +832,7 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
         break;
       case Plan::Kind::kInPlace:
         ++(plan.patch ? counters_.peer_patches : counters_.in_place_updates);
+        if (plan.recut) ++counters_.port_recuts;
         break;
       default:
         break;
@@ -681,10 +843,14 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       if (plan.kind == Plan::Kind::kUnchanged) continue;
       InstalledEndpoint& installed = installed_[plan.endpoint_id];
       EndpointPolicy& policy = installed.policy;
-      Splice(plan.changes.exact, policy.exact);
-      Splice(plan.changes.lpm, policy.lpm);
-      Splice(plan.changes.exact6, policy.exact6);
-      Splice(plan.changes.lpm6, policy.lpm6);
+      if (plan.recut) {
+        policy = std::move(*plan.desired);  // the patch spliced in whole (PlanPatch)
+      } else {
+        Splice(plan.changes.exact, policy.exact);
+        Splice(plan.changes.lpm, policy.lpm);
+        Splice(plan.changes.exact6, policy.exact6);
+        Splice(plan.changes.lpm6, policy.lpm6);
+      }
       policy.endpoint = plan.endpoint;
       policy.summary.exact_entries = static_cast<uint32_t>(policy.exact.size() + policy.exact6.size());
       policy.summary.lpm_entries = static_cast<uint32_t>(policy.lpm.size() + policy.lpm6.size());
@@ -723,6 +889,20 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
     }
   }
   SortForLookupOrder(plan.changes.exact);
+  if (peers.lpm && !SamePortLookups(old.lpm, WithoutDirections(*peers.lpm, trimmed))) {
+    // A new port cutting (CanPatch: every interval verdict after the patch
+    // is the patch's): the whole new policy, re-cut in place like a whole compile's.
+    EndpointPolicy desired = old;
+    Splice(plan.changes.exact, desired.exact);
+    desired.lpm = WithoutDirections(*peers.lpm, trimmed);
+    desired.lpm6 = WithoutDirections(*peers.lpm6, trimmed);
+    plan.changes = {};
+    plan.recut =
+        DiffEndpointInPlace(plan.endpoint_id, old, desired, plan.changes, mode_ == Mode::kDirectRecutForTests);
+    plan.desired = std::move(desired);
+    plan.kind = Plan::Kind::kInPlace;
+    return;
+  }
   if (peers.lpm) DiffLpmPatch(old.lpm, *peers.lpm, trimmed, plan.changes.lpm);
   if (peers.lpm6) DiffLpmPatch(old.lpm6, *peers.lpm6, trimmed, plan.changes.lpm6);
   plan.kind = plan.changes.empty() ? Plan::Kind::kUnchanged : Plan::Kind::kInPlace;

@@ -7,15 +7,18 @@
 // flag in its ms_endpoints entry says which one the data plane reads. An
 // update of a batch of endpoints runs in three phases:
 //   A. stage: when the endpoint's flags (isolation, lookup, lockdown,
-//      address, veth) or port-interval lookup entries change, write every new entry without touching
-//      anything a packet can reach (the other generation); otherwise (pod
-//      churn, most policy changes) change only the entries that differ, in
-//      the live generation, in lookup order: upserts most specific key
-//      first (per family: exact (proto,port), (proto,interval),
+//      address, veth, LPM hints) change, write every new entry without
+//      touching anything a packet can reach (the other generation);
+//      otherwise (pod churn, policy changes) change only the entries that
+//      differ, in the live generation, in lookup order: upserts most
+//      specific key first (per family: exact (proto,port), (proto,interval),
 //      (proto,any), (any,any), then the LPM classes in the same order,
 //      longest prefix first), then deletes least
 //      specific first. Each packet's lookup chain then always finds either
-//      its old first entry or its new one (proof in docs/policy-compiler.md);
+//      its old first entry or its new one (proof in docs/policy-compiler.md).
+//      A new cutting of the ports (endPort ranges) goes in place too,
+//      through the union of both cuttings (port_recut.h): extra steps
+//      before and after the in-place writes, all before B;
 //   B. flip: one ms_endpoints update per endpoint switches isolation flags,
 //      generation and policy_rev together (one byte holds flags+generation).
 //      Everything the new policy_rev stands for is in place before it, so
@@ -95,6 +98,7 @@ struct UpdaterCounters {
   uint64_t generation_flips = 0;  // endpoints moved by staging a new generation
   uint64_t in_place_updates = 0;  // endpoints whose exact entries changed in place (whole policy given)
   uint64_t peer_patches = 0;      // endpoints whose entries of a few peer addresses were spliced in
+  uint64_t port_recuts = 0;       // of those two, updates to a new port cutting (through the union cutting)
   uint64_t rollbacks = 0;         // batches undone after a failed write
   uint64_t cleanup_failures = 0;  // entries that could not be deleted (kept as strays, retried)
 };
@@ -104,7 +108,10 @@ class PolicyMapUpdater {
   // kAtomic is the real thing. kNaiveForTests writes in the obvious but
   // wrong order (old entries out, flags, new entries in, one generation), so
   // the hammer test can show that it catches a non-atomic writer.
-  enum class Mode { kAtomic, kNaiveForTests };
+  // kDirectRecutForTests moves to a new port cutting in place without the
+  // union cutting (lookups and interval verdicts in plain lookup order), so
+  // the re-cut tests can show that the union is needed.
+  enum class Mode { kAtomic, kNaiveForTests, kDirectRecutForTests };
 
   explicit PolicyMapUpdater(MapWriter& writer, Mode mode = Mode::kAtomic) : writer_(writer), mode_(mode) {}
 

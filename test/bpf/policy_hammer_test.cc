@@ -135,6 +135,53 @@ std::vector<NetworkPolicy> PolicyVersions() {
   return versions;
 }
 
+// endPort ranges on UDP whose cutting of the ports changes with every
+// version (the LPM key shapes and flags stay): each change is a re-cut in
+// place through the union cutting (port_recut.h).
+std::vector<NetworkPolicy> RangeVersions() {
+  PolicyPeer clients;
+  clients.pod_selector = LabelSelector{{{"app", "client"}}, {}};
+  PolicyPeer block;
+  block.ip_block = IpBlock{{kPodBase, 28}, {{kPodBase + 4, 30}}};
+  PolicyPeer wide;
+  wide.ip_block = IpBlock{{0, 0}, {{kPodBase, 24}}};
+  auto udp_range = [](uint16_t first, uint16_t last) {
+    PolicyPort port;
+    port.protocol = Protocol::kUdp;
+    port.port = first;
+    port.end_port = last;
+    return port;
+  };
+  const std::vector<std::vector<PolicyRule>> rules = {
+      {{{clients}, {udp_range(8000, 8010)}}, {{block}, {udp_range(8005, 8020)}}},
+      {{{clients}, {udp_range(8000, 8004)}}, {{wide}, {udp_range(8011, 8030)}}},
+      {{{block}, {udp_range(8000, 8030)}}},
+      {{{clients}, {udp_range(8003, 8012), udp_range(8020, 8025)}}, {{wide}, {udp_range(8000, 8002)}}},
+      {{{wide}, {udp_range(8000, 8010)}}, {{clients, block}, {udp_range(8006, 8030)}}},
+  };
+  std::vector<NetworkPolicy> versions;
+  for (const std::vector<PolicyRule>& ingress : rules) {
+    NetworkPolicy p;
+    p.namespace_name = "x";
+    p.name = "p";
+    p.pod_selector.match_labels = {{"app", "web"}};
+    p.ingress = ingress;
+    versions.push_back(p);
+  }
+  return versions;
+}
+
+// Both ends of every interval of RangeVersions, and the ports around them.
+std::vector<Probe> RangeProbes() {
+  std::vector<Probe> probes;
+  for (uint16_t port : {7999, 8000, 8002, 8003, 8004, 8005, 8006, 8010, 8011, 8012, 8013, 8019, 8020, 8021, 8025,
+                        8026, 8030, 8031}) {
+    for (uint32_t host : {2u, 3u, 5u, 6u, 9u}) probes.push_back({Program::kToPod, Dotted(kPodBase + host), port});
+    probes.push_back({Program::kToPod, "8.8.8.8", port});
+  }
+  return probes;
+}
+
 // Transition k: even k installs the next policy version, odd k relabels
 // host 6 between client and db (pod churn: exact allows come and go).
 void ApplyTransition(PolicyEngine& engine, int k, const std::vector<NetworkPolicy>& versions) {
@@ -157,14 +204,16 @@ struct HammerResult {
   uint64_t wrong_verdicts = 0;
   uint64_t observations_during_updates = 0;
   uint64_t total_observations = 0;
+  UpdaterCounters counters;
 };
 
-HammerResult Hammer(LoadedDatapath& datapath, PolicyMapUpdater::Mode mode, int transitions) {
+HammerResult Hammer(LoadedDatapath& datapath, PolicyMapUpdater::Mode mode, int transitions,
+                    const std::vector<NetworkPolicy>& versions = PolicyVersions(),
+                    const std::vector<Probe>& probes = MakeProbes()) {
   BpfMapWriter real({datapath.map_fd("ms_endpoints"), datapath.map_fd("ms_policy"), datapath.map_fd("ms_policy_lpm"),
                      datapath.map_fd("ms_policy6"), datapath.map_fd("ms_policy6_lpm")});
   REQUIRE(datapath.map_fd("ms_policy") >= 0);
 
-  const std::vector<Probe> probes = MakeProbes();
   std::atomic<uint64_t> phase{0};
   std::atomic<uint64_t> runs{0};
   std::atomic<bool> stop{false};
@@ -199,7 +248,6 @@ HammerResult Hammer(LoadedDatapath& datapath, PolicyMapUpdater::Mode mode, int t
     return verdicts;
   };
   std::vector<std::vector<bool>> expected;
-  const std::vector<NetworkPolicy> versions = PolicyVersions();
   absl::Status status = apply_dirty();
   expected.push_back(measure());
   // Probing starts once version 0 is in force.
@@ -229,6 +277,7 @@ HammerResult Hammer(LoadedDatapath& datapath, PolicyMapUpdater::Mode mode, int t
   REQUIRE(status.ok());
 
   HammerResult result;
+  result.counters = updater.counters();
   result.total_observations = observations.size();
   for (const Observation& o : observations) {
     if (o.phase_before % 2 == 1 || o.phase_before != o.phase_after) ++result.observations_during_updates;
@@ -262,6 +311,33 @@ TEST_CASE("the hammer catches a writer that removes old entries before adding ne
   auto datapath = LoadWithoutSessions();
   if (!datapath) return;
   const HammerResult result = Hammer(*datapath, PolicyMapUpdater::Mode::kNaiveForTests, 10);
+  INFO("observations: " << result.total_observations << ", during updates: " << result.observations_during_updates);
+  CHECK(result.wrong_verdicts > 0);
+}
+
+}  // namespace
+}  // namespace microseg::test
+
+namespace microseg::test {
+namespace {
+
+TEST_CASE("new port cuttings change in place without a verdict outside the old and new policy", "[hammer][privileged]") {
+  auto datapath = LoadWithoutSessions();
+  if (!datapath) return;
+  const HammerResult result =
+      Hammer(*datapath, PolicyMapUpdater::Mode::kAtomic, 20, RangeVersions(), RangeProbes());
+  INFO("observations: " << result.total_observations << ", during updates: " << result.observations_during_updates);
+  CHECK(result.observations_during_updates > 0);
+  CHECK(result.counters.port_recuts == 9);  // versions 1, 2, 3, 4, 0, 1, 2, 3, 4
+  CHECK(result.counters.generation_flips == 1);  // the first version isolates the endpoint; the rest are re-cuts
+  CHECK(result.wrong_verdicts == 0);
+}
+
+TEST_CASE("the hammer catches new port cuttings written in place without the union cutting", "[hammer][privileged]") {
+  auto datapath = LoadWithoutSessions();
+  if (!datapath) return;
+  const HammerResult result =
+      Hammer(*datapath, PolicyMapUpdater::Mode::kDirectRecutForTests, 20, RangeVersions(), RangeProbes());
   INFO("observations: " << result.total_observations << ", during updates: " << result.observations_during_updates);
   CHECK(result.wrong_verdicts > 0);
 }

@@ -442,12 +442,37 @@ TEST_CASE("a cluster policy change patches the subjects it keeps", "[engine][upd
     CHECK(engine.compiled_endpoints() == compiled + 2);
     CHECK(updater.counters().peer_patches == patches + 2);
   }
-  SECTION("another endPort range: the ports are cut anew, compiled whole") {
+  SECTION("another endPort range: the ports are cut anew in place, patched") {
     platform.egress[1].ports[0].end_port = uint16_t{8003};
     engine.UpsertClusterSegmentPolicy(platform);
     apply();
-    CHECK(engine.compiled_endpoints() == compiled + 4);
-    CHECK(updater.counters().peer_patches == patches);
+    CHECK(engine.compiled_endpoints() == compiled);
+    CHECK(updater.counters().peer_patches == patches + 4);
+    CHECK(updater.counters().port_recuts == 4);
+    CHECK(updater.counters().generation_flips == 0);
+  }
+  SECTION("a new cutting where pod peers keep interval verdicts: that endpoint is compiled whole, re-cut in place") {
+    NetworkPolicy to_clients;
+    to_clients.namespace_name = "x";
+    to_clients.name = "to-clients";
+    to_clients.pod_selector.match_labels = {{"app", "web"}};
+    to_clients.isolates_egress = true;
+    PolicyPort clients_range;
+    clients_range.port = uint16_t{8001};
+    clients_range.end_port = uint16_t{8005};
+    to_clients.egress.push_back({{clients}, {clients_range}});
+    engine.UpsertNetworkPolicy(to_clients);
+    apply();
+    const uint64_t compiled_before = engine.compiled_endpoints();
+    const uint64_t patches_before = updater.counters().peer_patches;
+    const uint64_t flips_before = updater.counters().generation_flips;
+    platform.egress[1].ports[0].end_port = uint16_t{8003};
+    engine.UpsertClusterSegmentPolicy(platform);
+    apply();
+    CHECK(engine.compiled_endpoints() == compiled_before + 1);  // x/web: its clients' entries are keyed by intervals
+    CHECK(updater.counters().peer_patches == patches_before + 3);
+    CHECK(updater.counters().port_recuts == 4);
+    CHECK(updater.counters().generation_flips == flips_before);
   }
   SECTION("another rule on the same range: the ports' cutting stays, patched") {
     PolicyPeer more;

@@ -23,9 +23,11 @@ using testing::ReferenceLookup;
 
 // Forwards to a FakeMapWriter and calls `after_each` after every successful
 // operation; inserting a new key fails once `upserts_left` reaches 0 (a full
-// map). Replacing the value of a key the map holds still works, as in the
-// kernel (a preallocated hash keeps spare elements for replacements, the
-// trie replaces its node in place): rollbacks rely on that.
+// map), and deleting a key gives its room back. Replacing the value of a key
+// the map holds still works, as in the kernel (a preallocated hash keeps
+// spare elements for replacements, the trie replaces its node in place):
+// rollbacks rely on that, and on putting back what they deleted into the
+// room the undone inserts free.
 class ObservedWriter : public MapWriter {
  public:
   FakeMapWriter inner;
@@ -39,19 +41,31 @@ class ObservedWriter : public MapWriter {
   absl::Status UpsertExact(const ms_policy_key& k, const ms_policy_value& v) override {
     return Upsert(inner.maps.exact.contains(k), [&] { return inner.UpsertExact(k, v); });
   }
-  absl::Status DeleteExact(const ms_policy_key& k) override { return Observe(inner.DeleteExact(k)); }
+  absl::Status DeleteExact(const ms_policy_key& k) override {
+    const bool existed = inner.maps.exact.contains(k);
+    return Delete(existed, inner.DeleteExact(k));
+  }
   absl::Status UpsertLpm(const ms_lpm_key& k, const ms_policy_value& v) override {
     return Upsert(inner.maps.lpm.contains(k), [&] { return inner.UpsertLpm(k, v); });
   }
-  absl::Status DeleteLpm(const ms_lpm_key& k) override { return Observe(inner.DeleteLpm(k)); }
+  absl::Status DeleteLpm(const ms_lpm_key& k) override {
+    const bool existed = inner.maps.lpm.contains(k);
+    return Delete(existed, inner.DeleteLpm(k));
+  }
   absl::Status UpsertExact6(const ms_policy6_key& k, const ms_policy_value& v) override {
     return Upsert(inner.maps.exact6.contains(k), [&] { return inner.UpsertExact6(k, v); });
   }
-  absl::Status DeleteExact6(const ms_policy6_key& k) override { return Observe(inner.DeleteExact6(k)); }
+  absl::Status DeleteExact6(const ms_policy6_key& k) override {
+    const bool existed = inner.maps.exact6.contains(k);
+    return Delete(existed, inner.DeleteExact6(k));
+  }
   absl::Status UpsertLpm6(const ms_lpm6_key& k, const ms_policy_value& v) override {
     return Upsert(inner.maps.lpm6.contains(k), [&] { return inner.UpsertLpm6(k, v); });
   }
-  absl::Status DeleteLpm6(const ms_lpm6_key& k) override { return Observe(inner.DeleteLpm6(k)); }
+  absl::Status DeleteLpm6(const ms_lpm6_key& k) override {
+    const bool existed = inner.maps.lpm6.contains(k);
+    return Delete(existed, inner.DeleteLpm6(k));
+  }
 
  private:
   absl::Status Upsert(bool replaces, const std::function<absl::Status()>& op) {
@@ -60,6 +74,10 @@ class ObservedWriter : public MapWriter {
       --upserts_left;
     }
     return Observe(op());
+  }
+  absl::Status Delete(bool existed, absl::Status status) {
+    if (existed && status.ok()) ++upserts_left;
+    return Observe(status);
   }
   absl::Status Observe(absl::Status status) {
     if (status.ok() && after_each) after_each();
@@ -183,8 +201,8 @@ std::vector<NetworkPolicy> PolicyVersions() {
     versions.push_back(p);
   }
   {
-    // Another cutting of the ports: the lookup entries change, so the
-    // endpoint flips.
+    // Another cutting of the ports: the lookup entries change, in place
+    // through the union cutting (port_recut.h).
     PolicyPort other_range;
     other_range.port = uint16_t{8050};
     other_range.end_port = uint16_t{8200};
@@ -398,9 +416,12 @@ TEST_CASE("a new IPv6 address of an endpoint is written to ms_endpoints", "[upda
 
 TEST_CASE("a map filling up mid-stage leaves the old policy in force, untouched", "[updater]") {
   // (start, target): the endPort versions change exact and LPM entries in
-  // place (same range, same LPM shapes); versions[0] -> versions[3] flips.
+  // place (same range, same LPM shapes), then re-cut the ports in place
+  // (every step of the re-cut can meet the full map); versions[0] ->
+  // versions[3] flips.
   const size_t range_versions = PolicyVersions().size() - 3;
-  const std::vector<std::pair<size_t, size_t>> transitions = {{range_versions, range_versions + 1}, {0, 3}};
+  const std::vector<std::pair<size_t, size_t>> transitions = {
+      {range_versions, range_versions + 1}, {range_versions + 1, range_versions + 2}, {0, 3}};
   for (const auto& [start, target] : transitions) {
     int failures = 0;
     for (int upserts_allowed = 0;; ++upserts_allowed) {
@@ -432,7 +453,7 @@ TEST_CASE("a map filling up mid-stage leaves the old policy in force, untouched"
   }
 }
 
-TEST_CASE("endPort verdicts change in place, a new cutting of the ports flips", "[updater]") {
+TEST_CASE("endPort verdicts and a new cutting of the ports change in place", "[updater]") {
   ObservedWriter writer;
   PolicyMapUpdater updater(writer);
   PolicyEngine engine;
@@ -451,8 +472,148 @@ TEST_CASE("endPort verdicts change in place, a new cutting of the ports flips", 
 
   engine.UpsertNetworkPolicy(versions[first_range + 2]);
   REQUIRE(updater.Apply(DirtyUpdates(engine)).ok());
-  CHECK(updater.counters().generation_flips == start.generation_flips + 2);
+  CHECK(updater.counters().generation_flips == start.generation_flips);
+  CHECK(updater.counters().in_place_updates == start.in_place_updates + 4);
+  CHECK(updater.counters().port_recuts == start.port_recuts + 2);
   CHECK(testing::SameMapState(updater.Snapshot(), writer.inner.maps));
+  // Nothing of the union cutting is left behind: the maps hold the new policy alone.
+  for (uint32_t id : {1u, 2u}) {
+    const EndpointPolicy fresh = engine.Compile(id);
+    CHECK(SameEntries(updater.Find(id)->policy.exact, fresh.exact));
+    CHECK(SameEntries(updater.Find(id)->policy.lpm, fresh.lpm));
+  }
+  CHECK(writer.inner.maps.exact.size() + writer.inner.maps.lpm.size() == updater.exact_entries() + updater.lpm_entries());
+}
+
+// Random endPort ranges in all three tiers, changed one object at a time
+// through the agent's path (whole compiles, and cluster policy patches that
+// carry the LPM entries): whenever the cutting of the ports changes, the
+// update goes through the union cutting. After every single map operation
+// every probe, at both ends of every interval any version can have, gets
+// the old or the new verdict; after every update each endpoint holds
+// exactly what a whole compile gives.
+struct RecutRun {
+  int mixed = 0;
+  int differs_from_whole_compile = 0;
+  UpdaterCounters counters;
+};
+
+RecutRun RunRandomRecuts(PolicyMapUpdater::Mode mode) {
+  ObservedWriter writer;
+  PolicyMapUpdater updater(writer, mode);
+  PolicyEngine engine;
+  SetUpCluster(engine);
+  // Ranges start at 8000 + 5k and end at 8004 + 5k (k = 0..6).
+  std::vector<uint16_t> ports = {7999};
+  for (uint16_t first = 8000; first <= 8030; first += 5) {
+    ports.push_back(first);
+    ports.push_back(static_cast<uint16_t>(first + 4));
+  }
+  std::vector<Probe> probes;
+  for (uint32_t ifindex : {11u, 12u}) {
+    for (ms_direction direction : {MS_DIR_INGRESS, MS_DIR_EGRESS}) {
+      for (uint32_t peer : {0x0af40102u, 0x0af40103u, 0x0af40105u, 0x0af40106u, 0x0af40109u, 0x08080808u}) {
+        for (uint16_t port : ports) probes.push_back({ifindex, direction, peer, 6, port});
+      }
+    }
+  }
+  std::mt19937 rng(11);
+  auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+  auto range = [&] {
+    PolicyPort port;
+    const int first = pick(7);
+    port.port = static_cast<uint16_t>(8000 + 5 * first);
+    port.end_port = static_cast<uint16_t>(8004 + 5 * (first + pick(7 - first)));
+    return port;
+  };
+  PolicyPeer clients;
+  clients.pod_selector = LabelSelector{{{"app", "client"}}, {}};
+  PolicyPeer db;
+  db.pod_selector = LabelSelector{{{"app", "db"}}, {}};
+  PolicyPeer block;
+  block.ip_block = IpBlock{{0x0af40100u, 28}, {{0x0af40104u, 30}}};
+  PolicyPeer wide;
+  wide.ip_block = IpBlock{{0, 0}, {{0x0af40100u, 24}}};
+  const std::vector<PolicyPeer> peers = {clients, db, block, wide};
+  const std::vector<RuleAction> actions = {RuleAction::kAllow, RuleAction::kDeny, RuleAction::kPass};
+  auto network_policy = [&] {
+    NetworkPolicy p;
+    p.namespace_name = "x";
+    p.name = "p";
+    p.pod_selector.match_labels = {{"app", "web"}};
+    p.ingress.push_back({{peers[pick(4)]}, {range()}});
+    if (pick(2) == 0) p.ingress.push_back({{peers[pick(4)], peers[pick(4)]}, {range(), range()}});
+    return p;
+  };
+  auto segment_policy = [&] {
+    SegmentPolicy s;
+    s.policy.namespace_name = "x";
+    s.policy.name = "s";
+    s.policy.pod_selector.match_labels = {{"app", "web"}};
+    s.policy.ingress.push_back({{peers[pick(4)]}, {range()}, RuleAction::kDeny});
+    s.policy.ingress.push_back({{clients}, {range()}, RuleAction::kAllow});
+    return s;
+  };
+  // CIDR peers only: changes of it reach the endpoints as patches.
+  auto cluster_policy = [&] {
+    ClusterSegmentPolicy c;
+    c.name = "c";
+    c.applies_ingress = true;
+    c.applies_egress = true;
+    c.ingress.push_back({{block}, {range()}, actions[static_cast<size_t>(pick(3))]});
+    c.egress.push_back({{wide}, {range()}, RuleAction::kDeny});
+    c.egress.push_back({{block}, {range()}, actions[static_cast<size_t>(pick(3))]});
+    return c;
+  };
+  engine.UpsertNetworkPolicy(network_policy());
+  engine.UpsertSegmentPolicy(segment_policy());
+  engine.UpsertClusterSegmentPolicy(cluster_policy());
+  REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+
+  RecutRun run;
+  for (int round = 0; round < 90; ++round) {
+    const std::vector<bool> before = Verdicts(writer.inner.maps, probes);
+    switch (round % 3) {
+      case 0:
+        engine.UpsertClusterSegmentPolicy(cluster_policy());
+        break;
+      case 1:
+        engine.UpsertNetworkPolicy(network_policy());
+        break;
+      default:
+        engine.UpsertSegmentPolicy(segment_policy());
+    }
+    std::vector<std::vector<bool>> observed;
+    writer.after_each = [&] { observed.push_back(Verdicts(writer.inner.maps, probes)); };
+    REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+    writer.after_each = nullptr;
+    run.mixed += CountOutside(before, observed, Verdicts(writer.inner.maps, probes));
+    for (uint32_t id : {1u, 2u}) {
+      const EndpointPolicy fresh = engine.Compile(id);
+      const EndpointPolicy& installed = updater.Find(id)->policy;
+      if (!SameEntries(installed.exact, fresh.exact) || !SameEntries(installed.lpm, fresh.lpm) ||
+          VerdictFlags(installed.endpoint) != fresh.endpoint.flags) {
+        ++run.differs_from_whole_compile;
+      }
+    }
+  }
+  run.counters = updater.counters();
+  return run;
+}
+
+TEST_CASE("new port cuttings go through the union cutting: no verdict outside {old, new}", "[updater]") {
+  const RecutRun run = RunRandomRecuts(PolicyMapUpdater::Mode::kAtomic);
+  INFO("re-cuts " << run.counters.port_recuts << ", patches " << run.counters.peer_patches << ", flips "
+                  << run.counters.generation_flips);
+  CHECK(run.mixed == 0);
+  CHECK(run.differs_from_whole_compile == 0);
+  CHECK(run.counters.port_recuts >= 60);
+  CHECK(run.counters.rollbacks == 0);
+}
+
+TEST_CASE("the same check catches a new cutting written in place without the union", "[updater]") {
+  const RecutRun run = RunRandomRecuts(PolicyMapUpdater::Mode::kDirectRecutForTests);
+  CHECK(run.mixed > 0);
 }
 
 TEST_CASE("adopting the maps after a restart keeps the live generation and drops strays", "[updater]") {
