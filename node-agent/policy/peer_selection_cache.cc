@@ -96,7 +96,7 @@ const std::unordered_set<const PeerPod*>& PeerSelectionCache::SelectSet(
 }
 
 const std::vector<const PeerPod*>& PeerSelectionCache::PeersAt(const PolicyContext& context,
-                                                               const std::set<uint32_t>& addresses) {
+                                                               const PeerAddresses& addresses) {
   auto [found, inserted] = scopes_.try_emplace(addresses);
   if (inserted) found->second = microseg::PeersAt(context, addresses);
   return found->second;

@@ -34,7 +34,7 @@ class PeerSelectionCache {
                                                       const std::optional<std::string>& policy_namespace);
   // PeersAt(context, addresses), once per address set and batch: the
   // subjects of one cluster policy change share one.
-  const std::vector<const PeerPod*>& PeersAt(const PolicyContext& context, const std::set<uint32_t>& addresses);
+  const std::vector<const PeerPod*>& PeersAt(const PolicyContext& context, const PeerAddresses& addresses);
 
  private:
   struct NamespacePods {
@@ -48,7 +48,7 @@ class PeerSelectionCache {
   std::map<std::string, Labels> implicit_labels_;  // namespaces known only by name
   std::map<std::string, std::vector<const PeerPod*>> selections_;  // key: SelectionKey()
   std::map<std::string, std::unordered_set<const PeerPod*>> selection_sets_;  // key: SelectionKey()
-  std::map<std::set<uint32_t>, std::vector<const PeerPod*>> scopes_;
+  std::map<PeerAddresses, std::vector<const PeerPod*>> scopes_;
 };
 
 }  // namespace microseg

@@ -167,6 +167,7 @@ PolicyContext BuildPolicyContext(const ClusterState& cluster, const std::vector<
   context.peers = CollectPeerPods(cluster, endpoints);
   for (const auto& [key, peer] : context.peers) {
     if (peer.ipv4 != 0) context.peers_by_address[peer.ipv4].insert(key);
+    if (HasIpv6(peer)) context.peers_by_address6[peer.ipv6].insert(key);
   }
   return context;
 }
@@ -210,18 +211,20 @@ EndpointPolicy CompileEndpointPolicy(const PolicyContext& context, const LocalEn
   return out;
 }
 
-std::vector<const PeerPod*> PeersAt(const PolicyContext& context, const std::set<uint32_t>& addresses) {
+std::vector<const PeerPod*> PeersAt(const PolicyContext& context, const PeerAddresses& addresses) {
+  std::set<std::string> keys;  // a dual-stack pod is found by both of its addresses
+  auto add = [&](const auto& index, const auto& address) {
+    if (const auto found = index.find(address); found != index.end()) keys.insert(found->second.begin(), found->second.end());
+  };
+  for (uint32_t address : addresses.ipv4) add(context.peers_by_address, address);
+  for (const Ipv6Address& address : addresses.ipv6) add(context.peers_by_address6, address);
   std::vector<const PeerPod*> pods;
-  for (uint32_t address : addresses) {
-    const auto keys = context.peers_by_address.find(address);
-    if (keys == context.peers_by_address.end()) continue;
-    for (const std::string& key : keys->second) pods.push_back(&context.peers.at(key));
-  }
+  for (const std::string& key : keys) pods.push_back(&context.peers.at(key));
   return pods;
 }
 
 PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoint& endpoint,
-                                 const std::set<uint32_t>& addresses, bool with_cidrs,
+                                 const PeerAddresses& addresses, bool with_cidrs,
                                  PeerSelectionCache* selections) {
   std::vector<const PeerPod*> own_scope;
   if (!selections) own_scope = PeersAt(context, addresses);
@@ -234,7 +237,8 @@ PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoi
     const DirectionRules rules = CollectDirectionRules(context, endpoint, pod, direction, nullptr, &scope, selections);
     out.default_action[direction] = DefaultAction(rules);
     DirectionEntries entries;
-    entries.exact = CompileExactVerdicts(rules, addresses);
+    entries.exact = CompileExactVerdicts(rules, addresses.ipv4);
+    entries.exact6 = CompileExactVerdicts(rules, addresses.ipv6);
     // A rule's CIDRs and ports do not depend on the scope: its LPM entries are whole.
     if (with_cidrs) {
       DirectionEntries cidrs = CompileLpmVerdicts(rules);
@@ -245,6 +249,7 @@ PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoi
     AddDirectionEntries(entries, endpoint.endpoint_id, direction, exact_only);
   }
   out.exact = std::move(exact_only.exact);
+  out.exact6 = std::move(exact_only.exact6);
   if (with_cidrs) {
     out.lpm = std::move(exact_only.lpm);
     out.lpm6 = std::move(exact_only.lpm6);

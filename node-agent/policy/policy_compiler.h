@@ -70,6 +70,8 @@ struct PolicyContext {
   std::map<std::string, PeerPod> peers;
   // The keys in `peers` by IPv4 address (host order): several pods may share one.
   std::map<uint32_t, std::set<std::string>> peers_by_address;
+  // The same by IPv6 address (net order).
+  std::map<Ipv6Address, std::set<std::string>> peers_by_address6;
 };
 
 PolicyContext BuildPolicyContext(const ClusterState& cluster, const std::vector<LocalEndpoint>& endpoints);
@@ -118,10 +120,23 @@ uint8_t LpmAbsentBits(const LpmMap& lpm) {
   return static_cast<uint8_t>(MS_EP_LPM_ABSENT_ALL & ~present);
 }
 
+// The peer addresses a patch covers: the exact entries keyed by them are
+// recompiled, every other entry stays.
+struct PeerAddresses {
+  std::set<uint32_t> ipv4;     // host order
+  std::set<Ipv6Address> ipv6;  // net order
+  size_t size() const { return ipv4.size() + ipv6.size(); }
+  void Merge(const PeerAddresses& other) {
+    ipv4.insert(other.ipv4.begin(), other.ipv4.end());
+    ipv6.insert(other.ipv6.begin(), other.ipv6.end());
+  }
+  friend auto operator<=>(const PeerAddresses&, const PeerAddresses&) = default;
+};
+
 // What a peer pod's change does to one endpoint: the exact entries keyed by
-// the pod's old and new (IPv4) addresses are the only ones that can change (its
+// the pod's old and new addresses (both families) are the only ones that can change (its
 // rules, their CIDRs and ports, its isolation and its LPM entries do not
-// depend on peer pods). `exact` is what CompileEndpointPolicy would give for
+// depend on peer pods). `exact` and `exact6` are what CompileEndpointPolicy would give for
 // those addresses before its final trimming (a direction whose entries all
 // repeat the direction's default is left empty); `default_action` per
 // direction lets the updater tell whether that trimming changes.
@@ -131,20 +146,22 @@ uint8_t LpmAbsentBits(const LpmMap& lpm) {
 // plus, if either version has CIDR peers, the LPM entries: `with_cidrs`
 // then fills `lpm` and `lpm6` with all of them (both directions, untrimmed
 // too), port-interval lookups included: the updater patches only while
-// those stay the same (a new cutting of the ports flips, see CanPatch).
+// those carry the same cutting, or every interval verdict after the patch
+// is the patch's (a new cutting, see CanPatch).
 struct PeerEntries {
-  std::set<uint32_t> addresses;  // host order
+  PeerAddresses addresses;
   MapState::ExactMap exact;      // keyed by the endpoint_id, like EndpointPolicy
+  MapState::Exact6Map exact6;    // the same for addresses.ipv6
   std::optional<MapState::LpmMap> lpm;    // set together with lpm6
   std::optional<MapState::Lpm6Map> lpm6;
   std::array<ms_action, MS_DIR_MAX> default_action{};
 };
 
-// The peer pods with one of these (host order) IPv4 addresses: a peer patch's scope.
-std::vector<const PeerPod*> PeersAt(const PolicyContext& context, const std::set<uint32_t>& addresses);
+// The peer pods with one of these addresses: a peer patch's scope.
+std::vector<const PeerPod*> PeersAt(const PolicyContext& context, const PeerAddresses& addresses);
 
 PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoint& endpoint,
-                                 const std::set<uint32_t>& addresses, bool with_cidrs = false,
+                                 const PeerAddresses& addresses, bool with_cidrs = false,
                                  PeerSelectionCache* selections = nullptr);
 
 struct CompiledPolicy {

@@ -136,26 +136,25 @@ void PolicyEngine::DirtyNamespaceEndpoints(const std::string& namespace_name) {
   }
 }
 
-void PolicyEngine::PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::optional<std::set<uint32_t>>& addresses) {
+void PolicyEngine::PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::optional<PeerAddresses>& addresses) {
   for (uint32_t id : endpoint_ids) {
     if (addresses) {
-      peer_dirty_[id].insert(addresses->begin(), addresses->end());
+      peer_dirty_[id].Merge(*addresses);
     } else {
       dirty_.insert(id);
     }
   }
 }
 
-// Only the entries keyed by the pod's old and new addresses can change at
-// the endpoints whose policies reference it: they get a peer patch. Peer
-// patches cover IPv4 exact entries only, so a pod with an IPv6 address
-// (before or after) recompiles those endpoints whole.
+// Only the entries keyed by the pod's old and new addresses (both
+// families) can change at the endpoints whose policies reference it: they
+// get a peer patch.
 void PolicyEngine::DirtyPeersOf(const std::optional<PeerPod>& before, const std::optional<PeerPod>& after) {
-  std::optional<std::set<uint32_t>> addresses(std::in_place);
+  std::optional<PeerAddresses> addresses(std::in_place);
   for (const std::optional<PeerPod>* peer : {&before, &after}) {
     if (!*peer) continue;
-    if (HasIpv6(**peer)) addresses.reset();
-    if (addresses && (*peer)->ipv4 != 0) addresses->insert((*peer)->ipv4);
+    if ((*peer)->ipv4 != 0) addresses->ipv4.insert((*peer)->ipv4);
+    if (HasIpv6(**peer)) addresses->ipv6.insert((*peer)->ipv6);
   }
   auto references = [&](const NetworkPolicy& policy) {
     return (before && PolicyMayReferencePeer(policy, *before)) || (after && PolicyMayReferencePeer(policy, *after));
@@ -221,6 +220,12 @@ void PolicyEngine::RefreshPeer(const std::string& pod_key) {
     if (keys->second.empty()) context_.peers_by_address.erase(keys);
   }
   if (after && after->ipv4 != 0) context_.peers_by_address[after->ipv4].insert(pod_key);
+  if (before && HasIpv6(*before)) {
+    auto keys = context_.peers_by_address6.find(before->ipv6);
+    keys->second.erase(pod_key);
+    if (keys->second.empty()) context_.peers_by_address6.erase(keys);
+  }
+  if (after && HasIpv6(*after)) context_.peers_by_address6[after->ipv6].insert(pod_key);
   DirtyPeersOf(before, after);
 }
 
@@ -457,14 +462,14 @@ void PolicyEngine::DirtyClusterPolicyChange(const ClusterSegmentPolicy* before, 
     return;
   }
   // Its rules' verdicts (priority included) reach only entries some rule of
-  // it matches: those of the addresses below, and the LPM entries. Peer
-  // patches carry IPv4 exact entries only, so touching a pod with an IPv6
-  // address compiles whole.
-  std::set<uint32_t> addresses;
+  // it matches: those of the addresses below (both families), and the LPM
+  // entries.
+  PeerAddresses addresses;
   for (const auto& [key, peer] : context_.peers) {
     if (ClusterPolicyTouchesPeer(*before, peer) || ClusterPolicyTouchesPeer(*after, peer)) {
-      if (peer.ipv4 != 0) addresses.insert(peer.ipv4);
-      if (HasIpv6(peer) || addresses.size() > kMaxPatchAddresses) {
+      if (peer.ipv4 != 0) addresses.ipv4.insert(peer.ipv4);
+      if (HasIpv6(peer)) addresses.ipv6.insert(peer.ipv6);
+      if (addresses.size() > kMaxPatchAddresses) {
         dirty_.insert(kept.begin(), kept.end());
         return;
       }
@@ -566,7 +571,7 @@ EndpointPolicy PolicyEngine::Compile(uint32_t endpoint_id, PeerSelectionCache* s
   return CompileEndpointPolicy(context_, endpoints_.at(endpoint_id), selections);
 }
 
-PeerEntries PolicyEngine::CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses, bool with_cidrs,
+PeerEntries PolicyEngine::CompilePeers(uint32_t endpoint_id, const PeerAddresses& addresses, bool with_cidrs,
                                        PeerSelectionCache* selections) const {
   return CompileEndpointPeers(context_, endpoints_.at(endpoint_id), addresses, with_cidrs, selections);
 }

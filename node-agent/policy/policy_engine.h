@@ -86,7 +86,7 @@ class PolicyEngine {
   // them with their LPM entries too.
   struct Work {
     std::set<uint32_t> whole;
-    std::map<uint32_t, std::set<uint32_t>> peers;  // endpoint id -> addresses (host order)
+    std::map<uint32_t, PeerAddresses> peers;  // endpoint id -> the addresses to patch
     std::set<uint32_t> cidrs;                      // ids in `peers` whose LPM entries changed too
   };
   Work TakeWork();
@@ -102,7 +102,7 @@ class PolicyEngine {
   uint64_t compiled_endpoints() const { return compiled_endpoints_; }
   // The endpoint's entries for these peer addresses now (and with
   // `with_cidrs` its LPM entries). Not counted above.
-  PeerEntries CompilePeers(uint32_t endpoint_id, const std::set<uint32_t>& addresses, bool with_cidrs = false,
+  PeerEntries CompilePeers(uint32_t endpoint_id, const PeerAddresses& addresses, bool with_cidrs = false,
                            PeerSelectionCache* selections = nullptr) const;
 
  private:
@@ -121,7 +121,7 @@ class PolicyEngine {
   bool RulesMayReferencePeer(const std::vector<PolicyRule>& rules, bool egress, const std::string* policy_namespace,
                              const PeerPod& peer) const;
   // `addresses` nullopt: the endpoints recompile whole.
-  void PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::optional<std::set<uint32_t>>& addresses);
+  void PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::optional<PeerAddresses>& addresses);
   // Local endpoints the policy's subject selectors choose (either direction).
   std::set<uint32_t> SubjectsOf(const ClusterSegmentPolicy& policy) const;
   // `before`/`after` nullptr: the policy did not exist / is deleted.
@@ -139,7 +139,7 @@ class PolicyEngine {
   // policy key -> local endpoint ids it selects (only non-empty sets kept).
   std::map<std::string, std::set<uint32_t>> selected_by_;
   std::set<uint32_t> dirty_;
-  std::map<uint32_t, std::set<uint32_t>> peer_dirty_;
+  std::map<uint32_t, PeerAddresses> peer_dirty_;
   std::set<uint32_t> cidr_dirty_;  // a subset of peer_dirty_'s keys
   uint64_t compiled_endpoints_ = 0;
 };

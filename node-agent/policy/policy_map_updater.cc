@@ -129,6 +129,26 @@ std::pair<MapState::ExactMap::const_iterator, MapState::ExactMap::const_iterator
   return {exact.lower_bound(low), exact.upper_bound(high)};
 }
 
+// The same for one IPv6 peer address (net order) in an endpoint's IPv6 exact entries.
+std::pair<MapState::Exact6Map::const_iterator, MapState::Exact6Map::const_iterator> PeerRange6(
+    const MapState::Exact6Map& exact6, uint32_t endpoint_id, const Ipv6Address& peer) {
+  ms_policy6_key low{};
+  low.endpoint_id = endpoint_id;
+  std::memcpy(low.peer_ipv6, peer.data(), sizeof low.peer_ipv6);
+  ms_policy6_key high = low;
+  high.port = 0xffff;
+  high.proto = 0xff;
+  high.direction = 0xff;
+  return {exact6.lower_bound(low), exact6.upper_bound(high)};
+}
+
+// The peer address (net order) of an IPv6 exact key.
+Ipv6Address PeerOf(const ms_policy6_key& key) {
+  Ipv6Address peer;
+  std::memcpy(peer.data(), key.peer_ipv6, sizeof key.peer_ipv6);
+  return peer;
+}
+
 template <typename Map, typename Key>
 std::optional<ms_policy_value> ValueAt(const Map& map, const Key& key) {
   const auto found = map.find(key);
@@ -482,30 +502,34 @@ bool PatchKeepsLookupActions(const EndpointPolicy& policy, const PeerEntries& pe
   };
   // A cluster policy patch replaces the LPM entries too (DiffLpmPatch).
   note_all(peers.lpm ? *peers.lpm : policy.lpm);
-  note_all(policy.exact6);
   note_all(peers.lpm6 ? *peers.lpm6 : policy.lpm6);
   note_all(peers.exact);
+  note_all(peers.exact6);
   if ((found & ~installed) != 0) return false;
-  for (const auto& [key, value] : policy.exact) {
-    if (found == installed) break;
-    const uint8_t bits = bits_of(key.direction, value);
-    if ((bits & ~found) != 0 && !peers.addresses.contains(ntohl(key.peer_ipv4))) found |= bits;
-  }
+  auto note_kept = [&](const auto& entries, const auto& kept) {
+    for (const auto& [key, value] : entries) {
+      if (found == installed) return;
+      const uint8_t bits = bits_of(key.direction, value);
+      if ((bits & ~found) != 0 && kept(key)) found |= bits;
+    }
+  };
+  note_kept(policy.exact6, [&](const ms_policy6_key& key) { return !peers.addresses.ipv6.contains(PeerOf(key)); });
+  note_kept(policy.exact, [&](const ms_policy_key& key) { return !peers.addresses.ipv4.contains(ntohl(key.peer_ipv4)); });
   return found == installed;
 }
 
 // Whether a patch of `addresses` keeps some exact entry of `direction`
-// keyed by a port interval: one of another IPv4 address, or any IPv6 one
-// (patches do not carry IPv6 peers).
-bool KeepsIntervalEntries(const EndpointPolicy& policy, const std::set<uint32_t>& addresses, uint8_t direction) {
+// keyed by a port interval (one of another address).
+bool KeepsIntervalEntries(const EndpointPolicy& policy, const PeerAddresses& addresses, uint8_t direction) {
   auto interval_of_direction = [&](uint8_t direction_byte) {
     return (direction_byte & MS_DIR_F_PORT_INTERVAL) != 0 && ms_key_direction(direction_byte) == direction;
   };
   for (const auto& [key, value] : policy.exact) {
-    if (interval_of_direction(key.direction) && !addresses.contains(ntohl(key.peer_ipv4))) return true;
+    if (interval_of_direction(key.direction) && !addresses.ipv4.contains(ntohl(key.peer_ipv4))) return true;
   }
-  return std::any_of(policy.exact6.begin(), policy.exact6.end(),
-                     [&](const auto& entry) { return interval_of_direction(entry.first.direction); });
+  return std::any_of(policy.exact6.begin(), policy.exact6.end(), [&](const auto& entry) {
+    return interval_of_direction(entry.first.direction) && !addresses.ipv6.contains(PeerOf(entry.first));
+  });
 }
 
 }  // namespace
@@ -522,7 +546,7 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
     const bool has_entries = keeps_entries[direction];
     // A new endPort cutting is re-cut in place (port_recut.h) when every
     // interval verdict of the direction after the patch is the patch's: no
-    // kept exact entry (another address, any IPv6 peer) is keyed by an
+    // kept exact entry (another address) is keyed by an
     // interval of the old cutting. A direction without entries has no
     // lookups and keeps none.
     if (peers.lpm && has_entries && !SamePortLookups(policy.lpm, *peers.lpm, direction) &&
@@ -541,19 +565,24 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
     const MapState::Lpm6Map& lpm6 = peers.lpm6 ? *peers.lpm6 : policy.lpm6;
     const bool new_entries_matter =
         std::any_of(peers.exact.begin(), peers.exact.end(), not_default) ||
+        std::any_of(peers.exact6.begin(), peers.exact6.end(), not_default) ||
         (peers.lpm && std::any_of(lpm.begin(), lpm.end(), not_default)) ||
         (peers.lpm6 && std::any_of(lpm6.begin(), lpm6.end(), not_default));
-    // Entries outside the patched addresses (LPM, IPv6) that keep the direction untrimmed.
-    const bool other_maps_matter = std::any_of(lpm.begin(), lpm.end(), not_default) ||
-                                   std::any_of(policy.exact6.begin(), policy.exact6.end(), not_default) ||
-                                   std::any_of(lpm6.begin(), lpm6.end(), not_default);
+    // Entries outside the patched addresses (LPM, kept IPv6 peers) that keep the direction untrimmed.
+    const bool other_maps_matter =
+        std::any_of(lpm.begin(), lpm.end(), not_default) ||
+        std::any_of(policy.exact6.begin(), policy.exact6.end(),
+                    [&](const auto& entry) {
+                      return not_default(entry) && !peers.addresses.ipv6.contains(PeerOf(entry.first));
+                    }) ||
+        std::any_of(lpm6.begin(), lpm6.end(), not_default);
     if (!has_entries) {
       if (new_entries_matter) return false;  // the direction stops being trimmed
       continue;
     }
     if (new_entries_matter || other_maps_matter) continue;
     const bool others_matter = std::any_of(policy.exact.begin(), policy.exact.end(), [&](const auto& entry) {
-      return not_default(entry) && !peers.addresses.contains(ntohl(entry.first.peer_ipv4));
+      return not_default(entry) && !peers.addresses.ipv4.contains(ntohl(entry.first.peer_ipv4));
     });
     if (!others_matter) return false;  // every entry would repeat the default: a whole compile trims them
   }
@@ -882,18 +911,31 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
       plan.changes.exact.upserts.emplace_back(key, value);
     }
   }
-  for (uint32_t address : peers.addresses) {
+  for (uint32_t address : peers.addresses.ipv4) {
     const auto [begin, end] = PeerRange(old.exact, plan.endpoint_id, address);
     for (auto it = begin; it != end; ++it) {
       if (!peers.exact.contains(it->first)) plan.changes.exact.deletes.emplace_back(it->first, it->second);
     }
   }
   SortForLookupOrder(plan.changes.exact);
+  for (const auto& [key, value] : peers.exact6) {
+    if (!trimmed[ms_key_direction(key.direction)] && !SameValue(old.exact6, key, value)) {
+      plan.changes.exact6.upserts.emplace_back(key, value);
+    }
+  }
+  for (const Ipv6Address& address : peers.addresses.ipv6) {
+    const auto [begin, end] = PeerRange6(old.exact6, plan.endpoint_id, address);
+    for (auto it = begin; it != end; ++it) {
+      if (!peers.exact6.contains(it->first)) plan.changes.exact6.deletes.emplace_back(it->first, it->second);
+    }
+  }
+  SortForLookupOrder(plan.changes.exact6);
   if (peers.lpm && !SamePortLookups(old.lpm, WithoutDirections(*peers.lpm, trimmed))) {
     // A new port cutting (CanPatch: every interval verdict after the patch
     // is the patch's): the whole new policy, re-cut in place like a whole compile's.
     EndpointPolicy desired = old;
     Splice(plan.changes.exact, desired.exact);
+    Splice(plan.changes.exact6, desired.exact6);
     desired.lpm = WithoutDirections(*peers.lpm, trimmed);
     desired.lpm6 = WithoutDirections(*peers.lpm6, trimmed);
     plan.changes = {};

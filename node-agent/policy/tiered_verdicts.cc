@@ -230,14 +230,30 @@ DirectionEntries CompileDirection(const DirectionRules& direction) {
   return entries;
 }
 
-std::vector<ExactVerdict> CompileExactVerdicts(const DirectionRules& direction, const std::set<uint32_t>& addresses) {
-  std::vector<ExactVerdict> out;
-  const std::set<uint32_t> pods = PodAddresses<uint32_t>(direction);
+namespace {
+
+template <typename Address>
+std::vector<BasicExactVerdict<Address>> CompileExactVerdictsOf(const DirectionRules& direction,
+                                                               const std::set<Address>& addresses) {
+  std::vector<BasicExactVerdict<Address>> out;
+  if (addresses.empty()) return out;
+  const std::set<Address> pods = PodAddresses<Address>(direction);
   const PortIntervals intervals(direction.rules);
-  for (uint32_t addr : addresses) {
+  for (const Address& addr : addresses) {
     if (pods.contains(addr)) AppendExactVerdicts(direction, intervals, addr, out);
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<ExactVerdict> CompileExactVerdicts(const DirectionRules& direction, const std::set<uint32_t>& addresses) {
+  return CompileExactVerdictsOf(direction, addresses);
+}
+
+std::vector<ExactVerdict6> CompileExactVerdicts(const DirectionRules& direction,
+                                                const std::set<Ipv6Address>& addresses) {
+  return CompileExactVerdictsOf(direction, addresses);
 }
 
 }  // namespace microseg

@@ -118,8 +118,10 @@ DirectionEntries CompileDirection(const DirectionRules& direction);
 // patch recomputes them, see PeerEntries).
 DirectionEntries CompileLpmVerdicts(const DirectionRules& direction);
 
-// CompileDirection's IPv4 exact entries for `addresses` only, before its
-// all-default trimming (see PeerEntries in policy_compiler.h).
+// CompileDirection's exact entries (either family) for `addresses` only,
+// before its all-default trimming (see PeerEntries in policy_compiler.h).
 std::vector<ExactVerdict> CompileExactVerdicts(const DirectionRules& direction, const std::set<uint32_t>& addresses);
+std::vector<ExactVerdict6> CompileExactVerdicts(const DirectionRules& direction,
+                                                const std::set<Ipv6Address>& addresses);
 
 }  // namespace microseg

@@ -323,9 +323,9 @@ TEST_CASE("peer patches and whole recompiles together equal a full compile after
   CHECK(patches > 100);  // the patch path is what most pod events take
 }
 
-// Dual-stack and IPv6-only pods and endpoints, IPv6 blocks: a pod with an
-// IPv6 address recompiles the endpoints referencing it whole (no IPv6 peer
-// patches), IPv4-only pods still patch; either way the maps equal a full compile.
+// Dual-stack and IPv6-only pods and endpoints, IPv6 blocks: pod events
+// patch the entries of the pod's addresses in both families; the maps equal
+// a full compile after every event.
 TEST_CASE("with IPv6 addresses, incremental updates still equal a full compile after every event",
           "[engine][updater][random][ipv6]") {
   uint64_t patches = 0;
@@ -496,17 +496,35 @@ TEST_CASE("a cluster policy change patches the subjects it keeps", "[engine][upd
     CHECK(engine.compiled_endpoints() == compiled + 4);
     CHECK(updater.counters().generation_flips >= 4);
   }
-  SECTION("a selector peer choosing a dual-stack pod: compiled whole (IPv4-only patches)") {
-    engine.UpsertPod({"y", "dual", {{"app", "partner"}}, "node-2", 0x0af40200u, {}, Ipv6Address{htonl(0xfd000000u), 0, 0, htonl(1u)}});
+  SECTION("a selector peer choosing a dual-stack pod: patched in both families") {
+    const Ipv6Address dual_ipv6{htonl(0xfd000000u), 0, 0, htonl(1u)};
+    engine.UpsertPod({"y", "dual", {{"app", "partner"}}, "node-2", 0x0af40200u, {}, dual_ipv6});
     apply();
     const uint64_t compiled_with_pod = engine.compiled_endpoints();
+    const uint64_t patches_with_pod = updater.counters().peer_patches;
     PolicyPeer partner_pods;
     partner_pods.namespace_selector = LabelSelector{};
     partner_pods.pod_selector = LabelSelector{{{"app", "partner"}}, {}};
     platform.egress[1].peers.push_back(partner_pods);
     engine.UpsertClusterSegmentPolicy(platform);
     apply();
-    CHECK(engine.compiled_endpoints() == compiled_with_pod + 4);
+    CHECK(engine.compiled_endpoints() == compiled_with_pod);
+    CHECK(updater.counters().peer_patches == patches_with_pod + 4);
+    // Every subject now has the pod's IPv6 twin of its IPv4 entries.
+    size_t ipv6_entries = 0;
+    for (const auto& [key, value] : writer.maps.exact6) {
+      if (std::memcmp(key.peer_ipv6, dual_ipv6.data(), sizeof key.peer_ipv6) == 0) ++ipv6_entries;
+    }
+    CHECK(ipv6_entries >= 4);
+
+    // The pod moves to another IPv6 address: its old entries go, new ones come, still patched.
+    const Ipv6Address moved{htonl(0xfd000000u), 0, 0, htonl(2u)};
+    engine.UpsertPod({"y", "dual", {{"app", "partner"}}, "node-2", 0x0af40200u, {}, moved});
+    apply();
+    CHECK(engine.compiled_endpoints() == compiled_with_pod);
+    for (const auto& [key, value] : writer.maps.exact6) {
+      CHECK(std::memcmp(key.peer_ipv6, dual_ipv6.data(), sizeof key.peer_ipv6) != 0);
+    }
   }
   SECTION("deleted: every subject loses it") {
     engine.DeleteClusterSegmentPolicy("platform");

@@ -5,6 +5,8 @@
 // must catch it, or the check proves nothing.
 #include "policy_map_updater.h"
 
+#include <arpa/inet.h>
+
 #include <catch2/catch.hpp>
 #include <functional>
 #include <random>
@@ -113,6 +115,26 @@ std::vector<bool> Verdicts(const MapState& maps, const std::vector<Probe>& probe
   std::vector<bool> out;
   for (const Probe& p : probes) out.push_back(ReferenceLookup(maps, p.ifindex, p.direction, p.peer, p.proto, p.port).allowed());
   return out;
+}
+
+// IPv6 peer i of address generation g (net order): fd00::g:0:i.
+Ipv6Address PeerIpv6(uint32_t host, uint32_t generation) {
+  return Ipv6Address{htonl(0xfd000000u), 0, htonl(generation), htonl(host)};
+}
+
+// The same probes from IPv6 peers (two address generations per host), appended to `out`.
+void AppendIpv6Verdicts(const MapState& maps, const std::vector<uint32_t>& ifindexes, std::vector<bool>& out) {
+  for (uint32_t ifindex : ifindexes) {
+    for (ms_direction direction : {MS_DIR_INGRESS, MS_DIR_EGRESS}) {
+      for (uint32_t host = 1; host <= 12; ++host) {
+        for (uint32_t generation : {0u, 1u}) {
+          for (uint16_t port : {uint16_t{80}, uint16_t{443}}) {
+            out.push_back(ReferenceLookup(maps, ifindex, direction, PeerIpv6(host, generation), 6, port).allowed());
+          }
+        }
+      }
+    }
+  }
 }
 
 // Verdicts observed between `before` and `after` that are neither.
@@ -310,7 +332,13 @@ TEST_CASE("peer patches in place never show a verdict outside {old, new}", "[upd
   const std::vector<Probe> probes = Probes({11, 12});
   REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
 
-  // Peer pods p2..p12 change role, app, address, or go away and come back.
+  // Peer pods p2..p12 change role, app, address (IPv6 too: none, or one of
+  // two), or go away and come back.
+  auto verdicts = [&] {
+    std::vector<bool> out = Verdicts(writer.inner.maps, probes);
+    AppendIpv6Verdicts(writer.inner.maps, {11, 12}, out);
+    return out;
+  };
   std::mt19937 rng(7);
   const std::vector<Labels> label_sets = {{{"app", "db"}},
                                           {{"app", "client"}},
@@ -319,8 +347,9 @@ TEST_CASE("peer patches in place never show a verdict outside {old, new}", "[upd
                                           {{"role", "bad"}},
                                           {}};
   int mixed = 0;
+  size_t ipv6_entries = 0;
   for (int round = 0; round < 120; ++round) {
-    const std::vector<bool> before = Verdicts(writer.inner.maps, probes);
+    const std::vector<bool> before = verdicts();
     const uint32_t host = 2 + std::uniform_int_distribution<uint32_t>(0, 10)(rng);
     if (host == 4) continue;  // local endpoint 2's own pod
     const std::string name = "p" + std::to_string(host);
@@ -329,15 +358,19 @@ TEST_CASE("peer patches in place never show a verdict outside {old, new}", "[upd
     } else {
       Pod pod{"x", name, label_sets[std::uniform_int_distribution<size_t>(0, label_sets.size() - 1)(rng)], "node-1",
               0x0af40100u + host, {}};
+      const uint32_t ipv6 = std::uniform_int_distribution<uint32_t>(0, 2)(rng);
+      if (ipv6 != 2) pod.ipv6 = PeerIpv6(host, ipv6);
       engine.UpsertPod(pod);
     }
     std::vector<std::vector<bool>> observed;
-    writer.after_each = [&] { observed.push_back(Verdicts(writer.inner.maps, probes)); };
+    writer.after_each = [&] { observed.push_back(verdicts()); };
     REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
     writer.after_each = nullptr;
-    mixed += CountOutside(before, observed, Verdicts(writer.inner.maps, probes));
+    mixed += CountOutside(before, observed, verdicts());
+    ipv6_entries = std::max(ipv6_entries, writer.inner.maps.exact6.size());
   }
   CHECK(mixed == 0);
+  CHECK(ipv6_entries > 0);  // the IPv6 probes had entries to find
   CHECK(updater.counters().peer_patches > 20);
   CHECK(updater.counters().generation_flips == 0);  // no flag or CIDR change: never a second copy
 }
