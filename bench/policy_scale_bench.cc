@@ -15,6 +15,7 @@
 //   - RSS (VmRSS/VmHWM) and each BPF map's memory (fdinfo memlock).
 // A tool, not a test: nothing here asserts on timing. Needs root for the BPF
 // maps; with --no_bpf it writes into an in-memory map instead.
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <time.h>
@@ -58,6 +59,7 @@ struct Options {
   int cluster_policy_events = 100;
   int cluster_policy_shape = -1;  // >= 0: the cluster policy phase changes only policies of this shape (i % 4)
   bool bpf = true;
+  bool dual_stack = false;  // every pod also gets an IPv6 address (fd00:10:244::/64)
   uint32_t seed = 42;
 };
 
@@ -97,6 +99,7 @@ class ClusterGenerator {
     pod.labels = {{"app", kApps[Uniform(0, 4)]}, {"tier", Uniform(0, 1) ? "frontend" : "backend"}};
     pod.node_name = "node-x";
     pod.ipv4 = 0x0af40000u + static_cast<uint32_t>(i) + 1;  // 10.244.0.0/16
+    if (options_.dual_stack) pod.ipv6 = Ipv6Address{htonl(0xfd000010u), htonl(0x02440000u), 0, htonl(static_cast<uint32_t>(i) + 1)};
     pod.container_ports = {{"http", 8080, Protocol::kTcp}, {"metrics", 9090, Protocol::kTcp}};
     return pod;
   }
@@ -268,7 +271,9 @@ class ClusterGenerator {
     uint32_t id = 1;
     for (int i = 0; i < options_.pods && static_cast<int>(local.size()) < options_.local; i += stride) {
       const Pod& pod = cluster.pods.at(absl::StrCat(Ns(i / per_ns), "/pod-", i));
-      local.push_back({id, 1000 + id, pod.namespace_name, pod.name, *pod.ipv4});
+      LocalEndpoint endpoint{id, 1000 + id, pod.namespace_name, pod.name, *pod.ipv4};
+      if (pod.ipv6) endpoint.ipv6 = *pod.ipv6;
+      local.push_back(endpoint);
       ++id;
     }
     return cluster;
@@ -352,6 +357,8 @@ int Run(const Options& options) {
     bpf_map__set_max_entries(skeleton->maps.ms_policy, 1u << 20);
     bpf_map__set_max_entries(skeleton->maps.ms_policy_lpm, 1u << 17);
     bpf_map__set_max_entries(skeleton->maps.ms_sessions, 1024);
+    // Dual-stack: every selector peer has an IPv6 twin (agent: --max_policy6_entries).
+    if (options.dual_stack) bpf_map__set_max_entries(skeleton->maps.ms_policy6, 1u << 20);
     if (int error = microseg_bpf__load(skeleton); error != 0) {
       std::fprintf(stderr, "loading the BPF object failed (needs root; or run with --no_bpf): %s\n",
                    std::strerror(-error));
@@ -598,6 +605,8 @@ int main(int argc, char** argv) {
     };
     if (arg == "--no_bpf") {
       options.bpf = false;
+    } else if (arg == "--dual_stack") {
+      options.dual_stack = true;
     } else if (const char* v = value("pods")) {
       options.pods = std::atoi(v);
     } else if (const char* v = value("namespaces")) {
@@ -618,7 +627,7 @@ int main(int argc, char** argv) {
       options.cluster_policy_shape = std::atoi(v);
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--no_bpf] [--pods=N] [--namespaces=N] [--policies=N] [--cluster_policies=N] [--local=N] "
+                   "usage: %s [--no_bpf] [--dual_stack] [--pods=N] [--namespaces=N] [--policies=N] [--cluster_policies=N] [--local=N] "
                    "[--pod_events=N] [--policy_events=N] [--cluster_policy_events=N] [--cluster_policy_shape=0..3]\n",
                    argv[0]);
       return 2;
