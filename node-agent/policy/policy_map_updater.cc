@@ -390,9 +390,11 @@ struct PolicyMapUpdater::Plan {
   EndpointChanges changes;
   bool patch = false;
   ms_endpoint endpoint{};
-  // kInPlace with a new port cutting: the steps around `changes`; `desired`
-  // then holds the whole new policy, patches included.
+  // kInPlace with a new port cutting: the steps around `changes`. A whole
+  // update's `desired` is the whole new policy; a patch's is only what it
+  // brings (its exact entries, every LPM entry), replacing `patch_replaced`.
   std::optional<RecutSteps> recut;
+  std::optional<EndpointPolicy> patch_replaced;
 };
 
 void PolicyMapUpdater::Adopt(const MapState& live) {
@@ -872,8 +874,13 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       if (plan.kind == Plan::Kind::kUnchanged) continue;
       InstalledEndpoint& installed = installed_[plan.endpoint_id];
       EndpointPolicy& policy = installed.policy;
-      if (plan.recut) {
-        policy = std::move(*plan.desired);  // the patch spliced in whole (PlanPatch)
+      if (plan.patch_replaced) {  // a re-cutting patch (PlanPatch): its entries replace those it named
+        for (const auto& [key, value] : plan.patch_replaced->exact) policy.exact.erase(key);
+        for (const auto& [key, value] : plan.patch_replaced->exact6) policy.exact6.erase(key);
+        for (const auto& entry : plan.desired->exact) policy.exact.insert_or_assign(entry.first, entry.second);
+        for (const auto& entry : plan.desired->exact6) policy.exact6.insert_or_assign(entry.first, entry.second);
+        policy.lpm = std::move(plan.desired->lpm);
+        policy.lpm6 = std::move(plan.desired->lpm6);
       } else {
         Splice(plan.changes.exact, policy.exact);
         Splice(plan.changes.lpm, policy.lpm);
@@ -931,17 +938,32 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
   }
   SortForLookupOrder(plan.changes.exact6);
   if (peers.lpm && !SamePortLookups(old.lpm, WithoutDirections(*peers.lpm, trimmed))) {
-    // A new port cutting (CanPatch: every interval verdict after the patch
-    // is the patch's): the whole new policy, re-cut in place like a whole compile's.
-    EndpointPolicy desired = old;
-    Splice(plan.changes.exact, desired.exact);
-    Splice(plan.changes.exact6, desired.exact6);
-    desired.lpm = WithoutDirections(*peers.lpm, trimmed);
-    desired.lpm6 = WithoutDirections(*peers.lpm6, trimmed);
+    // A new port cutting. CanPatch: every involved exact entry after the
+    // patch is the patch's, and every one before it is keyed by a patched
+    // address. So the re-cut only needs what the patch replaces (`before`:
+    // the entries of those addresses, all LPM entries) and what replaces
+    // it (`after`); the entries of other addresses stay and take no part.
+    EndpointPolicy before;
+    for (uint32_t address : peers.addresses.ipv4) {
+      const auto [begin, end] = PeerRange(old.exact, plan.endpoint_id, address);
+      before.exact.insert(begin, end);
+    }
+    for (const Ipv6Address& address : peers.addresses.ipv6) {
+      const auto [begin, end] = PeerRange6(old.exact6, plan.endpoint_id, address);
+      before.exact6.insert(begin, end);
+    }
+    before.lpm = old.lpm;
+    before.lpm6 = old.lpm6;
+    EndpointPolicy after;
+    after.exact = WithoutDirections(peers.exact, trimmed);
+    after.exact6 = WithoutDirections(peers.exact6, trimmed);
+    after.lpm = WithoutDirections(*peers.lpm, trimmed);
+    after.lpm6 = WithoutDirections(*peers.lpm6, trimmed);
     plan.changes = {};
     plan.recut =
-        DiffEndpointInPlace(plan.endpoint_id, old, desired, plan.changes, mode_ == Mode::kDirectRecutForTests);
-    plan.desired = std::move(desired);
+        DiffEndpointInPlace(plan.endpoint_id, before, after, plan.changes, mode_ == Mode::kDirectRecutForTests);
+    plan.patch_replaced = std::move(before);
+    plan.desired = std::move(after);
     plan.kind = Plan::Kind::kInPlace;
     return;
   }
