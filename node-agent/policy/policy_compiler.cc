@@ -23,20 +23,15 @@ std::string PodKey(absl::string_view ns, absl::string_view name) { return absl::
 // MS_EP_LOOKUP_* of a direction that is looked up without being isolated:
 // whether any of its entries denies, or only audits (datapath.h).
 uint8_t LookupActions(const DirectionEntries& entries, ms_direction direction) {
-  bool denies = false;
-  bool audits = false;
+  uint8_t actions = 0;
   auto scan = [&](const auto& verdicts) {
-    for (const auto& verdict : verdicts) {
-      denies = denies || verdict.value.action == MS_ACTION_DENY;
-      audits = audits || verdict.value.action == MS_ACTION_ALLOW_AUDIT;
-    }
+    for (const auto& verdict : verdicts) actions |= ms_lookup_action_bit(direction, verdict.value.action);
   };
   scan(entries.exact);
   scan(entries.lpm);
   scan(entries.exact6);
   scan(entries.lpm6);
-  return static_cast<uint8_t>((denies ? MS_EP_LOOKUP_DENIES(direction) : 0) |
-                              (audits ? MS_EP_LOOKUP_AUDITS(direction) : 0));
+  return actions;
 }
 
 // The endpoint's entries for one direction, keyed by its endpoint_id.

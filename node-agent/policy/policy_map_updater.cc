@@ -494,9 +494,7 @@ bool PatchKeepsLookupActions(const EndpointPolicy& policy, const PeerEntries& pe
     const uint8_t direction = ms_key_direction(direction_byte);
     const uint8_t lookup = direction == MS_DIR_INGRESS ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
     if ((policy.endpoint.flags & lookup) == 0) return 0;
-    if (value.action == MS_ACTION_DENY) return MS_EP_LOOKUP_DENIES(direction);
-    if (value.action == MS_ACTION_ALLOW_AUDIT) return MS_EP_LOOKUP_AUDITS(direction);
-    return 0;
+    return ms_lookup_action_bit(direction, value.action);
   };
   uint8_t found = 0;
   auto note_all = [&](const auto& entries) {

@@ -33,16 +33,14 @@ std::uint32_t tc_action_for(ms_reason reason);
 void check_verdict(LoadedDatapath& datapath, Program program, const Bytes& frame, ms_reason expected);
 
 // ms_endpoint.lookup_actions as the compiler writes it for these entries: per
-// direction with its *_LOOKUP flag in `flags`, whether an entry denies or
-// audits. Entries: anything with `direction` and `action`.
+// direction with its *_LOOKUP flag in `flags`, the bits of its entries
+// (ms_lookup_action_bit). Entries: anything with `direction` and `action`.
 template <typename Entries>
 std::uint8_t lookup_actions_of(std::uint8_t flags, const Entries& entries) {
   std::uint8_t actions = 0;
   for (const auto& entry : entries) {
     const std::uint8_t lookup = entry.direction == MS_DIR_INGRESS ? MS_EP_F_INGRESS_LOOKUP : MS_EP_F_EGRESS_LOOKUP;
-    if ((flags & lookup) == 0) continue;
-    if (entry.action == MS_ACTION_DENY) actions |= MS_EP_LOOKUP_DENIES(entry.direction);
-    if (entry.action == MS_ACTION_ALLOW_AUDIT) actions |= MS_EP_LOOKUP_AUDITS(entry.direction);
+    if ((flags & lookup) != 0) actions |= ms_lookup_action_bit(entry.direction, entry.action);
   }
   return actions;
 }

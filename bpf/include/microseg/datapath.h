@@ -242,6 +242,19 @@ enum ms_action {
 	MS_ACTION_PORT_INTERVAL = 3, /* no verdict: a MS_DIR_F_PORT_LOOKUP entry (drops if ever read as one) */
 };
 
+/*
+ * The MS_EP_LOOKUP_* bit an entry of direction `dir` with `action` brings to
+ * ms_endpoint.lookup_actions when `dir` is looked up: a Deny entry denies,
+ * an Audit one audits, the others bring none. The compiler and the
+ * updater's patch check must agree on it, so both call this.
+ */
+static inline __u8 ms_lookup_action_bit(__u8 dir, __u8 action)
+{
+	return action == MS_ACTION_DENY ? MS_EP_LOOKUP_DENIES(dir)
+	       : action == MS_ACTION_ALLOW_AUDIT ? MS_EP_LOOKUP_AUDITS(dir)
+						: 0;
+}
+
 struct ms_policy_value {
 	__u8 action; /* enum ms_action; unknown values drop (fail closed) */
 	__u8 pad[3];
