@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <optional>
 
 #include "agent.h"
@@ -52,6 +53,25 @@ class PrivateBpffs {
   bool mounted_ = false;
   int error_ = 0;
 };
+
+// The real object loaded with `options` (small maps, session map 1024) and
+// pinned in `bpffs`, or nullptr after a SKIPPED warning where this process
+// cannot (not root, no bpffs of its own).
+std::unique_ptr<BpfDatapath> LoadPinnedOrSkip(const PrivateBpffs& bpffs, DatapathOptions options) {
+  if (::geteuid() != 0) {
+    WARN("SKIPPED: needs root (mounts a private bpffs and loads BPF programs)");
+    return nullptr;
+  }
+  if (!bpffs.mounted()) {
+    WARN("SKIPPED: needs a mountable bpf filesystem: " << std::strerror(bpffs.error()));
+    return nullptr;
+  }
+  options.bpffs_dir = bpffs.pins();
+  options.max_sessions = 1024;
+  auto loaded = BpfDatapath::LoadAndPin(options);
+  REQUIRE(loaded.ok());
+  return std::move(*loaded);
+}
 
 // x/server accepts TCP 80 from `clients` pods: one exact entry each.
 ClusterState ServerWithClients(int clients) {
@@ -98,22 +118,12 @@ ms_endpoint KernelEndpoint(const BpfDatapath& datapath, uint32_t ifindex) {
 
 TEST_CASE("a full policy map locks the endpoint down in the kernel, in its status and in the metrics",
           "[privileged][map_pressure]") {
-  if (::geteuid() != 0) {
-    WARN("SKIPPED: needs root (mounts a private bpffs and loads BPF programs)");
-    return;
-  }
   PrivateBpffs bpffs;
-  if (!bpffs.mounted()) {
-    WARN("SKIPPED: needs a mountable bpf filesystem: " << std::strerror(bpffs.error()));
-    return;
-  }
   DatapathOptions options;
-  options.bpffs_dir = bpffs.pins();
   options.max_policy_exact = 4;
-  options.max_sessions = 1024;
-  auto loaded = BpfDatapath::LoadAndPin(options);
-  REQUIRE(loaded.ok());
-  const BpfDatapath& datapath = **loaded;
+  const std::unique_ptr<BpfDatapath> loaded = LoadPinnedOrSkip(bpffs, options);
+  if (!loaded) return;
+  const BpfDatapath& datapath = *loaded;
 
   TempDir state;
   EndpointRegistry registry(state.path());
@@ -287,23 +297,13 @@ ms_lpm_key LpmKey(uint32_t endpoint_id, uint32_t prefix, uint8_t bits) {
 // policy in the kernel, entry for entry.
 TEST_CASE("the real writer's batches stop where the kernel did, and a failed batch is undone",
           "[privileged][map_pressure]") {
-  if (::geteuid() != 0) {
-    WARN("SKIPPED: needs root (mounts a private bpffs and loads BPF programs)");
-    return;
-  }
   PrivateBpffs bpffs;
-  if (!bpffs.mounted()) {
-    WARN("SKIPPED: needs a mountable bpf filesystem: " << std::strerror(bpffs.error()));
-    return;
-  }
   DatapathOptions options;
-  options.bpffs_dir = bpffs.pins();
   options.max_policy_exact = 4;
   options.max_policy_lpm = 4;
-  options.max_sessions = 1024;
-  auto loaded = BpfDatapath::LoadAndPin(options);
-  REQUIRE(loaded.ok());
-  const BpfDatapath& datapath = **loaded;
+  const std::unique_ptr<BpfDatapath> loaded = LoadPinnedOrSkip(bpffs, options);
+  if (!loaded) return;
+  const BpfDatapath& datapath = *loaded;
   BpfMapWriter writer(datapath);
   ms_policy_value allow{};
   allow.action = MS_ACTION_ALLOW;

@@ -46,6 +46,14 @@ void CheckAgainstFullCompile(const PolicyEngine& engine,
   }
 }
 
+// The policies `updater` installed, as CheckAgainstFullCompile reads them.
+std::function<const EndpointPolicy*(uint32_t)> InstalledBy(const PolicyMapUpdater& updater) {
+  return [&updater](uint32_t endpoint_id) -> const EndpointPolicy* {
+    const InstalledEndpoint* installed = updater.Find(endpoint_id);
+    return installed ? &installed->policy : nullptr;
+  };
+}
+
 // The engine's endpoints' policies, kept current from TakeDirty like the agent does.
 class Mirror {
  public:
@@ -312,10 +320,7 @@ TEST_CASE("peer patches and whole recompiles together equal a full compile after
 
       INFO("seed " << seed << " step " << step << ": " << what);
       REQUIRE(updater.installed().size() == engine.endpoints().size());
-      CheckAgainstFullCompile(engine, [&](uint32_t id) -> const EndpointPolicy* {
-        const InstalledEndpoint* installed = updater.Find(id);
-        return installed ? &installed->policy : nullptr;
-      });
+      CheckAgainstFullCompile(engine, InstalledBy(updater));
       CHECK(testing::SameMapState(writer.maps, updater.Snapshot()));
     }
     patches += updater.counters().peer_patches;
@@ -341,10 +346,7 @@ TEST_CASE("with IPv6 addresses, incremental updates still equal a full compile a
 
       INFO("seed " << seed << " step " << step << ": " << what);
       REQUIRE(updater.installed().size() == engine.endpoints().size());
-      CheckAgainstFullCompile(engine, [&](uint32_t id) -> const EndpointPolicy* {
-        const InstalledEndpoint* installed = updater.Find(id);
-        return installed ? &installed->policy : nullptr;
-      });
+      CheckAgainstFullCompile(engine, InstalledBy(updater));
       CHECK(testing::SameMapState(writer.maps, updater.Snapshot()));
     }
     patches += updater.counters().peer_patches;
@@ -397,10 +399,7 @@ TEST_CASE("a cluster policy change patches the subjects it keeps", "[engine][upd
 
   auto apply = [&] {
     REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
-    CheckAgainstFullCompile(engine, [&](uint32_t endpoint_id) -> const EndpointPolicy* {
-      const InstalledEndpoint* installed = updater.Find(endpoint_id);
-      return installed ? &installed->policy : nullptr;
-    });
+    CheckAgainstFullCompile(engine, InstalledBy(updater));
     CHECK(testing::SameMapState(writer.maps, updater.Snapshot()));
   };
   apply();
@@ -580,12 +579,17 @@ struct CountingFixture {
   }
 };
 
-// A pod event that gives a non-isolated direction its first Deny entry
-// changes ms_endpoint.lookup_actions (what unjudgeable packets get there):
-// that is not a peer patch, which never rewrites the endpoint entry.
-TEST_CASE("a pod event bringing a looked-up direction its first Deny rewrites the endpoint",
-          "[engine][updater]") {
-  const ClusterState cluster = testing::ClusterFromYaml(R"(
+// prod/web as a local endpoint whose egress an Audit policy selects, so
+// that direction is looked up without being isolated, plus the cluster
+// policy the test brings; every Apply checks what the updater installed
+// against a full compile.
+struct AuditedEgressFixture {
+  PolicyEngine engine;
+  testing::FakeMapWriter writer;
+  PolicyMapUpdater updater{writer};
+
+  explicit AuditedEgressFixture(const std::string& cluster_policy) {
+    engine.SetClusterState(testing::ClusterFromYaml(R"(
 apiVersion: v1
 kind: Namespace
 metadata: {name: prod}
@@ -603,6 +607,25 @@ spec:
   enforcement: Audit
   policyTypes: [Egress]
 ---
+)" + cluster_policy));
+    engine.UpsertEndpoint({1, 10, "prod", "web", testing::Ip("10.244.0.10")});
+    Apply();
+  }
+
+  void Apply() {
+    REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
+    CheckAgainstFullCompile(engine, InstalledBy(updater));
+  }
+
+  uint8_t web_lookup_actions() const { return writer.maps.endpoints.at(10).lookup_actions; }
+};
+
+// A pod event that gives a non-isolated direction its first Deny entry
+// changes ms_endpoint.lookup_actions (what unjudgeable packets get there):
+// that is not a peer patch, which never rewrites the endpoint entry.
+TEST_CASE("a pod event bringing a looked-up direction its first Deny rewrites the endpoint",
+          "[engine][updater]") {
+  AuditedEgressFixture f(R"(
 apiVersion: microseg.io/v1alpha1
 kind: ClusterSegmentPolicy
 metadata: {name: no-bad}
@@ -612,28 +635,17 @@ spec:
   - action: Deny
     to: [{podSelector: {matchLabels: {role: bad}}}]
 )");
-  PolicyEngine engine;
-  testing::FakeMapWriter writer;
-  PolicyMapUpdater updater(writer);
-  engine.SetClusterState(cluster);
-  engine.UpsertEndpoint({1, 10, "prod", "web", testing::Ip("10.244.0.10")});
-  REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
-  CHECK(writer.maps.endpoints.at(10).lookup_actions == MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS));
+  CHECK(f.web_lookup_actions() == MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS));
 
   Pod bad{"prod", "bad", {{"role", "bad"}}, "node-2", testing::Ip("10.244.0.66"), {}};
-  engine.UpsertPod(bad);
-  REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
-  CHECK(writer.maps.endpoints.at(10).lookup_actions ==
-        (MS_EP_LOOKUP_DENIES(MS_DIR_EGRESS) | MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS)));
-  CheckAgainstFullCompile(engine, [&](uint32_t id) -> const EndpointPolicy* {
-    const InstalledEndpoint* installed = updater.Find(id);
-    return installed ? &installed->policy : nullptr;
-  });
+  f.engine.UpsertPod(bad);
+  f.Apply();
+  CHECK(f.web_lookup_actions() == (MS_EP_LOOKUP_DENIES(MS_DIR_EGRESS) | MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS)));
 
   // And back: the last Deny entry gone, unjudgeable packets are only audited again.
-  engine.DeletePod("prod/bad");
-  REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
-  CHECK(writer.maps.endpoints.at(10).lookup_actions == MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS));
+  f.engine.DeletePod("prod/bad");
+  f.Apply();
+  CHECK(f.web_lookup_actions() == MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS));
 }
 
 // The same through the LPM entries a cluster policy patch carries: a CIDR
@@ -642,24 +654,7 @@ spec:
 // actions is still patched.
 TEST_CASE("a cluster policy CIDR rule turned Deny in a looked-up direction rewrites the endpoint",
           "[engine][updater]") {
-  const ClusterState cluster = testing::ClusterFromYaml(R"(
-apiVersion: v1
-kind: Namespace
-metadata: {name: prod}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web, namespace: prod, labels: {app: web}}
-status: {podIP: 10.244.0.10}
----
-apiVersion: microseg.io/v1alpha1
-kind: SegmentPolicy
-metadata: {name: audit-egress, namespace: prod}
-spec:
-  podSelector: {}
-  enforcement: Audit
-  policyTypes: [Egress]
----
+  AuditedEgressFixture f(R"(
 apiVersion: microseg.io/v1alpha1
 kind: ClusterSegmentPolicy
 metadata: {name: partners}
@@ -669,37 +664,23 @@ spec:
   - action: Allow
     to: [{ipBlock: {cidr: 198.51.100.0/24}}]
 )");
-  PolicyEngine engine;
-  testing::FakeMapWriter writer;
-  PolicyMapUpdater updater(writer);
-  engine.SetClusterState(cluster);
-  engine.UpsertEndpoint({1, 10, "prod", "web", testing::Ip("10.244.0.10")});
-  auto apply = [&] {
-    REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
-    CheckAgainstFullCompile(engine, [&](uint32_t id) -> const EndpointPolicy* {
-      const InstalledEndpoint* installed = updater.Find(id);
-      return installed ? &installed->policy : nullptr;
-    });
-  };
-  apply();
-  REQUIRE(writer.maps.endpoints.at(10).lookup_actions == MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS));
-  ClusterSegmentPolicy partners = engine.cluster().cluster_segment_policies.at("partners");
+  REQUIRE(f.web_lookup_actions() == MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS));
+  ClusterSegmentPolicy partners = f.engine.cluster().cluster_segment_policies.at("partners");
 
   partners.egress[0].peers[0].ip_block = IpBlock{{testing::Ip("198.51.101.0"), 24}, {}};
-  engine.UpsertClusterSegmentPolicy(partners);
-  const uint64_t compiled = engine.compiled_endpoints();
-  const uint64_t patches = updater.counters().peer_patches;
-  apply();
-  CHECK(updater.counters().peer_patches == patches + 1);
-  CHECK(engine.compiled_endpoints() == compiled);
+  f.engine.UpsertClusterSegmentPolicy(partners);
+  const uint64_t compiled = f.engine.compiled_endpoints();
+  const uint64_t patches = f.updater.counters().peer_patches;
+  f.Apply();
+  CHECK(f.updater.counters().peer_patches == patches + 1);
+  CHECK(f.engine.compiled_endpoints() == compiled);
 
   partners.egress[0].action = RuleAction::kDeny;
-  engine.UpsertClusterSegmentPolicy(partners);
-  apply();
-  CHECK(writer.maps.endpoints.at(10).lookup_actions ==
-        (MS_EP_LOOKUP_DENIES(MS_DIR_EGRESS) | MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS)));
-  CHECK(updater.counters().peer_patches == patches + 1);
-  CHECK(engine.compiled_endpoints() == compiled + 1);
+  f.engine.UpsertClusterSegmentPolicy(partners);
+  f.Apply();
+  CHECK(f.web_lookup_actions() == (MS_EP_LOOKUP_DENIES(MS_DIR_EGRESS) | MS_EP_LOOKUP_AUDITS(MS_DIR_EGRESS)));
+  CHECK(f.updater.counters().peer_patches == patches + 1);
+  CHECK(f.engine.compiled_endpoints() == compiled + 1);
 }
 
 TEST_CASE("an event recompiles only the endpoints it touches", "[engine]") {
