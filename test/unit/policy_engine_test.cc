@@ -54,6 +54,39 @@ std::function<const EndpointPolicy*(uint32_t)> InstalledBy(const PolicyMapUpdate
   };
 }
 
+// Namespaces labelled team=<namespace>, in each a pod labelled app=<name> for
+// every name, each pod a local endpoint: ids from 1 in that order, ifindex
+// 100 + id, address 10.244.1.<id>.
+void AddNamespacesOfLocalPods(PolicyEngine& engine, std::initializer_list<const char*> namespaces,
+                              std::initializer_list<const char*> names) {
+  for (const char* ns : namespaces) engine.UpsertNamespace({ns, {{"team", ns}}});
+  uint32_t id = 1;
+  for (const char* ns : namespaces) {
+    for (const char* name : names) {
+      engine.UpsertPod({ns, name, {{"app", name}}, "node-1", 0x0af40100u + id, {}});
+      engine.UpsertEndpoint({id, 100 + id, ns, name, 0x0af40100u + id});
+      ++id;
+    }
+  }
+}
+
+// The pods labelled app=<app> of the policy's namespace.
+PolicyPeer PodsOfApp(const char* app) {
+  PolicyPeer peer;
+  peer.pod_selector = LabelSelector{{{"app", app}}, {}};
+  return peer;
+}
+
+// <ns>/<name>: the pods labelled app=<name> accept `peer` (any port).
+NetworkPolicy IngressFrom(const char* ns, const char* name, const PolicyPeer& peer) {
+  NetworkPolicy policy;
+  policy.namespace_name = ns;
+  policy.name = name;
+  policy.pod_selector.match_labels = {{"app", name}};
+  policy.ingress.push_back({{peer}, {}});
+  return policy;
+}
+
 // The engine's endpoints' policies, kept current from TakeDirty like the agent does.
 class Mirror {
  public:
@@ -364,23 +397,8 @@ TEST_CASE("a cluster policy change patches the subjects it keeps", "[engine][upd
   PolicyEngine engine;
   testing::FakeMapWriter writer;
   PolicyMapUpdater updater(writer);
-  for (const char* ns : {"x", "y"}) engine.UpsertNamespace({ns, {{"team", ns}}});
-  uint32_t id = 1;
-  for (const char* ns : {"x", "y"}) {
-    for (const char* name : {"web", "client"}) {
-      engine.UpsertPod({ns, name, {{"app", name}}, "node-1", 0x0af40100u + id, {}});
-      engine.UpsertEndpoint({id, 100 + id, ns, name, 0x0af40100u + id});
-      ++id;
-    }
-  }
-  NetworkPolicy web;
-  web.namespace_name = "x";
-  web.name = "web";
-  web.pod_selector.match_labels = {{"app", "web"}};
-  PolicyPeer clients;
-  clients.pod_selector = LabelSelector{{{"app", "client"}}, {}};
-  web.ingress.push_back({{clients}, {}});
-  engine.UpsertNetworkPolicy(web);
+  AddNamespacesOfLocalPods(engine, {"x", "y"}, {"web", "client"});
+  engine.UpsertNetworkPolicy(IngressFrom("x", "web", PodsOfApp("client")));
 
   ClusterSegmentPolicy platform;
   platform.name = "platform";
@@ -459,7 +477,7 @@ TEST_CASE("a cluster policy change patches the subjects it keeps", "[engine][upd
     PolicyPort clients_range;
     clients_range.port = uint16_t{8001};
     clients_range.end_port = uint16_t{8005};
-    to_clients.egress.push_back({{clients}, {clients_range}});
+    to_clients.egress.push_back({{PodsOfApp("client")}, {clients_range}});
     engine.UpsertNetworkPolicy(to_clients);
     apply();
     const uint64_t compiled_before = engine.compiled_endpoints();
@@ -539,32 +557,11 @@ struct CountingFixture {
   Mirror mirror{engine};
 
   CountingFixture() {
-    for (const char* ns : {"x", "y", "z"}) engine.UpsertNamespace({ns, {{"team", ns}}});
-    uint32_t id = 1;
-    for (const char* ns : {"x", "y", "z"}) {
-      for (const char* name : {"web", "db", "client"}) {
-        Pod pod{ns, name, {{"app", name}}, "node-1", 0x0af40100u + id, {}};
-        engine.UpsertPod(pod);
-        engine.UpsertEndpoint({id, 100 + id, ns, name, 0x0af40100u + id});
-        ++id;
-      }
-    }
-    NetworkPolicy web;
-    web.namespace_name = "x";
-    web.name = "web";
-    web.pod_selector.match_labels = {{"app", "web"}};
-    PolicyPeer clients;
-    clients.pod_selector = LabelSelector{{{"app", "client"}}, {}};
-    web.ingress.push_back({{clients}, {}});
-    engine.UpsertNetworkPolicy(web);
-    NetworkPolicy db;
-    db.namespace_name = "y";
-    db.name = "db";
-    db.pod_selector.match_labels = {{"app", "db"}};
+    AddNamespacesOfLocalPods(engine, {"x", "y", "z"}, {"web", "db", "client"});
+    engine.UpsertNetworkPolicy(IngressFrom("x", "web", PodsOfApp("client")));
     PolicyPeer team_x;
     team_x.namespace_selector = LabelSelector{{{"team", "x"}}, {}};
-    db.ingress.push_back({{team_x}, {}});
-    engine.UpsertNetworkPolicy(db);
+    engine.UpsertNetworkPolicy(IngressFrom("y", "db", team_x));
     mirror.Sync();
   }
 
