@@ -136,25 +136,19 @@ void PolicyEngine::DirtyNamespaceEndpoints(const std::string& namespace_name) {
   }
 }
 
-void PolicyEngine::PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::optional<PeerAddresses>& addresses) {
-  for (uint32_t id : endpoint_ids) {
-    if (addresses) {
-      peer_dirty_[id].Merge(*addresses);
-    } else {
-      dirty_.insert(id);
-    }
-  }
+void PolicyEngine::PeerDirty(const std::set<uint32_t>& endpoint_ids, const PeerAddresses& addresses) {
+  for (uint32_t id : endpoint_ids) peer_dirty_[id].Merge(addresses);
 }
 
 // Only the entries keyed by the pod's old and new addresses (both
 // families) can change at the endpoints whose policies reference it: they
 // get a peer patch.
 void PolicyEngine::DirtyPeersOf(const std::optional<PeerPod>& before, const std::optional<PeerPod>& after) {
-  std::optional<PeerAddresses> addresses(std::in_place);
+  PeerAddresses addresses;
   for (const std::optional<PeerPod>* peer : {&before, &after}) {
     if (!*peer) continue;
-    if ((*peer)->ipv4 != 0) addresses->ipv4.insert((*peer)->ipv4);
-    if (HasIpv6(**peer)) addresses->ipv6.insert((*peer)->ipv6);
+    if ((*peer)->ipv4 != 0) addresses.ipv4.insert((*peer)->ipv4);
+    if (HasIpv6(**peer)) addresses.ipv6.insert((*peer)->ipv6);
   }
   auto references = [&](const NetworkPolicy& policy) {
     return (before && PolicyMayReferencePeer(policy, *before)) || (after && PolicyMayReferencePeer(policy, *after));

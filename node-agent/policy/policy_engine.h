@@ -121,7 +121,7 @@ class PolicyEngine {
   bool RulesMayReferencePeer(const std::vector<PolicyRule>& rules, bool egress, const std::string* policy_namespace,
                              const PeerPod& peer) const;
   // `addresses` nullopt: the endpoints recompile whole.
-  void PeerDirty(const std::set<uint32_t>& endpoint_ids, const std::optional<PeerAddresses>& addresses);
+  void PeerDirty(const std::set<uint32_t>& endpoint_ids, const PeerAddresses& addresses);
   // Local endpoints the policy's subject selectors choose (either direction).
   std::set<uint32_t> SubjectsOf(const ClusterSegmentPolicy& policy) const;
   // `before`/`after` nullptr: the policy did not exist / is deleted.

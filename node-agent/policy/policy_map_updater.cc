@@ -115,38 +115,42 @@ void SortForLookupOrder(EntryChanges<Key>& changes) {
   });
 }
 
+// An exact key of one endpoint and peer address (uint32_t: IPv4, host
+// order; Ipv6Address: net order), the rest zero.
+ms_policy_key PeerKey(uint32_t endpoint_id, uint32_t peer_host_order) {
+  ms_policy_key key{};
+  key.endpoint_id = endpoint_id;
+  key.peer_ipv4 = htonl(peer_host_order);
+  return key;
+}
+ms_policy6_key PeerKey(uint32_t endpoint_id, const Ipv6Address& peer) {
+  ms_policy6_key key{};
+  key.endpoint_id = endpoint_id;
+  std::memcpy(key.peer_ipv6, peer.data(), sizeof key.peer_ipv6);
+  return key;
+}
+
 // The installed entries keyed by one peer address, in either direction
 // (keys are compared bytewise: endpoint id, then peer, then the rest).
-std::pair<MapState::ExactMap::const_iterator, MapState::ExactMap::const_iterator> PeerRange(
-    const MapState::ExactMap& exact, uint32_t endpoint_id, uint32_t peer_host_order) {
-  ms_policy_key low{};
-  low.endpoint_id = endpoint_id;
-  low.peer_ipv4 = htonl(peer_host_order);
-  ms_policy_key high = low;
+template <typename Map, typename Address>
+std::pair<typename Map::const_iterator, typename Map::const_iterator> PeerRange(const Map& exact, uint32_t endpoint_id,
+                                                                                const Address& peer) {
+  const auto low = PeerKey(endpoint_id, peer);
+  auto high = low;
   high.port = 0xffff;
   high.proto = 0xff;
   high.direction = 0xff;
   return {exact.lower_bound(low), exact.upper_bound(high)};
 }
 
-// The same for one IPv6 peer address (net order) in an endpoint's IPv6 exact entries.
-std::pair<MapState::Exact6Map::const_iterator, MapState::Exact6Map::const_iterator> PeerRange6(
-    const MapState::Exact6Map& exact6, uint32_t endpoint_id, const Ipv6Address& peer) {
-  ms_policy6_key low{};
-  low.endpoint_id = endpoint_id;
-  std::memcpy(low.peer_ipv6, peer.data(), sizeof low.peer_ipv6);
-  ms_policy6_key high = low;
-  high.port = 0xffff;
-  high.proto = 0xff;
-  high.direction = 0xff;
-  return {exact6.lower_bound(low), exact6.upper_bound(high)};
+// Whether a patch of `addresses` replaces the exact entry of `key`.
+bool Patched(const PeerAddresses& addresses, const ms_policy_key& key) {
+  return addresses.ipv4.contains(ntohl(key.peer_ipv4));
 }
-
-// The peer address (net order) of an IPv6 exact key.
-Ipv6Address PeerOf(const ms_policy6_key& key) {
+bool Patched(const PeerAddresses& addresses, const ms_policy6_key& key) {
   Ipv6Address peer;
   std::memcpy(peer.data(), key.peer_ipv6, sizeof key.peer_ipv6);
-  return peer;
+  return addresses.ipv6.contains(peer);
 }
 
 template <typename Map, typename Key>
@@ -212,9 +216,9 @@ void DiffLpmPatch(const Map& old, const Map& patch, const std::array<bool, MS_DI
 // The port-interval lookup entries (MS_DIR_F_PORT_LOOKUP, ms_policy_lpm) of
 // two policies are the same, in every direction or in `only` one. The data
 // path reads a port's interval once and then looks up verdicts keyed by
-// it: lookup prefixes replaced one by one could hand it an interval start
-// that neither cutting has, so a change of them goes through a generation
-// flip, never in place.
+// it: lookup prefixes replaced one by one could hand it an interval whose
+// verdicts are half written, so a change of them goes through the union
+// cutting (port_recut.h).
 bool SamePortLookups(const MapState::LpmMap& a, const MapState::LpmMap& b, std::optional<uint8_t> only = std::nullopt) {
   auto is_lookup = [&](const auto& entry) {
     return (entry.first.direction & MS_DIR_F_PORT_LOOKUP) != 0 &&
@@ -234,7 +238,7 @@ bool SamePortLookups(const MapState::LpmMap& a, const MapState::LpmMap& b, std::
 // and 5; step 3 is the plan's ordinary `changes`.
 struct RecutSteps {
   PortRecut recut;
-  EndpointChanges stage_union;                // 1: old interval verdicts under union keys (new keys only)
+  EndpointChanges stage_union;                // 1: old interval verdicts under union keys (unreachable keys only)
   EntryChanges<ms_lpm_key> lookups_to_union;  // 2
   EntryChanges<ms_lpm_key> lookups_to_new;    // 4
   EndpointChanges unstage_union;              // 5: union keys the new policy lacks (deletes only)
@@ -248,10 +252,20 @@ struct RecutSteps {
 template <typename Map, typename Key>
 void PlanRecutOfMap(const PortRecut& recut, const Map& old, const Map& desired, EntryChanges<Key>& stage,
                     EntryChanges<Key>& in_place, EntryChanges<Key>& unstage, Map& old_in_union) {
-  old_in_union = recut.ToUnion(old, /*from_new=*/false);
-  const Map new_in_union = recut.ToUnion(desired, /*from_new=*/true);
+  Map old_unnamed;
+  Map new_in_union_unnamed;
+  old_in_union = recut.ToUnion(old, /*from_new=*/false, old_unnamed);
+  Map new_in_union = recut.ToUnion(desired, /*from_new=*/true, new_in_union_unnamed);
+  // Not something the compiler writes; kept so the maps hold `desired` exactly.
+  new_in_union.merge(new_in_union_unnamed);
+  // Step 1. An old key naming no old interval is unreachable now but may
+  // start a union interval once the lookups move: the staged value
+  // replaces it, or it goes before the lookups do.
   for (const auto& [key, value] : old_in_union) {
-    if (!old.contains(key)) stage.upserts.emplace_back(key, value);
+    if (!SameValue(old, key, value)) stage.upserts.emplace_back(key, value);
+  }
+  for (const auto& [key, value] : old_unnamed) {
+    if (!old_in_union.contains(key)) stage.deletes.emplace_back(key, value);
   }
   // Step 3: what the re-cut does not involve as always, the involved
   // interval verdicts from old to new under the union's keys.
@@ -385,8 +399,9 @@ struct PolicyMapUpdater::Plan {
   Kind kind = Kind::kUnchanged;
   const InstalledEndpoint* old = nullptr;
   std::optional<EndpointPolicy> desired;  // stamped: flags carry the generation, policy_rev set
-  // kInPlace: the changes of each policy map. `patch` set: they come from PeerEntries
-  // and `desired` is empty; `endpoint` is the stamped ms_endpoints value.
+  // kInPlace: the changes of each policy map. `patch` set: they come from PeerEntries,
+  // `desired` is empty (a re-cutting patch: see `recut`) and `endpoint` is the
+  // stamped ms_endpoints value.
   EndpointChanges changes;
   bool patch = false;
   ms_endpoint endpoint{};
@@ -506,15 +521,15 @@ bool PatchKeepsLookupActions(const EndpointPolicy& policy, const PeerEntries& pe
   note_all(peers.exact);
   note_all(peers.exact6);
   if ((found & ~installed) != 0) return false;
-  auto note_kept = [&](const auto& entries, const auto& kept) {
+  auto note_kept = [&](const auto& entries) {
     for (const auto& [key, value] : entries) {
       if (found == installed) return;
       const uint8_t bits = bits_of(key.direction, value);
-      if ((bits & ~found) != 0 && kept(key)) found |= bits;
+      if ((bits & ~found) != 0 && !Patched(peers.addresses, key)) found |= bits;
     }
   };
-  note_kept(policy.exact6, [&](const ms_policy6_key& key) { return !peers.addresses.ipv6.contains(PeerOf(key)); });
-  note_kept(policy.exact, [&](const ms_policy_key& key) { return !peers.addresses.ipv4.contains(ntohl(key.peer_ipv4)); });
+  note_kept(policy.exact6);
+  note_kept(policy.exact);
   return found == installed;
 }
 
@@ -524,12 +539,11 @@ bool KeepsIntervalEntries(const EndpointPolicy& policy, const PeerAddresses& add
   auto interval_of_direction = [&](uint8_t direction_byte) {
     return (direction_byte & MS_DIR_F_PORT_INTERVAL) != 0 && ms_key_direction(direction_byte) == direction;
   };
-  for (const auto& [key, value] : policy.exact) {
-    if (interval_of_direction(key.direction) && !addresses.ipv4.contains(ntohl(key.peer_ipv4))) return true;
-  }
-  return std::any_of(policy.exact6.begin(), policy.exact6.end(), [&](const auto& entry) {
-    return interval_of_direction(entry.first.direction) && !addresses.ipv6.contains(PeerOf(entry.first));
-  });
+  auto kept_interval_entry = [&](const auto& entry) {
+    return interval_of_direction(entry.first.direction) && !Patched(addresses, entry.first);
+  };
+  return std::any_of(policy.exact.begin(), policy.exact.end(), kept_interval_entry) ||
+         std::any_of(policy.exact6.begin(), policy.exact6.end(), kept_interval_entry);
 }
 
 }  // namespace
@@ -537,6 +551,7 @@ bool KeepsIntervalEntries(const EndpointPolicy& policy, const PeerAddresses& add
 bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) const {
   const InstalledEndpoint* installed = Find(endpoint_id);
   if (installed == nullptr || (installed->policy.endpoint.flags & MS_EP_F_LOCKDOWN) != 0) return false;
+  if (peers.lpm.has_value() != peers.lpm6.has_value()) return false;  // a CIDR patch carries both families
   const EndpointPolicy& policy = installed->policy;
   // A patch never rewrites the endpoint entry: what it can decide must stay.
   if (!PatchKeepsLookupActions(policy, peers)) return false;
@@ -573,7 +588,7 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
         std::any_of(lpm.begin(), lpm.end(), not_default) ||
         std::any_of(policy.exact6.begin(), policy.exact6.end(),
                     [&](const auto& entry) {
-                      return not_default(entry) && !peers.addresses.ipv6.contains(PeerOf(entry.first));
+                      return not_default(entry) && !Patched(peers.addresses, entry.first);
                     }) ||
         std::any_of(lpm6.begin(), lpm6.end(), not_default);
     if (!has_entries) {
@@ -582,7 +597,7 @@ bool PolicyMapUpdater::CanPatch(uint32_t endpoint_id, const PeerEntries& peers) 
     }
     if (new_entries_matter || other_maps_matter) continue;
     const bool others_matter = std::any_of(policy.exact.begin(), policy.exact.end(), [&](const auto& entry) {
-      return not_default(entry) && !peers.addresses.ipv4.contains(ntohl(entry.first.peer_ipv4));
+      return not_default(entry) && !Patched(peers.addresses, entry.first);
     });
     if (!others_matter) return false;  // every entry would repeat the default: a whole compile trims them
   }
@@ -759,9 +774,12 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       };
       ForEachPolicyMap(plan.changes, [&](const auto& changes) { add_changes(kMain, changes, generation, before_main); });
       if (recut) {
-        auto absent = [](const auto&) { return std::optional<ms_policy_value>(); };
+        auto before_stage = [&](const auto& key) {
+          using Key = std::decay_t<decltype(key)>;
+          return ValueAt(EntriesOf<Key>(old), key);
+        };
         ForEachPolicyMap(recut->stage_union,
-                         [&](const auto& changes) { add_changes(kStageUnion, changes, generation, absent); });
+                         [&](const auto& changes) { add_changes(kStageUnion, changes, generation, before_stage); });
         add_changes(kLookupsToUnion, recut->lookups_to_union, generation,
                     [&](const ms_lpm_key& key) { return ValueAt(old.lpm, key); });
         add_changes(kLookupsToNew, recut->lookups_to_new, generation,
@@ -911,30 +929,6 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
   for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
     trimmed[direction] = peers.default_action[direction] != MS_ACTION_ALLOW_AUDIT && !has_entries[direction];
   }
-  for (const auto& [key, value] : peers.exact) {
-    if (!trimmed[ms_key_direction(key.direction)] && !SameValue(old.exact, key, value)) {
-      plan.changes.exact.upserts.emplace_back(key, value);
-    }
-  }
-  for (uint32_t address : peers.addresses.ipv4) {
-    const auto [begin, end] = PeerRange(old.exact, plan.endpoint_id, address);
-    for (auto it = begin; it != end; ++it) {
-      if (!peers.exact.contains(it->first)) plan.changes.exact.deletes.emplace_back(it->first, it->second);
-    }
-  }
-  SortForLookupOrder(plan.changes.exact);
-  for (const auto& [key, value] : peers.exact6) {
-    if (!trimmed[ms_key_direction(key.direction)] && !SameValue(old.exact6, key, value)) {
-      plan.changes.exact6.upserts.emplace_back(key, value);
-    }
-  }
-  for (const Ipv6Address& address : peers.addresses.ipv6) {
-    const auto [begin, end] = PeerRange6(old.exact6, plan.endpoint_id, address);
-    for (auto it = begin; it != end; ++it) {
-      if (!peers.exact6.contains(it->first)) plan.changes.exact6.deletes.emplace_back(it->first, it->second);
-    }
-  }
-  SortForLookupOrder(plan.changes.exact6);
   if (peers.lpm && !SamePortLookups(old.lpm, WithoutDirections(*peers.lpm, trimmed))) {
     // A new port cutting. CanPatch: every involved exact entry after the
     // patch is the patch's, and every one before it is keyed by a patched
@@ -942,22 +936,23 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
     // the entries of those addresses, all LPM entries) and what replaces
     // it (`after`); the entries of other addresses stay and take no part.
     EndpointPolicy before;
-    for (uint32_t address : peers.addresses.ipv4) {
-      const auto [begin, end] = PeerRange(old.exact, plan.endpoint_id, address);
-      before.exact.insert(begin, end);
-    }
-    for (const Ipv6Address& address : peers.addresses.ipv6) {
-      const auto [begin, end] = PeerRange6(old.exact6, plan.endpoint_id, address);
-      before.exact6.insert(begin, end);
-    }
+    auto add_replaced = [&](const auto& addresses, const auto& installed, auto& replaced) {
+      for (const auto& address : addresses) {
+        const auto [begin, end] = PeerRange(installed, plan.endpoint_id, address);
+        replaced.insert(begin, end);
+      }
+    };
+    add_replaced(peers.addresses.ipv4, old.exact, before.exact);
+    add_replaced(peers.addresses.ipv6, old.exact6, before.exact6);
     before.lpm = old.lpm;
     before.lpm6 = old.lpm6;
     EndpointPolicy after;
+    after.ifindex = old.ifindex;
+    after.endpoint = old.endpoint;
     after.exact = WithoutDirections(peers.exact, trimmed);
     after.exact6 = WithoutDirections(peers.exact6, trimmed);
     after.lpm = WithoutDirections(*peers.lpm, trimmed);
     after.lpm6 = WithoutDirections(*peers.lpm6, trimmed);
-    plan.changes = {};
     plan.recut =
         DiffEndpointInPlace(plan.endpoint_id, before, after, plan.changes, mode_ == Mode::kDirectRecutForTests);
     plan.patch_replaced = std::move(before);
@@ -965,6 +960,24 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
     plan.kind = Plan::Kind::kInPlace;
     return;
   }
+  // The entries of the patched addresses of one family: the patch's in,
+  // the others of those addresses out.
+  auto splice_addresses = [&](const auto& addresses, const auto& patch, const auto& installed, auto& changes) {
+    for (const auto& [key, value] : patch) {
+      if (!trimmed[ms_key_direction(key.direction)] && !SameValue(installed, key, value)) {
+        changes.upserts.emplace_back(key, value);
+      }
+    }
+    for (const auto& address : addresses) {
+      const auto [begin, end] = PeerRange(installed, plan.endpoint_id, address);
+      for (auto it = begin; it != end; ++it) {
+        if (!patch.contains(it->first)) changes.deletes.emplace_back(it->first, it->second);
+      }
+    }
+    SortForLookupOrder(changes);
+  };
+  splice_addresses(peers.addresses.ipv4, peers.exact, old.exact, plan.changes.exact);
+  splice_addresses(peers.addresses.ipv6, peers.exact6, old.exact6, plan.changes.exact6);
   if (peers.lpm) DiffLpmPatch(old.lpm, *peers.lpm, trimmed, plan.changes.lpm);
   if (peers.lpm6) DiffLpmPatch(old.lpm6, *peers.lpm6, trimmed, plan.changes.lpm6);
   plan.kind = plan.changes.empty() ? Plan::Kind::kUnchanged : Plan::Kind::kInPlace;

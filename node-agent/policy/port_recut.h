@@ -71,10 +71,12 @@ class PortRecut {
   // The interval entries among `entries` that Involves(), keyed by the
   // intervals of the old cutting (`from_new` false) or of the new one,
   // re-keyed to the union: one entry per union interval inside, with the
-  // same value. An entry naming no interval of its cutting (not something
-  // the compiler writes) keeps its key.
+  // same value. An entry naming no interval of its cutting goes to
+  // `unnamed` instead: no lookup of that cutting reaches it (the compiler
+  // never writes one, but an interrupted update can leave one behind, and
+  // an agent restart adopts it).
   template <typename Map>
-  Map ToUnion(const Map& entries, bool from_new) const {
+  Map ToUnion(const Map& entries, bool from_new, Map& unnamed) const {
     Map out;
     for (const auto& [key, value] : entries) {
       if ((key.direction & MS_DIR_F_PORT_INTERVAL) == 0 || !Involves(key)) continue;
@@ -82,7 +84,7 @@ class PortRecut {
       const std::vector<PortSpan>* spans = FindSpans(from_new ? new_ : old_, port_class);
       const PortSpan* from = spans ? FindStartingAt(*spans, key.port) : nullptr;
       if (from == nullptr) {
-        out.emplace(key, value);
+        unnamed.emplace(key, value);
         continue;
       }
       for (const PortSpan& piece : union_.at(port_class)) {

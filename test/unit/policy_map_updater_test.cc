@@ -123,12 +123,13 @@ Ipv6Address PeerIpv6(uint32_t host, uint32_t generation) {
 }
 
 // The same probes from IPv6 peers (two address generations per host), appended to `out`.
-void AppendIpv6Verdicts(const MapState& maps, const std::vector<uint32_t>& ifindexes, std::vector<bool>& out) {
+void AppendIpv6Verdicts(const MapState& maps, const std::vector<uint32_t>& ifindexes,
+                        const std::vector<uint16_t>& ports, std::vector<bool>& out) {
   for (uint32_t ifindex : ifindexes) {
     for (ms_direction direction : {MS_DIR_INGRESS, MS_DIR_EGRESS}) {
       for (uint32_t host = 1; host <= 12; ++host) {
         for (uint32_t generation : {0u, 1u}) {
-          for (uint16_t port : {uint16_t{80}, uint16_t{443}}) {
+          for (uint16_t port : ports) {
             out.push_back(ReferenceLookup(maps, ifindex, direction, PeerIpv6(host, generation), 6, port).allowed());
           }
         }
@@ -336,7 +337,7 @@ TEST_CASE("peer patches in place never show a verdict outside {old, new}", "[upd
   // two), or go away and come back.
   auto verdicts = [&] {
     std::vector<bool> out = Verdicts(writer.inner.maps, probes);
-    AppendIpv6Verdicts(writer.inner.maps, {11, 12}, out);
+    AppendIpv6Verdicts(writer.inner.maps, {11, 12}, {80, 443}, out);
     return out;
   };
   std::mt19937 rng(7);
@@ -536,6 +537,12 @@ RecutRun RunRandomRecuts(PolicyMapUpdater::Mode mode) {
   PolicyMapUpdater updater(writer, mode);
   PolicyEngine engine;
   SetUpCluster(engine);
+  // Dual-stack peers: one lookup serves both families, so the IPv6 maps' interval verdicts are re-cut too.
+  for (uint32_t host = 1; host <= 12; ++host) {
+    const char* app = host % 3 == 0 ? "client" : host % 3 == 1 ? "web" : "db";
+    engine.UpsertPod({"x", "p" + std::to_string(host), {{"app", app}}, "node-1", 0x0af40100u + host, {},
+                      PeerIpv6(host, 0)});
+  }
   // Ranges start at 8000 + 5k and end at 8004 + 5k (k = 0..6).
   std::vector<uint16_t> ports = {7999};
   for (uint16_t first = 8000; first <= 8030; first += 5) {
@@ -603,9 +610,14 @@ RecutRun RunRandomRecuts(PolicyMapUpdater::Mode mode) {
   engine.UpsertClusterSegmentPolicy(cluster_policy());
   REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
 
+  auto verdicts = [&] {
+    std::vector<bool> out = Verdicts(writer.inner.maps, probes);
+    AppendIpv6Verdicts(writer.inner.maps, {11, 12}, ports, out);
+    return out;
+  };
   RecutRun run;
   for (int round = 0; round < 90; ++round) {
-    const std::vector<bool> before = Verdicts(writer.inner.maps, probes);
+    const std::vector<bool> before = verdicts();
     switch (round % 3) {
       case 0:
         engine.UpsertClusterSegmentPolicy(cluster_policy());
@@ -617,18 +629,21 @@ RecutRun RunRandomRecuts(PolicyMapUpdater::Mode mode) {
         engine.UpsertSegmentPolicy(segment_policy());
     }
     std::vector<std::vector<bool>> observed;
-    writer.after_each = [&] { observed.push_back(Verdicts(writer.inner.maps, probes)); };
+    writer.after_each = [&] { observed.push_back(verdicts()); };
     REQUIRE(updater.Apply(PlanEndpointUpdates(engine, updater)).ok());
     writer.after_each = nullptr;
-    run.mixed += CountOutside(before, observed, Verdicts(writer.inner.maps, probes));
+    run.mixed += CountOutside(before, observed, verdicts());
     for (uint32_t id : {1u, 2u}) {
       const EndpointPolicy fresh = engine.Compile(id);
       const EndpointPolicy& installed = updater.Find(id)->policy;
       if (!SameEntries(installed.exact, fresh.exact) || !SameEntries(installed.lpm, fresh.lpm) ||
+          !SameEntries(installed.exact6, fresh.exact6) || !SameEntries(installed.lpm6, fresh.lpm6) ||
           VerdictFlags(installed.endpoint) != fresh.endpoint.flags) {
         ++run.differs_from_whole_compile;
       }
     }
+    // What the updater believes it installed is what the maps hold.
+    if (!testing::SameMapState(updater.Snapshot(), writer.inner.maps)) ++run.differs_from_whole_compile;
   }
   run.counters = updater.counters();
   return run;
@@ -647,6 +662,49 @@ TEST_CASE("new port cuttings go through the union cutting: no verdict outside {o
 TEST_CASE("the same check catches a new cutting written in place without the union", "[updater]") {
   const RecutRun run = RunRandomRecuts(PolicyMapUpdater::Mode::kDirectRecutForTests);
   CHECK(run.mixed > 0);
+}
+
+// An interval verdict under a key no lookup names (an update interrupted
+// before its clean-up, then an agent restart that adopts it) must not
+// become reachable when a re-cut moves the lookups: the re-cut deletes or
+// overwrites it before they move.
+TEST_CASE("a re-cut never exposes an adopted interval key that names no interval", "[updater]") {
+  ObservedWriter writer;
+  PolicyEngine engine;
+  SetUpCluster(engine);
+  const std::vector<NetworkPolicy> versions = PolicyVersions();
+  const size_t range_8000_8100 = versions.size() - 2;
+  engine.UpsertNetworkPolicy(versions[range_8000_8100]);
+  bool generation = false;
+  {
+    PolicyMapUpdater first(writer);
+    REQUIRE(first.Apply(DirtyUpdates(engine)).ok());
+    generation = first.Find(1)->generation();
+  }
+  // Allow host 2 (db, which no rule allows) on the interval starting at
+  // 8050: no lookup of the 8000-8100 cutting names it, the next version's
+  // (8050-8200) will.
+  ms_policy_key stray{};
+  stray.endpoint_id = 1u | (generation ? MS_POLICY_GEN_BIT : 0u);
+  stray.peer_ipv4 = htonl(0x0af40102u);
+  stray.port = 8050;
+  stray.proto = 6;
+  stray.direction = MS_DIR_INGRESS | MS_DIR_F_PORT_INTERVAL;
+  writer.inner.maps.exact[stray] = ms_policy_value{MS_ACTION_ALLOW, {}, 7};
+
+  PolicyMapUpdater second(writer);
+  second.Adopt(writer.inner.maps);
+  const std::vector<Probe> probes = Probes({11, 12});
+  const std::vector<bool> before = Verdicts(writer.inner.maps, probes);
+  engine.UpsertNetworkPolicy(versions[range_8000_8100 + 1]);
+  std::vector<std::vector<bool>> observed;
+  writer.after_each = [&] { observed.push_back(Verdicts(writer.inner.maps, probes)); };
+  REQUIRE(second.Apply(DirtyUpdates(engine)).ok());
+  writer.after_each = nullptr;
+  CHECK(second.counters().port_recuts == 2);
+  CHECK(CountOutside(before, observed, Verdicts(writer.inner.maps, probes)) == 0);
+  CHECK(writer.inner.maps.exact.count(stray) == 0);
+  CHECK(testing::SameMapState(writer.inner.maps, second.Snapshot()));
 }
 
 TEST_CASE("adopting the maps after a restart keeps the live generation and drops strays", "[updater]") {

@@ -76,15 +76,21 @@ TEST_CASE("interval verdicts are re-keyed to the union, one per union interval i
   CHECK_FALSE(recut.Involves(interval_key(MS_DIR_INGRESS, 80, 1)));
 
   // Union: 8000-8004, 8005-8010, 8011-8012; the old interval holds the first two.
-  const MapState::ExactMap in_union = recut.ToUnion(old_entries, /*from_new=*/false);
+  MapState::ExactMap unnamed;
+  const MapState::ExactMap in_union = recut.ToUnion(old_entries, /*from_new=*/false, unnamed);
   CHECK(in_union.size() == 2);
   CHECK(in_union.contains(interval_key(MS_DIR_EGRESS, 8000, 1)));
   CHECK(in_union.contains(interval_key(MS_DIR_EGRESS, 8005, 1)));
 
   MapState::ExactMap new_entries;
   new_entries[interval_key(MS_DIR_EGRESS, 8005, 2)] = allow;
-  const MapState::ExactMap new_in_union = recut.ToUnion(new_entries, /*from_new=*/true);
+  const MapState::ExactMap new_in_union = recut.ToUnion(new_entries, /*from_new=*/true, unnamed);
   CHECK(new_in_union.size() == 2);
+  CHECK(unnamed.empty());
+  // A key naming no interval of its cutting (left behind by an interrupted update) is set apart.
+  old_entries[interval_key(MS_DIR_EGRESS, 8005, 3)] = allow;
+  CHECK(recut.ToUnion(old_entries, /*from_new=*/false, unnamed).size() == 2);
+  CHECK(unnamed.size() == 1);
   CHECK(new_in_union.contains(interval_key(MS_DIR_EGRESS, 8005, 2)));
   CHECK(new_in_union.contains(interval_key(MS_DIR_EGRESS, 8011, 2)));
 
