@@ -879,6 +879,7 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
         break;
       case Plan::Kind::kInPlace:
         ++(plan.patch ? counters_.peer_patches : counters_.in_place_updates);
+        if (plan.patch && !plan.changes.exact6.empty()) ++counters_.ipv6_peer_patches;
         if (plan.recut) ++counters_.port_recuts;
         break;
       default:

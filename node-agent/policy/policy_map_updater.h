@@ -98,6 +98,7 @@ struct UpdaterCounters {
   uint64_t generation_flips = 0;  // endpoints moved by staging a new generation
   uint64_t in_place_updates = 0;  // endpoints whose exact entries changed in place (whole policy given)
   uint64_t peer_patches = 0;      // endpoints whose entries of a few peer addresses were spliced in
+  uint64_t ipv6_peer_patches = 0; // of those, patches that wrote or deleted IPv6 exact entries
   uint64_t port_recuts = 0;       // of those two, updates to a new port cutting (through the union cutting)
   uint64_t rollbacks = 0;         // batches undone after a failed write
   uint64_t cleanup_failures = 0;  // entries that could not be deleted (kept as strays, retried)

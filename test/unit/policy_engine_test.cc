@@ -367,6 +367,7 @@ TEST_CASE("peer patches and whole recompiles together equal a full compile after
 TEST_CASE("with IPv6 addresses, incremental updates still equal a full compile after every event",
           "[engine][updater][random][ipv6]") {
   uint64_t patches = 0;
+  uint64_t ipv6_patches = 0;
   uint64_t flips = 0;
   for (uint32_t seed = 1; seed <= 40; ++seed) {
     PolicyEngine engine;
@@ -383,9 +384,12 @@ TEST_CASE("with IPv6 addresses, incremental updates still equal a full compile a
       CHECK(testing::SameMapState(writer.maps, updater.Snapshot()));
     }
     patches += updater.counters().peer_patches;
+    ipv6_patches += updater.counters().ipv6_peer_patches;
     flips += updater.counters().generation_flips;
   }
+  INFO("patches " << patches << ", of them IPv6 " << ipv6_patches << ", flips " << flips);
   CHECK(patches > 50);
+  CHECK(ipv6_patches > 100);  // IPv6 entries really go the patch path, not only whole compiles
   CHECK(flips > 100);
 }
 
