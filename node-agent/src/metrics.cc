@@ -65,6 +65,7 @@ std::vector<MetricFamily> AgentMetrics::Collect() const {
   AddGauge(duration, c.last_reconcile_seconds);
   out.push_back(std::move(duration));
 
+  for (MetricFamily& family : PolicyUpdateFamilies(c)) out.push_back(std::move(family));
   CollectMapPressure(out, c);
   CollectAudit(out);
 
@@ -107,6 +108,42 @@ std::vector<MetricFamily> AgentMetrics::Collect() const {
     AddGauge(invalid, static_cast<double>(invalid_manifest_files_()));
     out.push_back(std::move(invalid));
   }
+  return out;
+}
+
+std::vector<MetricFamily> PolicyUpdateFamilies(const AgentCounters& c) {
+  std::vector<MetricFamily> out;
+  auto updates = Family("microseg_policy_endpoint_updates_total",
+                        "Endpoint policies rewritten in the maps, by how: generation_flip (a second copy staged, "
+                        "then the endpoint flipped to it), in_place (entries changed in lookup order), peer_patch "
+                        "(only the entries of a few peer addresses spliced in).",
+                        MetricType::Counter);
+  AddCounter(updates, static_cast<double>(c.updater.generation_flips), {{"kind", "generation_flip"}});
+  AddCounter(updates, static_cast<double>(c.updater.in_place_updates), {{"kind", "in_place"}});
+  AddCounter(updates, static_cast<double>(c.updater.peer_patches), {{"kind", "peer_patch"}});
+  out.push_back(std::move(updates));
+
+  auto recuts = Family("microseg_policy_port_recuts_total",
+                       "In-place updates and peer patches that moved an endpoint to a new port cutting (endPort "
+                       "ranges) through the union of both cuttings.",
+                       MetricType::Counter);
+  AddCounter(recuts, static_cast<double>(c.updater.port_recuts));
+  out.push_back(std::move(recuts));
+
+  auto compilations = Family("microseg_policy_endpoint_compilations_total",
+                             "Whole-endpoint policy compilations; pod events that only patch peer entries and "
+                             "changes that touch no local endpoint compile none.",
+                             MetricType::Counter);
+  AddCounter(compilations, static_cast<double>(c.compiled_endpoints));
+  out.push_back(std::move(compilations));
+
+  auto cleanup = Family("microseg_policy_map_cleanup_failures_total",
+                        "Clean-up writes after a policy update that failed: deletes of replaced entries (packets "
+                        "no longer reach them; they are kept and deleted on a later update) and undo steps after a "
+                        "failed write.",
+                        MetricType::Counter);
+  AddCounter(cleanup, static_cast<double>(c.updater.cleanup_failures));
+  out.push_back(std::move(cleanup));
   return out;
 }
 

@@ -20,6 +20,12 @@ namespace microseg {
 // (nullptr: the family without samples).
 prometheus::MetricFamily AuditEventsFamily(const AuditEventLog* log);
 
+// How policy changes reached the maps: endpoint updates by kind (a flipped
+// generation, in place, a peer patch), port re-cuts, whole-endpoint
+// compilations and entries left to retry. An operator tells from them whether
+// churn takes the cheap paths.
+std::vector<prometheus::MetricFamily> PolicyUpdateFamilies(const AgentCounters& c);
+
 class AgentMetrics final : public prometheus::Collectable {
  public:
   AgentMetrics(const BpfDatapath& datapath, const Agent& agent, std::function<uint64_t()> rejected_manifests,

@@ -4,9 +4,12 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <map>
+#include <string>
 
 #include "agent_fixture.h"
 #include "ipv6_address.h"
+#include "metrics.h"
 
 namespace microseg {
 namespace {
@@ -178,6 +181,54 @@ TEST_CASE("policy changes bump the endpoint's revision; unrelated changes do not
   more.pods["x/c"] = {"x", "c", {{"pod", "a"}}, "node-1", 0x0af40104u, {}};
   REQUIRE(f.agent.SetClusterState(more).ok());
   CHECK(f.writer.maps.endpoints.at(7).policy_rev != rev);
+}
+
+// Samples of PolicyUpdateFamilies as "name{label=value}" -> value.
+std::map<std::string, double> PolicyUpdateSamples(const AgentCounters& counters) {
+  std::map<std::string, double> samples;
+  for (const prometheus::MetricFamily& family : PolicyUpdateFamilies(counters)) {
+    for (const prometheus::ClientMetric& metric : family.metric) {
+      std::string name = family.name;
+      for (const auto& label : metric.label) name += "{" + label.name + "=" + label.value + "}";
+      samples[name] = metric.counter.value;
+    }
+  }
+  return samples;
+}
+
+TEST_CASE("the policy update metrics tell peer patches, whole compilations and flips apart", "[agent][metrics]") {
+  Fixture f;
+  REQUIRE(f.agent.Start(AllowAToB()).ok());
+  REQUIRE(f.agent.AddEndpoint(PodRecord("b", 7, "10.244.1.3")).ok());
+  const std::map<std::string, double> start = PolicyUpdateSamples(f.agent.counters());
+  const auto grew = [&](const std::string& sample) {
+    return PolicyUpdateSamples(f.agent.counters()).at(sample) - start.at(sample);
+  };
+  const std::string patches = "microseg_policy_endpoint_updates_total{kind=peer_patch}";
+  const std::string compilations = "microseg_policy_endpoint_compilations_total";
+
+  // A new peer pod: b's entries for its address are spliced in, b is not compiled.
+  ClusterState cluster = AllowAToB();
+  cluster.pods["x/c"] = {"x", "c", {{"pod", "a"}}, "node-1", 0x0af40104u, {}};
+  REQUIRE(f.agent.SetClusterState(cluster).ok());
+  CHECK(grew(patches) == 1);
+  CHECK(grew(compilations) == 0);
+
+  // A new port in b's policy: b is compiled whole and rewritten in place.
+  cluster.network_policies["x/allow-a"] = AllowIngressFrom("allow-a", "pod", "b", "a", 81);
+  REQUIRE(f.agent.SetClusterState(cluster).ok());
+  CHECK(grew(patches) == 1);
+  CHECK(grew(compilations) == 1);
+  CHECK(grew("microseg_policy_endpoint_updates_total{kind=in_place}") == 1);
+  CHECK(grew("microseg_policy_endpoint_updates_total{kind=generation_flip}") == 0);
+
+  // Ingress from everything instead: the isolation flag changes, so a second generation.
+  cluster.network_policies.clear();
+  REQUIRE(f.agent.SetClusterState(cluster).ok());
+  CHECK(grew(compilations) == 2);
+  CHECK(grew("microseg_policy_endpoint_updates_total{kind=generation_flip}") == 1);
+  CHECK(PolicyUpdateSamples(f.agent.counters()).at("microseg_policy_map_cleanup_failures_total") == 0);
+  CHECK(PolicyUpdateSamples(f.agent.counters()).at("microseg_policy_port_recuts_total") == 0);
 }
 
 TEST_CASE("deleting an endpoint removes its entries and its sessions", "[agent]") {
