@@ -13,6 +13,7 @@ is a chart that may not render.
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import re
 import subprocess
@@ -24,6 +25,7 @@ import yaml
 
 REPO = pathlib.Path(__file__).resolve().parent.parent.parent
 CHART = REPO / "deploy" / "helm" / "microseg"
+DASHBOARD = CHART / "dashboards" / "microseg.json"
 ARGS: argparse.Namespace
 
 NON_DEFAULT_VALUES = """
@@ -49,6 +51,11 @@ serviceAccount: {create: true, name: ms-agent}
 priorityClassName: my-critical
 metrics:
   serviceMonitor: {enabled: true, interval: 15s, labels: {release: prom}}
+  grafanaDashboard:
+    enabled: true
+    labels: {team: net}
+    annotations: {grafana_folder: microseg}
+    namespace: monitoring
 """
 
 
@@ -296,6 +303,61 @@ class NonDefaultRender(unittest.TestCase):
         self.assertEqual(sm["spec"]["endpoints"][0]["interval"], "15s")
         self.assertEqual(self.kinds["Service"][0]["spec"]["ports"][0]["port"], 9999)
 
+    def test_grafana_dashboard(self):
+        (cm,) = self.kinds["ConfigMap"]
+        meta = cm["metadata"]
+        # Extra labels add to the sidecar's default label, they do not replace it.
+        self.assertEqual((meta["labels"]["grafana_dashboard"], meta["labels"]["team"]), ("1", "net"))
+        self.assertEqual(meta["annotations"], {"grafana_folder": "microseg"})
+        self.assertEqual(meta["namespace"], "monitoring")
+        self.assertEqual(list(cm["data"]), ["microseg.json"])
+        self.assertEqual(json.loads(cm["data"]["microseg.json"]), json.loads(DASHBOARD.read_text()))
+
+
+class GrafanaDashboardJson(unittest.TestCase):
+    """The dashboard's shape; test/e2e/test_grafana_dashboard.py runs its queries against a real Prometheus."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dashboard = json.loads(DASHBOARD.read_text())
+
+    def datasources(self, node):
+        if isinstance(node, dict):
+            if "datasource" in node:
+                yield node["datasource"]
+            for value in node.values():
+                yield from self.datasources(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from self.datasources(value)
+
+    def test_no_hard_coded_datasource(self):
+        # Any other uid exists only in the Grafana the dashboard was exported from.
+        for datasource in self.datasources(self.dashboard):
+            if datasource.get("type") == "grafana":  # the built-in annotation source
+                continue
+            self.assertEqual(datasource, {"type": "prometheus", "uid": "${datasource}"})
+        self.assertNotIn("__inputs", self.dashboard)
+
+    def test_variables(self):
+        variables = {v["name"]: v for v in self.dashboard["templating"]["list"]}
+        self.assertEqual(sorted(variables), ["datasource", "instance"])
+        self.assertEqual((variables["datasource"]["type"], variables["datasource"]["query"]),
+                         ("datasource", "prometheus"))
+        self.assertTrue(variables["instance"]["multi"] and variables["instance"]["includeAll"])
+
+    def test_panels(self):
+        ids = [p["id"] for p in self.dashboard["panels"]]
+        self.assertEqual(len(ids), len(set(ids)), "panel ids must be unique")
+        for panel in self.dashboard["panels"]:
+            if panel["type"] == "row":
+                continue
+            with self.subTest(panel["title"]):
+                self.assertTrue(panel["targets"])
+                self.assertIn("unit", panel["fieldConfig"]["defaults"])
+                for target in panel["targets"]:
+                    self.assertIn('instance=~"$instance"', target["expr"])
+
 
 class InvalidValues(unittest.TestCase):
     # values.schema.json refuses these before the templates run; the templates'
@@ -310,11 +372,18 @@ class InvalidValues(unittest.TestCase):
         ("agent: {metricsPort: 70000}", "at '/agent/metricsPort'"),
         ("cni: {confDir: etc/cni}", "at '/cni/confDir'"),
         ("metrics: {service: {enabled: false}, serviceMonitor: {enabled: true}}", "needs metrics.service.enabled"),
+        ("metrics: {grafanaDashboard: {enabled: true, namespace: Monitoring}}",
+         "at '/metrics/grafanaDashboard/namespace'"),
+        ("metrics: {grafanaDashboard: {enabled: true, labels: {grafana_dashboard: 1}}}",
+         "at '/metrics/grafanaDashboard/labels/grafana_dashboard'"),
     ]
     TEMPLATE_CASES = [
         ("cni: {failMode: open}", "cni.failMode must be closed or isolate"),
         ("cni: {timeoutSeconds: 0}", "cni.timeoutSeconds must be within 1..120"),
         ("agent: {logLevel: verbose}", "agent.logLevel must be"),
+        # null removes the default label (an empty map would merge with it).
+        ("metrics: {grafanaDashboard: {enabled: true, labels: null}}",
+         "metrics.grafanaDashboard.labels must not be empty"),
     ]
 
     def test_templates_check_without_the_schema(self):
