@@ -26,6 +26,10 @@ packages=(
   openssl
   # test/e2e/test_sessions.py: SYN flood
   hping3
+  # test/e2e/test_grafana_dashboard.py: a real Prometheus server runs the
+  # dashboard's queries (the test starts its own; the package's service is
+  # disabled below)
+  prometheus
 )
 
 missing=()
@@ -41,6 +45,13 @@ if ((${#missing[@]} > 0)); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update
   apt-get install -y --no-install-recommends "${missing[@]}"
+  # The package enables and starts a system-wide Prometheus on :9090 (systemd
+  # or its init script); the dashboard test runs its own in a netns. Only the
+  # one installed here is stopped and disabled.
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    systemctl disable prometheus.service >/dev/null 2>&1 || true
+    invoke-rc.d prometheus stop >/dev/null 2>&1 || true
+  fi
 else
   echo "setup.sh: all ${#packages[@]} packages already installed"
 fi
