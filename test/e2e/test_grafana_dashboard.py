@@ -5,10 +5,11 @@ The node netns (node.py) runs the agent in standalone mode and, next to it, a
 real Prometheus server (Debian package prometheus) with its own config, data
 dir and port in a temporary dir, scraping the agent's /metrics every second.
 With Prometheus scraping, the test gives the agent a little of everything the
-dashboard shows: three pods, a NetworkPolicy that denies b's ingress
-(policy_denied drops), an Audit SegmentPolicy over c (audit_would_drop,
-audit events of x/c-audit), a broken manifest (manifest errors), traffic
-from a to b and c. Then, for every panel target of
+dashboard shows: pods a, b, c here and d, e on another node; a NetworkPolicy
+that admits only d and e to b (a generation flip, an in-place update, a peer
+patch; policy_denied drops of a -> b); an Audit SegmentPolicy over c
+(audit_would_drop, audit events of x/c-audit for a -> c); a broken manifest
+(manifest errors). Then, for every panel target of
 deploy/helm/microseg/dashboards/microseg.json, with the dashboard variables
 ($instance as one node and as "All", $__rate_interval, $__range, ...)
 substituted the way Grafana does:
@@ -41,7 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from e2e_main import arguments, run_e2e  # noqa: E402
-from expect import ok, require, step  # noqa: E402
+from expect import metric_sum, ok, require, step  # noqa: E402
 from node import METRICS_ADDRESS, Node, NodeOptions, Pod, run, wait_until  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -217,10 +218,14 @@ EXPECTED = {
     ("Policy apply duration", "A"): every(lambda v: 0 <= v < 30),
     ("Policy compilations", "A"): every(positive),
     ("Policy apply failures", "A"): every(lambda v: v == 0),
+    ("Endpoint updates by kind", "A"): lambda s: all(has("kind", kind, positive)(s)
+                                                     for kind in ("generation_flip", "in_place", "peer_patch")),
+    ("Endpoint compilations", "A"): every(positive),
+    ("Map clean-up failures", "A"): every(lambda v: v == 0),
     ("Manifest errors", "A"): every(positive),
     ("Manifest errors", "B"): every(lambda v: v == 1),
     ("Endpoints by node", "A"): every(lambda v: v == 3),
-    ("Cluster objects by kind", "A"): lambda s: has("kind", "Pod", lambda v: v == 3)(s) and
+    ("Cluster objects by kind", "A"): lambda s: has("kind", "Pod", lambda v: v == 5)(s) and
     has("kind", "NetworkPolicy", lambda v: v == 1)(s) and has("kind", "SegmentPolicy", lambda v: v == 1)(s),
     ("Tracked sessions", "B"): every(positive),
     ("Map entries", "A"): has("map", "ms_endpoints", lambda v: v == 3),
@@ -230,10 +235,20 @@ EXPECTED = {
 }
 
 
-def deny_b_ingress() -> dict:
+def b_only_from_d(port: int) -> dict:
+    """b admits only pod d, on `port`: a -> b is policy_denied."""
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": "b-deny-ingress", "namespace": "x"},
-            "spec": {"podSelector": {"matchLabels": {"app": "b"}}, "policyTypes": ["Ingress"], "ingress": []}}
+            "metadata": {"name": "b-only-from-d", "namespace": "x"},
+            "spec": {"podSelector": {"matchLabels": {"app": "b"}}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "d"}}}],
+                                  "ports": [{"protocol": "TCP", "port": port}]}]}}
+
+
+def remote_pod(name: str, node_name: str, ip: str) -> dict:
+    """A pod b admits, on another node."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "x", "labels": {"app": "d"}},
+            "spec": {"nodeName": node_name, "containers": [{"name": "app", "image": "probe"}]},
+            "status": {"podIP": ip}}
 
 
 def audit_c() -> dict:
@@ -281,11 +296,22 @@ def check_dashboard(node: Node, prometheus: Prometheus, targets: list[Target], v
     a = node.add_pod("x", "a", {"app": "a"})
     b = node.add_pod("x", "b", {"app": "b"}, [TCP_PORT])
     c = node.add_pod("x", "c", {"app": "c"}, [TCP_PORT])
-    node.write_manifest("netpol-b-deny-ingress.yaml", json.dumps(deny_b_ingress(), indent=2) + "\n")
+    # Each kind of endpoint update: isolating b and c flips their generation;
+    # d and e run on another node (only their Pod objects exist here, their
+    # addresses are on no interface): b's first peer d recompiles b in place
+    # (b had no entries), the second, e, is spliced in (peer patch).
+    node.write_manifest("netpol-b.yaml", json.dumps(b_only_from_d(TCP_PORT), indent=2) + "\n")
     node.write_manifest("segpol-c-audit.yaml", json.dumps(audit_c(), indent=2) + "\n")
     node.write_manifest("broken.yaml", "kind: NetworkPolicy\nmetadata: {name: [not, a, name]}\n")
     node.wait_for_status(lambda s: s.get("network_policies") == 1 and s.get("segment_policies") == 1
                          and len(s.get("manifest_errors", [])) == 1, "the policies and the broken manifest")
+    for name, host, kind in (("d", 250, "in_place"), ("e", 251, "peer_patch")):
+        pod = remote_pod(name, f"{node.node_name}-other", f"10.244.{node.subnet_octet}.{host}")
+        node.write_manifest(f"pod-x-{name}.yaml", json.dumps(pod, indent=2) + "\n")
+        # One at a time: a batch would fold e into d's update.
+        wait_until(lambda kind=kind: metric_sum(node.metrics(), "microseg_policy_endpoint_updates_total",
+                                                kind=kind) >= 1,
+                   10.0, f"b's policy to take peer {name} ({kind})")
     expected_traffic = {f"tcp:{b.ip}:{TCP_PORT}": "timeout", f"tcp:{c.ip}:{TCP_PORT}": "ok"}
     results = wait_until(lambda: (lambda r: r if r == expected_traffic else None)(traffic(node, a, b, c)), 15.0,
                          "a -> b denied and a -> c allowed (audited)", interval=0.2)
@@ -316,7 +342,8 @@ def check_dashboard(node: Node, prometheus: Prometheus, targets: list[Target], v
     results: dict[tuple[str, str], list[tuple[dict, float]]] = {}
 
     def unmet() -> dict[tuple[str, str], list[tuple[dict, float]]]:
-        return {key: results.get(key, []) for key, check in EXPECTED.items() if not check(results.get(key, []))}
+        return {key: results.get(key, []) for key, check in EXPECTED.items()
+                if key not in results or not check(results[key])}
 
     def all_met() -> bool:
         for key in unmet():
