@@ -39,60 +39,6 @@ constexpr std::uint32_t kLpmRule = 0xA0D10002;
 constexpr std::uint32_t kExact6Rule = 0xA0D10003;
 constexpr std::uint32_t kLpm6Rule = 0xA0D10004;
 
-void update(bpf_map* map, const void* key, std::size_t key_size, const ms_policy_value& value) {
-  REQUIRE(bpf_map__update_elem(map, key, key_size, &value, sizeof value, BPF_ANY) == 0);
-}
-
-ms_policy_value value_of(ms_action action, std::uint32_t rule_id) {
-  return {.action = static_cast<std::uint8_t>(action), .pad = {}, .rule_id = rule_id};
-}
-
-void put_exact(LoadedDatapath& dp, std::uint32_t policy_id, ms_direction dir, const std::string& peer,
-               std::uint8_t proto, std::uint16_t port, ms_action action, std::uint32_t rule_id) {
-  const ms_policy_key key{.endpoint_id = policy_id,
-                          .peer_ipv4 = ipv4_net(peer),
-                          .port = port,
-                          .proto = proto,
-                          .direction = static_cast<std::uint8_t>(dir)};
-  update(dp.skeleton().maps.ms_policy, &key, sizeof key, value_of(action, rule_id));
-}
-
-void put_lpm(LoadedDatapath& dp, std::uint32_t policy_id, ms_direction dir, const std::string& network,
-             std::uint8_t prefix, std::uint8_t proto, std::uint16_t port, ms_action action, std::uint32_t rule_id) {
-  const ms_lpm_key key{.prefixlen = static_cast<std::uint32_t>(MS_LPM_FIXED_BITS + prefix),
-                       .endpoint_id = policy_id,
-                       .direction = static_cast<std::uint8_t>(dir),
-                       .proto = proto,
-                       .port = port,
-                       .peer_ipv4 = ipv4_net(network)};
-  update(dp.skeleton().maps.ms_policy_lpm, &key, sizeof key, value_of(action, rule_id));
-}
-
-void put_exact6(LoadedDatapath& dp, std::uint32_t policy_id, ms_direction dir, const std::string& peer,
-                std::uint8_t proto, std::uint16_t port, ms_action action, std::uint32_t rule_id) {
-  ms_policy6_key key{.endpoint_id = policy_id,
-                     .peer_ipv6 = {},
-                     .port = port,
-                     .proto = proto,
-                     .direction = static_cast<std::uint8_t>(dir)};
-  const auto address = ipv6_net(peer);
-  std::memcpy(key.peer_ipv6, address.data(), sizeof key.peer_ipv6);
-  update(dp.skeleton().maps.ms_policy6, &key, sizeof key, value_of(action, rule_id));
-}
-
-void put_lpm6(LoadedDatapath& dp, std::uint32_t policy_id, ms_direction dir, const std::string& network,
-              std::uint8_t prefix, std::uint8_t proto, std::uint16_t port, ms_action action, std::uint32_t rule_id) {
-  ms_lpm6_key key{.prefixlen = static_cast<std::uint32_t>(MS_LPM_FIXED_BITS + prefix),
-                  .endpoint_id = policy_id,
-                  .direction = static_cast<std::uint8_t>(dir),
-                  .proto = proto,
-                  .port = port,
-                  .peer_ipv6 = {}};
-  const auto address = ipv6_net(network);
-  std::memcpy(key.peer_ipv6, address.data(), sizeof key.peer_ipv6);
-  update(dp.skeleton().maps.ms_policy6_lpm, &key, sizeof key, value_of(action, rule_id));
-}
-
 std::vector<ms_audit_event> drain_events(LoadedDatapath& dp) {
   std::vector<ms_audit_event> events;
   auto on_event = [](void* ctx, void* data, size_t size) -> int {
@@ -198,14 +144,14 @@ std::vector<AuditCase> audit_cases() {
   return {
       {"IPv4 ingress TCP SYN, exact ALLOW_AUDIT", in_isolated,
        [](LoadedDatapath& dp, std::uint32_t id) {
-         put_exact(dp, id, MS_DIR_INGRESS, "10.244.2.20", kProtoTcp, 80, MS_ACTION_ALLOW_AUDIT, kExactRule);
+         dp.put_exact(id, MS_DIR_INGRESS, "10.244.2.20", kProtoTcp, 80, MS_ACTION_ALLOW_AUDIT, kExactRule);
        },
        {{Program::kToPod, tcp_frame("10.244.2.20", kPod, syn(40000, 80))}},
        {MS_REASON_ALLOW_AUDIT},
        ExpectedEvent{MS_DIR_INGRESS, MS_FAMILY_IPV4, "10.244.2.20", kProtoTcp, 80, kExactRule}},
       {"IPv4 egress UDP, LPM ALLOW_AUDIT; its second datagram is the session's", eg_isolated,
        [](LoadedDatapath& dp, std::uint32_t id) {
-         put_lpm(dp, id, MS_DIR_EGRESS, "10.244.3.0", 24, kProtoUdp, 53, MS_ACTION_ALLOW_AUDIT, kLpmRule);
+         dp.put_lpm(id, MS_DIR_EGRESS, "10.244.3.0", 24, kProtoUdp, 53, MS_ACTION_ALLOW_AUDIT, kLpmRule);
        },
        {{Program::kFromPod, udp_packet(kPod, 41000, "10.244.3.7", 53)},
         {Program::kFromPod, udp_packet(kPod, 41000, "10.244.3.7", 53)},
@@ -215,7 +161,7 @@ std::vector<AuditCase> audit_cases() {
       {"Audit-only direction: catch-all under the other generation, ICMP error has no session",
        static_cast<std::uint8_t>(in_lookup | gen),
        [](LoadedDatapath& dp, std::uint32_t id) {
-         put_lpm(dp, id, MS_DIR_INGRESS, "0.0.0.0", 0, 0, 0, MS_ACTION_ALLOW_AUDIT, kLpmRule);
+         dp.put_lpm(id, MS_DIR_INGRESS, "0.0.0.0", 0, 0, 0, MS_ACTION_ALLOW_AUDIT, kLpmRule);
        },
        {{Program::kToPod, icmp_packet("10.244.4.4", kPod, kIcmpDestUnreachable, 0)}},
        {MS_REASON_ALLOW_AUDIT},
@@ -226,7 +172,7 @@ std::vector<AuditCase> audit_cases() {
       // invent one).
       {"Audit-only direction: a later IPv4 fragment is counted as audit, not reported", in_lookup,
        [](LoadedDatapath& dp, std::uint32_t id) {
-         put_lpm(dp, id, MS_DIR_INGRESS, "0.0.0.0", 0, 0, 0, MS_ACTION_ALLOW_AUDIT, kLpmRule);
+         dp.put_lpm(id, MS_DIR_INGRESS, "0.0.0.0", 0, 0, 0, MS_ACTION_ALLOW_AUDIT, kLpmRule);
        },
        {{Program::kToPod,
          ethernet(kEthertypeIpv4, ipv4({.src = "10.244.4.4", .dst = kPod, .proto = kProtoUdp, .fragment_offset = 185},
@@ -236,7 +182,7 @@ std::vector<AuditCase> audit_cases() {
        audits_ingress},
       {"Audit-only direction: a later IPv6 fragment is counted as audit, not reported", in_lookup,
        [](LoadedDatapath& dp, std::uint32_t id) {
-         put_lpm6(dp, id, MS_DIR_INGRESS, "::", 0, 0, 0, MS_ACTION_ALLOW_AUDIT, kLpm6Rule);
+         dp.put_lpm6(id, MS_DIR_INGRESS, "::", 0, 0, 0, MS_ACTION_ALLOW_AUDIT, kLpm6Rule);
        },
        {{Program::kToPod, ipv6_frame({.src = "fd00:10:244:4::4", .dst = kPod6, .extensions = {fragment_header(185, true)}},
                                      kProtoUdp, Bytes(32, 0xCD))}},
@@ -245,7 +191,7 @@ std::vector<AuditCase> audit_cases() {
        audits_ingress},
       {"IPv6 ingress TCP SYN, exact ALLOW_AUDIT", in_isolated,
        [](LoadedDatapath& dp, std::uint32_t id) {
-         put_exact6(dp, id, MS_DIR_INGRESS, "fd00:10:244:2::20", kProtoTcp, 8443, MS_ACTION_ALLOW_AUDIT,
+         dp.put_exact6(id, MS_DIR_INGRESS, "fd00:10:244:2::20", kProtoTcp, 8443, MS_ACTION_ALLOW_AUDIT,
                     kExact6Rule);
        },
        {{Program::kToPod, tcp6_frame("fd00:10:244:2::20", kPod6, syn(40001, 8443))}},
@@ -253,7 +199,7 @@ std::vector<AuditCase> audit_cases() {
        ExpectedEvent{MS_DIR_INGRESS, MS_FAMILY_IPV6, "fd00:10:244:2::20", kProtoTcp, 8443, kExact6Rule}},
       {"IPv6 egress UDP, LPM ALLOW_AUDIT", eg_isolated,
        [](LoadedDatapath& dp, std::uint32_t id) {
-         put_lpm6(dp, id, MS_DIR_EGRESS, "fd00:10:244:3::", 64, kProtoUdp, 0, MS_ACTION_ALLOW_AUDIT, kLpm6Rule);
+         dp.put_lpm6(id, MS_DIR_EGRESS, "fd00:10:244:3::", 64, kProtoUdp, 0, MS_ACTION_ALLOW_AUDIT, kLpm6Rule);
        },
        {{Program::kFromPod, udp6_frame(kPod6, 41001, "fd00:10:244:3::9", 5353)},
         {Program::kFromPod, udp6_frame(kPod6, 41001, "fd00:10:244:3::9", 5353)}},
@@ -262,7 +208,7 @@ std::vector<AuditCase> audit_cases() {
       {"TCP picked up mid-stream: judged as opened by the pod, reported with the pod's port",
        static_cast<std::uint8_t>(in_isolated | eg_isolated),
        [](LoadedDatapath& dp, std::uint32_t id) {
-         put_exact(dp, id, MS_DIR_EGRESS, "10.244.2.30", kProtoTcp, 5432, MS_ACTION_ALLOW_AUDIT, kExactRule);
+         dp.put_exact(id, MS_DIR_EGRESS, "10.244.2.30", kProtoTcp, 5432, MS_ACTION_ALLOW_AUDIT, kExactRule);
        },
        {{Program::kToPod,
          tcp_frame("10.244.2.30", kPod, {.sport = 5432, .dport = 42000, .seq = 7, .ack = 9, .flags = kTcpAck})}},
@@ -271,8 +217,8 @@ std::vector<AuditCase> audit_cases() {
       // Enforce verdicts report nothing.
       {"Enforce ALLOW reports nothing", in_isolated,
        [](LoadedDatapath& dp, std::uint32_t id) {
-         put_exact(dp, id, MS_DIR_INGRESS, "10.244.2.20", kProtoTcp, 80, MS_ACTION_ALLOW, kExactRule);
-         put_exact6(dp, id, MS_DIR_INGRESS, "fd00:10:244:2::20", kProtoUdp, 0, MS_ACTION_ALLOW, kExact6Rule);
+         dp.put_exact(id, MS_DIR_INGRESS, "10.244.2.20", kProtoTcp, 80, MS_ACTION_ALLOW, kExactRule);
+         dp.put_exact6(id, MS_DIR_INGRESS, "fd00:10:244:2::20", kProtoUdp, 0, MS_ACTION_ALLOW, kExact6Rule);
        },
        {{Program::kToPod, tcp_frame("10.244.2.20", kPod, syn(40002, 80))},
         {Program::kToPod, udp6_frame("fd00:10:244:2::20", 40002, kPod6, 53)}},
@@ -280,8 +226,8 @@ std::vector<AuditCase> audit_cases() {
        std::nullopt},
       {"Enforce DENY and the isolation default report nothing", in_isolated,
        [](LoadedDatapath& dp, std::uint32_t id) {
-         put_exact(dp, id, MS_DIR_INGRESS, "10.244.2.20", kProtoTcp, 80, MS_ACTION_DENY, kExactRule);
-         put_lpm6(dp, id, MS_DIR_INGRESS, "::", 0, 0, 0, MS_ACTION_DENY, kLpm6Rule);
+         dp.put_exact(id, MS_DIR_INGRESS, "10.244.2.20", kProtoTcp, 80, MS_ACTION_DENY, kExactRule);
+         dp.put_lpm6(id, MS_DIR_INGRESS, "::", 0, 0, 0, MS_ACTION_DENY, kLpm6Rule);
        },
        {{Program::kToPod, tcp_frame("10.244.2.20", kPod, syn(40003, 80))},
         {Program::kToPod, tcp_frame("10.244.2.21", kPod, syn(40003, 80))},
@@ -347,7 +293,7 @@ TEST_CASE("the per-CPU token bucket holds audit reports back and counts them; ve
   PinnedToOneCpu pinned;
   datapath->set_clock(kClockStart);
   datapath->set_endpoint(kEndpointId, MS_EP_F_INGRESS_ISOLATED, kPod, kTestRunIfindex, kPolicyRev);
-  put_lpm(*datapath, kEndpointId, MS_DIR_INGRESS, "10.244.0.0", 16, 0, 0, MS_ACTION_ALLOW_AUDIT, kLpmRule);
+  datapath->put_lpm(kEndpointId, MS_DIR_INGRESS, "10.244.0.0", 16, 0, 0, MS_ACTION_ALLOW_AUDIT, kLpmRule);
 
   std::uint16_t next_port = 30000;
   const auto new_flows = [&](int count) {
@@ -392,7 +338,7 @@ TEST_CASE("audit reports that find the ring buffer full are counted", "[bpf][pri
   if (!datapath) return;
   datapath->set_clock(kClockStart);
   datapath->set_endpoint(kEndpointId, MS_EP_F_INGRESS_ISOLATED, kPod, kTestRunIfindex, kPolicyRev);
-  put_lpm(*datapath, kEndpointId, MS_DIR_INGRESS, "10.244.0.0", 16, 0, 0, MS_ACTION_ALLOW_AUDIT, kLpmRule);
+  datapath->put_lpm(kEndpointId, MS_DIR_INGRESS, "10.244.0.0", 16, 0, 0, MS_ACTION_ALLOW_AUDIT, kLpmRule);
 
   // More records than the ring holds (64 pages of 48-byte events plus headers), none read.
   const std::uint32_t ring_bytes = bpf_map__max_entries(datapath->skeleton().maps.ms_audit_ev);

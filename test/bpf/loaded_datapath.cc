@@ -116,20 +116,20 @@ void LoadedDatapath::remove_endpoint(std::uint32_t ifindex) {
 
 void LoadedDatapath::put_exact(std::uint32_t endpoint_id, ms_direction direction,
                                const std::string& peer, std::uint8_t proto, std::uint16_t port,
-                               ms_action action) {
+                               ms_action action, std::uint32_t rule_id) {
   const ms_policy_key key{.endpoint_id = endpoint_id,
                           .peer_ipv4 = ipv4_net(peer),
                           .port = port,
                           .proto = proto,
                           .direction = static_cast<std::uint8_t>(direction)};
-  const ms_policy_value value{.action = static_cast<std::uint8_t>(action), .pad = {}, .rule_id = 7};
+  const ms_policy_value value{.action = static_cast<std::uint8_t>(action), .pad = {}, .rule_id = rule_id};
   update_or_throw(skeleton_->maps.ms_policy, &key, sizeof(key), &value, sizeof(value),
                   "update ms_policy");
 }
 
 void LoadedDatapath::put_lpm(std::uint32_t endpoint_id, ms_direction direction,
                              const std::string& peer, std::uint8_t prefix_length,
-                             std::uint8_t proto, std::uint16_t port, ms_action action) {
+                             std::uint8_t proto, std::uint16_t port, ms_action action, std::uint32_t rule_id) {
   if (prefix_length > 32) throw std::invalid_argument("IPv4 prefix length over 32");
   const ms_lpm_key key{.prefixlen = static_cast<std::uint32_t>(MS_LPM_FIXED_BITS + prefix_length),
                        .endpoint_id = endpoint_id,
@@ -137,7 +137,7 @@ void LoadedDatapath::put_lpm(std::uint32_t endpoint_id, ms_direction direction,
                        .proto = proto,
                        .port = port,
                        .peer_ipv4 = ipv4_net(peer)};
-  const ms_policy_value value{.action = static_cast<std::uint8_t>(action), .pad = {}, .rule_id = 9};
+  const ms_policy_value value{.action = static_cast<std::uint8_t>(action), .pad = {}, .rule_id = rule_id};
   update_or_throw(skeleton_->maps.ms_policy_lpm, &key, sizeof(key), &value, sizeof(value),
                   "update ms_policy_lpm");
 }
@@ -170,7 +170,7 @@ void LoadedDatapath::set_endpoint_ipv6(const std::string& pod_ipv6, std::uint32_
 
 void LoadedDatapath::put_exact6(std::uint32_t endpoint_id, ms_direction direction,
                                 const std::string& peer, std::uint8_t proto, std::uint16_t port,
-                                ms_action action) {
+                                ms_action action, std::uint32_t rule_id) {
   ms_policy6_key key{.endpoint_id = endpoint_id,
                      .peer_ipv6 = {},
                      .port = port,
@@ -178,14 +178,14 @@ void LoadedDatapath::put_exact6(std::uint32_t endpoint_id, ms_direction directio
                      .direction = static_cast<std::uint8_t>(direction)};
   const auto address = ipv6_net(peer);
   std::memcpy(key.peer_ipv6, address.data(), sizeof(key.peer_ipv6));
-  const ms_policy_value value{.action = static_cast<std::uint8_t>(action), .pad = {}, .rule_id = 7};
+  const ms_policy_value value{.action = static_cast<std::uint8_t>(action), .pad = {}, .rule_id = rule_id};
   update_or_throw(skeleton_->maps.ms_policy6, &key, sizeof(key), &value, sizeof(value),
                   "update ms_policy6");
 }
 
 void LoadedDatapath::put_lpm6(std::uint32_t endpoint_id, ms_direction direction,
                               const std::string& peer, std::uint8_t prefix_length,
-                              std::uint8_t proto, std::uint16_t port, ms_action action) {
+                              std::uint8_t proto, std::uint16_t port, ms_action action, std::uint32_t rule_id) {
   if (prefix_length > 128) throw std::invalid_argument("IPv6 prefix length over 128");
   ms_lpm6_key key{.prefixlen = static_cast<std::uint32_t>(MS_LPM_FIXED_BITS + prefix_length),
                   .endpoint_id = endpoint_id,
@@ -195,7 +195,7 @@ void LoadedDatapath::put_lpm6(std::uint32_t endpoint_id, ms_direction direction,
                   .peer_ipv6 = {}};
   const auto address = ipv6_net(peer);
   std::memcpy(key.peer_ipv6, address.data(), sizeof(key.peer_ipv6));
-  const ms_policy_value value{.action = static_cast<std::uint8_t>(action), .pad = {}, .rule_id = 9};
+  const ms_policy_value value{.action = static_cast<std::uint8_t>(action), .pad = {}, .rule_id = rule_id};
   update_or_throw(skeleton_->maps.ms_policy6_lpm, &key, sizeof(key), &value, sizeof(value),
                   "update ms_policy6_lpm");
 }

@@ -55,11 +55,13 @@ class LoadedDatapath {
   // The endpoint's LPM shape hints (MS_EP_LPM_ABSENT_*; set_endpoint first).
   void set_lpm_absent(std::uint8_t lpm_absent, std::uint8_t lpm6_absent = 0,
                       std::uint32_t ifindex = kTestRunIfindex);
+  // Policy entries; `rule_id` is what audit events report (the compiler's
+  // RuleIdIndex); tests that do not read it keep the defaults.
   void put_exact(std::uint32_t endpoint_id, ms_direction direction, const std::string& peer,
-                 std::uint8_t proto, std::uint16_t port, ms_action action);
+                 std::uint8_t proto, std::uint16_t port, ms_action action, std::uint32_t rule_id = 7);
   void put_lpm(std::uint32_t endpoint_id, ms_direction direction, const std::string& peer,
                std::uint8_t prefix_length, std::uint8_t proto, std::uint16_t port,
-               ms_action action);
+               ms_action action, std::uint32_t rule_id = 9);
 
   void delete_exact(std::uint32_t endpoint_id, ms_direction direction, const std::string& peer,
                     std::uint8_t proto, std::uint16_t port);
@@ -68,10 +70,10 @@ class LoadedDatapath {
   // and the *6 policy maps.
   void set_endpoint_ipv6(const std::string& pod_ipv6, std::uint32_t ifindex = kTestRunIfindex);
   void put_exact6(std::uint32_t endpoint_id, ms_direction direction, const std::string& peer,
-                  std::uint8_t proto, std::uint16_t port, ms_action action);
+                  std::uint8_t proto, std::uint16_t port, ms_action action, std::uint32_t rule_id = 7);
   void put_lpm6(std::uint32_t endpoint_id, ms_direction direction, const std::string& peer,
                 std::uint8_t prefix_length, std::uint8_t proto, std::uint16_t port,
-                ms_action action);
+                ms_action action, std::uint32_t rule_id = 9);
   std::optional<ms_session> session6(const ms_session6_key& key) const;
   std::size_t session6_count() const;
 
