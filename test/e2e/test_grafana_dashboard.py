@@ -1,21 +1,25 @@
 #!/usr/bin/env python3
 """e2e_grafana_dashboard: the Helm chart's Grafana dashboard against a real Prometheus scraping the real agent.
 
-The node netns (node.py) runs the agent in standalone mode and, next to it, a
-real Prometheus server (Debian package prometheus) with its own config, data
+The node netns (node.py) runs the agent in standalone mode (--mode standalone,
+manifests) or in Kubernetes mode against the test API server (--mode kube,
+kube_node.py) and, next to it, a real Prometheus server (Debian package prometheus) with its own config, data
 dir and port in a temporary dir, scraping the agent's /metrics every second.
 With Prometheus scraping, the test gives the agent a little of everything the
 dashboard shows: pods a, b, c here and d, e on another node; a NetworkPolicy
 that admits only d and e to b (a generation flip, an in-place update, a peer
 patch; policy_denied drops of a -> b); an Audit SegmentPolicy over c
-(audit_would_drop, audit events of x/c-audit for a -> c); a broken manifest
-(manifest errors). Then, for every panel target of
+(audit_would_drop, audit events of x/c-audit for a -> c); a NetworkPolicy the
+agent rejects (a manifest error, or a rejected object version and its status).
+Then, for every panel target of
 deploy/helm/microseg/dashboards/microseg.json, with the dashboard variables
 ($instance as one node and as "All", $__rate_interval, $__range, ...)
 substituted the way Grafana does:
   - Prometheus's /api/v1/query answers status "success";
   - every metric name the expression references is exported by the agent
-    (its /metrics text) and stored by Prometheus;
+    (its /metrics text) and stored by Prometheus, except the other mode's
+    own metrics (microseg_manifest_* standalone, microseg_kube_* Kubernetes),
+    which the other mode's run checks;
 and the panels the traffic feeds return the expected non-empty series.
 The instance variable's label_values() query must list the agent.
 
@@ -43,6 +47,7 @@ sys.path.insert(0, HERE)
 
 from e2e_main import arguments, run_e2e  # noqa: E402
 from expect import metric_sum, ok, require, step  # noqa: E402
+from kube_node import KubeNode  # noqa: E402
 from node import METRICS_ADDRESS, Node, NodeOptions, Pod, run, wait_until  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -222,8 +227,6 @@ EXPECTED = {
                                                      for kind in ("generation_flip", "in_place", "peer_patch")),
     ("Endpoint compilations", "A"): every(positive),
     ("Map clean-up failures", "A"): every(lambda v: v == 0),
-    ("Manifest errors", "A"): every(positive),
-    ("Manifest errors", "B"): every(lambda v: v == 1),
     ("Endpoints by node", "A"): every(lambda v: v == 3),
     ("Cluster objects by kind", "A"): lambda s: has("kind", "Pod", lambda v: v == 5)(s) and
     has("kind", "NetworkPolicy", lambda v: v == 1)(s) and has("kind", "SegmentPolicy", lambda v: v == 1)(s),
@@ -233,6 +236,22 @@ EXPECTED = {
     ("Map memory", "A"): has("map", "ms_sessions", positive),
     ("Time since last pressure check", "A"): every(lambda v: v < 60),
 }
+EXPECTED_IN_MODE = {
+    "standalone": {
+        ("Manifest errors", "A"): every(positive),
+        ("Manifest errors", "B"): every(lambda v: v == 1),
+    },
+    "kube": {
+        ("Watch events by resource", "A"): lambda s: any(v > 0 for _, v in s),
+        ("Object changes by resource", "A"): has("resource", "Pod", positive),
+        ("Rejected object versions", "A"): every(positive),
+        ("Status writer", "A"): every(lambda v: v == 1),
+        ("Status writer", "B"): has("kind", "status_condition", positive),
+        ("Lists, watches and token reloads", "A"): lambda s: bool(s),
+    },
+}
+# Families only one mode exports; the other mode only runs their queries.
+MODE_ONLY_PREFIXES = {"standalone": "microseg_manifest_", "kube": "microseg_kube_"}
 
 
 def b_only_from_d(port: int) -> dict:
@@ -251,6 +270,14 @@ def remote_pod(name: str, node_name: str, ip: str) -> dict:
             "status": {"podIP": ip}}
 
 
+def rejected_policy() -> dict:
+    """Refused by the agent (unknown selector operator), stored by the test API server."""
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "bad-operator", "namespace": "x"},
+            "spec": {"podSelector": {"matchExpressions": [{"key": "app", "operator": "Equals", "values": ["a"]}]},
+                     "policyTypes": ["Ingress"]}}
+
+
 def audit_c() -> dict:
     return {"apiVersion": "microseg.io/v1alpha1", "kind": "SegmentPolicy",
             "metadata": {"name": "c-audit", "namespace": "x"},
@@ -262,14 +289,15 @@ def traffic(node: Node, a: Pod, b: Pod, c: Pod) -> dict[str, str]:
     return node.probe(a, [f"tcp:{b.ip}:{TCP_PORT}", f"tcp:{c.ip}:{TCP_PORT}"], timeout=0.3)
 
 
-def run_test(node: Node, prometheus_bin: str, dashboard_path: str) -> None:
+def run_test(node: Node, mode: str, prometheus_bin: str, dashboard_path: str) -> None:
     with open(dashboard_path, encoding="utf-8") as f:
         dashboard = json.load(f)
     targets = dashboard_targets(dashboard)
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     require(set(variables) == {"datasource", "instance"}, f"dashboard variables changed: {sorted(variables)}; "
             "teach this test their values")
-    missing = [key for key in EXPECTED if not any((t.panel, t.ref) == key for t in targets)]
+    expected = {**EXPECTED, **EXPECTED_IN_MODE[mode]}
+    missing = [key for key in expected if not any((t.panel, t.ref) == key for t in targets)]
     require(not missing, f"panels this test expects are not in the dashboard: {missing}")
     ok(f"dashboard: {len(targets)} targets in {len({t.panel for t in targets})} panels")
 
@@ -280,7 +308,7 @@ def run_test(node: Node, prometheus_bin: str, dashboard_path: str) -> None:
         up = wait_until(lambda: [v for m, v in series_values(prometheus.query(f'up{{job="{JOB}"}}')) if v == 1],
                         30.0, "prometheus to scrape the agent (up == 1)", interval=0.2)
         ok(f"prometheus {PROMETHEUS_ADDRESS} in {node.node_netns} scrapes {METRICS_ADDRESS}: up = {up[0]:g}")
-        check_dashboard(node, prometheus, targets, variables)
+        check_dashboard(node, mode, prometheus, targets, variables, expected)
     except BaseException:
         print("\n--- prometheus log (tail) ---\n" + prometheus.log_tail(), file=sys.stderr)
         raise
@@ -290,7 +318,8 @@ def run_test(node: Node, prometheus_bin: str, dashboard_path: str) -> None:
     ok("prometheus stopped cleanly")
 
 
-def check_dashboard(node: Node, prometheus: Prometheus, targets: list[Target], variables: dict) -> None:
+def check_dashboard(node: Node, mode: str, prometheus: Prometheus, targets: list[Target], variables: dict,
+                    expected: dict) -> None:
     step("objects, policies and traffic for the panels")
     node.add_namespace("x", {"ns": "x"})
     a = node.add_pod("x", "a", {"app": "a"})
@@ -302,9 +331,9 @@ def check_dashboard(node: Node, prometheus: Prometheus, targets: list[Target], v
     # (b had no entries), the second, e, is spliced in (peer patch).
     node.write_manifest("netpol-b.yaml", json.dumps(b_only_from_d(TCP_PORT), indent=2) + "\n")
     node.write_manifest("segpol-c-audit.yaml", json.dumps(audit_c(), indent=2) + "\n")
-    node.write_manifest("broken.yaml", "kind: NetworkPolicy\nmetadata: {name: [not, a, name]}\n")
+    node.write_manifest("netpol-bad-operator.yaml", json.dumps(rejected_policy(), indent=2) + "\n")
     node.wait_for_status(lambda s: s.get("network_policies") == 1 and s.get("segment_policies") == 1
-                         and len(s.get("manifest_errors", [])) == 1, "the policies and the broken manifest")
+                         and len(s.get("manifest_errors", [])) == 1, "the policies and the rejected one")
     for name, host, kind in (("d", 250, "in_place"), ("e", 251, "peer_patch")):
         pod = remote_pod(name, f"{node.node_name}-other", f"10.244.{node.subnet_octet}.{host}")
         node.write_manifest(f"pod-x-{name}.yaml", json.dumps(pod, indent=2) + "\n")
@@ -328,21 +357,29 @@ def check_dashboard(node: Node, prometheus: Prometheus, targets: list[Target], v
             f"the instance variable's query changed ({query}); check it here")
     ok(f"instance variable lists {instance}")
 
+    other_modes = tuple(prefix for other, prefix in MODE_ONLY_PREFIXES.items() if other != mode)
+
+    def names_of_this_mode(target: Target) -> set[str]:
+        return {name for name in metric_names(target.expr) if not name.startswith(other_modes)}
+
     exported = exported_families(node.metrics_text())
+    other_mode_targets = 0
     for target in targets:
         names = metric_names(target.expr)
         require(names, f"panel '{target.panel}' {target.ref}: no metric in {target.expr}")
-        unknown = sorted(n for n in names if n not in exported)
+        other_mode_targets += not names_of_this_mode(target)
+        unknown = sorted(n for n in names_of_this_mode(target) if n not in exported)
         require(not unknown, f"panel '{target.panel}' {target.ref} references {unknown}, which the agent does not "
-                f"export (exported: {sorted(exported)}); expr: {target.expr}")
-    ok(f"every metric the {len(targets)} targets reference is in the agent's /metrics")
+                f"export in {mode} mode (exported: {sorted(exported)}); expr: {target.expr}")
+    ok(f"every metric the {len(targets) - other_mode_targets} targets of {mode} mode reference is in the agent's "
+       f"/metrics ({other_mode_targets} targets show only the other mode's metrics)")
 
     one_node = grafana_regex_escape(instance)
     by_key = {(t.panel, t.ref): t for t in targets}
     results: dict[tuple[str, str], list[tuple[dict, float]]] = {}
 
     def unmet() -> dict[tuple[str, str], list[tuple[dict, float]]]:
-        return {key: results.get(key, []) for key, check in EXPECTED.items()
+        return {key: results.get(key, []) for key, check in expected.items()
                 if key not in results or not check(results[key])}
 
     def all_met() -> bool:
@@ -358,7 +395,7 @@ def check_dashboard(node: Node, prometheus: Prometheus, targets: list[Target], v
     except AssertionError:
         lines = [f"  {panel} {ref}: {series}" for (panel, ref), series in unmet().items()]
         raise AssertionError("panels without the expected values:\n" + "\n".join(lines)) from None
-    for panel, ref in EXPECTED:
+    for panel, ref in expected:
         series = sorted(results[(panel, ref)], key=lambda s: -s[1])
         shown = ", ".join(f"{','.join(f'{k}={v}' for k, v in sorted(m.items()) if k not in HIDDEN_LABELS) or '-'}"
                           f" {value:.3g}" for m, value in series[:4])
@@ -368,7 +405,7 @@ def check_dashboard(node: Node, prometheus: Prometheus, targets: list[Target], v
     selections = {"one node": one_node, "All": variables["instance"]["allValue"]}
     checked = 0
     for target in targets:
-        unstored = sorted(n for n in metric_names(target.expr) if n not in stored)
+        unstored = sorted(n for n in names_of_this_mode(target) if n not in stored)
         require(not unstored, f"panel '{target.panel}' {target.ref}: prometheus has no series of {unstored}")
         for selection, value in selections.items():
             expr = substitute(target.expr, dict(BUILTINS, instance=value))
@@ -381,13 +418,33 @@ def check_dashboard(node: Node, prometheus: Prometheus, targets: list[Target], v
        f"prometheus stores every metric they reference")
 
 
+class CrdKubeNode(KubeNode):
+    """Kubernetes mode with the project's CRDs and the Lease's namespace in the API server."""
+
+    def on_apiserver_started(self) -> None:
+        self.apiserver.apply_crds(os.path.join(REPO, "crds"))  # YAML: python3-yaml, from setup.sh
+        if self.apiserver.get("v1", "namespaces", "kube-system") is None:
+            self.apiserver.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}})
+
+
 def main() -> int:
     parser = arguments(__doc__)
+    parser.add_argument("--mode", choices=sorted(MODE_ONLY_PREFIXES), default="standalone",
+                        help="the agent's: manifests (standalone) or the test API server (kube)")
     parser.add_argument("--dashboard", default=DASHBOARD, help="the dashboard JSON to check (default: the chart's)")
     args = parser.parse_args()
     prometheus_bin = shutil.which("prometheus")
-    return run_e2e("e2e_grafana_dashboard", args.logs_dir, lambda: Node(NodeOptions(build_dir=args.build_dir)),
-                   lambda node: run_test(node, prometheus_bin, args.dashboard),
+
+    def make_node() -> Node:
+        options = NodeOptions(build_dir=args.build_dir)
+        return CrdKubeNode(options) if args.mode == "kube" else Node(options)
+
+    def apiserver_log(node: Node) -> None:
+        if isinstance(node, KubeNode) and node.apiserver is not None:
+            print("\n--- apiserver log (tail) ---\n" + node.apiserver.log_tail(30), file=sys.stderr)
+    name = "e2e_grafana_dashboard" + ("_kube" if args.mode == "kube" else "")
+    return run_e2e(name, args.logs_dir, make_node,
+                   lambda node: run_test(node, args.mode, prometheus_bin, args.dashboard), on_failure=apiserver_log,
                    skip_reason=lambda: None if prometheus_bin else
                    "needs prometheus (Debian package prometheus; scripts/setup.sh installs it)")
 
