@@ -36,7 +36,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Callable
@@ -130,6 +129,7 @@ class Prometheus:
                        "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [METRICS_ADDRESS]}]}]},
                       f, indent=2)
         self.log_path = os.path.join(node.logs, "prometheus.log")  # kept with the agent's log on failure
+        # Every path its own: nothing of the package's /etc/prometheus or /var/lib/prometheus.
         cmd = node.in_node() + [
             binary, f"--config.file={self.config}", f"--storage.tsdb.path={os.path.join(self.dir, 'data')}",
             f"--web.listen-address={PROMETHEUS_ADDRESS}", "--storage.tsdb.retention.time=1h",
