@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 
-from node import METRICS_ADDRESS, Node, NodeOptions, run
+from node import METRICS_ADDRESS, Node, NodeOptions, run, terminate
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -149,17 +148,11 @@ class KubeNode(Node):
 
     def stop_peer_agent(self, peer: "PeerAgent", kill: bool = False) -> int:
         """SIGTERM (a clean shutdown) or SIGKILL (a crash); returns the exit code."""
-        if peer.process is not None and peer.process.poll() is None:
-            if kill:
-                peer.process.kill()
-            else:
-                peer.process.send_signal(signal.SIGTERM)
-            try:
-                peer.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                peer.process.kill()
-                peer.process.wait(timeout=10)
-        return peer.process.returncode if peer.process is not None else 0
+        if peer.process is None:
+            return 0
+        if kill and peer.process.poll() is None:
+            peer.process.kill()
+        return terminate(peer.process, 15)
 
     def on_apiserver_started(self) -> None:
         """Hook: objects that must exist before the first agent starts."""

@@ -71,6 +71,20 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
         time.sleep(interval)
 
 
+def terminate(process: subprocess.Popen, grace: float, on_kill: Callable[[], None] | None = None) -> int:
+    """SIGTERM (a clean shutdown), SIGKILL after `grace` seconds; returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            if on_kill is not None:
+                on_kill()
+            process.kill()
+            process.wait(timeout=10)
+    return process.returncode
+
+
 def skip_reason_if_unprivileged() -> str | None:
     """Why this machine cannot run the e2e suite, or None."""
     if os.geteuid() != 0:
@@ -305,13 +319,7 @@ class Node:
 
     def _stop_agent(self) -> None:
         assert self.agent is not None
-        self.agent.send_signal(signal.SIGTERM)
-        try:
-            self.agent.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.log("[node] agent ignored SIGTERM for 10 s, killing it")
-            self.agent.kill()
-            self.agent.wait(timeout=10)
+        terminate(self.agent, 10, lambda: self.log("[node] agent ignored SIGTERM for 10 s, killing it"))
         self.log(f"[node] agent stopped (exit {self.agent.returncode})")
 
     def stop_agent(self) -> int:

@@ -33,7 +33,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import urllib.parse
@@ -47,7 +46,7 @@ sys.path.insert(0, HERE)
 from e2e_main import arguments, run_e2e  # noqa: E402
 from expect import metric_sum, ok, require, step  # noqa: E402
 from kube_node import KubeNode  # noqa: E402
-from node import METRICS_ADDRESS, Node, NodeOptions, Pod, run, wait_until  # noqa: E402
+from node import METRICS_ADDRESS, Node, NodeOptions, Pod, run, terminate, wait_until  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
 DASHBOARD = os.path.join(REPO, "deploy", "helm", "microseg", "dashboards", "microseg.json")
@@ -173,13 +172,7 @@ class Prometheus:
         wait_until(ready, timeout, "prometheus to be ready", interval=0.2)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        terminate(self.process, 15)
 
 
 def series_values(answer: dict) -> list[tuple[dict, float]]:
