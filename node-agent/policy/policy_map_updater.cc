@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <array>
 #include <cstring>
 #include <set>
@@ -141,6 +142,73 @@ std::pair<typename Map::const_iterator, typename Map::const_iterator> PeerRange(
   high.proto = 0xff;
   high.direction = 0xff;
   return {exact.lower_bound(low), exact.upper_bound(high)};
+}
+
+// Whether two exact keys name the same endpoint id and peer address: the
+// bytes before the port, which order the keys first.
+template <typename Key>
+bool SamePeer(const Key& a, const Key& b) {
+  static_assert(offsetof(Key, endpoint_id) == 0 && offsetof(Key, port) == sizeof(Key) - 4);
+  return std::memcmp(&a, &b, offsetof(Key, port)) == 0;
+}
+
+// The changes that put a patch's exact entries of one family in place of
+// the installed entries of the patched `addresses`: the patch's entries in
+// (unless their direction stays `trimmed`) where they differ, the others
+// of those addresses out. One walk over both maps instead of a lookup per
+// entry: they are ordered by key bytes (endpoint id, peer, the rest), so
+// each address's entries are one run in each, and the runs come in the
+// order of the addresses' keys.
+template <typename Addresses, typename Map, typename Key>
+void DiffPeerRuns(uint32_t endpoint_id, const Addresses& addresses, const Map& patch, const Map& installed,
+                  const std::array<bool, MS_DIR_MAX>& trimmed, EntryChanges<Key>& changes) {
+  const BytewiseLess<Key> less;
+  std::vector<Key> peers;  // the first key of each address's run
+  peers.reserve(addresses.size());
+  for (const auto& address : addresses) peers.push_back(PeerKey(endpoint_id, address));
+  std::sort(peers.begin(), peers.end(), less);  // IPv6 addresses' set order is not their byte order
+  auto upsert = [&](const Key& key, const ms_policy_value& value, const ms_policy_value* installed_value) {
+    if (trimmed[ms_key_direction(key.direction)]) return;
+    if (installed_value == nullptr || !BytewiseEqual(*installed_value, value)) changes.upserts.emplace_back(key, value);
+  };
+  // A patch entry of an address it does not list: spliced in all the same.
+  auto upsert_unlisted = [&](const Key& key, const ms_policy_value& value) {
+    const auto found = installed.find(key);
+    upsert(key, value, found == installed.end() ? nullptr : &found->second);
+  };
+  auto in_patch = patch.begin();
+  auto in_installed = installed.begin();
+  for (const Key& peer : peers) {
+    for (; in_patch != patch.end() && less(in_patch->first, peer); ++in_patch) {
+      upsert_unlisted(in_patch->first, in_patch->second);
+    }
+    // Everything before in_installed is below this run; a few entries of
+    // unpatched addresses are stepped over, more are searched.
+    for (int step = 0; in_installed != installed.end() && less(in_installed->first, peer); ++step) {
+      if (step == 8) {
+        in_installed = installed.lower_bound(peer);
+        break;
+      }
+      ++in_installed;
+    }
+    auto patch_run = [&] { return in_patch != patch.end() && SamePeer(in_patch->first, peer); };
+    auto installed_run = [&] { return in_installed != installed.end() && SamePeer(in_installed->first, peer); };
+    while (patch_run() || installed_run()) {
+      if (!installed_run() || (patch_run() && less(in_patch->first, in_installed->first))) {
+        upsert(in_patch->first, in_patch->second, nullptr);
+        ++in_patch;
+      } else if (!patch_run() || less(in_installed->first, in_patch->first)) {
+        changes.deletes.emplace_back(in_installed->first, in_installed->second);
+        ++in_installed;
+      } else {
+        upsert(in_patch->first, in_patch->second, &in_installed->second);
+        ++in_patch;
+        ++in_installed;
+      }
+    }
+  }
+  for (; in_patch != patch.end(); ++in_patch) upsert_unlisted(in_patch->first, in_patch->second);
+  SortForLookupOrder(changes);
 }
 
 // Whether a patch of `addresses` replaces the exact entry of `key`.
@@ -961,24 +1029,8 @@ void PolicyMapUpdater::PlanPatch(const PeerEntries& peers, Plan& plan) const {
     plan.kind = Plan::Kind::kInPlace;
     return;
   }
-  // The entries of the patched addresses of one family: the patch's in,
-  // the others of those addresses out.
-  auto splice_addresses = [&](const auto& addresses, const auto& patch, const auto& installed, auto& changes) {
-    for (const auto& [key, value] : patch) {
-      if (!trimmed[ms_key_direction(key.direction)] && !SameValue(installed, key, value)) {
-        changes.upserts.emplace_back(key, value);
-      }
-    }
-    for (const auto& address : addresses) {
-      const auto [begin, end] = PeerRange(installed, plan.endpoint_id, address);
-      for (auto it = begin; it != end; ++it) {
-        if (!patch.contains(it->first)) changes.deletes.emplace_back(it->first, it->second);
-      }
-    }
-    SortForLookupOrder(changes);
-  };
-  splice_addresses(peers.addresses.ipv4, peers.exact, old.exact, plan.changes.exact);
-  splice_addresses(peers.addresses.ipv6, peers.exact6, old.exact6, plan.changes.exact6);
+  DiffPeerRuns(plan.endpoint_id, peers.addresses.ipv4, peers.exact, old.exact, trimmed, plan.changes.exact);
+  DiffPeerRuns(plan.endpoint_id, peers.addresses.ipv6, peers.exact6, old.exact6, trimmed, plan.changes.exact6);
   if (peers.lpm) DiffLpmPatch(old.lpm, *peers.lpm, trimmed, plan.changes.lpm);
   if (peers.lpm6) DiffLpmPatch(old.lpm6, *peers.lpm6, trimmed, plan.changes.lpm6);
   plan.kind = plan.changes.empty() ? Plan::Kind::kUnchanged : Plan::Kind::kInPlace;
