@@ -35,15 +35,6 @@ bool InAnyBlock(const VerdictRule& rule, const Address& addr) {
   return std::any_of(blocks.begin(), blocks.end(), [&](const auto& block) { return InBlock(block, addr); });
 }
 
-// The port keys `rule` matches the pod at `addr` on; empty: it does not match it.
-template <typename Address>
-const std::vector<PortKey>* KeysForPod(const VerdictRule& rule, const Address& addr) {
-  const auto& pod_ports = PodPortsOf(rule, addr);
-  if (const auto found = pod_ports.find(addr); found != pod_ports.end()) return &found->second;
-  if (InAnyBlock(rule, addr)) return &rule.ports;
-  return nullptr;
-}
-
 bool AnyCovers(const std::vector<PortKey>& keys, const PortKey& port_class) {
   return std::any_of(keys.begin(), keys.end(), [&](const PortKey& key) { return PortKeyCovers(key, port_class); });
 }
@@ -78,30 +69,47 @@ NamespaceOutcome NamespaceTier(const DirectionRules& direction, const std::vecto
   return {!isolated, include_audit && isolated ? direction.audit_isolation_rule_id : 0};
 }
 
-// The exact entries for one address some rule matches as a pod. Its keys are
+// The exact entries for one address some rule matches as a pod (none when
+// no rule does: an address inside CIDRs only is the LPM's). Its keys are
 // those of every rule matching it (pod or CIDR), so that each entry's region
 // (packets whose most specific key it is) sees a uniform rule set; packets
 // outside all its keys match no rule on it and fall through to the LPM,
 // which gives the same answer.
 // A range key stands for the port intervals inside it (port_intervals.h).
+// Each rule's keys for the address are looked up once: peer patches run
+// this for hundreds of addresses at each of their endpoints.
 template <typename Address>
 void AppendExactVerdicts(const DirectionRules& direction, const PortIntervals& intervals, const Address& addr,
                          std::vector<BasicExactVerdict<Address>>& out) {
-  std::set<PortKey> keys;
+  struct Match {
+    const VerdictRule* rule;
+    const std::vector<PortKey>* keys;
+  };
+  std::vector<Match> matches;
+  bool as_pod = false;
   for (const VerdictRule& rule : direction.rules) {
-    const std::vector<PortKey>* rule_keys = KeysForPod(rule, addr);
-    if (!rule_keys) continue;
-    if (intervals.empty()) {
-      keys.insert(rule_keys->begin(), rule_keys->end());
-    } else {
-      intervals.Split(*rule_keys, keys);
+    const auto& pod_ports = PodPortsOf(rule, addr);
+    if (const auto found = pod_ports.find(addr); found != pod_ports.end()) {
+      matches.push_back({&rule, &found->second});
+      as_pod = true;
+    } else if (InAnyBlock(rule, addr)) {
+      matches.push_back({&rule, &rule.ports});
     }
   }
+  if (!as_pod) return;
+  std::set<PortKey> keys;
+  for (const Match& match : matches) {
+    if (intervals.empty()) {
+      keys.insert(match.keys->begin(), match.keys->end());
+    } else {
+      intervals.Split(*match.keys, keys);
+    }
+  }
+  std::vector<const VerdictRule*> matching;
   for (const PortKey& key : keys) {
-    std::vector<const VerdictRule*> matching;
-    for (const VerdictRule& rule : direction.rules) {
-      const std::vector<PortKey>* rule_keys = KeysForPod(rule, addr);
-      if (rule_keys && AnyCovers(*rule_keys, key)) matching.push_back(&rule);
+    matching.clear();
+    for (const Match& match : matches) {
+      if (AnyCovers(*match.keys, key)) matching.push_back(match.rule);
     }
     out.push_back({addr, key, EvaluateTiers(direction, matching)});
   }
@@ -237,11 +245,8 @@ std::vector<BasicExactVerdict<Address>> CompileExactVerdictsOf(const DirectionRu
                                                                const std::set<Address>& addresses) {
   std::vector<BasicExactVerdict<Address>> out;
   if (addresses.empty()) return out;
-  const std::set<Address> pods = PodAddresses<Address>(direction);
   const PortIntervals intervals(direction.rules);
-  for (const Address& addr : addresses) {
-    if (pods.contains(addr)) AppendExactVerdicts(direction, intervals, addr, out);
-  }
+  for (const Address& addr : addresses) AppendExactVerdicts(direction, intervals, addr, out);
   return out;
 }
 
