@@ -182,10 +182,12 @@ void DiffPeerRuns(uint32_t endpoint_id, const Addresses& addresses, const Map& p
     for (; in_patch != patch.end() && less(in_patch->first, peer); ++in_patch) {
       upsert_unlisted(in_patch->first, in_patch->second);
     }
-    // Everything before in_installed is below this run; a few entries of
-    // unpatched addresses are stepped over, more are searched.
+    // Everything before in_installed is below this run; an entry of an
+    // unpatched address or two is stepped over, more are searched (an
+    // endpoint's maps are large and their nodes scattered: each step is
+    // likely a cache miss).
     for (int step = 0; in_installed != installed.end() && less(in_installed->first, peer); ++step) {
-      if (step == 8) {
+      if (step == 2) {
         in_installed = installed.lower_bound(peer);
         break;
       }
@@ -403,23 +405,29 @@ std::optional<RecutSteps> DiffEndpointInPlace(uint32_t endpoint_id, const Endpoi
   return steps;
 }
 
-// One undoable write: a policy entry (`key` set) or an ms_endpoints entry.
-struct Undo {
-  std::optional<std::variant<ms_policy_key, ms_lpm_key, ms_policy6_key, ms_lpm6_key>> key;
-  uint32_t ifindex = 0;
-  std::optional<ms_policy_value> previous_value;  // policy entry: value before, nullopt: was absent
-  std::optional<ms_endpoint> previous_endpoint;
-};
+// One policy map's entries of an endpoint (keys without the generation bit).
+template <typename Key>
+using EndpointEntries = std::map<Key, ms_policy_value, BytewiseLess<Key>>;
 
-// One ordered batch of upserts (kernel keys) for one policy map, with what
-// each key held before (nullopt: absent) for the undo.
+// One ordered batch of upserts (kernel keys) for one policy map, with where
+// the undo finds what each key held before: the endpoint's entries the
+// write starts from (nullptr: the key was absent). They stay as they are
+// until the batch is done or undone, so the value is looked up only when a
+// write is undone, not for each of the tens of thousands that are not.
 template <typename Key>
 struct UpsertBatch {
   PolicyEntryList<Key> entries;
-  std::vector<std::optional<ms_policy_value>> previous;
-  void Add(const Key& key, const ms_policy_value& value, std::optional<ms_policy_value> before) {
+  std::vector<const EndpointEntries<Key>*> held_before;
+  void Add(const Key& key, const ms_policy_value& value, const EndpointEntries<Key>* before) {
     entries.emplace_back(key, value);
-    previous.push_back(before);
+    held_before.push_back(before);
+  }
+  // What the key of entries[i] held before the batch (nullopt: absent).
+  std::optional<ms_policy_value> Previous(size_t i) const {
+    if (held_before[i] == nullptr) return std::nullopt;
+    Key key = entries[i].first;
+    key.endpoint_id &= ~MS_POLICY_GEN_BIT;
+    return ValueAt(*held_before[i], key);
   }
 };
 
@@ -433,6 +441,18 @@ struct DeleteBatch {
     keys.push_back(key);
     removed.push_back(value);
   }
+};
+
+// One undoable step: the first `done` entries of a policy map batch (undone
+// last first), or one ms_endpoints write (`batch` empty).
+struct Undo {
+  std::variant<std::monostate, const UpsertBatch<ms_policy_key>*, const UpsertBatch<ms_lpm_key>*,
+               const UpsertBatch<ms_policy6_key>*, const UpsertBatch<ms_lpm6_key>*, const DeleteBatch<ms_policy_key>*,
+               const DeleteBatch<ms_lpm_key>*, const DeleteBatch<ms_policy6_key>*, const DeleteBatch<ms_lpm6_key>*>
+      batch;
+  size_t done = 0;
+  uint32_t ifindex = 0;
+  std::optional<ms_endpoint> previous_endpoint;  // nullopt: the ifindex had no entry
 };
 
 // Named like MapState's maps so ForEachPolicyMap walks them too.
@@ -780,20 +800,40 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
   std::vector<Undo> undo;
   auto roll_back = [&](const absl::Status& cause) {
     ++counters_.rollbacks;
-    for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
-      absl::Status status;
-      if (it->key) {
-        std::visit(
-            [&](const auto& key) {
-              using Key = std::decay_t<decltype(key)>;
-              status = it->previous_value ? UpsertEntry(writer_, key, *it->previous_value) : DeleteEntry(writer_, key);
-              if (!status.ok() && !it->previous_value) EntriesOf<Key>(strays_).emplace(key, ms_policy_value{});
-            },
-            *it->key);
-      } else {
-        status = it->previous_endpoint ? writer_.UpsertEndpoint(it->ifindex, *it->previous_endpoint)
-                                       : writer_.DeleteEndpoint(it->ifindex);
+    auto undo_upserts = [&](const auto& batch, size_t done) {
+      for (size_t i = done; i-- > 0;) {
+        const auto& key = batch.entries[i].first;
+        const std::optional<ms_policy_value> previous = batch.Previous(i);
+        const absl::Status status = previous ? UpsertEntry(writer_, key, *previous) : DeleteEntry(writer_, key);
+        if (status.ok()) continue;
+        ++counters_.cleanup_failures;
+        if (!previous) EntriesOf<std::decay_t<decltype(key)>>(strays_).emplace(key, ms_policy_value{});
       }
+    };
+    auto undo_deletes = [&](const auto& batch, size_t done) {
+      for (size_t i = done; i-- > 0;) {
+        if (!UpsertEntry(writer_, batch.keys[i], batch.removed[i]).ok()) ++counters_.cleanup_failures;
+      }
+    };
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+      if (it->batch.index() != 0) {
+        std::visit(
+            [&](const auto& batch) {
+              using Batch = std::decay_t<decltype(batch)>;
+              if constexpr (std::is_pointer_v<Batch>) {
+                if constexpr (requires { batch->held_before; }) {
+                  undo_upserts(*batch, it->done);
+                } else {
+                  undo_deletes(*batch, it->done);
+                }
+              }
+            },
+            it->batch);
+        continue;
+      }
+      const absl::Status status = it->previous_endpoint
+                                      ? writer_.UpsertEndpoint(it->ifindex, *it->previous_endpoint)
+                                      : writer_.DeleteEndpoint(it->ifindex);
       if (!status.ok()) ++counters_.cleanup_failures;
     }
     return absl::Status(cause.code(),
@@ -814,11 +854,11 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
   enum Step { kStageUnion, kLookupsToUnion, kMain, kLookupsToNew, kSteps };
   std::array<PolicyMapBatches<UpsertBatch>, kSteps> upserts;
   std::array<PolicyMapBatches<DeleteBatch>, kSteps> deletes;
-  // `previous_of(key)`: what the key holds before the step (for the undo).
-  auto add_changes = [&](Step step, const auto& changes, bool generation, const auto& previous_of) {
+  // `before_of(key)`: the entries the key's write starts from (for the undo).
+  auto add_changes = [&](Step step, const auto& changes, bool generation, const auto& before_of) {
     for (const auto& [key, value] : changes.upserts) {
       using Key = std::decay_t<decltype(key)>;
-      BatchOf<Key>(upserts[step]).Add(KernelKey(key, generation), value, previous_of(key));
+      BatchOf<Key>(upserts[step]).Add(KernelKey(key, generation), value, before_of(key));
     }
     for (const auto& [key, value] : changes.deletes) {
       BatchOf<std::decay_t<decltype(key)>>(deletes[step]).Add(KernelKey(key, generation), value);
@@ -829,7 +869,7 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       const bool generation = (plan.desired->endpoint.flags & MS_EP_F_POLICY_GEN) != 0;
       ForEachPolicyMap(*plan.desired, [&](const auto& entries) {
         for (const auto& [key, value] : entries) {
-          BatchOf<std::decay_t<decltype(key)>>(upserts[kMain]).Add(KernelKey(key, generation), value, std::nullopt);
+          BatchOf<std::decay_t<decltype(key)>>(upserts[kMain]).Add(KernelKey(key, generation), value, nullptr);
         }
       });
     } else if (plan.kind == Plan::Kind::kInPlace) {
@@ -838,33 +878,33 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       const RecutSteps* recut = plan.recut ? &*plan.recut : nullptr;
       auto before_main = [&](const auto& key) {
         using Key = std::decay_t<decltype(key)>;
-        return ValueAt(EntriesOf<Key>(recut && recut->recut.Involves(key) ? recut->old_in_union : old), key);
+        return &EntriesOf<Key>(recut && recut->recut.Involves(key) ? recut->old_in_union : old);
       };
       ForEachPolicyMap(plan.changes, [&](const auto& changes) { add_changes(kMain, changes, generation, before_main); });
       if (recut) {
         auto before_stage = [&](const auto& key) {
           using Key = std::decay_t<decltype(key)>;
-          return ValueAt(EntriesOf<Key>(old), key);
+          return &EntriesOf<Key>(old);
         };
         ForEachPolicyMap(recut->stage_union,
                          [&](const auto& changes) { add_changes(kStageUnion, changes, generation, before_stage); });
         add_changes(kLookupsToUnion, recut->lookups_to_union, generation,
-                    [&](const ms_lpm_key& key) { return ValueAt(old.lpm, key); });
+                    [&](const ms_lpm_key&) { return &old.lpm; });
         add_changes(kLookupsToNew, recut->lookups_to_new, generation,
-                    [&](const ms_lpm_key& key) { return ValueAt(recut->union_lookups, key); });
+                    [&](const ms_lpm_key&) { return &recut->union_lookups; });
       }
     }
   }
   auto write = [&](const auto& batch) {
     size_t done = 0;
     const absl::Status status = writer_.UpsertBatch(batch.entries, done);
-    for (size_t i = 0; i < done; ++i) undo.push_back({batch.entries[i].first, 0, batch.previous[i], {}});
+    if (done > 0) undo.push_back({&batch, done, 0, std::nullopt});
     return status;
   };
   auto remove = [&](const auto& batch) {
     size_t done = 0;
     const absl::Status status = writer_.DeleteBatch(batch.keys, done);
-    for (size_t i = 0; i < done; ++i) undo.push_back({batch.keys[i], 0, batch.removed[i], {}});
+    if (done > 0) undo.push_back({&batch, done, 0, std::nullopt});
     return status;
   };
   // Each family's chain: its exact map, then its LPM trie; deletes the reverse.
@@ -888,7 +928,7 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
     const uint32_t ifindex = plan.old->policy.ifindex;
     if (claimed_ifindexes.contains(ifindex)) continue;
     if (absl::Status s = writer_.DeleteEndpoint(ifindex); !s.ok()) return roll_back(s);
-    undo.push_back({std::nullopt, ifindex, std::nullopt, plan.old->policy.endpoint});
+    undo.push_back({{}, 0, ifindex, plan.old->policy.endpoint});
   }
   for (const Plan& plan : plans) {
     if (plan.kind == Plan::Kind::kRemove) continue;
@@ -900,7 +940,7 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
     std::optional<ms_endpoint> previous;
     if (plan.old && plan.old->policy.ifindex == ifindex) previous = plan.old->policy.endpoint;
     if (absl::Status s = writer_.UpsertEndpoint(ifindex, plan.endpoint); !s.ok()) return roll_back(s);
-    undo.push_back({std::nullopt, ifindex, std::nullopt, previous});
+    undo.push_back({{}, 0, ifindex, previous});
   }
 
   // Phase C: clean up what no packet can reach any more. A failed delete
