@@ -81,22 +81,25 @@ NamespaceOutcome NamespaceTier(const DirectionRules& direction, const std::vecto
 template <typename Address>
 void AppendExactVerdicts(const DirectionRules& direction, const PortIntervals& intervals, const Address& addr,
                          std::vector<BasicExactVerdict<Address>>& out) {
+  // Most addresses of a patch are pods only some rules select: find out
+  // before matching CIDRs.
+  const bool as_pod = std::any_of(direction.rules.begin(), direction.rules.end(), [&](const VerdictRule& rule) {
+    return PodPortsOf(rule, addr).contains(addr);
+  });
+  if (!as_pod) return;
   struct Match {
     const VerdictRule* rule;
     const std::vector<PortKey>* keys;
   };
   std::vector<Match> matches;
-  bool as_pod = false;
   for (const VerdictRule& rule : direction.rules) {
     const auto& pod_ports = PodPortsOf(rule, addr);
     if (const auto found = pod_ports.find(addr); found != pod_ports.end()) {
       matches.push_back({&rule, &found->second});
-      as_pod = true;
     } else if (InAnyBlock(rule, addr)) {
       matches.push_back({&rule, &rule.ports});
     }
   }
-  if (!as_pod) return;
   std::set<PortKey> keys;
   for (const Match& match : matches) {
     if (intervals.empty()) {
