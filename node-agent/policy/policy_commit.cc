@@ -19,13 +19,14 @@ std::vector<EndpointUpdate> PlanEndpointUpdates(PolicyEngine& engine, const Poli
     updates.push_back(std::move(update));
   };
   for (uint32_t id : work.whole) compile_whole(id);
-  for (const auto& [id, addresses] : work.peers) {
+  for (auto& [id, addresses] : work.peers) {
     if (work.whole.contains(id)) continue;
     if (!engine.endpoints().contains(id)) {
       compile_whole(id);
       continue;
     }
-    PeerEntries peers = engine.CompilePeers(id, addresses, work.cidrs.contains(id), &selections);
+    // The patch carries its addresses; this batch's copy is not needed after it.
+    PeerEntries peers = engine.CompilePeers(id, std::move(addresses), work.cidrs.contains(id), &selections);
     if (!updater.CanPatch(id, peers)) {
       compile_whole(id);
       continue;

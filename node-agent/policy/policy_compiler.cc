@@ -219,21 +219,22 @@ std::vector<const PeerPod*> PeersAt(const PolicyContext& context, const PeerAddr
 }
 
 PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoint& endpoint,
-                                 const PeerAddresses& addresses, bool with_cidrs,
+                                 PeerAddresses addresses, bool with_cidrs,
                                  PeerSelectionCache* selections) {
-  std::vector<const PeerPod*> own_scope;
-  if (!selections) own_scope = PeersAt(context, addresses);
-  const std::vector<const PeerPod*>& scope = selections ? selections->PeersAt(context, addresses) : own_scope;
-  const Pod* pod = FindPod(*context.cluster, endpoint);
   PeerEntries out;
-  out.addresses = addresses;
+  out.addresses = std::move(addresses);
+  const PeerAddresses& patched = out.addresses;
+  std::vector<const PeerPod*> own_scope;
+  if (!selections) own_scope = PeersAt(context, patched);
+  const std::vector<const PeerPod*>& scope = selections ? selections->PeersAt(context, patched) : own_scope;
+  const Pod* pod = FindPod(*context.cluster, endpoint);
   EndpointPolicy exact_only;
   for (ms_direction direction : {MS_DIR_INGRESS, MS_DIR_EGRESS}) {
     const DirectionRules rules = CollectDirectionRules(context, endpoint, pod, direction, nullptr, &scope, selections);
     out.default_action[direction] = DefaultAction(rules);
     DirectionEntries entries;
-    entries.exact = CompileExactVerdicts(rules, addresses.ipv4);
-    entries.exact6 = CompileExactVerdicts(rules, addresses.ipv6);
+    entries.exact = CompileExactVerdicts(rules, patched.ipv4);
+    entries.exact6 = CompileExactVerdicts(rules, patched.ipv6);
     // A rule's CIDRs and ports do not depend on the scope: its LPM entries are whole.
     if (with_cidrs) {
       DirectionEntries cidrs = CompileLpmVerdicts(rules);

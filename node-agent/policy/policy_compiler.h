@@ -160,8 +160,10 @@ struct PeerEntries {
 // The peer pods with one of these addresses: a peer patch's scope.
 std::vector<const PeerPod*> PeersAt(const PolicyContext& context, const PeerAddresses& addresses);
 
+// `addresses` become the result's (by value: a caller done with them
+// moves them in instead of a copy per endpoint).
 PeerEntries CompileEndpointPeers(const PolicyContext& context, const LocalEndpoint& endpoint,
-                                 const PeerAddresses& addresses, bool with_cidrs = false,
+                                 PeerAddresses addresses, bool with_cidrs = false,
                                  PeerSelectionCache* selections = nullptr);
 
 struct CompiledPolicy {

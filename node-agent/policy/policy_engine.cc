@@ -565,9 +565,9 @@ EndpointPolicy PolicyEngine::Compile(uint32_t endpoint_id, PeerSelectionCache* s
   return CompileEndpointPolicy(context_, endpoints_.at(endpoint_id), selections);
 }
 
-PeerEntries PolicyEngine::CompilePeers(uint32_t endpoint_id, const PeerAddresses& addresses, bool with_cidrs,
+PeerEntries PolicyEngine::CompilePeers(uint32_t endpoint_id, PeerAddresses addresses, bool with_cidrs,
                                        PeerSelectionCache* selections) const {
-  return CompileEndpointPeers(context_, endpoints_.at(endpoint_id), addresses, with_cidrs, selections);
+  return CompileEndpointPeers(context_, endpoints_.at(endpoint_id), std::move(addresses), with_cidrs, selections);
 }
 
 }  // namespace microseg

@@ -101,8 +101,9 @@ class PolicyEngine {
   EndpointPolicy Compile(uint32_t endpoint_id, PeerSelectionCache* selections = nullptr);
   uint64_t compiled_endpoints() const { return compiled_endpoints_; }
   // The endpoint's entries for these peer addresses now (and with
-  // `with_cidrs` its LPM entries). Not counted above.
-  PeerEntries CompilePeers(uint32_t endpoint_id, const PeerAddresses& addresses, bool with_cidrs = false,
+  // `with_cidrs` its LPM entries). Not counted above. `addresses` end up
+  // in the result (by value: a caller done with them moves them in).
+  PeerEntries CompilePeers(uint32_t endpoint_id, PeerAddresses addresses, bool with_cidrs = false,
                            PeerSelectionCache* selections = nullptr) const;
 
  private:
