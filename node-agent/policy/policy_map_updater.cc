@@ -67,6 +67,30 @@ std::array<bool, MS_DIR_MAX> DirectionsWithEntries(const EndpointPolicy& policy)
   return has;
 }
 
+// InstalledEndpoint::has_entries once `changes` are spliced into `policy`
+// (`before`: what it had): a direction gains entries only by an upsert and
+// can lose them only by a delete, so the entries are searched only when a
+// direction with entries loses some and gains none.
+template <typename Changes>
+std::array<bool, MS_DIR_MAX> DirectionsAfterSplice(const std::array<bool, MS_DIR_MAX>& before,
+                                                   const Changes& changes, const EndpointPolicy& policy) {
+  std::array<bool, MS_DIR_MAX> upserted{};
+  std::array<bool, MS_DIR_MAX> deleted{};
+  ForEachPolicyMap(changes, [&](const auto& map_changes) {
+    for (const auto& entry : map_changes.upserts) upserted[ms_key_direction(entry.first.direction)] = true;
+    for (const auto& entry : map_changes.deletes) deleted[ms_key_direction(entry.first.direction)] = true;
+  });
+  std::array<bool, MS_DIR_MAX> has = before;
+  for (uint8_t direction : {uint8_t{MS_DIR_INGRESS}, uint8_t{MS_DIR_EGRESS}}) {
+    if (upserted[direction]) {
+      has[direction] = true;
+    } else if (deleted[direction] && has[direction]) {
+      return DirectionsWithEntries(policy);
+    }
+  }
+  return has;
+}
+
 // Rung of a key in the data path's lookup chain for one peer
 // (ms_policy_verdict): (proto,port), (proto,interval), (proto,any), (any,any).
 template <typename Key>
@@ -599,6 +623,9 @@ bool PatchKeepsLookupActions(const EndpointPolicy& policy, const PeerEntries& pe
     if ((policy.endpoint.flags & lookup) == 0) return 0;
     return ms_lookup_action_bit(direction, value.action);
   };
+  // No direction looked up without isolation: no entry brings a bit (the
+  // common case of isolated endpoints; spares walks of every patch entry).
+  if ((policy.endpoint.flags & (MS_EP_F_INGRESS_LOOKUP | MS_EP_F_EGRESS_LOOKUP)) == 0) return installed == 0;
   uint8_t found = 0;
   auto note_all = [&](const auto& entries) {
     for (const auto& [key, value] : entries) found |= bits_of(key.direction, value);
@@ -1015,7 +1042,8 @@ absl::Status PolicyMapUpdater::Apply(std::vector<EndpointUpdate> updates) {
       policy.endpoint = plan.endpoint;
       policy.summary.exact_entries = static_cast<uint32_t>(policy.exact.size() + policy.exact6.size());
       policy.summary.lpm_entries = static_cast<uint32_t>(policy.lpm.size() + policy.lpm6.size());
-      installed.has_entries = DirectionsWithEntries(policy);
+      installed.has_entries = plan.patch_replaced ? DirectionsWithEntries(policy)
+                                                  : DirectionsAfterSplice(installed.has_entries, plan.changes, policy);
     } else if (plan.desired) {
       InstalledEndpoint& installed = installed_[plan.endpoint_id];
       installed.policy = std::move(*plan.desired);
