@@ -17,7 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from node import METRICS_ADDRESS, Node, NodeOptions, run, terminate
+from node import METRICS_ADDRESS, Node, NodeOptions, run, tail, terminate
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -54,13 +54,6 @@ class PeerAgent:
         with open(self.log, encoding="utf-8", errors="replace") as f:
             return f.read()
 
-
-def tail(path: str, lines: int = 40) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return f"(no log at {path})"
 
 
 class KubeNode(Node):

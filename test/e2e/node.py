@@ -85,6 +85,15 @@ def terminate(process: subprocess.Popen, grace: float, on_kill: Callable[[], Non
     return process.returncode
 
 
+def tail(path: str, lines: int = 40) -> str:
+    """The last `lines` lines of a log, for a failure message."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
 def skip_reason_if_unprivileged() -> str | None:
     """Why this machine cannot run the e2e suite, or None."""
     if os.geteuid() != 0:
@@ -262,11 +271,7 @@ class Node:
             raise SetupError(f"microseg-agent not ready after {timeout:g} s:\n" + log_tail()) from None
 
     def agent_log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.agent_log, encoding="utf-8", errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return "(no agent log)"
+        return tail(self.agent_log, lines)
 
     def close(self) -> None:
         """Removes everything this run created; safe to call more than once."""

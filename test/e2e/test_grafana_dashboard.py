@@ -46,7 +46,7 @@ sys.path.insert(0, HERE)
 from e2e_main import arguments, run_e2e  # noqa: E402
 from expect import metric_sum, ok, require, step  # noqa: E402
 from kube_node import KubeNode  # noqa: E402
-from node import METRICS_ADDRESS, Node, NodeOptions, Pod, run, terminate, wait_until  # noqa: E402
+from node import METRICS_ADDRESS, Node, NodeOptions, Pod, run, tail, terminate, wait_until  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
 DASHBOARD = os.path.join(REPO, "deploy", "helm", "microseg", "dashboards", "microseg.json")
@@ -138,8 +138,7 @@ class Prometheus:
                                             start_new_session=True)
 
     def log_tail(self, lines: int = 30) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
+        return tail(self.log_path, lines)
 
     def get(self, path: str, params: dict[str, str] | None = None) -> tuple[int, str]:
         """HTTP GET inside the node netns; (status code, body)."""
